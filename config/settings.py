@@ -1,0 +1,104 @@
+"""Typed settings read from the environment (prefix ``SUPERAPP_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_SECRET_KEY = "change-me-this-is-not-a-secret"
+DEFAULT_DATABASE_URL = "sqlite:///./var/superapp.db"
+
+
+class SettingsError(RuntimeError):
+    """Raised when the configuration cannot be used; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure, with the embedded defaults a demo needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SUPERAPP_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    env: Literal["dev", "test", "production"] = "dev"
+    database_url: str = DEFAULT_DATABASE_URL
+    # Unset means the in-process broker: one worker only.
+    redis_url: str | None = None
+    # Comma-separated mini-app ids; unset loads every mini-app found.
+    miniapps: Annotated[list[str] | None, NoDecode] = None
+    # Mini-app ids never loaded, even when found (applied after the allowlist).
+    miniapps_disabled: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    secret_key: str = DEFAULT_SECRET_KEY
+    locale: Literal["vi", "en"] = "vi"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    # Built-in mini-apps are discovered from this package; tests may point elsewhere.
+    builtin_miniapps_package: str = "miniapps"
+    # Whether the host also looks at the ``superapp.miniapps`` entry points.
+    load_entry_points: bool = True
+    scheduler_enabled: bool = True
+    var_dir: Path = Path("./var")
+
+    @field_validator("miniapps", "miniapps_disabled", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                "must start with sqlite:// or postgresql:// (for example postgresql://user@host/db)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if len(value) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> "Settings":
+        if self.env == "production" and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "SUPERAPP_SECRET_KEY is the built-in default; set a random secret in production"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver SQLAlchemy should use."""
+        if self.database_url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + self.database_url[len("postgresql://") :]
+        return self.database_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one message that names each bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = f"SUPERAPP_{field.upper()}" if error["loc"] else "settings"
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None

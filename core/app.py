@@ -1,0 +1,160 @@
+"""The app factory: ``create_app(settings)`` builds one host with its own plugin manager and engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from config import Settings, load_settings
+from config.logging import configure_logging
+from core import __version__
+from core.db import check_reachable, make_engine
+from core.errors import install_problem_handlers
+from core.events import EventBus
+from core.identity.consent import ConsentService
+from core.manifests import ManifestCache
+from core.manifests import router as manifests_router
+from core.ops import router as ops_router
+from core.scheduler import scheduler_loop
+from core.shell import router as shell_router
+from core.units.routes import router as units_router
+from core.web import build_templates
+from plugins.context import HostContext
+from plugins.events import MiniAppsLoaded
+from plugins.hookspecs import CONTRACT_VERSION
+from plugins.manager import find_candidates, load_miniapps, select
+from plugins.registry import ContractError, MiniApp
+from push.broker import make_broker
+
+log = logging.getLogger(__name__)
+CORE_ROUTERS = (ops_router, manifests_router, units_router, shell_router)
+RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
+
+
+def discover(settings: Settings) -> list[MiniApp]:
+    """Find, select and load the mini-apps ``settings`` allow; raises ContractError naming the culprit."""
+    candidates = select(
+        find_candidates(
+            builtin_package=settings.builtin_miniapps_package, use_entry_points=settings.load_entry_points
+        ),
+        allow=settings.miniapps,
+        deny=settings.miniapps_disabled,
+    )
+    reserved = [c.id for c in candidates if c.id in RESERVED_IDS]
+    if reserved:
+        raise ContractError(f"mini-app id(s) {reserved} are reserved by the host; choose another id")
+    _pm, miniapps = load_miniapps(candidates, host_version=CONTRACT_VERSION)
+    return miniapps
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the host for ``settings`` (read from the environment when omitted)."""
+    settings = settings or load_settings()
+    miniapps = discover(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(check_reachable, app.state.engine)
+        await app.state.broker.ping()
+        await app.state.events.publish(MiniAppsLoaded(miniapp_ids=[m.id for m in miniapps]))
+        scheduler = None
+        jobs = [job for m in miniapps for job in m.jobs]
+        if settings.scheduler_enabled and jobs:
+            worker = f"{socket.gethostname()}:{os.getpid()}"
+            scheduler = asyncio.create_task(
+                scheduler_loop(app.state.engine, jobs, host=app.state.host, worker=worker)
+            )
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+            await app.state.broker.close()
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Hue super-app",
+        version=__version__,
+        summary="Identity, feed, push and pluggable mini-apps for a city's citizen super-app.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.miniapps = miniapps
+    app.state.engine = make_engine(settings.sqlalchemy_url)
+    app.state.broker = make_broker(settings.redis_url)
+    app.state.events = EventBus(s for m in miniapps for s in m.subscribers)
+    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish)
+    app.state.events.host = app.state.host
+    app.state.templates = build_templates(miniapps)
+    app.state.manifest_cache = ManifestCache()
+    app.state.consents = ConsentService(app.state.engine)
+
+    install_problem_handlers(app)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    for router in CORE_ROUTERS:
+        app.include_router(router)
+    app.mount("/static/core", StaticFiles(directory=Path(__file__).parent / "static"), name="static-core")
+    _mount_miniapps(app, miniapps)
+    return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Stable OpenAPI operation ids: the route's explicit id, else its function name."""
+    return route.operation_id or route.name
+
+
+def _mount_miniapps(app: FastAPI, miniapps: list[MiniApp]) -> None:
+    """Mount every mini-app's routers under its namespace, refusing two routes with one method and path."""
+    seen: dict[tuple[str, str], str] = {
+        (method, route.path): "core"
+        for router in CORE_ROUTERS for route in router.routes
+        if isinstance(route, APIRoute) for method in route.methods
+    }
+    for miniapp in miniapps:
+        for prefix, routers, tags in (
+            (miniapp.api_prefix, miniapp.api_routers, [miniapp.id]),
+            (miniapp.page_prefix, miniapp.page_routers, [f"{miniapp.id} pages"]),
+        ):
+            for router in routers:
+                for route in router.routes:
+                    if not isinstance(route, APIRoute):
+                        continue
+                    for method in route.methods:
+                        key = (method, prefix + route.path)
+                        if key in seen:
+                            raise ContractError(
+                                f"mini-app '{miniapp.id}': route {method} {key[1]} is already served by "
+                                f"'{seen[key]}'"
+                            )
+                        seen[key] = miniapp.id
+                # Operation ids are namespaced too, so two mini-apps' ``list_items`` never collide.
+                for route in router.routes:
+                    if isinstance(route, APIRoute):
+                        own = route.operation_id or route.name
+                        if not own.startswith(f"{miniapp.id}__"):
+                            route.operation_id = f"{miniapp.id}__{own}"
+                app.include_router(
+                    router, prefix=prefix, tags=tags, include_in_schema=prefix.startswith("/api")
+                )
+        if miniapp.static_dir is not None:
+            app.mount(f"/static/m/{miniapp.id}", StaticFiles(directory=miniapp.static_dir),
+                      name=f"static-{miniapp.id}")
+
+
+def create_app_from_env() -> FastAPI:
+    """The ASGI factory uvicorn workers call: settings and logging from the environment."""
+    settings = load_settings()
+    configure_logging(level=settings.log_level, json_logs=settings.log_json)
+    return create_app(settings)

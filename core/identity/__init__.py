@@ -1,0 +1,1 @@
+"""Identity and access: who is calling, which roles they hold in which units, what they may do."""

@@ -1,0 +1,26 @@
+"""What the host hands to mini-app code that runs outside a request: jobs and event subscribers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from plugins.events import DomainEvent
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """The host's services: the database, the settings and event publishing."""
+
+    engine: Engine
+    settings: Any
+    publish_event: Callable[["DomainEvent"], Any]
+
+    def session(self) -> Session:
+        """A new database session (use it as a context manager)."""
+        return Session(self.engine, expire_on_commit=False)

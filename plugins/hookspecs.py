@@ -1,0 +1,124 @@
+"""Every hook of the mini-app contract, in one module, grouped by lifecycle phase.
+
+A mini-app is a Python module (usually its package ``__init__``) that implements some of these
+hooks with ``@hookimpl``. The host calls each hook *once per mini-app*, handing it a ``register``
+callback already bound to that mini-app's id, so everything it registers is namespaced under the id
+(routes under ``/api/miniapps/<id>/`` and ``/m/<id>/``, templates under ``<id>/``, permissions as
+``<id>.<name>``) and checked at start-up. Any function named ``superapp_*`` in a mini-app that is not
+listed here stops start-up (a misspelt hook is never silently ignored).
+
+The docs page ``docs/hooks.md`` has a section for every hook here; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from plugins.manifest import Manifest
+    from plugins.registry import (
+        RegisterEventSubscriber,
+        RegisterFeedContributor,
+        RegisterModels,
+        RegisterPermission,
+        RegisterRoutes,
+        RegisterScheduledJob,
+        RegisterSearchProvider,
+    )
+
+PROJECT = "superapp"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+# Version of this contract. A manifest's ``min_host_version`` is compared with it.
+CONTRACT_VERSION = "1.0.0"
+
+
+# --- Phase 1: declaration ----------------------------------------------------------------------
+
+
+@hookspec
+def superapp_manifest() -> "Manifest | Mapping[str, Any]":
+    """Return the mini-app's manifest: a ``Manifest`` or a mapping validated as one.
+
+    Called once per mini-app before anything else; a manifest that fails validation stops start-up
+    with a message naming the mini-app and each bad field. ``plugins.read_manifest(__file__)`` reads a
+    ``manifest.json`` kept beside the module. Required: exactly one implementation per mini-app.
+    """
+
+
+# --- Phase 2: registration (called once per mini-app at start-up, in manifest order) -----------
+
+
+@hookspec
+def superapp_register_routes(register: "RegisterRoutes") -> None:
+    """Add the mini-app's JSON API, its pages, its templates and its static files.
+
+    ``register(api=router)`` mounts an ``APIRouter`` under ``/api/miniapps/<id>``;
+    ``register(pages=router)`` mounts HTML pages under ``/m/<id>`` (the manifest's ``entry_page`` is
+    relative to it); ``register(templates=path)`` makes the folder's templates loadable as
+    ``<id>/<name>``; ``register(static=path)`` serves files under ``/static/m/<id>/``. Two routes with
+    the same method and path stop start-up. Results are not combined; the hook returns nothing.
+    """
+
+
+@hookspec
+def superapp_register_models(register: "RegisterModels") -> None:
+    """Declare the mini-app's SQLModel tables and its Alembic migration folder.
+
+    ``register(*models, migrations=path)``: every table name must start with ``<id>_`` and the
+    migration folder is an Alembic branch labelled ``<id>``. ``superapp db upgrade`` applies it and
+    the contract kit checks that models and migrations agree.
+    """
+
+
+@hookspec
+def superapp_register_permissions(register: "RegisterPermission") -> None:
+    """Declare the permissions the mini-app checks and the roles granted them by default.
+
+    ``register("reports.handle", description=LocalizedText | dict, roles=["commune_official"])``
+    declares ``<id>.reports.handle``. Routes check permissions with the host's permission dependency;
+    checking an undeclared permission is an error.
+    """
+
+
+@hookspec
+def superapp_register_event_subscribers(register: "RegisterEventSubscriber") -> None:
+    """Subscribe to domain events published by core or any mini-app.
+
+    ``register(EventClass, handler)``; ``handler(event, host)`` may be a function or a coroutine
+    function; ``host`` is a ``plugins.context.HostContext`` (database sessions, settings, publishing).
+    Handlers run after the publisher's work; a handler that raises is logged and counted and affects
+    neither the other handlers nor the publisher.
+    """
+
+
+@hookspec
+def superapp_register_feed_contributors(register: "RegisterFeedContributor") -> None:
+    """Contribute items to the resident's news and warning feed.
+
+    ``register(contributor)``: ``contributor(context)`` returns (or awaits to) a list of feed items
+    for the reader described by ``context``. Every contributor is asked; results are merged.
+    """
+
+
+@hookspec
+def superapp_register_scheduled_jobs(register: "RegisterScheduledJob") -> None:
+    """Run periodic work, once per period across all workers and machines.
+
+    ``register("escalate_overdue", run, every=timedelta(minutes=15))``; ``run(host)`` may be a
+    coroutine function; ``host`` is a ``plugins.context.HostContext``. The host records each period's run in the database so a period runs once however many
+    workers serve; a failing run is logged and counted and retried next period.
+    """
+
+
+@hookspec
+def superapp_register_search_providers(register: "RegisterSearchProvider") -> None:
+    """Answer the one search box across all mini-apps.
+
+    ``register(provider, label=LocalizedText | dict)``: ``provider(query)`` gets a
+    ``plugins.search.SearchQuery`` and returns (or awaits to) a list of ``SearchResult``. The host fans out to every provider the caller may use and merges the results
+    with their source.
+    """

@@ -1,0 +1,187 @@
+"""Shared fixtures: a network watchdog, migrated databases (SQLite always, PostgreSQL when configured),
+apps built by the factory with test settings, and helpers that skip, or fail under CI, when a real
+service is missing."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from config import Settings
+from core.app import create_app, discover
+from core.db import make_engine
+from core.migrate import upgrade
+from core.units.service import load_reference_units
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("SUPERAPP_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("SUPERAPP_TEST_REDIS_URL")
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip when ``what`` is unavailable; under CI=true a missing service fails the test instead."""
+    if condition:
+        return
+    if CI:
+        pytest.fail(f"{what} is required under CI=true but is not available")
+    pytest.skip(f"{what} not available")
+
+
+# --- Network watchdog: tests talk only to loopback --------------------------------------------------
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(address: object) -> None:
+    if not isinstance(address, tuple):
+        return  # unix sockets are local
+    host = address[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConnectionRefusedError(f"network watchdog: test tried to reach {host!r}") from None
+        return
+    if not ip.is_loopback:
+        raise ConnectionRefusedError(f"network watchdog: test tried to reach {host}")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check_address(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check_address(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def network_watchdog() -> Iterator[None]:
+    """Refuse any connection to a non-loopback address for the whole session."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+# --- Databases ----------------------------------------------------------------------------------
+
+
+def base_settings(**overrides: object) -> Settings:
+    """Settings for a test host: test env, a fixed secret, no scheduler unless asked."""
+    values: dict[str, object] = {
+        "env": "test", "secret_key": TEST_SECRET, "scheduler_enabled": False, "log_json": False,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _migrate_and_load(url: str) -> None:
+    engine = make_engine(url)
+    miniapps = discover(base_settings(database_url=url))
+    upgrade(engine, miniapps)
+    with Session(engine) as session:
+        load_reference_units(session)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file with the reference units, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _migrate_and_load(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated, dropped at the end."""
+    require(bool(PG_URL), "PostgreSQL (SUPERAPP_TEST_DATABASE_URL)")
+    assert PG_URL
+    server = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"superapp_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        require(False, f"PostgreSQL at {PG_URL} ({exc.__class__.__name__})")
+    url = server.set(database=name).render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://", 1)
+    _migrate_and_load(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+REFERENCE_TABLES = {"org_unit", "alembic_version"}
+
+
+def _truncate(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        tables = connection.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )).scalars().all()
+        mutable = [t for t in tables if t not in REFERENCE_TABLES]
+        if mutable:
+            connection.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in mutable) + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs twice: on a copy of the SQLite template and on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "superapp.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        yield url
+        _truncate(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated SQLite database for tests that need only one backend."""
+    path = tmp_path / "superapp.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    """Test settings on SQLite."""
+    return base_settings(database_url=sqlite_url, var_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A client of a host built by the factory, lifespan included."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server for tests of the Redis variants."""
+    require(bool(REDIS_URL), "Redis (SUPERAPP_TEST_REDIS_URL)")
+    assert REDIS_URL
+    return REDIS_URL
