@@ -76,7 +76,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     engine.dispose()
     click.echo(f"serving on http://{host}:{port} with {workers} worker(s); {len(miniapps)} mini-app(s)")
     uvicorn.run("core.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=None, proxy_headers=True, ws="websockets")
+                log_config=None, proxy_headers=True, ws="websockets-sansio")
 
 
 @main.group()

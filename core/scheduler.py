@@ -46,8 +46,8 @@ def period_start(job: ScheduledJob, now: datetime) -> datetime:
 def claim(engine: Engine, job: ScheduledJob, period: datetime, *, worker: str) -> bool:
     """Record that ``worker`` runs ``job`` for ``period``; False when another worker already has."""
     with Session(engine) as session:
-        session.add(JobRun(job_id=job.id, period_start=period.replace(tzinfo=None), worker=worker,
-                           started_at=datetime.now(UTC).replace(tzinfo=None)))
+        session.add(JobRun(job_id=job.id, period_start=period, worker=worker,
+                           started_at=datetime.now(UTC)))
         try:
             session.commit()
         except IntegrityError:
@@ -57,9 +57,9 @@ def claim(engine: Engine, job: ScheduledJob, period: datetime, *, worker: str) -
 
 def _finish(engine: Engine, job: ScheduledJob, period: datetime, outcome: str) -> None:
     with Session(engine) as session:
-        run = session.get(JobRun, (job.id, period.replace(tzinfo=None)))
+        run = session.get(JobRun, (job.id, period))
         if run is not None:
-            run.finished_at = datetime.now(UTC).replace(tzinfo=None)
+            run.finished_at = datetime.now(UTC)
             run.outcome = outcome
             session.add(run)
             session.commit()

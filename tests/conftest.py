@@ -185,3 +185,30 @@ def redis_url() -> str:
     require(bool(REDIS_URL), "Redis (SUPERAPP_TEST_REDIS_URL)")
     assert REDIS_URL
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (skips, or fails under CI, when not installed)."""
+    from tests.browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def live_url(settings: Settings) -> Iterator[str]:
+    """The base URL of a host served by uvicorn on loopback, for the browser to load."""
+    from tests.browser import serve
+
+    with serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, live_url: str):
+    """A fresh browser page at phone width, closed after the test."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_url, locale="vi-VN")
+    page = context.new_page()
+    yield page
+    context.close()

@@ -10,8 +10,8 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    """Now, in UTC, without tzinfo (how every table stores time)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, in UTC (every table stores aware UTC datetimes)."""
+    return datetime.now(UTC)
 
 
 class UserKind(StrEnum):

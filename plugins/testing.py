@@ -1,0 +1,119 @@
+"""The contract test kit: checks every mini-app, built-in or third-party, must pass in its own tests.
+
+Use it from a mini-app's tests::
+
+    from plugins.testing import check_miniapp
+
+    def test_contract(tmp_path):
+        check_miniapp("festival", tmp_path)
+
+Each check raises ``AssertionError`` with a message that names the mini-app and what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi.routing import APIRoute
+
+from plugins.manifest import validate_manifest
+from plugins.registry import PERMISSION_NAME, MiniApp
+
+
+def _host(miniapp_id: str, tmp_path: Path) -> tuple[Any, MiniApp]:
+    from config import Settings
+    from core.app import create_app
+
+    settings = Settings(
+        env="test", secret_key="contract-kit-secret-0123456789", scheduler_enabled=False, log_json=False,
+        database_url=f"sqlite:///{tmp_path / 'contract.db'}", miniapps=[miniapp_id], var_dir=tmp_path,
+    )
+    app = create_app(settings)
+    [miniapp] = [m for m in app.state.miniapps if m.id == miniapp_id]
+    return app, miniapp
+
+
+def check_manifest(miniapp: MiniApp) -> None:
+    """The manifest validates and its id is the mini-app's id."""
+    validate_manifest(miniapp.manifest.model_dump(mode="json"), miniapp=miniapp.id)
+
+
+def check_routes_namespaced(app: Any, miniapp: MiniApp) -> None:
+    """Every route of the mini-app lives under /api/miniapps/<id>/ or /m/<id>/."""
+    assert miniapp.api_routers or miniapp.page_routers, f"mini-app '{miniapp.id}' registers no routes"
+    spec = app.openapi()
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            if operation.get("operationId", "").startswith(f"{miniapp.id}__"):
+                assert path.startswith(miniapp.api_prefix + "/") or path == miniapp.api_prefix, (
+                    f"mini-app '{miniapp.id}': route {path} is outside {miniapp.api_prefix}/"
+                )
+    for router in miniapp.api_routers + miniapp.page_routers:
+        for route in router.routes:
+            assert isinstance(route, APIRoute), f"mini-app '{miniapp.id}': {route!r} is not an API route"
+            assert route.path.startswith("/"), f"mini-app '{miniapp.id}': route path {route.path!r} must start with /"
+
+
+def check_permissions(miniapp: MiniApp) -> None:
+    """Permissions are namespaced, well named and described in both languages."""
+    for permission in miniapp.permissions:
+        assert permission.name.startswith(f"{miniapp.id}."), permission.name
+        assert PERMISSION_NAME.match(permission.name), permission.name
+        assert permission.description.vi and permission.description.en
+
+
+def check_pages_render(app: Any, miniapp: MiniApp) -> None:
+    """The entry page renders in Vietnamese and in English, with the page's language declared."""
+    if not miniapp.page_routers:
+        return
+    from fastapi.testclient import TestClient
+
+    url = miniapp.page_prefix + miniapp.manifest.entry_page
+    with TestClient(app) as client:
+        for locale in ("vi", "en"):
+            response = client.get(url, params={"lang": locale})
+            assert response.status_code == 200, (
+                f"mini-app '{miniapp.id}': entry page {url}?lang={locale} answered {response.status_code}"
+            )
+            assert re.search(rf'<html[^>]*lang="{locale}"', response.text), (
+                f"mini-app '{miniapp.id}': entry page in {locale!r} must declare <html lang=\"{locale}\"> "
+                "(extend shell/base.html)"
+            )
+
+
+def check_migrations_match_models(app: Any, miniapp: MiniApp) -> None:
+    """The migration branch creates exactly the tables the models declare."""
+    from core.migrate import drift, upgrade
+
+    if not miniapp.models:
+        return
+    assert miniapp.migrations_dir is not None, (
+        f"mini-app '{miniapp.id}' declares models but no migrations folder"
+    )
+    engine = app.state.engine
+    upgrade(engine, [miniapp])
+    differences = drift(engine, [miniapp])
+    assert differences == [], f"mini-app '{miniapp.id}': models and migrations differ: {differences}"
+
+
+def check_callables(miniapp: MiniApp) -> None:
+    """Subscribers, jobs, feed contributors and search providers are callables the host can call."""
+    for subscriber in miniapp.subscribers:
+        assert callable(subscriber.handler)
+    for job in miniapp.jobs:
+        assert job.id.startswith(f"{miniapp.id}.") and callable(job.run)
+    for provider in miniapp.search_providers:
+        assert callable(provider.search) and provider.label.vi and provider.label.en
+
+
+def check_miniapp(miniapp_id: str, tmp_path: Path) -> None:
+    """Run every contract check on the installed mini-app ``miniapp_id``."""
+    app, miniapp = _host(miniapp_id, tmp_path)
+    check_manifest(miniapp)
+    check_routes_namespaced(app, miniapp)
+    check_permissions(miniapp)
+    check_callables(miniapp)
+    check_migrations_match_models(app, miniapp)
+    check_pages_render(app, miniapp)

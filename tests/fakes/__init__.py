@@ -1,0 +1,1 @@
+"""Loopback fakes of external services, driven through the real client libraries in tests."""

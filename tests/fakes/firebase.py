@@ -1,0 +1,893 @@
+"""Loopback fakes of Firebase Auth (ID-token certificates, accounts:lookup) and FCM HTTP v1.
+
+The real firebase-admin SDK runs end to end against these fakes: only the base URLs it reads when a
+service is first created for an app are pointed at servers bound to 127.0.0.1, so everything else
+(JWT checks, google-auth signature verification, cache-control, retries, error mapping) is the
+production code path.
+
+Typical use::
+
+    with serve_firebase_certs() as fake_auth, serve_fcm() as fcm:
+        app = initialize_test_app(fake_auth.project_id)
+        try:
+            claims = auth.verify_id_token(fake_auth.mint("u1", "+84900000001"), app=app)
+            fcm.script("dead-token", ["unregistered"])
+            messaging.send_each([...], app=app)
+        finally:
+            delete_test_app(app)          # or ``await adelete_test_app(app)`` in async tests
+
+The SDK reads the patched URLs when it builds an app's auth client or messaging service (on the
+first ``auth.*`` / ``messaging.*`` call for that app), so use the app inside the ``with`` block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import firebase_admin
+import google.auth.credentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from firebase_admin import _http_client, _token_gen, _user_mgt, credentials, messaging
+
+DEFAULT_PROJECT_ID = "superapp-test"
+DEFAULT_ACCESS_TOKEN = "fake-oauth2-access-token"
+# Short, so a fake that misbehaves fails a test quickly instead of stalling it for the SDK's 120 s.
+DEFAULT_HTTP_TIMEOUT_SECONDS = 10
+
+CERTS_PATH = "/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+# Google answers with roughly this shape of header; the SDK's cachecontrol session relies on it.
+CERTS_CACHE_CONTROL = "public, max-age=3600, must-revalidate, no-transform"
+ID_TOKEN_ISSUER_PREFIX = "https://securetoken.google.com/"
+ID_TOKEN_LIFETIME_SECONDS = 3600
+
+TOKEN_VARIANTS = (
+    "valid", "expired", "wrong_audience", "wrong_issuer", "unsigned", "tampered", "unknown_kid",
+    "wrong_key",
+)
+
+
+# --- Patching --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _patched(owner: object, name: str, value: object) -> Iterator[None]:
+    """Set ``owner.name`` to ``value`` for the block, restoring the original afterwards."""
+    # getattr without a default: if the SDK renames the attribute we must fail loudly, not patch a
+    # new attribute nobody reads and silently send traffic to Google.
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def no_retry_backoff() -> Iterator[None]:
+    """Zero the SDK's exponential backoff between 500/503 retries, so exhausting them is instant."""
+    # Both objects are module-level defaults shared by reference: requests' HTTPAdapter keeps the
+    # urllib3 Retry and copies it per request, HttpxRetryTransport deep-copies the HttpxRetry per
+    # request. Mutating them in place therefore also affects clients created earlier.
+    with _patched(_http_client.DEFAULT_RETRY_CONFIG, "backoff_factor", 0), \
+            _patched(_http_client.DEFAULT_HTTPX_RETRY_CONFIG, "backoff_factor", 0):
+        yield
+
+
+# --- Loopback HTTP plumbing -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request as received by a loopback fake."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    http_version: str
+
+    def json(self) -> Any:
+        """Decode the body as JSON."""
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class HttpResponse:
+    """What a loopback fake answers: a status, a JSON-able (or bytes) body and extra headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def google_error(code: int, status: str, message: str, details: list[dict] | None = None) -> dict:
+    """Build a body in the error format shared by Google REST APIs (google.rpc.Status)."""
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def _unauthenticated() -> HttpResponse:
+    """The 401 Google APIs return for a missing or bad OAuth2 bearer token."""
+    return HttpResponse(
+        401,
+        google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. "
+                     "Expected OAuth 2 access token, login cookie or other valid authentication "
+                     "credential."),
+        {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+    )
+
+
+def _bearer_rejected(request: HttpRequest, expected: str | None) -> HttpResponse | None:
+    """Return a 401 unless the request carries a bearer token (``expected`` one, if given)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token or (expected is not None and token != expected):
+        return _unauthenticated()
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns raw HTTP into ``HttpRequest`` for the owning server's route and writes its answer."""
+
+    # Keep-alive: the SDK's requests/httpx pools reuse connections, as they do against Google.
+    protocol_version = "HTTP/1.1"
+    server: _LoopbackServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                chunk = self.rfile.read(size)
+                self.rfile.readline()  # CRLF closing the chunk (or the trailer section)
+                if size == 0:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        parts = urlsplit(self.path)
+        request = HttpRequest(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=self._read_body(),
+            http_version=self.request_version,
+        )
+        try:
+            response = self.server.route(request)
+        except Exception as exc:  # a bug in a fake must surface as a 500 and a record, not a hang
+            self.server.errors.append(exc)
+            response = HttpResponse(500, google_error(500, "INTERNAL", f"fake crashed: {exc!r}"))
+        body = response.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Stay quiet: pytest output is for assertions, not access logs."""
+
+
+class _LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on 127.0.0.1 with an ephemeral port, run in a daemon thread."""
+
+    # Daemon handler threads: an idle keep-alive connection must not block interpreter exit.
+    daemon_threads = True
+
+    def __init__(self, route: Any) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.route = route
+        self.errors: list[BaseException] = []
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            name=f"loopback-fake-{self.server_address[1]}")
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of this server."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def track(self, connection: socket.socket) -> None:
+        """Remember an open client connection so ``stop`` can cut it."""
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        """Forget a client connection that has been closed."""
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def start(self) -> None:
+        """Begin serving in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, cut idle keep-alive connections and release the port."""
+        self.shutdown()
+        # Handler threads parked on an idle keep-alive socket would otherwise linger until the
+        # client's pool is garbage-collected; shutting the socket down wakes them to exit.
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server_close()
+        self._thread.join(timeout=5)
+
+
+# --- Credentials and apps -------------------------------------------------------------------------
+
+
+class StaticAccessTokenCredentials(google.auth.credentials.Credentials):
+    """google-auth credentials holding a fixed access token that never expires."""
+
+    def __init__(self, token: str = DEFAULT_ACCESS_TOKEN) -> None:
+        super().__init__()
+        # expiry stays None, which google-auth treats as "always fresh": before_request() just
+        # applies the header and never calls refresh() on its own.
+        self.token = token
+        self.refreshes = 0
+
+    def refresh(self, request: Any) -> None:
+        """Count the call and keep the same token; there is no token endpoint to ask."""
+        # The SDK still calls this after a 401 (AuthorizedSession / GoogleAuthCredentialFlow retry
+        # with a refreshed token); going to oauth2.googleapis.com is exactly what we must not do.
+        self.refreshes += 1
+
+
+class FakeCredential(credentials.Base):
+    """A firebase-admin credential with a static access token and a project id, needing no network."""
+
+    def __init__(
+            self, project_id: str = DEFAULT_PROJECT_ID, access_token: str = DEFAULT_ACCESS_TOKEN
+    ) -> None:
+        super().__init__()
+        self._project_id = project_id
+        self._google_credential = StaticAccessTokenCredentials(access_token)
+
+    @property
+    def project_id(self) -> str:
+        """Project id, read by ``App.project_id`` when the app options do not set one."""
+        return self._project_id
+
+    def get_credential(self) -> StaticAccessTokenCredentials:
+        """Return the google-auth credentials the SDK authorises its HTTP sessions with."""
+        return self._google_credential
+
+
+def initialize_test_app(
+        project_id: str = DEFAULT_PROJECT_ID,
+        *,
+        name: str | None = None,
+        access_token: str = DEFAULT_ACCESS_TOKEN,
+        options: dict[str, Any] | None = None,
+) -> firebase_admin.App:
+    """Initialise a uniquely named firebase-admin app on a ``FakeCredential``."""
+    app_options = {"projectId": project_id, "httpTimeout": DEFAULT_HTTP_TIMEOUT_SECONDS}
+    app_options.update(options or {})
+    return firebase_admin.initialize_app(
+        FakeCredential(project_id, access_token), app_options,
+        name=name or f"test-{uuid.uuid4().hex}")
+
+
+def _messaging_service(app: firebase_admin.App) -> Any:
+    """The app's cached messaging service if one was created, else None."""
+    services = getattr(app, "_services", None) or {}
+    return services.get(messaging._MESSAGING_ATTRIBUTE)  # noqa: SLF001 - no public accessor
+
+
+def delete_test_app(app: firebase_admin.App) -> None:
+    """Delete ``app`` from synchronous code (no event loop running in this thread)."""
+    service = _messaging_service(app)
+    if service is not None:
+        # _MessagingService.close() runs asyncio.run(httpx_client.aclose()) on a brand-new loop;
+        # connections opened by send_each_async on another (closed) loop can then fail to close.
+        # Dropping the pool's connections synchronously first leaves aclose() nothing to do.
+        _drop_httpx_connections(service)
+    firebase_admin.delete_app(app)
+
+
+async def adelete_test_app(app: firebase_admin.App) -> None:
+    """Delete ``app`` from inside a running event loop (async tests and fixtures)."""
+    service = _messaging_service(app)
+    if service is not None:
+        # firebase_admin.delete_app() -> _MessagingService.close() calls asyncio.run(), which raises
+        # "cannot be called from a running event loop" here. Close the httpx client on the loop
+        # that owns its connections, then run delete_app in a worker thread where asyncio.run()
+        # is legal (aclose() on an already closed httpx client is a no-op).
+        await service._async_client.aclose()  # noqa: SLF001 - no public accessor
+    await asyncio.to_thread(firebase_admin.delete_app, app)
+
+
+def _drop_httpx_connections(service: Any) -> None:
+    """Close the sockets of an httpx pool without awaiting, for use outside its event loop."""
+    client = service._async_client.async_client  # noqa: SLF001 - no public accessor
+    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
+    for transport in transports:
+        wrapped = getattr(transport, "_wrapped_transport", transport)
+        pool = getattr(wrapped, "_pool", None)
+        for connection in list(getattr(pool, "_connections", []) if pool else []):
+            stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                sock.close()
+        if pool is not None:
+            pool._connections = []  # noqa: SLF001
+
+
+# --- Firebase Auth: ID tokens, certificates, accounts:lookup --------------------------------------
+
+
+@dataclass(frozen=True)
+class _SigningKey:
+    """An RSA key and the self-signed certificate that publishes its public half."""
+
+    kid: str
+    private_key: rsa.RSAPrivateKey
+    certificate_pem: str
+
+
+def _new_signing_key() -> _SigningKey:
+    """Generate an RSA-2048 key with a self-signed X.509 certificate, like securetoken's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                         "securetoken.system.gserviceaccount.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    # Google's kids are 40 hex digits; a certificate fingerprint has that shape and is unique.
+    kid = certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - an identifier, not security
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return _SigningKey(kid=kid, private_key=key, certificate_pem=pem)
+
+
+def _b64url(data: bytes) -> str:
+    """Unpadded base64url, as JWS requires."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64json(value: Any) -> str:
+    """Compact JSON, base64url-encoded: one JWS segment."""
+    return _b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _sign(key: _SigningKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """Return a compact RS256 JWS of ``claims`` signed with ``key``."""
+    signing_input = f"{_b64json(header)}.{_b64json(claims)}"
+    signature = key.private_key.sign(signing_input.encode("ascii"), padding.PKCS1v15(),
+                                     hashes.SHA256())
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+@dataclass
+class FakeUser:
+    """A user record as the fake Identity Toolkit returns it from accounts:lookup."""
+
+    uid: str
+    phone_number: str | None = None
+    disabled: bool = False
+    # Seconds since the epoch; ID tokens with an earlier ``iat`` count as revoked.
+    valid_since: int = 0
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    def to_json(self) -> dict[str, Any]:
+        """Serialise in the Identity Toolkit v1 ``UserInfo`` shape (timestamps as strings)."""
+        record: dict[str, Any] = {
+            "localId": self.uid,
+            "disabled": self.disabled,
+            "validSince": str(self.valid_since),
+            "createdAt": str(self.created_at * 1000),
+            "lastLoginAt": str(self.created_at * 1000),
+            "providerUserInfo": [],
+        }
+        if self.phone_number:
+            record["phoneNumber"] = self.phone_number
+            record["providerUserInfo"] = [{
+                "providerId": "phone", "rawId": self.phone_number,
+                "phoneNumber": self.phone_number,
+            }]
+        return record
+
+
+class FakeFirebaseAuth:
+    """Loopback stand-in for Google's ID-token certificate endpoint and Identity Toolkit lookups."""
+
+    def __init__(self, project_id: str = DEFAULT_PROJECT_ID, *,
+                 access_token: str | None = None) -> None:
+        self.project_id = project_id
+        # None accepts any bearer token on accounts:lookup; a string must match exactly.
+        self.access_token = access_token
+        self.users: dict[str, FakeUser] = {}
+        self.cert_fetches = 0
+        self.lookups: list[HttpRequest] = []
+        # Set to make the certificate endpoint answer 503 (the SDK raises CertificateFetchError).
+        self.fail_cert_fetches = False
+        self._key = _new_signing_key()
+        self._stranger: _SigningKey | None = None
+        self._lock = threading.Lock()
+        self._server = _LoopbackServer(self._route)
+
+    # -- addresses
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the fake."""
+        return self._server.base_url
+
+    @property
+    def cert_url(self) -> str:
+        """Loopback replacement for the securetoken x509 metadata URL."""
+        return self.base_url + CERTS_PATH
+
+    @property
+    def id_toolkit_url(self) -> str:
+        """Loopback replacement for ``https://identitytoolkit.googleapis.com/v1``."""
+        return self.base_url + "/v1"
+
+    @property
+    def kid(self) -> str:
+        """Key id of the certificate the fake serves and signs valid tokens with."""
+        return self._key.kid
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the fake's request handling (should stay empty)."""
+        return self._server.errors
+
+    def certificates(self) -> dict[str, str]:
+        """The certificate document, ``{kid: PEM certificate}``, exactly as served."""
+        return {self._key.kid: self._key.certificate_pem}
+
+    # -- tokens
+
+    def claims(self, uid: str, phone: str, *, issued_at: int | None = None) -> dict[str, Any]:
+        """The claims Firebase Auth puts in an ID token after a phone-number sign-in."""
+        iat = int(time.time()) if issued_at is None else int(issued_at)
+        return {
+            "iss": ID_TOKEN_ISSUER_PREFIX + self.project_id,
+            "aud": self.project_id,
+            "auth_time": iat,
+            "user_id": uid,
+            "sub": uid,
+            "iat": iat,
+            "exp": iat + ID_TOKEN_LIFETIME_SECONDS,
+            "phone_number": phone,
+            "firebase": {"identities": {"phone": [phone]}, "sign_in_provider": "phone"},
+        }
+
+    def mint(self, uid: str, phone: str, *, variant: str = "valid", **overrides: Any) -> str:
+        """Mint an ID token for ``uid``/``phone``; ``variant`` picks a defect, ``overrides`` set claims.
+
+        Variants: ``valid``; ``expired`` (issued two hours ago); ``wrong_audience`` and
+        ``wrong_issuer`` (another project's); ``unsigned`` (``alg: none``, empty signature);
+        ``tampered`` (validly signed, then ``exp`` pushed a day later without re-signing);
+        ``unknown_kid`` (signed by a key whose certificate is not served); ``wrong_key`` (signed
+        by a stranger's key but claiming the served kid). An override of ``None`` removes a claim.
+        The user is also registered for accounts:lookup if unknown.
+        """
+        if variant not in TOKEN_VARIANTS:
+            raise ValueError(f"unknown token variant {variant!r}; choose from {TOKEN_VARIANTS}")
+        issued_at = None
+        if variant == "expired":
+            issued_at = int(time.time()) - 2 * ID_TOKEN_LIFETIME_SECONDS
+        claims = self.claims(uid, phone, issued_at=issued_at)
+        if variant == "wrong_audience":
+            claims["aud"] = f"{self.project_id}-elsewhere"
+        elif variant == "wrong_issuer":
+            claims["iss"] = f"{ID_TOKEN_ISSUER_PREFIX}{self.project_id}-elsewhere"
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+
+        with self._lock:
+            self.users.setdefault(uid, FakeUser(uid=uid, phone_number=phone))
+
+        header = {"alg": "RS256", "kid": self._key.kid, "typ": "JWT"}
+        if variant == "unsigned":
+            # The kid is kept so the token fails on its algorithm, as a forged copy of a real
+            # token would, rather than on the missing-kid check.
+            return f"{_b64json({**header, 'alg': 'none'})}.{_b64json(claims)}."
+        if variant == "tampered":
+            signed = _sign(self._key, header, claims)
+            head, _, signature = signed.split(".")
+            forged = {**claims, "exp": int(claims.get("exp", time.time())) + 86400}
+            return f"{head}.{_b64json(forged)}.{signature}"
+        if variant == "unknown_kid":
+            stranger = self._stranger_key()
+            return _sign(stranger, {**header, "kid": stranger.kid}, claims)
+        if variant == "wrong_key":
+            return _sign(self._stranger_key(), header, claims)
+        return _sign(self._key, header, claims)
+
+    def _stranger_key(self) -> _SigningKey:
+        """A second key whose certificate is never served (generated on first use: it is slow)."""
+        with self._lock:
+            if self._stranger is None:
+                self._stranger = _new_signing_key()
+            return self._stranger
+
+    # -- users
+
+    def add_user(self, uid: str, phone: str | None = None, *, disabled: bool = False,
+                 valid_since: int = 0) -> FakeUser:
+        """Create or replace the record accounts:lookup returns for ``uid``."""
+        user = FakeUser(uid=uid, phone_number=phone, disabled=disabled, valid_since=valid_since)
+        with self._lock:
+            self.users[uid] = user
+        return user
+
+    def revoke(self, uid: str, at: float | None = None) -> int:
+        """Revoke ``uid``'s tokens issued before ``at`` (default now), as revoke_refresh_tokens does."""
+        valid_since = int(time.time() if at is None else at)
+        with self._lock:
+            self.users.setdefault(uid, FakeUser(uid=uid)).valid_since = valid_since
+        return valid_since
+
+    def disable(self, uid: str, disabled: bool = True) -> None:
+        """Mark ``uid`` disabled (verify_id_token(check_revoked=True) then raises UserDisabledError)."""
+        with self._lock:
+            self.users.setdefault(uid, FakeUser(uid=uid)).disabled = disabled
+
+    # -- HTTP
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        """Answer the certificate document and accounts:lookup; 404 for anything else."""
+        if request.method == "GET" and request.path == CERTS_PATH:
+            with self._lock:
+                self.cert_fetches += 1
+            if self.fail_cert_fetches:
+                return HttpResponse(503, google_error(503, "UNAVAILABLE", "certificates offline"))
+            return HttpResponse(200, self.certificates(), {"Cache-Control": CERTS_CACHE_CONTROL})
+        match = re.fullmatch(r"/v1/projects/([^/]+)/accounts:lookup", request.path)
+        if match and request.method == "POST":
+            return self._lookup(match.group(1), request)
+        return HttpResponse(404, google_error(
+            404, "NOT_FOUND", f"fake Firebase Auth has no route {request.method} {request.path}"))
+
+    def _lookup(self, project: str, request: HttpRequest) -> HttpResponse:
+        """accounts:lookup by localId or phoneNumber, in the Identity Toolkit v1 format."""
+        with self._lock:
+            self.lookups.append(request)
+        rejected = _bearer_rejected(request, self.access_token)
+        if rejected:
+            return rejected
+        if project != self.project_id:
+            return HttpResponse(400, google_error(400, "INVALID_ARGUMENT", "PROJECT_NOT_FOUND"))
+        query = request.json() or {}
+        uids = set(query.get("localId", []))
+        phones = set(query.get("phoneNumber", []))
+        with self._lock:
+            found = [user.to_json() for user in self.users.values()
+                     if user.uid in uids or (user.phone_number and user.phone_number in phones)]
+        body: dict[str, Any] = {"kind": "identitytoolkit#GetAccountInfoResponse"}
+        if found:  # the real API omits "users" entirely when nothing matches
+            body["users"] = found
+        return HttpResponse(200, body)
+
+
+@contextmanager
+def serve_firebase_certs(
+        project_id: str = DEFAULT_PROJECT_ID, *, access_token: str | None = None,
+) -> Iterator[FakeFirebaseAuth]:
+    """Run a ``FakeFirebaseAuth`` and point firebase-admin's auth URLs at it for the block."""
+    fake = FakeFirebaseAuth(project_id, access_token=access_token)
+    fake._server.start()
+    try:
+        # firebase_admin._token_gen.ID_TOKEN_CERT_URI: TokenVerifier.__init__ reads this module
+        # global and hands it to google.oauth2.id_token.verify_token(certs_url=...). Patching it is
+        # the one change needed to verify real RS256 signatures against our certificate. The
+        # emulator switch (FIREBASE_AUTH_EMULATOR_HOST) is deliberately not used: it skips the
+        # signature check altogether.
+        with _patched(_token_gen, "ID_TOKEN_CERT_URI", fake.cert_url), \
+                _patched(_user_mgt.UserManager, "ID_TOOLKIT_URL", fake.id_toolkit_url):
+            # firebase_admin._user_mgt.UserManager.ID_TOOLKIT_URL: the class attribute the user
+            # manager prefixes to /projects/<id>/accounts:lookup, which verify_id_token(
+            # check_revoked=True) calls through get_user(). Both values are read when an app's
+            # auth Client is built, i.e. on its first auth.* call.
+            yield fake
+    finally:
+        fake._server.stop()
+
+
+# --- FCM HTTP v1 ----------------------------------------------------------------------------------
+
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+# outcome -> (HTTP status, google.rpc status, FCM errorCode, message), as FCM v1 answers them.
+_FCM_ERRORS: dict[str, tuple[int, str, str, str]] = {
+    "unregistered": (404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."),
+    "sender_id_mismatch": (403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"),
+    "quota": (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED",
+              "Quota exceeded for quota metric 'Messages' of service fcm.googleapis.com."),
+    "unavailable": (503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable."),
+    "internal": (500, "INTERNAL", "INTERNAL", "Internal error encountered."),
+    "invalid_argument": (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                         "The registration token is not a valid FCM registration token"),
+    "third_party_auth": (401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
+                         "Auth error from APNS or Web Push Service"),
+}
+FCM_OUTCOMES = ("ok", *_FCM_ERRORS)
+# Only these carry a Retry-After header when scripted as "<outcome>:<seconds>".
+_RETRY_AFTER_OUTCOMES = ("quota", "unavailable")
+_TARGET_FIELDS = ("token", "topic", "condition", "fid")
+
+
+def _parse_outcome(spec: str) -> tuple[str, int | None]:
+    """Split ``"quota:2"`` into ``("quota", 2)``; validate the name so typos fail at script time."""
+    name, _, seconds = spec.partition(":")
+    if name not in FCM_OUTCOMES:
+        raise ValueError(f"unknown FCM outcome {spec!r}; choose from {FCM_OUTCOMES}")
+    if seconds and name not in _RETRY_AFTER_OUTCOMES:
+        raise ValueError(f"only {_RETRY_AFTER_OUTCOMES} take a Retry-After, got {spec!r}")
+    return name, int(seconds) if seconds else None
+
+
+@dataclass(frozen=True)
+class FcmRequest:
+    """One messages:send request received by the fake FCM, with the answer it was given."""
+
+    project: str
+    message: dict[str, Any]
+    validate_only: bool
+    headers: dict[str, str]
+    http_version: str
+    status: int
+    outcome: str
+    name: str | None  # message name answered on success
+
+    @property
+    def ok(self) -> bool:
+        """Whether FCM accepted the message."""
+        return self.status == 200
+
+    @property
+    def token(self) -> str | None:
+        """Registration token targeted, if any."""
+        return self.message.get("token")
+
+    @property
+    def topic(self) -> str | None:
+        """Topic targeted (without ``/topics/``), if any."""
+        return self.message.get("topic")
+
+    @property
+    def condition(self) -> str | None:
+        """Topic condition targeted, if any."""
+        return self.message.get("condition")
+
+    @property
+    def data(self) -> dict[str, str]:
+        """The message's data payload."""
+        return self.message.get("data", {})
+
+    @property
+    def notification(self) -> dict[str, Any] | None:
+        """The message's cross-platform notification block."""
+        return self.message.get("notification")
+
+    @property
+    def android(self) -> dict[str, Any] | None:
+        """The message's AndroidConfig as encoded on the wire."""
+        return self.message.get("android")
+
+    @property
+    def apns(self) -> dict[str, Any] | None:
+        """The message's ApnsConfig as encoded on the wire."""
+        return self.message.get("apns")
+
+    @property
+    def webpush(self) -> dict[str, Any] | None:
+        """The message's WebpushConfig as encoded on the wire."""
+        return self.message.get("webpush")
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header the SDK sent."""
+        return self.headers.get("authorization")
+
+
+class FakeFcm:
+    """Loopback FCM HTTP v1 ``messages:send`` with per-token/topic scripted outcomes."""
+
+    def __init__(self, *, access_token: str | None = None) -> None:
+        # None accepts any bearer token; a string must match exactly (else 401 UNAUTHENTICATED).
+        self.access_token = access_token
+        # Outcome for targets without a script.
+        self.default_outcome = "ok"
+        self.requests: list[FcmRequest] = []
+        self._scripts: dict[tuple[str, str], list[str]] = {}
+        self._message_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = _LoopbackServer(self._route)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the fake."""
+        return self._server.base_url
+
+    @property
+    def send_url_template(self) -> str:
+        """Loopback replacement for ``_MessagingService.FCM_URL`` (``{0}`` is the project id)."""
+        return self.base_url + "/v1/projects/{0}/messages:send"
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the fake's request handling (should stay empty)."""
+        return self._server.errors
+
+    # -- scripting
+
+    def script(self, token: str, outcomes: Iterable[str]) -> None:
+        """Script the answers for a registration token; see ``FakeFcm.script_target``."""
+        self.script_target("token", token, outcomes)
+
+    def script_topic(self, topic: str, outcomes: Iterable[str]) -> None:
+        """Script the answers for a topic (name without ``/topics/``)."""
+        self.script_target("topic", topic.removeprefix("/topics/"), outcomes)
+
+    def script_target(self, kind: str, target: str, outcomes: Iterable[str]) -> None:
+        """Script answers: each HTTP request consumes the next outcome and the last one repeats.
+
+        Outcomes are ``ok``, ``unregistered``, ``sender_id_mismatch``, ``quota[:seconds]``,
+        ``unavailable[:seconds]``, ``internal``, ``invalid_argument``, ``third_party_auth``; the
+        optional seconds become a Retry-After header. Retries made inside the SDK are requests
+        too, so ``["unavailable"]`` exhausts them and ``["unavailable", "ok"]`` is absorbed.
+        """
+        if kind not in _TARGET_FIELDS:
+            raise ValueError(f"unknown target kind {kind!r}; choose from {_TARGET_FIELDS}")
+        plan = list(outcomes)
+        if not plan:
+            raise ValueError("a script needs at least one outcome")
+        for spec in plan:
+            _parse_outcome(spec)
+        with self._lock:
+            self._scripts[(kind, target)] = plan
+
+    def _next_outcome(self, kind: str, target: str) -> str:
+        """Consume the next scripted outcome for a target (the last one sticks)."""
+        with self._lock:
+            plan = self._scripts.get((kind, target))
+            if not plan:
+                return self.default_outcome
+            return plan.pop(0) if len(plan) > 1 else plan[0]
+
+    # -- inspection
+
+    def requests_for(self, *, token: str | None = None, topic: str | None = None,
+                     condition: str | None = None) -> list[FcmRequest]:
+        """Every request (retries included) aimed at the given target."""
+        with self._lock:
+            received = list(self.requests)
+        return [r for r in received
+                if (token is None or r.token == token) and (topic is None or r.topic == topic)
+                and (condition is None or r.condition == condition)]
+
+    def delivered(self) -> list[FcmRequest]:
+        """Requests FCM accepted for delivery (excluding validate_only dry runs)."""
+        with self._lock:
+            return [r for r in self.requests if r.ok and not r.validate_only]
+
+    def reset(self) -> None:
+        """Forget scripts and recorded requests."""
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+
+    # -- HTTP
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        """Implement ``POST /v1/projects/{project}/messages:send``."""
+        match = re.fullmatch(r"/v1/projects/([^/]+)/messages:send", request.path)
+        if not match or request.method != "POST":
+            return HttpResponse(404, google_error(
+                404, "NOT_FOUND", f"fake FCM has no route {request.method} {request.path}"))
+        project = match.group(1)
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        targets = [(f, message[f]) for f in _TARGET_FIELDS if isinstance(message, dict)
+                   and message.get(f)]
+        if len(targets) != 1:
+            return HttpResponse(400, google_error(
+                400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
+        validate_only = bool(body.get("validate_only", False))
+
+        rejected = _bearer_rejected(request, self.access_token)
+        if rejected:
+            response, outcome, name = rejected, "unauthenticated", None
+        else:
+            spec = self._next_outcome(*targets[0])
+            outcome, retry_after = _parse_outcome(spec)
+            response, name = self._answer(project, outcome, retry_after, validate_only)
+
+        with self._lock:
+            self.requests.append(FcmRequest(
+                project=project, message=message, validate_only=validate_only,
+                headers=request.headers, http_version=request.http_version,
+                status=response.status, outcome=outcome, name=name))
+        return response
+
+    def _answer(self, project: str, outcome: str, retry_after: int | None,
+                validate_only: bool) -> tuple[HttpResponse, str | None]:
+        """Build FCM's answer for one outcome."""
+        if outcome == "ok":
+            # FCM answers dry runs with this literal id rather than a real one.
+            message_id = "fake_message_id" if validate_only else f"0:{next(self._message_ids)}"
+            name = f"projects/{project}/messages/{message_id}"
+            return HttpResponse(200, {"name": name}), name
+        code, status, error_code, text = _FCM_ERRORS[outcome]
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        details = [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}]
+        return HttpResponse(code, google_error(code, status, text, details), headers), None
+
+
+@contextmanager
+def serve_fcm(*, access_token: str | None = None) -> Iterator[FakeFcm]:
+    """Run a ``FakeFcm`` and point firebase-admin's messaging at it for the block."""
+    fake = FakeFcm(access_token=access_token)
+    fake._server.start()
+    try:
+        # firebase_admin.messaging._MessagingService.FCM_URL: the class attribute __init__ formats
+        # with the project id into the URL that send(), send_each() (requests) and
+        # send_each_async() (httpx) all post to. It is read when an app's messaging service is
+        # first created. Topic subscription URLs are hard-coded f-strings and are not faked.
+        with _patched(messaging._MessagingService, "FCM_URL", fake.send_url_template):  # noqa: SLF001
+            yield fake
+    finally:
+        fake._server.stop()
