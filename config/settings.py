@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -42,8 +43,19 @@ class Settings(BaseSettings):
     load_entry_points: bool = True
     scheduler_enabled: bool = True
     var_dir: Path = Path("./var")
+    # Residents sign in with Firebase Authentication (phone); unset project = Firebase sign-in off.
+    firebase_project_id: str | None = None
+    firebase_credentials: Path | None = None  # service account JSON, needed for revocation checks
+    firebase_check_revoked: bool = False
+    # The emulator switch turns signature checks off: for local development only.
+    firebase_auth_emulator_host: str | None = None
+    # Seconds a verified caller is reused before the database is asked again; revocations are
+    # broadcast to every worker at once, so this only bounds a missed broadcast.
+    auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    # Extra origins allowed to send cookie-authenticated writes (the host's own is always allowed).
+    trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("miniapps", "miniapps_disabled", mode="before")
+    @field_validator("miniapps", "miniapps_disabled", "trusted_origins", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
@@ -80,6 +92,17 @@ class Settings(BaseSettings):
         if self.env == "production" and self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 "SUPERAPP_SECRET_KEY is the built-in default; set a random secret in production"
+            )
+        if self.env == "production" and (
+            self.firebase_auth_emulator_host or os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")
+        ):
+            raise ValueError(
+                "SUPERAPP_FIREBASE_AUTH_EMULATOR_HOST turns Firebase signature checks off; "
+                "it is refused in production"
+            )
+        if self.firebase_check_revoked and not self.firebase_credentials:
+            raise ValueError(
+                "SUPERAPP_FIREBASE_CHECK_REVOKED needs SUPERAPP_FIREBASE_CREDENTIALS (a service account)"
             )
         return self
 

@@ -22,7 +22,13 @@ from core import __version__
 from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
 from core.events import EventBus
+from core.identity.authn import Authenticator
+from core.identity.authz import Authorizer, declared_permission_checks
 from core.identity.consent import ConsentService
+from core.identity.firebase import verifier_from_settings
+from core.identity.pages import router as identity_pages
+from core.identity.ratelimit import SignInLimiter
+from core.identity.routes import router as identity_router
 from core.manifests import ManifestCache
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
@@ -38,7 +44,7 @@ from plugins.registry import ContractError, MiniApp
 from push.broker import make_broker
 
 log = logging.getLogger(__name__)
-CORE_ROUTERS = (ops_router, manifests_router, units_router, shell_router)
+CORE_ROUTERS = (ops_router, manifests_router, units_router, identity_router, identity_pages, shell_router)
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
 
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(check_reachable, app.state.engine)
         await app.state.broker.ping()
         await app.state.events.publish(MiniAppsLoaded(miniapp_ids=[m.id for m in miniapps]))
+        listener = asyncio.create_task(app.state.authenticator.listen())
         scheduler = None
         jobs = [job for m in miniapps for job in m.jobs]
         if settings.scheduler_enabled and jobs:
@@ -78,9 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            listener.cancel()
             if scheduler is not None:
                 scheduler.cancel()
+            await asyncio.gather(listener, *([scheduler] if scheduler else []), return_exceptions=True)
             await app.state.broker.close()
+            if app.state.firebase is not None:
+                app.state.firebase.close()
             app.state.engine.dispose()
 
     app = FastAPI(
@@ -100,6 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = build_templates(miniapps)
     app.state.manifest_cache = ManifestCache()
     app.state.consents = ConsentService(app.state.engine)
+    app.state.authorizer = Authorizer(miniapps)
+    app.state.authenticator = Authenticator(
+        engine=app.state.engine, secret=settings.secret_key, cache_seconds=settings.auth_cache_seconds,
+        broker=app.state.broker, trusted_origins=settings.trusted_origins,
+    )
+    app.state.sign_in_limiter = SignInLimiter(settings.redis_url)
+    app.state.firebase = verifier_from_settings(settings)
 
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
@@ -107,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static/core", StaticFiles(directory=Path(__file__).parent / "static"), name="static-core")
     _mount_miniapps(app, miniapps)
+    undeclared = sorted(set(declared_permission_checks(app)) - set(app.state.authorizer.permissions))
+    if undeclared:
+        raise ContractError(
+            f"route(s) check undeclared permission(s) {undeclared}; declare them in superapp_register_permissions"
+        )
     return app
 
 

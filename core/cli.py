@@ -153,3 +153,83 @@ def miniapps_list() -> None:
     width = max(len(m.id) for m in loaded)
     for m in loaded:
         click.echo(f"{m.id:<{width}}  {m.manifest.version:<10}  {m.source}")
+
+
+@main.group()
+def users() -> None:
+    """Accounts: create officials, list them, print a token for scripts and support."""
+
+
+@users.command("create-official")
+@click.option("--username", required=True)
+@click.option("--name", "display_name", required=True, help="The official's full name.")
+@click.option("--role", required=True, help="commune_official, department_official, operator or admin.")
+@click.option("--unit", default=None, help="The unit the role is held in (the city for operator and admin).")
+@_fail_cleanly
+def users_create_official(username: str, display_name: str, role: str, unit: str | None) -> None:
+    """Create an official; the password is prompted for, or read from stdin when it is not a terminal."""
+    from sqlmodel import Session
+
+    from core.identity.service import IdentityError, create_official
+    from core.units.service import CITY_ID
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if unit is None and role in ("operator", "admin"):
+        unit = CITY_ID
+    if unit is None:
+        raise click.UsageError(f"--unit is required for role {role}")
+    engine, _ = _loaded(_settings())
+    with Session(engine) as db:
+        try:
+            user = create_official(db, username=username, display_name=display_name, password=password,
+                                   memberships=[(role, unit)])
+        except IdentityError as exc:
+            click.secho(f"error: {exc.field}: {exc.reason}" if exc.field else f"error: {exc.reason}", fg="red", err=True)
+            sys.exit(2)
+        click.echo(f"created official {user.username} (id {user.id}) as {role} of {unit}")
+
+
+@users.command("list")
+@click.option("--kind", type=click.Choice(["official", "resident"]), default="official", show_default=True)
+@_fail_cleanly
+def users_list(kind: str) -> None:
+    """List accounts with their roles."""
+    from sqlmodel import Session, select
+
+    from core.identity.models import Membership, User
+
+    engine, _ = _loaded(_settings())
+    with Session(engine) as db:
+        accounts = db.exec(select(User).where(User.kind == kind).order_by(User.id)).all()
+        for user in accounts:
+            roles = db.exec(select(Membership).where(Membership.user_id == user.id)).all()
+            label = user.username or user.phone or "-"
+            click.echo(f"{user.id:>6}  {label:<24} {user.display_name:<28} "
+                       + ", ".join(f"{m.role.value}@{m.unit_id}" for m in roles))
+        if not accounts:
+            click.echo(f"no {kind} accounts")
+
+
+@users.command("token")
+@click.argument("username")
+@_fail_cleanly
+def users_token(username: str) -> None:
+    """Print an access token for USERNAME (a new session, recorded in the audit log)."""
+    from sqlmodel import Session, select
+
+    from core.identity.models import User
+    from core.identity.service import start_session
+
+    settings = _settings()
+    engine, _ = _loaded(settings)
+    with Session(engine) as db:
+        user = db.exec(select(User).where(User.username == username.lower())).first()
+        if user is None:
+            click.secho(f"error: no official with username {username!r}", fg="red", err=True)
+            sys.exit(2)
+        pair = start_session(db, secret=settings.secret_key, user=user, method="cli", client="superapp users token",
+                             address=None)
+    click.echo(pair.access_token)

@@ -12,13 +12,23 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from core.identity.models import Membership, MiniAppConsent, User
+from core.identity.models import (
+    AuditEvent,
+    AuthSession,
+    DevSignInCode,
+    Membership,
+    MiniAppConsent,
+    RefreshToken,
+    User,
+)
 from core.scheduler import JobRun
 from core.units.models import OrgUnit
 from plugins.registry import MiniApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-CORE_MODELS = (OrgUnit, User, Membership, MiniAppConsent, JobRun)
+CORE_MODELS = (
+    OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
+)
 
 
 def target_metadata(miniapps: list[MiniApp]) -> MetaData:

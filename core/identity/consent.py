@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from core.identity.models import MiniAppConsent
 from core.identity.principal import Principal
+from core.identity.service import audit
 
 
 class ConsentService:
@@ -27,3 +28,26 @@ class ConsentService:
             for row in rows:
                 granted[row.miniapp_id].add(row.scope)
         return dict(granted)
+
+    def grant(self, *, user_id: int, miniapp_id: str, scope: str, address: str | None) -> bool:
+        """Record a grant; False when it was already granted."""
+        with Session(self._engine) as session:
+            if session.get(MiniAppConsent, (user_id, miniapp_id, scope)) is not None:
+                return False
+            session.add(MiniAppConsent(user_id=user_id, miniapp_id=miniapp_id, scope=scope))
+            audit(session, "consent_granted", actor_id=user_id, subject_id=user_id, address=address,
+                  miniapp=miniapp_id, scope=scope)
+            session.commit()
+        return True
+
+    def revoke(self, *, user_id: int, miniapp_id: str, scope: str, address: str | None) -> bool:
+        """Withdraw a grant; False when there was none."""
+        with Session(self._engine) as session:
+            row = session.get(MiniAppConsent, (user_id, miniapp_id, scope))
+            if row is None:
+                return False
+            session.delete(row)
+            audit(session, "consent_revoked", actor_id=user_id, subject_id=user_id, address=address,
+                  miniapp=miniapp_id, scope=scope)
+            session.commit()
+        return True

@@ -14,7 +14,7 @@ Typical use::
             fcm.script("dead-token", ["unregistered"])
             messaging.send_each([...], app=app)
         finally:
-            delete_test_app(app)          # or ``await adelete_test_app(app)`` in async tests
+            delete_test_app(app)  # ``await adelete_test_app(app)`` inside an event loop
 
 The SDK reads the patched URLs when it builds an app's auth client or messaging service (on the
 first ``auth.*`` / ``messaging.*`` call for that app), so use the app inside the ``with`` block.
@@ -28,7 +28,6 @@ import datetime
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -149,21 +148,12 @@ def _bearer_rejected(request: HttpRequest, expected: str | None) -> HttpResponse
 class _Handler(BaseHTTPRequestHandler):
     """Turns raw HTTP into ``HttpRequest`` for the owning server's route and writes its answer."""
 
-    # Keep-alive: the SDK's requests/httpx pools reuse connections, as they do against Google.
+    # Speak HTTP/1.1 like Google's front ends (each response still closes its connection).
     protocol_version = "HTTP/1.1"
     server: _LoopbackServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
     def _read_body(self) -> bytes:
+        """Read the request body, whether sized by Content-Length or chunked."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
@@ -177,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _dispatch(self) -> None:
+        """Hand the request to the fake's route and write the answer, closing the connection."""
         parts = urlsplit(self.path)
         request = HttpRequest(
             method=self.command,
@@ -198,6 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
+        # No keep-alive. firebase-admin closes its httpx client at delete_app() with asyncio.run()
+        # on a new loop; an idle pooled socket opened by send_each_async on the test's (by then
+        # closed) loop would make that fail with "Event loop is closed". Closing after each
+        # response also leaves no sockets in the SDK's never-closed requests sessions.
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
 
@@ -207,18 +203,45 @@ class _Handler(BaseHTTPRequestHandler):
         """Stay quiet: pytest output is for assertions, not access logs."""
 
 
+class _Server:
+    """A fake's HTTP server: bound only between start() and stop(), so idle fakes hold no port."""
+
+    def __init__(self, route: Any) -> None:
+        self._route = route
+        self._http: _LoopbackServer | None = None
+        self.errors: list[BaseException] = []
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` while running."""
+        if self._http is None:
+            raise RuntimeError("the fake is not running; use it via serve_*() or call start()")
+        return self._http.base_url
+
+    def start(self) -> None:
+        """Bind an ephemeral loopback port and serve in the background."""
+        if self._http is not None:
+            raise RuntimeError("the fake is already running")
+        self._http = _LoopbackServer(self._route, self.errors)
+        self._http.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+
+
 class _LoopbackServer(ThreadingHTTPServer):
     """A threaded HTTP server on 127.0.0.1 with an ephemeral port, run in a daemon thread."""
 
-    # Daemon handler threads: an idle keep-alive connection must not block interpreter exit.
+    # Daemon handler threads: a client stalled mid-request must not block interpreter exit.
     daemon_threads = True
 
-    def __init__(self, route: Any) -> None:
+    def __init__(self, route: Any, errors: list[BaseException]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.route = route
-        self.errors: list[BaseException] = []
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
+        self.errors = errors
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
             name=f"loopback-fake-{self.server_address[1]}")
@@ -229,32 +252,13 @@ class _LoopbackServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def track(self, connection: socket.socket) -> None:
-        """Remember an open client connection so ``stop`` can cut it."""
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        """Forget a client connection that has been closed."""
-        with self._connections_lock:
-            self._connections.discard(connection)
-
     def start(self) -> None:
         """Begin serving in the background."""
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving, cut idle keep-alive connections and release the port."""
+        """Stop serving and release the port."""
         self.shutdown()
-        # Handler threads parked on an idle keep-alive socket would otherwise linger until the
-        # client's pool is garbage-collected; shutting the socket down wakes them to exit.
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.server_close()
         self._thread.join(timeout=5)
 
@@ -315,19 +319,36 @@ def initialize_test_app(
 
 
 def _messaging_service(app: firebase_admin.App) -> Any:
-    """The app's cached messaging service if one was created, else None."""
+    """The app's messaging service if one was created, else None (creating one would be waste)."""
     services = getattr(app, "_services", None) or {}
     return services.get(messaging._MESSAGING_ATTRIBUTE)  # noqa: SLF001 - no public accessor
 
 
+class _DetachedAsyncClient:
+    """Stands in for a messaging service's httpx client that must not be closed on a new loop."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
 def delete_test_app(app: firebase_admin.App) -> None:
-    """Delete ``app`` from synchronous code (no event loop running in this thread)."""
+    """Delete ``app`` from synchronous code, even after async sends on a now-closed loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop running in this thread: the supported case
+    else:
+        raise RuntimeError("delete_test_app() called inside a running event loop; "
+                           "use `await adelete_test_app(app)` there")
     service = _messaging_service(app)
     if service is not None:
-        # _MessagingService.close() runs asyncio.run(httpx_client.aclose()) on a brand-new loop;
-        # connections opened by send_each_async on another (closed) loop can then fail to close.
-        # Dropping the pool's connections synchronously first leaves aclose() nothing to do.
-        _drop_httpx_connections(service)
+        # delete_app() -> _MessagingService.close() runs asyncio.run(httpx_client.aclose()) on a
+        # new loop. The fakes close every connection after its response, but the SDK's
+        # HttpxRetryTransport never reads or closes a response it retries (503/500), so such a
+        # connection stays in the pool bound to the loop that opened it, and aclose() then fails
+        # with "Event loop is closed". Detach the client instead; its sockets are closed when it is
+        # garbage-collected. Use adelete_test_app() inside the loop to close them properly.
+        service._async_client = _DetachedAsyncClient()  # noqa: SLF001 - no public accessor
     firebase_admin.delete_app(app)
 
 
@@ -335,28 +356,11 @@ async def adelete_test_app(app: firebase_admin.App) -> None:
     """Delete ``app`` from inside a running event loop (async tests and fixtures)."""
     service = _messaging_service(app)
     if service is not None:
-        # firebase_admin.delete_app() -> _MessagingService.close() calls asyncio.run(), which raises
-        # "cannot be called from a running event loop" here. Close the httpx client on the loop
-        # that owns its connections, then run delete_app in a worker thread where asyncio.run()
-        # is legal (aclose() on an already closed httpx client is a no-op).
+        # Close the httpx client on the loop that owns its connections (see delete_test_app).
         await service._async_client.aclose()  # noqa: SLF001 - no public accessor
+    # delete_app() -> _MessagingService.close() calls asyncio.run(), which refuses to run inside a
+    # running loop; a worker thread gets a fresh one, and aclose() of a closed client is a no-op.
     await asyncio.to_thread(firebase_admin.delete_app, app)
-
-
-def _drop_httpx_connections(service: Any) -> None:
-    """Close the sockets of an httpx pool without awaiting, for use outside its event loop."""
-    client = service._async_client.async_client  # noqa: SLF001 - no public accessor
-    transports = [client._transport, *client._mounts.values()]  # noqa: SLF001
-    for transport in transports:
-        wrapped = getattr(transport, "_wrapped_transport", transport)
-        pool = getattr(wrapped, "_pool", None)
-        for connection in list(getattr(pool, "_connections", []) if pool else []):
-            stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if sock is not None:
-                sock.close()
-        if pool is not None:
-            pool._connections = []  # noqa: SLF001
 
 
 # --- Firebase Auth: ID tokens, certificates, accounts:lookup --------------------------------------
@@ -457,7 +461,7 @@ class FakeFirebaseAuth:
         self._key = _new_signing_key()
         self._stranger: _SigningKey | None = None
         self._lock = threading.Lock()
-        self._server = _LoopbackServer(self._route)
+        self._server = _Server(self._route)
 
     # -- addresses
 
@@ -465,6 +469,14 @@ class FakeFirebaseAuth:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>`` of the fake."""
         return self._server.base_url
+
+    def start(self) -> None:
+        """Start serving on an ephemeral loopback port (without patching the SDK)."""
+        self._server.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.stop()
 
     @property
     def cert_url(self) -> str:
@@ -625,22 +637,22 @@ def serve_firebase_certs(
 ) -> Iterator[FakeFirebaseAuth]:
     """Run a ``FakeFirebaseAuth`` and point firebase-admin's auth URLs at it for the block."""
     fake = FakeFirebaseAuth(project_id, access_token=access_token)
-    fake._server.start()
+    fake.start()
+    # Two attributes are patched, both read when an app's auth Client is built (its first auth.*
+    # call), so apps must start using auth inside this block:
+    # - firebase_admin._token_gen.ID_TOKEN_CERT_URI, the module global TokenVerifier.__init__
+    #   passes to google.oauth2.id_token.verify_token(certs_url=...). That is the only change
+    #   needed to verify real RS256 signatures against our certificate. The emulator switch
+    #   (FIREBASE_AUTH_EMULATOR_HOST) is deliberately not used: it skips signature checks.
+    # - firebase_admin._user_mgt.UserManager.ID_TOOLKIT_URL, the class attribute the user manager
+    #   prefixes to /projects/<id>/accounts:lookup, which verify_id_token(check_revoked=True)
+    #   calls through get_user().
     try:
-        # firebase_admin._token_gen.ID_TOKEN_CERT_URI: TokenVerifier.__init__ reads this module
-        # global and hands it to google.oauth2.id_token.verify_token(certs_url=...). Patching it is
-        # the one change needed to verify real RS256 signatures against our certificate. The
-        # emulator switch (FIREBASE_AUTH_EMULATOR_HOST) is deliberately not used: it skips the
-        # signature check altogether.
         with _patched(_token_gen, "ID_TOKEN_CERT_URI", fake.cert_url), \
                 _patched(_user_mgt.UserManager, "ID_TOOLKIT_URL", fake.id_toolkit_url):
-            # firebase_admin._user_mgt.UserManager.ID_TOOLKIT_URL: the class attribute the user
-            # manager prefixes to /projects/<id>/accounts:lookup, which verify_id_token(
-            # check_revoked=True) calls through get_user(). Both values are read when an app's
-            # auth Client is built, i.e. on its first auth.* call.
             yield fake
     finally:
-        fake._server.stop()
+        fake.stop()
 
 
 # --- FCM HTTP v1 ----------------------------------------------------------------------------------
@@ -710,6 +722,11 @@ class FcmRequest:
         return self.message.get("condition")
 
     @property
+    def fid(self) -> str | None:
+        """Firebase installation id targeted, if any."""
+        return self.message.get("fid")
+
+    @property
     def data(self) -> dict[str, str]:
         """The message's data payload."""
         return self.message.get("data", {})
@@ -752,12 +769,20 @@ class FakeFcm:
         self._scripts: dict[tuple[str, str], list[str]] = {}
         self._message_ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = _LoopbackServer(self._route)
+        self._server = _Server(self._route)
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>`` of the fake."""
         return self._server.base_url
+
+    def start(self) -> None:
+        """Start serving on an ephemeral loopback port (without patching the SDK)."""
+        self._server.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.stop()
 
     @property
     def send_url_template(self) -> str:
@@ -808,13 +833,14 @@ class FakeFcm:
     # -- inspection
 
     def requests_for(self, *, token: str | None = None, topic: str | None = None,
-                     condition: str | None = None) -> list[FcmRequest]:
+                     condition: str | None = None, fid: str | None = None) -> list[FcmRequest]:
         """Every request (retries included) aimed at the given target."""
+        wanted = {"token": token, "topic": topic, "condition": condition, "fid": fid}
         with self._lock:
             received = list(self.requests)
         return [r for r in received
-                if (token is None or r.token == token) and (topic is None or r.topic == topic)
-                and (condition is None or r.condition == condition)]
+                if all(value is None or r.message.get(kind) == value
+                       for kind, value in wanted.items())]
 
     def delivered(self) -> list[FcmRequest]:
         """Requests FCM accepted for delivery (excluding validate_only dry runs)."""
@@ -881,13 +907,13 @@ class FakeFcm:
 def serve_fcm(*, access_token: str | None = None) -> Iterator[FakeFcm]:
     """Run a ``FakeFcm`` and point firebase-admin's messaging at it for the block."""
     fake = FakeFcm(access_token=access_token)
-    fake._server.start()
+    fake.start()
+    # firebase_admin.messaging._MessagingService.FCM_URL is the class attribute __init__ formats
+    # with the project id into the URL that send(), send_each() (requests) and send_each_async()
+    # (httpx) all post to. It is read when an app's messaging service is created (its first
+    # messaging.* call). Topic subscription URLs are hard-coded f-strings and are not faked.
     try:
-        # firebase_admin.messaging._MessagingService.FCM_URL: the class attribute __init__ formats
-        # with the project id into the URL that send(), send_each() (requests) and
-        # send_each_async() (httpx) all post to. It is read when an app's messaging service is
-        # first created. Topic subscription URLs are hard-coded f-strings and are not faked.
         with _patched(messaging._MessagingService, "FCM_URL", fake.send_url_template):  # noqa: SLF001
             yield fake
     finally:
-        fake._server.stop()
+        fake.stop()

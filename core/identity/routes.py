@@ -1,0 +1,496 @@
+"""Identity API: sign-in (Firebase, development code, officials' password), tokens, profile, consent,
+unit members, memberships and the audit log."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.identity import service
+from core.identity.authn import client_address
+from core.identity.authz import require_permission
+from core.identity.deps import CurrentUser
+from core.identity.firebase import FirebaseTokenError
+from core.identity.models import AuditEvent, Membership, User, UserKind
+from core.identity.principal import Principal
+from core.identity.service import IdentityError, TokenPair
+from core.units.models import OrgUnit, UnitKind
+from plugins.manifest import Scope
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["identity"])
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a misspelt field is named instead of ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenResponse(BaseModel):
+    """Tokens issued at sign-in or refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user_id: int
+
+
+def _tokens(pair: TokenPair) -> TokenResponse:
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                         expires_in=pair.expires_in, user_id=pair.user_id)
+
+
+def _problem(exc: IdentityError) -> Problem:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return Problem(exc.status, exc.reason, field=exc.field, headers=headers)
+
+
+# --- Sign-in ------------------------------------------------------------------------------------------
+
+
+class FirebaseSignIn(Strict):
+    """The Firebase ID token the app got from Firebase Authentication."""
+
+    id_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+@router.post("/api/auth/firebase", operation_id="sign_in_with_firebase", response_model=TokenResponse)
+async def sign_in_with_firebase(body: FirebaseSignIn, request: Request) -> TokenResponse:
+    """Residents: exchange a Firebase ID token (phone sign-in) for our tokens."""
+    verifier = request.app.state.firebase
+    if verifier is None:
+        raise Problem(404, "Firebase sign-in is not configured on this server")
+    try:
+        identity = await run_in_threadpool(verifier.verify, body.id_token)
+    except FirebaseTokenError as exc:
+        raise Problem(exc.status, exc.reason, field="id_token", type="/problems/invalid-token") from None
+    if not identity.phone:
+        raise Problem(422, "the Firebase account has no phone number; sign in with a phone number",
+                      field="id_token")
+    return await run_in_threadpool(_resident_session, request, identity.uid, service.normalize_phone(identity.phone),
+                                   "firebase")
+
+
+def _resident_session(request: Request, firebase_uid: str | None, phone: str, method: str) -> TokenResponse:
+    from sqlmodel import Session
+
+    with Session(request.app.state.engine, expire_on_commit=False) as db:
+        try:
+            user = service.find_or_create_resident(db, firebase_uid=firebase_uid, phone=phone,
+                                                   address=client_address(request))
+            pair = service.start_session(db, secret=request.app.state.settings.secret_key, user=user, method=method,
+                                         client=request.headers.get("user-agent"), address=client_address(request))
+        except IdentityError as exc:
+            raise _problem(exc) from None
+    return _tokens(pair)
+
+
+class DevCodeRequest(Strict):
+    """A phone number to send a development sign-in code to."""
+
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=9, max_length=20)]
+
+
+class DevCodeCheck(DevCodeRequest):
+    """The phone number and the code from the log."""
+
+    code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{6}$")]
+
+
+def _dev_only(request: Request) -> None:
+    if request.app.state.settings.env != "dev":
+        raise Problem(404, "the development sign-in exists only when SUPERAPP_ENV=dev")
+
+
+@router.post("/api/auth/dev/code", operation_id="request_dev_code", status_code=202)
+def request_dev_code(body: DevCodeRequest, request: Request, db: SessionDep) -> dict[str, Any]:
+    """Development only: write a one-time sign-in code for a phone number to the server log."""
+    _dev_only(request)
+    try:
+        phone = service.normalize_phone(body.phone)
+        code = service.start_dev_sign_in(db, secret=request.app.state.settings.secret_key, phone=phone)
+    except IdentityError as exc:
+        raise _problem(exc) from None
+    log.warning("development sign-in code for %s: %s", phone, code)
+    return {"phone": phone, "sent_to": "server log", "expires_in": int(service.DEV_CODE_TTL.total_seconds())}
+
+
+@router.post("/api/auth/dev/verify", operation_id="verify_dev_code", response_model=TokenResponse)
+def verify_dev_code(body: DevCodeCheck, request: Request, db: SessionDep) -> TokenResponse:
+    """Development only: sign a resident in with the code from the log."""
+    _dev_only(request)
+    try:
+        phone = service.check_dev_code(db, secret=request.app.state.settings.secret_key, phone=body.phone,
+                                       code=body.code)
+    except IdentityError as exc:
+        raise _problem(exc) from None
+    db.commit()
+    return _resident_session(request, None, phone, "dev_code")
+
+
+class PasswordSignIn(Strict):
+    """An official's username and password."""
+
+    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def sign_in_official(request: Request, db: Any, *, username: str, password: str, web: bool = False) -> TokenPair:
+    """Check the rate limits and the password; one message for every failure (no enumeration)."""
+    limiter = request.app.state.sign_in_limiter
+    address = client_address(request)
+    locked = limiter.locked_for(account=username, address=address)
+    if locked is not None:
+        reason, seconds = locked
+        minutes = max(1, round(seconds / 60))
+        what = "this account" if reason == "account" else "your network address"
+        service.audit(db, "sign_in_locked", address=address, username=username.lower()[:64], reason=reason)
+        db.commit()
+        raise IdentityError(429, f"too many failed sign-ins for {what}; try again in {minutes} minute(s)",
+                            retry_after=seconds)
+    limiter.attempt(address=address)
+    user = service.authenticate_official(db, username=username, password=password)
+    if user is None:
+        limiter.failure(account=username)
+        service.audit(db, "sign_in_failed", address=address, username=username.lower()[:64])
+        db.commit()
+        raise IdentityError(401, "wrong username or password")
+    limiter.success(account=username)
+    return service.start_session(db, secret=request.app.state.settings.secret_key, user=user, method="password",
+                                 client=request.headers.get("user-agent"), address=address, web=web)
+
+
+@router.post("/api/auth/login", operation_id="sign_in_with_password", response_model=TokenResponse)
+def sign_in_with_password(body: PasswordSignIn, request: Request, db: SessionDep) -> TokenResponse:
+    """Officials: sign in with username and password (rate-limited per account and per address)."""
+    try:
+        return _tokens(sign_in_official(request, db, username=body.username, password=body.password))
+    except IdentityError as exc:
+        raise _problem(exc) from None
+
+
+class RefreshRequest(Strict):
+    """The refresh token to exchange."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+@router.post("/api/auth/refresh", operation_id="refresh_tokens", response_model=TokenResponse)
+async def refresh_tokens(body: RefreshRequest, request: Request) -> TokenResponse:
+    """Exchange a refresh token for new tokens; a reused one revokes its whole session."""
+    from sqlmodel import Session
+
+    def rotate() -> TokenPair:
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            return service.rotate_refresh_token(db, secret=request.app.state.settings.secret_key,
+                                                refresh_token=body.refresh_token, address=client_address(request))
+
+    try:
+        return _tokens(await run_in_threadpool(rotate))
+    except IdentityError as exc:
+        if exc.revoked_user_id is not None:
+            await request.app.state.authenticator.invalidate(exc.revoked_user_id)
+        raise _problem(exc) from None
+
+
+@router.post("/api/auth/logout", operation_id="sign_out", status_code=204)
+async def sign_out(principal: CurrentUser, request: Request) -> Response:
+    """Sign this session out: its access and refresh tokens stop working."""
+    from sqlmodel import Session
+
+    def revoke() -> None:
+        with Session(request.app.state.engine) as db:
+            service.revoke_session(db, session_id=principal.session_id or "", user_id=principal.user_id or 0)
+
+    await run_in_threadpool(revoke)
+    await request.app.state.authenticator.invalidate(principal.user_id)
+    response = Response(status_code=204)
+    response.delete_cookie("superapp_session", path="/")
+    return response
+
+
+@router.post("/api/auth/logout-all", operation_id="sign_out_everywhere", status_code=204)
+async def sign_out_everywhere(principal: CurrentUser, request: Request) -> Response:
+    """Sign out of every device and browser."""
+    from sqlmodel import Session
+
+    def revoke() -> None:
+        with Session(request.app.state.engine) as db:
+            service.revoke_all_sessions(db, user_id=principal.user_id or 0, reason="signed out everywhere")
+
+    await run_in_threadpool(revoke)
+    await request.app.state.authenticator.invalidate(principal.user_id)
+    response = Response(status_code=204)
+    response.delete_cookie("superapp_session", path="/")
+    return response
+
+
+@router.get("/api/auth/check", operation_id="check_token", status_code=204)
+def check_token(principal: CurrentUser) -> Response:
+    """204 when the token is valid (for gateways and the app's start-up)."""
+    return Response(status_code=204)
+
+
+# --- The caller's own account ------------------------------------------------------------------------------
+
+
+class MembershipOut(BaseModel):
+    """A role held in a unit."""
+
+    id: int
+    role: str
+    unit_id: str
+
+
+class Profile(BaseModel):
+    """The caller's account as they see it."""
+
+    id: int
+    kind: UserKind
+    display_name: str
+    phone: str | None
+    username: str | None
+    home_unit_id: str | None
+    locale: str | None
+    notification_prefs: dict[str, Any]
+    memberships: list[MembershipOut]
+
+
+def profile_of(db: Any, user_id: int) -> Profile:
+    """The profile of ``user_id``."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise Problem(404, "account not found")
+    memberships = db.exec(select(Membership).where(Membership.user_id == user_id).order_by(Membership.id))
+    return Profile(
+        id=user.id, kind=user.kind, display_name=user.display_name, phone=user.phone, username=user.username,
+        home_unit_id=user.home_unit_id, locale=user.locale, notification_prefs=user.notification_prefs or {},
+        memberships=[MembershipOut(id=m.id, role=m.role.value, unit_id=m.unit_id) for m in memberships],
+    )
+
+
+@router.get("/api/me", operation_id="get_my_profile", response_model=Profile)
+def get_my_profile(principal: CurrentUser, db: SessionDep) -> Profile:
+    """The caller's profile."""
+    return profile_of(db, principal.user_id or 0)
+
+
+class QuietHours(Strict):
+    """Hours when only critical warnings are pushed (local time, may wrap midnight)."""
+
+    start: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    end: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+class NotificationPrefs(Strict):
+    """Per-mini-app topics the resident muted, and quiet hours."""
+
+    muted: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")], list[str]] = Field(
+        default_factory=dict)
+    quiet_hours: QuietHours | None = None
+
+
+class ProfileUpdate(Strict):
+    """Fields a caller may change on their own account."""
+
+    display_name: Text | None = None
+    home_unit_id: str | None = None
+    locale: Literal["vi", "en"] | None = None
+    notification_prefs: NotificationPrefs | None = None
+
+
+@router.patch("/api/me", operation_id="update_my_profile", response_model=Profile)
+async def update_my_profile(body: ProfileUpdate, principal: CurrentUser, request: Request, db: SessionDep) -> Profile:
+    """Change the caller's name, home unit, language or notification preferences."""
+    user = db.get(User, principal.user_id)
+    assert user is not None
+    changes = body.model_dump(exclude_unset=True)
+    if "home_unit_id" in changes:
+        unit = db.get(OrgUnit, body.home_unit_id) if body.home_unit_id else None
+        if body.home_unit_id and (unit is None or unit.kind not in (UnitKind.ward, UnitKind.commune)):
+            raise Problem(422, f"home_unit_id: {body.home_unit_id!r} is not a commune or ward", field="body.home_unit_id")
+        user.home_unit_id = body.home_unit_id
+    if body.display_name is not None:
+        user.display_name = body.display_name
+    if "locale" in changes:
+        user.locale = body.locale
+    if body.notification_prefs is not None:
+        known = {m.id: {t.id for t in m.manifest.notification_topics} for m in request.app.state.miniapps}
+        for miniapp_id, topics in body.notification_prefs.muted.items():
+            if miniapp_id not in known:
+                raise Problem(422, f"unknown mini-app {miniapp_id!r}", field=f"body.notification_prefs.muted.{miniapp_id}")
+            unknown = sorted(set(topics) - known[miniapp_id])
+            if unknown:
+                raise Problem(422, f"mini-app {miniapp_id!r} has no topic(s) {unknown}",
+                              field=f"body.notification_prefs.muted.{miniapp_id}")
+        user.notification_prefs = body.notification_prefs.model_dump(exclude_none=True)
+    db.add(user)
+    db.commit()
+    await request.app.state.authenticator.invalidate(user.id)
+    return profile_of(db, user.id)
+
+
+class SessionOut(BaseModel):
+    """An open session of the caller."""
+
+    id: str
+    created_at: datetime
+    client: str | None
+    sign_in_method: str
+    current: bool
+
+
+@router.get("/api/me/sessions", operation_id="list_my_sessions", response_model=list[SessionOut])
+def list_my_sessions(principal: CurrentUser, db: SessionDep) -> list[SessionOut]:
+    """The caller's signed-in devices and browsers."""
+    return [SessionOut(id=s.id, created_at=s.created_at, client=s.client, sign_in_method=s.sign_in_method,
+                       current=s.id == principal.session_id)
+            for s in service.list_sessions(db, user_id=principal.user_id or 0)]
+
+
+# --- Consent ---------------------------------------------------------------------------------------------
+
+
+def _requested_scope(request: Request, miniapp_id: str, scope: str) -> None:
+    miniapp = next((m for m in request.app.state.miniapps if m.id == miniapp_id), None)
+    if miniapp is None:
+        raise Problem(404, f"no mini-app {miniapp_id!r}", field="path.miniapp_id")
+    if scope not in {s.scope.value for s in miniapp.manifest.scopes}:
+        raise Problem(422, f"mini-app {miniapp_id!r} does not ask for the scope {scope!r}", field="path.scope")
+
+
+def _resident(principal: Principal) -> int:
+    if principal.kind != "resident":
+        raise Problem(403, "only residents grant scopes to mini-apps")
+    return principal.user_id or 0
+
+
+@router.get("/api/me/consents", operation_id="list_my_consents")
+def list_my_consents(principal: CurrentUser, request: Request) -> dict[str, list[str]]:
+    """The scopes the resident granted, by mini-app."""
+    _resident(principal)
+    return {k: sorted(v) for k, v in request.app.state.consents.granted_by_miniapp(principal).items()}
+
+
+@router.put("/api/me/consents/{miniapp_id}/{scope}", operation_id="grant_scope", status_code=204)
+def grant_scope(miniapp_id: str, scope: Scope, principal: CurrentUser, request: Request) -> Response:
+    """Grant a scope the mini-app's manifest asks for."""
+    user_id = _resident(principal)
+    _requested_scope(request, miniapp_id, scope.value)
+    request.app.state.consents.grant(user_id=user_id, miniapp_id=miniapp_id, scope=scope.value,
+                                     address=client_address(request))
+    return Response(status_code=204)
+
+
+@router.delete("/api/me/consents/{miniapp_id}/{scope}", operation_id="revoke_scope", status_code=204)
+def revoke_scope(miniapp_id: str, scope: Scope, principal: CurrentUser, request: Request) -> Response:
+    """Withdraw a scope from a mini-app."""
+    user_id = _resident(principal)
+    _requested_scope(request, miniapp_id, scope.value)
+    request.app.state.consents.revoke(user_id=user_id, miniapp_id=miniapp_id, scope=scope.value,
+                                      address=client_address(request))
+    return Response(status_code=204)
+
+
+# --- Units' officials, memberships, audit -----------------------------------------------------------------
+
+
+class Member(BaseModel):
+    """An official holding a role in a unit."""
+
+    user_id: int
+    display_name: str
+    role: str
+
+
+@router.get("/api/units/{unit_id}/members", operation_id="list_unit_members", response_model=list[Member],
+            dependencies=[require_permission("core.units.members.read", unit_param="unit_id")])
+def list_unit_members(unit_id: str, db: SessionDep) -> list[Member]:
+    """The officials of a unit: visible to that unit's officials, operators and admins."""
+    rows = db.exec(select(Membership, User).where(Membership.unit_id == unit_id, Membership.user_id == User.id)
+                   .order_by(User.display_name))
+    return [Member(user_id=u.id, display_name=u.display_name, role=m.role.value) for m, u in rows]
+
+
+class MembershipCreate(Strict):
+    """A role to grant in a unit."""
+
+    role: str
+    unit_id: str
+
+
+@router.post("/api/users/{user_id}/memberships", operation_id="add_membership", response_model=MembershipOut,
+             status_code=201)
+async def add_membership(user_id: int, body: MembershipCreate, request: Request, db: SessionDep,
+                         principal=require_permission("core.users.manage")) -> MembershipOut:
+    """Admins: grant an official a role in a unit."""
+    try:
+        membership = service.add_membership(db, user_id=user_id, role=body.role, unit_id=body.unit_id,
+                                            actor_id=principal.user_id)
+    except IdentityError as exc:
+        if exc.field in ("role", "unit"):
+            exc.field = f"body.{'unit_id' if exc.field == 'unit' else 'role'}"
+        raise _problem(exc) from None
+    await request.app.state.authenticator.invalidate(user_id)
+    return MembershipOut(id=membership.id, role=membership.role.value, unit_id=membership.unit_id)
+
+
+@router.delete("/api/memberships/{membership_id}", operation_id="remove_membership", status_code=204)
+async def remove_membership(membership_id: int, request: Request, db: SessionDep,
+                            principal=require_permission("core.users.manage")) -> Response:
+    """Admins: take a role away; the official's sessions end at once."""
+    try:
+        user_id = service.remove_membership(db, membership_id=membership_id, actor_id=principal.user_id)
+    except IdentityError as exc:
+        raise _problem(exc) from None
+    await request.app.state.authenticator.invalidate(user_id)
+    return Response(status_code=204)
+
+
+class AuditOut(BaseModel):
+    """One audit record."""
+
+    id: int
+    at: datetime
+    action: str
+    actor_id: int | None
+    subject_id: int | None
+    address: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    """A page of audit records, newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    items: list[AuditOut]
+    next_before: int | None
+
+
+@router.get("/api/audit", operation_id="list_audit_events", response_model=AuditPage,
+            dependencies=[require_permission("core.audit.read")])
+def list_audit_events(db: SessionDep, action: Annotated[str | None, Query(max_length=40)] = None,
+                      subject_id: int | None = None, before: Annotated[int | None, Query(ge=1)] = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AuditPage:
+    """Admins: security-relevant actions, filterable by action and subject."""
+    query = select(AuditEvent)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if subject_id is not None:
+        query = query.where(AuditEvent.subject_id == subject_id)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    rows = list(db.exec(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    items = [AuditOut.model_validate(r, from_attributes=True) for r in rows[:limit]]
+    return AuditPage(items=items, next_before=items[-1].id if len(rows) > limit else None)
