@@ -314,6 +314,7 @@ def run_load(
     """Drive ``path`` on ``running`` from a second process with ``settings.concurrency`` keep-alive connections."""
     client = resolve_client(settings.client)
     if client == "wrk":
+        # wrk only counts non-2xx/3xx as errors; a 3xx where 200 is expected is caught by compare's preflight.
         return _run_wrk(running, path, headers, settings)
     spec = {
         "host": HOST,
@@ -567,6 +568,19 @@ class Measured:
         """Errors over all rounds."""
         return sum(r.errors for r in self.runs)
 
+    @property
+    def rps_per_core(self) -> float:
+        """Median of requests per second of server CPU (nan when the server's CPU could not be read)."""
+        per = [r.rps / r.server_cpu for r in self.runs if r.server_cpu]
+        return statistics.median(per) if per else math.nan
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the rounds' rps: how much the machine moved during the run."""
+        values = [r.rps for r in self.runs]
+        middle = statistics.median(values)
+        return (max(values) - min(values)) / middle if middle else math.nan
+
 
 @dataclass
 class Comparison:
@@ -584,6 +598,10 @@ class Comparison:
     def p99_ratio(self, measured: Measured) -> float:
         """Target's median p99 over the baseline's (lower is better; 1.0 = as fast as bare)."""
         return measured.p99_ms / self.baseline.p99_ms if self.baseline.p99_ms else math.nan
+
+    def per_core_ratio(self, measured: Measured) -> float:
+        """Target's requests per server CPU-second over the baseline's: the rps ratio, less a neighbour's noise."""
+        return measured.rps_per_core / self.baseline.rps_per_core
 
 
 def compare(
@@ -673,7 +691,7 @@ def report(
           f"{s.rounds} interleaved round(s), medians; client {comparison.client}", file=out)
     print(file=out)
     header = (f"{'target':<14} {'request':<44} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-              f"  {'rps ratio':<20} {'p99 ratio'}")
+              f"  {'rps ratio':<20} {'p99 ratio':<20} {'per-core ratio'}")
     print(header, file=out)
     print("-" * len(header), file=out)
     for m in [comparison.baseline, *comparison.targets]:
@@ -682,15 +700,16 @@ def report(
         p99_ratio = comparison.p99_ratio(m)
         rps_cell = f"{rps_ratio:.2f}"
         p99_cell = f"{p99_ratio:.2f}"
+        core_cell = f"{comparison.per_core_ratio(m):.2f}"
         if is_base:
-            rps_cell, p99_cell = "1.00 (baseline)", "1.00 (baseline)"
+            rps_cell = p99_cell = core_cell = "1.00 (baseline)"
         else:
             if rps_floor is not None:
                 rps_cell += f" {'PASS' if rps_ratio >= rps_floor else 'BELOW'} (>={rps_floor:.2f})"
             if p99_ceiling is not None:
                 p99_cell += f" {'PASS' if p99_ratio <= p99_ceiling else 'ABOVE'} (<={p99_ceiling:.2f})"
         print(f"{m.target.label:<14} {_fit(m.target.describe(), 44):<44} {m.rps:9.1f} {m.p50_ms:8.2f} "
-              f"{m.p99_ms:8.2f} {m.errors:>6}  {rps_cell:<20} {p99_cell}", file=out)
+              f"{m.p99_ms:8.2f} {m.errors:>6}  {rps_cell:<20} {p99_cell:<20} {core_cell}", file=out)
     print(file=out)
     print("per round (rps): " + "; ".join(
         f"{m.target.label} " + " ".join(f"{r.rps:.0f}" for r in m.runs)
@@ -727,6 +746,15 @@ def _print_sanity(comparison: Comparison, out: TextIO) -> None:
         # Then the client, not the server, sets the pace and the ratios are compressed towards 1.
         print("warning: the load generator used >80% of a core in some runs; lower --concurrency or use wrk",
               file=out)
+    base = comparison.baseline
+    base_cpu = [r.server_cpu for r in base.runs if r.server_cpu is not None]
+    if base_cpu and statistics.median(base_cpu) < 0.85:
+        # A saturated single worker uses a full core; less means something else took the CPU.
+        print(f"warning: the baseline server got only {statistics.median(base_cpu):.2f} of a core; another "
+              "process competed for the CPU: trust the per-core ratio more, or run again", file=out)
+    if len(base.runs) > 1 and base.spread > 0.15:
+        print(f"warning: the baseline's rounds differ by {base.spread:.0%}; the machine was noisy: "
+              "run again or with more --rounds", file=out)
 
 
 # --------------------------------------------------------------------------------------------------

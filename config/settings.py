@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-DEFAULT_SECRET_KEY = "change-me-this-is-not-a-secret"
+DEFAULT_SECRET_KEY = "change-me-this-built-in-secret-is-public"
 DEFAULT_DATABASE_URL = "sqlite:///./var/superapp.db"
 
 
@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: str) -> str:
-        if len(value) < 16:
-            raise ValueError("must be at least 16 characters long")
+        if len(value) < 32:
+            raise ValueError("must be at least 32 characters long (it signs tokens with HMAC-SHA256)")
         return value
 
     @model_validator(mode="after")

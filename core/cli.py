@@ -131,8 +131,12 @@ def seed_demo() -> None:
 def _seed_demo(engine: Any, miniapps: list[Any]) -> None:
     from core.seed import seed_demo as run
 
-    for line in run(engine, miniapps):
-        click.echo(line)
+    try:
+        for line in run(engine, miniapps, env=_settings().env):
+            click.echo(line)
+    except RuntimeError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
 
 
 @main.group()

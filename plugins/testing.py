@@ -27,7 +27,7 @@ def _host(miniapp_id: str, tmp_path: Path) -> tuple[Any, MiniApp]:
     from core.app import create_app
 
     settings = Settings(
-        env="test", secret_key="contract-kit-secret-0123456789", scheduler_enabled=False, log_json=False,
+        env="test", secret_key="contract-kit-secret-0123456789abcdef", scheduler_enabled=False, log_json=False,
         database_url=f"sqlite:///{tmp_path / 'contract.db'}", miniapps=[miniapp_id], var_dir=tmp_path,
     )
     app = create_app(settings)

@@ -187,9 +187,13 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the session (skips, or fails under CI, when not installed)."""
+    """One headless Chromium per test module (skips, or fails under CI, when not installed).
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and asyncio tests in other modules cannot start theirs beside it.
+    """
     from tests.browser import launch_chromium
 
     with launch_chromium() as chromium:

@@ -27,8 +27,10 @@ def test_upgrade_seed_twice_and_check(fresh_db) -> None:
     assert "migrating core, festival" in upgraded.stdout
     first = run("seed", "demo", env=fresh_db)
     assert first.returncode == 0 and "org units: 51 added" in first.stdout
+    assert "demo officials: 6 added" in first.stdout
     again = run("seed", "demo", env=fresh_db)
     assert again.returncode == 0 and "org units: 0 added" in again.stdout
+    assert "demo officials: 0 added" in again.stdout and "demo residents: 0 added" in again.stdout
     check = run("db", "check", env=fresh_db)
     assert check.returncode == 0 and "agree" in check.stdout
 
@@ -67,3 +69,52 @@ def test_serve_refuses_an_unmigrated_database(fresh_db) -> None:
 def test_serve_refuses_several_workers_without_redis(fresh_db) -> None:
     result = run("serve", "--workers", "2", env={**fresh_db, "SUPERAPP_REDIS_URL": ""})
     assert result.returncode == 2 and "SUPERAPP_REDIS_URL" in result.stderr
+
+
+def _migrated(fresh_db) -> dict[str, str]:
+    assert run("db", "upgrade", env=fresh_db).returncode == 0
+    assert run("seed", "demo", env=fresh_db).returncode == 0
+    return fresh_db
+
+
+def test_create_official_reads_password_from_stdin_and_token_works(fresh_db) -> None:
+    env = _migrated(fresh_db)
+    created = run("users", "create-official", "--username", "px.le", "--name", "Lê Văn C", "--role",
+                  "commune_official", "--unit", "phu-xuan", env=env, input="Hue-2025-strong-pw\n")
+    assert created.returncode == 0, created.stderr
+    assert "created official px.le" in created.stdout
+    listed = run("users", "list", env=env)
+    assert any("px.le" in line and "commune_official@phu-xuan" in line for line in listed.stdout.splitlines())
+    token = run("users", "token", "px.le", env=env).stdout.strip()
+    from core.identity.tokens import read_access_token
+
+    assert read_access_token(token, secret="change-me-this-built-in-secret-is-public").user_id > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "password", "message"),
+    [
+        (["--role", "commune_official", "--unit", "atlantis"], "Hue-2025-strong-pw", "unit: unknown unit 'atlantis'"),
+        (["--role", "mayor", "--unit", "phu-xuan"], "Hue-2025-strong-pw", "role: unknown role 'mayor'"),
+        (["--role", "department_official", "--unit", "phu-xuan"], "Hue-2025-strong-pw",
+         "role department_official is held in a department"),
+        (["--role", "commune_official", "--unit", "phu-xuan"], "short", "password: password must be at least 12"),
+    ],
+)
+def test_create_official_errors_are_clear(fresh_db, args, password, message) -> None:
+    env = _migrated(fresh_db)
+    result = run("users", "create-official", "--username", "px.bad", "--name", "X", *args, env=env,
+                 input=password + "\n")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_token_for_unknown_user(fresh_db) -> None:
+    result = run("users", "token", "nobody", env=_migrated(fresh_db))
+    assert result.returncode == 2 and "no official with username 'nobody'" in result.stderr
+
+
+def test_demo_seed_refused_in_production(fresh_db) -> None:
+    env = {**fresh_db, "SUPERAPP_ENV": "production", "SUPERAPP_SECRET_KEY": "s" * 40}
+    assert run("db", "upgrade", env=env).returncode == 0
+    result = run("seed", "demo", env=env)
+    assert result.returncode == 2 and "refusing to load demo accounts" in result.stderr

@@ -336,10 +336,14 @@ def delete_test_app(app: firebase_admin.App) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass  # no loop running in this thread: the supported case
+        pass  # no loop running in this thread: the usual case
     else:
-        raise RuntimeError("delete_test_app() called inside a running event loop; "
-                           "use `await adelete_test_app(app)` there")
+        # A loop runs here (Playwright's sync API keeps one in the main thread): delete_app() calls
+        # asyncio.run(), which refuses to nest, so do the deletion on a thread of its own.
+        worker = threading.Thread(target=delete_test_app, args=(app,))
+        worker.start()
+        worker.join()
+        return
     service = _messaging_service(app)
     if service is not None:
         # delete_app() -> _MessagingService.close() runs asyncio.run(httpx_client.aclose()) on a

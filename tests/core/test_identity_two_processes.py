@@ -1,0 +1,129 @@
+"""Rotation, reuse detection and revocation across two server processes sharing PostgreSQL and Redis.
+
+The verified-caller cache is set to 30 seconds here, so a token that stops working on the other
+process proves the revocation travelled through Redis, not that a cache expired.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from core.db import make_engine
+from core.identity.service import create_official
+from tests.conftest import TEST_SECRET
+
+PASSWORD = "Hue-2025-strong-pw"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def two_servers(postgres_url: str, redis_url: str, tmp_path) -> Iterator[tuple[str, str]]:
+    """Two uvicorn processes serving the same PostgreSQL database and Redis broker."""
+    env = {**os.environ, "SUPERAPP_DATABASE_URL": postgres_url, "SUPERAPP_REDIS_URL": redis_url,
+           "SUPERAPP_ENV": "test", "SUPERAPP_SECRET_KEY": TEST_SECRET, "SUPERAPP_AUTH_CACHE_SECONDS": "30",
+           "SUPERAPP_SCHEDULER_ENABLED": "false", "SUPERAPP_LOG_LEVEL": "WARNING"}
+    processes, urls = [], []
+    for _ in range(2):
+        port = _free_port()
+        log = open(tmp_path / f"server-{port}.log", "w")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "core.app:create_app_from_env", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=subprocess.STDOUT))
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url, process in zip(urls, processes):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError((tmp_path / f"server-{url.rsplit(':', 1)[1]}.log").read_text())
+                time.sleep(0.1)
+        yield urls[0], urls[1]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+def _create(postgres_url: str, role: str, unit: str) -> tuple[str, int]:
+    engine = make_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    username = f"{role[:5]}.{uuid.uuid4().hex[:8]}"
+    with Session(engine) as db:
+        user = create_official(db, username=username, display_name="Trần Văn B", password=PASSWORD,
+                               memberships=[(role, unit)])
+        user_id = user.id
+    engine.dispose()
+    return username, user_id
+
+
+def _login(url: str, username: str) -> dict:
+    response = httpx.post(url + "/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _bearer(tokens: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def _eventually_401(url: str, headers: dict[str, str]) -> int:
+    # The broadcast is asynchronous; allow it a moment (far below the 30 s cache).
+    for _ in range(50):
+        status = httpx.get(url + "/api/me", headers=headers).status_code
+        if status == 401:
+            return status
+        time.sleep(0.05)
+    return status
+
+
+def test_rotation_reuse_and_revocation_across_processes(two_servers, postgres_url) -> None:
+    a, b = two_servers
+    username, _ = _create(postgres_url, "commune_official", "phu-xuan")
+
+    first = _login(a, username)
+    assert httpx.get(b + "/api/me", headers=_bearer(first)).status_code == 200  # B caches the caller
+
+    rotated = httpx.post(b + "/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert rotated.status_code == 200
+    second = rotated.json()
+    assert httpx.get(a + "/api/me", headers=_bearer(second)).status_code == 200
+
+    reuse = httpx.post(a + "/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reuse.status_code == 401
+    # B had the session cached for 30 s; the revocation reached it through Redis.
+    assert _eventually_401(b, _bearer(second)) == 401
+
+
+def test_membership_removal_ends_tokens_on_every_process(two_servers, postgres_url) -> None:
+    a, b = two_servers
+    username, _ = _create(postgres_url, "commune_official", "kim-long")
+    admin_name, _ = _create(postgres_url, "admin", "hue")
+    official = _login(a, username)
+    admin = _login(a, admin_name)
+    me = httpx.get(b + "/api/me", headers=_bearer(official)).json()
+    assert me["memberships"][0]["unit_id"] == "kim-long"
+
+    removed = httpx.delete(a + f"/api/memberships/{me['memberships'][0]['id']}", headers=_bearer(admin))
+    assert removed.status_code == 204
+    assert _eventually_401(b, _bearer(official)) == 401
+    assert httpx.post(b + "/api/auth/refresh", json={"refresh_token": official["refresh_token"]}).status_code == 401
