@@ -23,7 +23,7 @@ from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
 from core.events import EventBus
 from core.identity.authn import Authenticator
-from core.identity.authz import Authorizer, declared_permission_checks
+from core.identity.authz import Authorizer, permission_checks
 from core.identity.consent import ConsentService
 from core.identity.firebase import verifier_from_settings
 from core.identity.pages import router as identity_pages
@@ -125,12 +125,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static/core", StaticFiles(directory=Path(__file__).parent / "static"), name="static-core")
     _mount_miniapps(app, miniapps)
-    undeclared = sorted(set(declared_permission_checks(app)) - set(app.state.authorizer.permissions))
-    if undeclared:
-        raise ContractError(
-            f"route(s) check undeclared permission(s) {undeclared}; declare them in superapp_register_permissions"
-        )
+    _check_permissions_declared(app.state.authorizer, miniapps)
     return app
+
+
+def _check_permissions_declared(authorizer: Authorizer, miniapps: list[MiniApp]) -> None:
+    """A route that checks a permission nobody declared would deny everyone: refuse to start."""
+    owners = [("core", list(CORE_ROUTERS))] + [(m.id, m.api_routers + m.page_routers) for m in miniapps]
+    for owner, routers in owners:
+        undeclared = sorted(permission_checks(routers) - set(authorizer.permissions))
+        if undeclared:
+            where = "core" if owner == "core" else f"mini-app '{owner}'"
+            raise ContractError(
+                f"{where}: route(s) check undeclared permission(s) {undeclared}; declare them in "
+                "superapp_register_permissions"
+            )
 
 
 def _operation_id(route: APIRoute) -> str:

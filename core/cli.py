@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 import click
+from alembic.util.exc import CommandError as AlembicError
 
 from config import Settings, SettingsError, load_settings
 from core.db import DatabaseUnavailable, check_reachable, make_engine
@@ -23,6 +24,13 @@ def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (SettingsError, ContractError, DatabaseUnavailable) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+        except AlembicError as exc:
+            click.secho(
+                f"error: the database's schema history does not match the loaded mini-apps ({exc}); "
+                "a mini-app whose migrations were applied may have been disabled or uninstalled",
+                fg="red", err=True,
+            )
             sys.exit(2)
 
     return wrapper

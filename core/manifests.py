@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from core import __version__
 from core.i18n import negotiate
@@ -98,7 +99,7 @@ router = APIRouter(tags=["mini-apps"])
     summary="Mini-app manifests for the caller's home screen",
     responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}},
 )
-def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
+async def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
     """The manifests the caller may see, localized, in home-screen order, with an ETag."""
     state = request.app.state
     locale = negotiate(
@@ -106,7 +107,9 @@ def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
         accept_language=request.headers.get("accept-language"),
         default=state.settings.locale,
     )
-    granted = state.consents.granted_by_miniapp(principal) if principal.kind == "resident" else {}
+    granted = (
+        await run_in_threadpool(state.consents.granted_by_miniapp, principal) if principal.kind == "resident" else {}
+    )
     key = (locale, principal.is_authenticated, principal.audiences(), tuple(sorted((k, tuple(sorted(v))) for k, v in granted.items())))
 
     def render() -> dict[str, Any]:

@@ -41,7 +41,7 @@ def _translate(value: LocalizedText | dict[str, str] | str, locale: str) -> str:
 def page_locale(request: Request) -> str:
     """The language of this page: ``?lang=``, then the caller's setting and ``Accept-Language``."""
     explicit = request.query_params.get("lang")
-    principal = getattr(request.state, "principal", None)
+    principal = request.scope.get("superapp.principal")
     return negotiate(
         user_locale=explicit if explicit in ("vi", "en") else getattr(principal, "locale", None),
         accept_language=request.headers.get("accept-language"),
@@ -54,7 +54,7 @@ def render_page(request: Request, name: str, context: dict[str, Any] | None = No
     locale = page_locale(request)
     base = {
         "locale": locale,
-        "principal": getattr(request.state, "principal", None),
+        "principal": request.scope.get("superapp.principal"),
         "host_name": {"vi": "Huế-S", "en": "Hue-S"}[locale],
     }
     base.update(context or {})

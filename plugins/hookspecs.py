@@ -49,7 +49,10 @@ def superapp_manifest() -> "Manifest | Mapping[str, Any]":
     """
 
 
-# --- Phase 2: registration (called once per mini-app at start-up, in manifest order) -----------
+# --- Phase 2: registration ---------------------------------------------------------------------
+# Called once per mini-app at start-up, mini-apps in discovery order (built-ins, then entry points,
+# each by id). For each mini-app the host calls: models, permissions, routes, event subscribers,
+# feed contributors, scheduled jobs, search providers (plugins.manager.REGISTRATION_HOOKS).
 
 
 @hookspec

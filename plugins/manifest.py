@@ -141,8 +141,9 @@ class Manifest(BaseModel):
     @field_validator("public")
     @classmethod
     def _public_is_for_residents(cls, value: bool, info: Any) -> bool:
-        audiences = info.data.get("audiences") or []
-        if value and Audience.resident not in audiences:
+        if "audiences" not in info.data:
+            return value  # audiences failed on their own; do not add a second, derived error
+        if value and Audience.resident not in info.data["audiences"]:
             raise ValueError("only a mini-app for residents can be public")
         return value
 

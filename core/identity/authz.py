@@ -74,7 +74,7 @@ class PermissionCheck:
         self.permission = permission
         self.unit_param = unit_param
 
-    def __call__(self, request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def __call__(self, request: Request, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.is_authenticated:
             raise Problem(401, "Sign in to use this.", headers={"WWW-Authenticate": "Bearer"})
         unit_id = None
@@ -97,20 +97,21 @@ def require_permission(permission: str, *, unit_param: str | None = None) -> Any
     return Depends(PermissionCheck(permission, unit_param))
 
 
-def declared_permission_checks(app: Any) -> list[str]:
-    """Every permission named by a ``require_permission`` dependency in ``app``'s routes."""
-    found: list[str] = []
+def permission_checks(routers: Iterable[Any]) -> set[str]:
+    """Every permission named by a ``require_permission`` dependency in ``routers``' routes."""
+    found: set[str] = set()
 
     def walk(dependant: Any) -> None:
         for dep in dependant.dependencies:
             if isinstance(dep.call, PermissionCheck):
-                found.append(dep.call.permission)
+                found.add(dep.call.permission)
             walk(dep)
 
-    for route in app.routes:
-        dependant = getattr(route, "dependant", None)
-        if dependant is not None:
-            walk(dependant)
+    for router in routers:
+        for route in router.routes:
+            dependant = getattr(route, "dependant", None)
+            if dependant is not None:
+                walk(dependant)
     return found
 
 

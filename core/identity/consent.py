@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.identity.models import MiniAppConsent
@@ -37,7 +38,10 @@ class ConsentService:
             session.add(MiniAppConsent(user_id=user_id, miniapp_id=miniapp_id, scope=scope))
             audit(session, "consent_granted", actor_id=user_id, subject_id=user_id, address=address,
                   miniapp=miniapp_id, scope=scope)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # the same grant, sent twice at once: the other one recorded it
+                return False
         return True
 
     def revoke(self, *, user_id: int, miniapp_id: str, scope: str, address: str | None) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import firebase_admin
 from firebase_admin import auth, credentials
+from google.auth.credentials import AnonymousCredentials
 
 
 class FirebaseTokenError(ValueError):
@@ -75,16 +76,17 @@ def _first_line(exc: Exception) -> str:
 class _ProjectOnlyCredential(credentials.Base):
     """For verification without revocation checks no Google credential is needed, only the project.
 
-    Asking it for an access token (revocation checks, sending messages) fails with a clear message
-    telling the operator to configure ``SUPERAPP_FIREBASE_CREDENTIALS``.
+    firebase-admin still asks for a credential when it builds its auth client, so this hands it
+    anonymous Google credentials: signature checks use only the public certificates. Revocation
+    checks need a service account (settings refuse ``check_revoked`` without one).
     """
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
 
     def get_credential(self) -> Any:
-        """There is no credential to give."""
-        raise ValueError("no Firebase service account configured (SUPERAPP_FIREBASE_CREDENTIALS)")
+        """Anonymous Google credentials: enough to fetch public certificates."""
+        return AnonymousCredentials()
 
 
 def verifier_from_settings(settings: Any) -> FirebaseVerifier | None:

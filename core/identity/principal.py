@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from plugins.manifest import Audience
 
@@ -32,7 +33,7 @@ class Principal:
         """True for any signed-in caller."""
         return self.user_id is not None
 
-    @property
+    @cached_property
     def roles(self) -> frozenset[str]:
         """The role names held, in any unit; residents hold ``resident``."""
         names = {m.role for m in self.memberships}
@@ -46,6 +47,11 @@ class Principal:
 
     def audiences(self) -> frozenset[Audience]:
         """The manifest audiences this caller belongs to; an admin belongs to all of them."""
+        return self._audiences
+
+    @cached_property
+    def _audiences(self) -> frozenset[Audience]:
+        # Cached: the manifests API asks on every request, and a principal never changes.
         if "admin" in self.roles:
             return frozenset(Audience)
         return frozenset(Audience(r) for r in self.roles if r in Audience.__members__)

@@ -149,6 +149,9 @@ class PasswordSignIn(Strict):
 
 def sign_in_official(request: Request, db: Any, *, username: str, password: str, web: bool = False) -> TokenPair:
     """Check the rate limits and the password; one message for every failure (no enumeration)."""
+    # One spelling of the account for the limiter, the audit and the look-up, so padding or case
+    # cannot buy more guesses.
+    username = username.strip().lower()
     limiter = request.app.state.sign_in_limiter
     address = client_address(request)
     locked = limiter.locked_for(account=username, address=address)
@@ -238,7 +241,7 @@ async def sign_out_everywhere(principal: CurrentUser, request: Request) -> Respo
 
 
 @router.get("/api/auth/check", operation_id="check_token", status_code=204)
-def check_token(principal: CurrentUser) -> Response:
+async def check_token(principal: CurrentUser) -> Response:
     """204 when the token is valid (for gateways and the app's start-up)."""
     return Response(status_code=204)
 

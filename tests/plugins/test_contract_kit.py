@@ -23,7 +23,7 @@ def test_kit_catches_a_page_without_language(tmp_path, monkeypatch) -> None:
         register(pages=pages)
 
     monkeypatch.setattr("core.app.find_candidates", lambda **_: [candidate("sample", superapp_register_routes=routes)])
-    app = create_app(Settings(env="test", secret_key="x" * 20, database_url=f"sqlite:///{tmp_path/'k.db'}",
+    app = create_app(Settings(env="test", secret_key="x" * 40, database_url=f"sqlite:///{tmp_path/'k.db'}",
                               scheduler_enabled=False))
     [miniapp] = app.state.miniapps
     with pytest.raises(AssertionError, match=r"mini-app 'sample': entry page in 'vi' must declare"):

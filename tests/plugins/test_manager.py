@@ -131,3 +131,18 @@ def test_reserved_ids_are_refused(sqlite_url, monkeypatch) -> None:
     monkeypatch.setattr("core.app.find_candidates", lambda **_: [candidate("static")])
     with pytest.raises(ContractError, match="reserved"):
         create_app(base_settings(database_url=sqlite_url))
+
+
+def test_route_checking_an_undeclared_permission_stops_startup(sqlite_url, monkeypatch) -> None:
+    from fastapi import APIRouter
+
+    from core.identity.authz import require_permission
+
+    def routes(register):
+        api = APIRouter()
+        api.add_api_route("/x", lambda: {}, methods=["POST"], dependencies=[require_permission("sample.thing.edit")])
+        register(api=api)
+
+    monkeypatch.setattr("core.app.find_candidates", lambda **_: [candidate("sample", superapp_register_routes=routes)])
+    with pytest.raises(ContractError, match=r"mini-app 'sample': route\(s\) check undeclared permission\(s\) \['sample.thing.edit'\]"):
+        create_app(base_settings(database_url=sqlite_url))

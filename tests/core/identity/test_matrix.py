@@ -1,0 +1,555 @@
+"""The authorisation matrix: every route of the host, core and mini-apps, against eight personas."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from core.app import create_app
+from core.identity import service
+from core.app import CORE_ROUTERS
+from core.identity.authz import CORE_PERMISSIONS, permission_checks
+from core.identity.models import AuthSession, Membership
+from core.identity.ratelimit import SignInLimiter
+from tests.conftest import base_settings
+from tests.core.identity.conftest import PASSWORD, PERSONAS, Persona
+
+ALLOW = "allow"  # any 2xx or 3xx (304 included)
+SIGN_IN = "sign-in"  # a page's 401: 303 to /auth/login
+NOT_IN_MATRIX = {"/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
+OFFICIALS = ("commune_px", "commune_kl", "department", "operator", "admin")
+RESIDENTS = ("resident_a", "resident_b")
+# The victim official's memberships, one per persona, so a wrongly allowed removal shows up as itself.
+VICTIM_UNITS = dict(zip(PERSONAS, ("an-cuu", "duong-no", "hoa-chau", "huong-an", "huong-thuy", "huong-tra",
+                                   "kim-tra", "my-thuong"), strict=True))
+
+Outcome = str | int
+
+
+def everyone(outcome: Outcome) -> dict[str, Outcome]:
+    """The same outcome for all eight personas."""
+    return dict.fromkeys(PERSONAS, outcome)
+
+
+def signed_in(outcome: Outcome = ALLOW, *, anonymous: Outcome = 401, **exceptions: Outcome) -> dict[str, Outcome]:
+    """``outcome`` for every signed-in persona, ``anonymous`` for the anonymous caller."""
+    return {**dict.fromkeys(PERSONAS, outcome), "anonymous": anonymous, **exceptions}
+
+
+def only(*allowed: str, deny: Outcome = 403, anonymous: Outcome = 401, **exceptions: Outcome) -> dict[str, Outcome]:
+    """ALLOW for ``allowed``, ``deny`` for the other signed-in personas, ``anonymous`` for anonymous."""
+    table = {p: (ALLOW if p in allowed else deny) for p in PERSONAS}
+    return {**table, "anonymous": anonymous, **exceptions}
+
+
+def residents(outcome: Outcome = ALLOW, *, officials: Outcome = 403) -> dict[str, Outcome]:
+    """``outcome`` for residents, ``officials`` for officials, 401 for anonymous."""
+    return {**dict.fromkeys(PERSONAS, officials), "anonymous": 401, **dict.fromkeys(RESIDENTS, outcome)}
+
+
+# --- The world the rows run in ------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """The host, the personas and the objects the rows point at."""
+
+    api: TestClient
+    personas: dict[str, Persona]
+    make_persona: Callable[[str], Persona]
+    sign_in_again: Callable[[Persona], Persona]
+    victim: Persona
+    victim_memberships: dict[str, int]
+
+    def credentials(self, who: str, fresh: str | None) -> Persona:
+        """The persona's shared session, a new session of the same account, or a whole new account."""
+        persona = self.personas[who]
+        if fresh == "session":
+            return self.sign_in_again(persona)
+        if fresh == "account":
+            return self.make_persona(who)
+        return persona
+
+    def db(self) -> Session:
+        """A database session on the host's engine."""
+        return Session(self.api.app.state.engine, expire_on_commit=False)
+
+    def fresh_rate_limits(self) -> None:
+        """Sign-in rows measure who may sign in, not the rate limits: each starts with clean counters."""
+        self.api.app.state.sign_in_limiter = SignInLimiter(self.api.app.state.settings.redis_url)
+
+    def refresh_token(self, who: str) -> str:
+        """A refresh token of a new session of the department official (used once, by ``who``)."""
+        return self.sign_in_again(self.personas["department"]).refresh_token or ""
+
+    def dev_code(self, who: str) -> dict[str, str]:
+        """A development sign-in code for a phone number of ``who``'s own."""
+        phone = f"+8491000{PERSONAS.index(who):04d}"
+        with self.db() as db:
+            code = service.start_dev_sign_in(db, secret=self.api.app.state.settings.secret_key, phone=phone)
+        return {"phone": phone, "code": code}
+
+    def status_of(self, headers: dict[str, str]) -> int:
+        """What GET /api/auth/check answers to ``headers`` (204 signed in, 401 not)."""
+        self.api.cookies.clear()
+        return self.api.get("/api/auth/check", headers=headers).status_code
+
+
+@dataclass
+class Case:
+    """One request every persona makes, and what each must get."""
+
+    label: str
+    url: str | Callable[[World, str], str]
+    expect: dict[str, Outcome]
+    json: Any = None
+    data: Any = None  # a form body (dict or callable)
+    fresh: str | None = None  # "session" or "account": destructive rows do not spend the shared personas
+    before: Callable[[World], None] | None = None
+    check: Callable[[World, str, Persona, Any], None] | None = None  # extra assertions on the outcome
+
+
+def _resolve(value: Any, world: World, who: str) -> Any:
+    return value(world, who) if callable(value) else value
+
+
+# --- Object-level and side-effect checks -----------------------------------------------------------
+
+
+def own_profile(world: World, who: str, creds: Persona, response: Any) -> None:
+    """/api/me answers with the caller's own account, never anyone else's."""
+    if creds.user_id is None:
+        return
+    body = response.json()
+    assert body["id"] == creds.user_id, f"/api/me gave account {body['id']} to {who} (account {creds.user_id})"
+    if creds.username:
+        assert body["username"] == creds.username
+
+
+def own_sessions(world: World, who: str, creds: Persona, response: Any) -> None:
+    """/api/me/sessions lists only the caller's sessions, marking the current one."""
+    if creds.user_id is None:
+        return
+    listed = {row["id"]: row["current"] for row in response.json()}
+    with world.db() as db:
+        mine = set(db.exec(select(AuthSession.id).where(AuthSession.user_id == creds.user_id)))
+    assert set(listed) <= mine, f"{who} sees sessions of other accounts: {set(listed) - mine}"
+    assert listed.get(creds.session_id) is True, f"{who}'s current session is not marked current"
+
+
+def own_profile_page(world: World, who: str, creds: Persona, response: Any) -> None:
+    """The /me page shows the caller's own name, and sends an anonymous caller to the sign-in form."""
+    if creds.user_id is None:
+        assert response.headers["location"] == "/auth/login?next=/me"
+        return
+    assert html.escape(creds.display_name or "") in response.text, f"/me does not show {who}'s name"
+
+
+def members_of(unit_persona: str, absent: str) -> Callable[[World, str, Persona, Any], None]:
+    """An allowed members list names the unit's official and not another unit's."""
+
+    def check(world: World, who: str, creds: Persona, response: Any) -> None:
+        if response.status_code != 200:
+            return
+        ids = {row["user_id"] for row in response.json()}
+        assert world.personas[unit_persona].user_id in ids, f"{unit_persona} missing from the members list"
+        assert world.personas[absent].user_id not in ids, f"{absent} listed as a member of the wrong unit"
+
+    return check
+
+
+def consent_field(world: World, who: str, creds: Persona, response: Any) -> None:
+    """A scope the manifest does not ask for (or no scope at all) is a 422 naming ``path.scope``."""
+    if response.status_code == 422:
+        assert response.json()["field"] == "path.scope", response.json()
+
+
+def session_ended(world: World, who: str, creds: Persona, response: Any) -> None:
+    """After a successful sign-out the same token gets 401."""
+    if creds.user_id is None:
+        return
+    assert world.status_of(dict(creds)) == 401, f"{who}'s token still works after signing out"
+
+
+def membership_removed(world: World, who: str, creds: Persona, response: Any) -> None:
+    """An allowed removal deletes the membership and ends the victim's sessions; a denied one changes nothing."""
+    with world.db() as db:
+        still_there = db.get(Membership, world.victim_memberships[who]) is not None
+    if response.status_code == 204:
+        assert not still_there, "204 but the membership is still there"
+        assert world.status_of(dict(world.victim)) == 401, "the official's token still works after removal"
+    else:
+        assert still_there, f"{who} was refused ({response.status_code}) yet the membership is gone"
+
+
+def membership_added(world: World, who: str, creds: Persona, response: Any) -> None:
+    """An allowed grant answers with the new membership."""
+    if response.status_code == 201:
+        assert response.json()["unit_id"] == "thuan-hoa" and response.json()["role"] == "commune_official"
+
+
+def tokens_issued(world: World, who: str, creds: Persona, response: Any) -> None:
+    """A successful sign-in or refresh returns working tokens."""
+    if response.status_code == 200:
+        token = response.json()["access_token"]
+        assert world.status_of({"Authorization": f"Bearer {token}"}) == 204
+
+
+def signed_in_cookie(world: World, who: str, creds: Persona, response: Any) -> None:
+    """The sign-in form sets the session cookie on success and stays on the form (role=alert) on failure."""
+    if response.status_code == 303:
+        assert response.headers["location"] == "/me" and "superapp_session=" in response.headers["set-cookie"]
+    else:
+        assert 'role="alert"' in response.text and "set-cookie" not in response.headers
+
+
+def _victim_membership(world: World, who: str) -> str:
+    return f"/api/memberships/{world.victim_memberships[who]}"
+
+
+def _victim_memberships_url(world: World, who: str) -> str:
+    return f"/api/users/{world.victim.user_id}/memberships"
+
+
+def _resident_memberships_url(world: World, who: str) -> str:
+    return f"/api/users/{world.personas['resident_a'].user_id}/memberships"
+
+
+def _login(world: World, who: str) -> dict[str, str]:
+    return {"username": world.personas["department"].username or "", "password": PASSWORD}
+
+
+def _wrong_password(world: World, who: str) -> dict[str, str]:
+    # each official tries their own account, the others the department official's: no account is locked
+    account = world.personas[who if who in OFFICIALS else "department"].username or ""
+    return {"username": account, "password": PASSWORD + "-wrong"}
+
+
+def _refresh(world: World, who: str) -> dict[str, str]:
+    return {"refresh_token": world.refresh_token(who)}
+
+
+# --- The table: (method, path template) -> cases ----------------------------------------------------------
+
+PUBLIC = everyone(ALLOW)
+SIGN_IN_ROWS = dict(before=World.fresh_rate_limits)
+
+MATRIX: dict[tuple[str, str], list[Case]] = {
+    ("GET", "/healthz"): [Case("liveness", "/healthz", PUBLIC)],
+    ("GET", "/readyz"): [Case("readiness", "/readyz", PUBLIC)],
+    ("GET", "/metrics"): [Case("metrics", "/metrics", PUBLIC)],
+    ("GET", "/api/miniapps"): [Case("home screen manifests", "/api/miniapps", PUBLIC)],
+    ("GET", "/api/units"): [Case("org units", "/api/units", PUBLIC)],
+    ("GET", "/api/units/{unit_id}"): [
+        Case("one unit", "/api/units/phu-xuan", PUBLIC),
+        Case("unknown unit", "/api/units/no-such-unit", everyone(404)),
+    ],
+    ("POST", "/api/auth/firebase"): [
+        # this host has no Firebase project: the route says so to everyone (see test_firebase_sign_in_is_public)
+        Case("Firebase not configured", "/api/auth/firebase", everyone(404), json={"id_token": "x.y.z"}),
+    ],
+    ("POST", "/api/auth/dev/code"): [
+        Case("ask for a dev code", "/api/auth/dev/code", PUBLIC, json={"phone": "0912 345 678"}),
+    ],
+    ("POST", "/api/auth/dev/verify"): [
+        Case("dev code sign-in", "/api/auth/dev/verify", PUBLIC, json=World.dev_code, check=tokens_issued),
+        Case("wrong dev code", "/api/auth/dev/verify", everyone(401), json={"phone": "0912345678", "code": "000000"}),
+    ],
+    ("POST", "/api/auth/login"): [
+        Case("password sign-in", "/api/auth/login", PUBLIC, json=_login, check=tokens_issued, **SIGN_IN_ROWS),
+        Case("wrong password", "/api/auth/login", everyone(401), json=_wrong_password, **SIGN_IN_ROWS),
+    ],
+    ("POST", "/api/auth/refresh"): [
+        Case("refresh", "/api/auth/refresh", PUBLIC, json=_refresh, check=tokens_issued),
+        Case("bad refresh token", "/api/auth/refresh", everyone(401), json={"refresh_token": "not-a-token"}),
+    ],
+    ("POST", "/api/auth/logout"): [
+        Case("sign out", "/api/auth/logout", signed_in(), fresh="session", check=session_ended),
+    ],
+    ("POST", "/api/auth/logout-all"): [
+        Case("sign out everywhere", "/api/auth/logout-all", signed_in(), fresh="account", check=session_ended),
+    ],
+    ("GET", "/api/auth/check"): [Case("token check", "/api/auth/check", signed_in())],
+    ("GET", "/api/me"): [Case("own profile", "/api/me", signed_in(), check=own_profile)],
+    ("PATCH", "/api/me"): [
+        Case("change own language", "/api/me", signed_in(), json={"locale": "vi"}, check=own_profile),
+    ],
+    ("GET", "/api/me/sessions"): [Case("own sessions", "/api/me/sessions", signed_in(), check=own_sessions)],
+    ("GET", "/api/me/consents"): [Case("own consents", "/api/me/consents", residents())],
+    ("PUT", "/api/me/consents/{miniapp_id}/{scope}"): [
+        Case("grant festival/location", "/api/me/consents/festival/location", residents()),
+        Case("grant to an unknown mini-app", "/api/me/consents/no-such-app/location", residents(404)),
+        Case("grant a scope not asked for", "/api/me/consents/festival/camera", residents(422),
+             check=consent_field),
+        # a value that is no scope at all fails validation before the endpoint's own checks run
+        Case("grant a non-scope", "/api/me/consents/festival/everything", residents(422, officials=422),
+             check=consent_field),
+    ],
+    ("DELETE", "/api/me/consents/{miniapp_id}/{scope}"): [
+        Case("revoke festival/location", "/api/me/consents/festival/location", residents()),
+        Case("revoke from an unknown mini-app", "/api/me/consents/no-such-app/location", residents(404)),
+        Case("revoke a scope not asked for", "/api/me/consents/festival/camera", residents(422),
+             check=consent_field),
+    ],
+    ("GET", "/api/units/{unit_id}/members"): [
+        Case("members of Phú Xuân", "/api/units/phu-xuan/members", only("commune_px", "operator", "admin"),
+             check=members_of("commune_px", absent="commune_kl")),
+        Case("members of Kim Long", "/api/units/kim-long/members", only("commune_kl", "operator", "admin"),
+             check=members_of("commune_kl", absent="commune_px")),
+        Case("members of the Department of Justice", "/api/units/so-tu-phap/members",
+             only("department", "operator", "admin"), check=members_of("department", absent="commune_px")),
+        Case("members of the city", "/api/units/hue/members", only("operator", "admin"),
+             check=members_of("operator", absent="commune_px")),
+        # the query string cannot name another unit than the path's
+        Case("members with a smuggled unit", "/api/units/kim-long/members?unit_id=phu-xuan",
+             only("commune_kl", "operator", "admin")),
+    ],
+    ("POST", "/api/users/{user_id}/memberships"): [
+        Case("grant a role", _victim_memberships_url, only("admin"),
+             json={"role": "commune_official", "unit_id": "thuan-hoa"}, check=membership_added),
+        Case("grant a role to a resident", _resident_memberships_url, only("admin", admin=404),
+             json={"role": "commune_official", "unit_id": "thuan-hoa"}),
+        Case("grant a role in the wrong kind of unit", _victim_memberships_url, only("admin", admin=422),
+             json={"role": "operator", "unit_id": "phu-xuan"}),
+    ],
+    ("DELETE", "/api/memberships/{membership_id}"): [
+        Case("take a role away", _victim_membership, only("admin"), check=membership_removed),
+        Case("unknown membership", "/api/memberships/987654", only("admin", admin=404)),
+    ],
+    ("GET", "/api/audit"): [Case("audit log", "/api/audit", only("admin"))],
+    ("GET", "/auth/login"): [Case("sign-in form", "/auth/login", PUBLIC)],
+    ("POST", "/auth/login"): [
+        Case("sign-in form posted", "/auth/login", PUBLIC, data=_login, check=signed_in_cookie, **SIGN_IN_ROWS),
+        Case("sign-in form, wrong password", "/auth/login", everyone(401), data=_wrong_password,
+             check=signed_in_cookie, **SIGN_IN_ROWS),
+    ],
+    ("GET", "/me"): [
+        Case("profile page", "/me", signed_in(anonymous=SIGN_IN), check=own_profile_page),
+    ],
+    ("POST", "/auth/logout"): [
+        # anonymous: nothing to sign out, back to the home page all the same
+        Case("sign-out button", "/auth/logout", PUBLIC, fresh="session", check=session_ended),
+    ],
+    ("GET", "/"): [Case("home screen", "/", PUBLIC)],
+    ("GET", "/api/miniapps/festival/events"): [Case("festival programme API", "/api/miniapps/festival/events", PUBLIC)],
+    ("GET", "/m/festival/"): [Case("festival page", "/m/festival/", PUBLIC)],
+}
+
+
+def served_routes(app: Any) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, through included routers, minus docs and static files."""
+    found: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, Mount):
+            assert isinstance(route.app, StaticFiles), f"mount {context.path} is not static files: add it here"
+            continue
+        if context.path in NOT_IN_MATRIX:
+            continue
+        assert context.methods, f"route {context.path} ({type(route).__name__}) has no methods"
+        found.update((method, context.path) for method in context.methods)
+    return found
+
+
+# --- Tests -----------------------------------------------------------------------------------------------------
+
+
+def test_every_route_has_a_row(sqlite_url: str) -> None:
+    app = create_app(base_settings(database_url=sqlite_url, env="dev"))
+    served = served_routes(app)
+    assert any(path.startswith("/api/miniapps/festival/") for _method, path in served), "mini-app routes not seen"
+    missing = sorted(served - set(MATRIX))
+    stale = sorted(set(MATRIX) - served)
+    assert not missing, f"routes without a row in the authorisation matrix: {missing}"
+    assert not stale, f"rows for routes the host does not serve: {stale}"
+    for key, cases in MATRIX.items():
+        assert cases, f"{key} has no case"
+        for case in cases:
+            assert set(case.expect) == set(PERSONAS), f"{key} '{case.label}' does not cover every persona"
+
+
+def test_route_walk_agrees_with_the_openapi_schema(sqlite_url: str) -> None:
+    app = create_app(base_settings(database_url=sqlite_url, env="dev"))
+    served = served_routes(app)
+    documented = {(method.upper(), path) for path, operations in app.openapi()["paths"].items()
+                  for method in operations}
+    # an independent enumeration: the walk sees through include_router and misses no documented route
+    assert documented and documented <= served, sorted(documented - served)
+    assert ("GET", "/me") in served and ("GET", "/m/festival/") in served  # pages are not in the schema
+
+
+def test_host_finds_every_permission_its_routes_check(sqlite_url: str) -> None:
+    """create_app refuses routes that check undeclared permissions; that check must see every route."""
+    app = create_app(base_settings(database_url=sqlite_url))
+    routers = list(CORE_ROUTERS) + [r for m in app.state.miniapps for r in m.api_routers + m.page_routers]
+    checked = permission_checks(routers)
+    assert {p.name for p in CORE_PERMISSIONS} <= checked, (
+        f"permission_checks found {sorted(checked)}: some routes were not walked"
+    )
+
+
+@pytest.fixture
+def world(fast_passwords: None, api: TestClient, personas: dict[str, Persona], make_persona: Callable[[str], Persona],
+          sign_in_again: Callable[[Persona], Persona]) -> World:
+    """The personas plus a victim official holding one membership per persona for the removal rows."""
+    with Session(api.app.state.engine, expire_on_commit=False) as db:
+        user = service.create_official(
+            db, username="victim.official", display_name="Cán bộ thử nghiệm", password=PASSWORD,
+            memberships=[("commune_official", unit) for unit in VICTIM_UNITS.values()])
+        rows = {m.unit_id: m.id for m in db.exec(select(Membership).where(Membership.user_id == user.id))}
+        pair = service.start_session(db, secret=api.app.state.settings.secret_key, user=user, method="test",
+                                     client="pytest", address="127.0.0.1")
+    victim = Persona("victim", user_id=user.id, session_id=pair.session_id, access_token=pair.access_token,
+                     username=user.username, display_name=user.display_name)
+    return World(api=api, personas=personas, make_persona=make_persona, sign_in_again=sign_in_again,
+                 victim=victim, victim_memberships={p: rows[u] for p, u in VICTIM_UNITS.items()})
+
+
+def _outcome_ok(expected: Outcome, response: Any) -> bool:
+    status = response.status_code
+    if expected == ALLOW:
+        return 200 <= status < 400
+    if expected == SIGN_IN:
+        return status == 303 and response.headers.get("location", "").startswith("/auth/login")
+    return status == expected
+
+
+def test_authorisation_matrix(world: World) -> None:
+    api = world.api
+    failures: list[str] = []
+    ran = 0
+    for (method, template), cases in MATRIX.items():
+        for case in cases:
+            if case.before:
+                case.before(world)
+            for who in PERSONAS:
+                creds = world.credentials(who, case.fresh)
+                url = _resolve(case.url, world, who)
+                api.cookies.clear()  # a sign-in form row must not leave a cookie for the next persona
+                response = api.request(method, url, headers=dict(creds), json=_resolve(case.json, world, who),
+                                       data=_resolve(case.data, world, who), follow_redirects=False)
+                ran += 1
+                expected = case.expect[who]
+                where = f"{method} {url} [{case.label}] as {who}"
+                if not _outcome_ok(expected, response):
+                    failures.append(f"{where}: expected {expected}, got {response.status_code} "
+                                    f"{response.text[:160]!r}")
+                    continue
+                if case.check:
+                    try:
+                        case.check(world, who, creds, response)
+                    except AssertionError as exc:
+                        failures.append(f"{where}: {exc}")
+    assert ran >= len(MATRIX) * len(PERSONAS)
+    assert not failures, f"{len(failures)} of {ran} requests broke the matrix:\n" + "\n".join(failures)
+
+
+# --- Sessions end where the matrix says they do ------------------------------------------------------------
+
+
+def test_removing_a_membership_ends_the_officials_sessions(api: TestClient, commune_px: Persona,
+                                                           admin: Persona) -> None:
+    # commune_px is signed in and recently verified (cached by the authenticator)
+    assert api.get("/api/units/phu-xuan/members", headers=commune_px).status_code == 200
+    [membership] = api.get("/api/me", headers=commune_px).json()["memberships"]
+    assert api.delete(f"/api/memberships/{membership['id']}", headers=commune_px).status_code == 403
+    assert api.delete(f"/api/memberships/{membership['id']}", headers=admin).status_code == 204
+    # the very next request with the same token is refused, and so is its refresh token
+    assert api.get("/api/units/phu-xuan/members", headers=commune_px).status_code == 401
+    assert api.get("/api/me", headers=commune_px).status_code == 401
+    refreshed = api.post("/api/auth/refresh", json={"refresh_token": commune_px.refresh_token})
+    assert refreshed.status_code == 401
+    removed = api.get("/api/audit", params={"action": "membership_removed"}, headers=admin).json()["items"]
+    assert [(e["actor_id"], e["subject_id"]) for e in removed] == [(admin.user_id, commune_px.user_id)]
+
+
+def test_membership_added_by_admin_applies_on_the_next_request(api: TestClient, commune_px: Persona,
+                                                              admin: Persona) -> None:
+    assert api.get("/api/units/kim-long/members", headers=commune_px).status_code == 403
+    response = api.post(f"/api/users/{commune_px.user_id}/memberships", headers=admin,
+                        json={"role": "commune_official", "unit_id": "kim-long"})
+    assert response.status_code == 201
+    assert api.get("/api/units/kim-long/members", headers=commune_px).status_code == 200
+
+
+def test_logout_ends_only_that_session_and_logout_all_ends_every_one(
+        api: TestClient, department: Persona, sign_in_again: Callable[[Persona], Persona]) -> None:
+    phone, browser = department, sign_in_again(department)
+    assert api.get("/api/auth/check", headers=phone).status_code == 204
+    assert api.post("/api/auth/logout", headers=phone).status_code == 204
+    assert api.get("/api/auth/check", headers=phone).status_code == 401
+    assert api.post("/api/auth/refresh", json={"refresh_token": phone.refresh_token}).status_code == 401
+    assert api.get("/api/auth/check", headers=browser).status_code == 204
+    third = sign_in_again(department)
+    assert api.post("/api/auth/logout-all", headers=browser).status_code == 204
+    assert api.get("/api/auth/check", headers=browser).status_code == 401
+    assert api.get("/api/auth/check", headers=third).status_code == 401
+
+
+def test_sign_in_is_public_and_wrong_password_is_401(api: TestClient, anonymous: Persona,
+                                                     operator: Persona) -> None:
+    good = api.post("/api/auth/login", headers=anonymous,
+                    json={"username": operator.username, "password": PASSWORD})
+    assert good.status_code == 200 and good.json()["user_id"] == operator.user_id
+    bad = api.post("/api/auth/login", headers=anonymous,
+                   json={"username": operator.username, "password": "Sai-mat-khau-123"})
+    assert bad.status_code == 401
+    assert bad.json()["detail"] == "wrong username or password"
+    unknown = api.post("/api/auth/login", headers=anonymous,
+                       json={"username": "nobody.here", "password": "Sai-mat-khau-123"})
+    assert unknown.status_code == 401 and unknown.json()["detail"] == bad.json()["detail"]
+
+
+def test_firebase_sign_in_is_public(database_url: str, tmp_path: Path) -> None:
+    """With a Firebase project configured, anyone with a valid phone ID token gets our tokens."""
+    from tests.fakes.firebase import serve_firebase_certs
+
+    with serve_firebase_certs() as fake:
+        settings = base_settings(database_url=database_url, env="dev", firebase_project_id=fake.project_id,
+                                 var_dir=tmp_path / "var")
+        with TestClient(create_app(settings)) as client:
+            good = client.post("/api/auth/firebase", json={"id_token": fake.mint("fb-resident-1", "+84935000001")})
+            forged = client.post("/api/auth/firebase",
+                                 json={"id_token": fake.mint("fb-resident-2", "+84935000002", variant="unsigned")})
+            assert good.status_code == 200, good.text
+            me = client.get("/api/me", headers={"Authorization": f"Bearer {good.json()['access_token']}"})
+            assert me.json()["kind"] == "resident" and me.json()["phone"] == "+84935000001"
+            assert forged.status_code == 401
+
+
+def test_a_request_in_flight_during_sign_out_does_not_revive_the_session(
+        api: TestClient, department: Persona, sign_in_again: Callable[[Persona], Persona],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sign-out landing while a request is being authenticated must not be undone by that request's cache."""
+    # Deterministic interleaving: the account is signed out everywhere after the request loaded its
+    # caller from the database but before it cached that caller.
+    import core.identity.authn as authn
+
+    real_load = authn.load_principal
+    phone = sign_in_again(department)
+    signed_out: list[int] = []
+
+    def load_then_sign_out_everywhere(db: Session, *, user_id: int, session_id: str) -> Any:
+        principal = real_load(db, user_id=user_id, session_id=session_id)
+        if not signed_out:
+            signed_out.append(0)
+            signed_out[0] = api.post("/api/auth/logout-all", headers=phone).status_code
+        return principal
+
+    monkeypatch.setattr(authn, "load_principal", load_then_sign_out_everywhere)
+    in_flight = api.get("/api/auth/check", headers=department)
+    monkeypatch.undo()
+    assert signed_out == [204] and in_flight.status_code == 204  # it was valid when it was checked
+    assert api.get("/api/auth/check", headers=phone).status_code == 401
+    assert api.get("/api/auth/check", headers=department).status_code == 401, (
+        "the in-flight request cached the caller after the sign-out: the token works for auth_cache_seconds more")
