@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from core.identity.models import User
 from core.identity.service import create_official, find_or_create_resident
 from core.units.service import load_reference_units
+from plugins.context import HostContext
 from plugins.registry import MiniApp
 
 # The demo password is public on purpose (it is in the README); production refuses demo seeding.
@@ -52,3 +53,16 @@ def seed_demo(engine: Engine, miniapps: list[MiniApp], *, env: str = "dev") -> I
                 created += 1
         session.commit()
         yield f"demo residents: {created} added (sign in with the development code for {DEMO_RESIDENTS[0][0]})"
+    host = HostContext(engine=engine, settings=None, publish_event=_no_events)
+    for miniapp in miniapps:
+        for loader in miniapp.demo_loaders:
+            try:
+                lines = loader(host) or ()
+                for line in lines:
+                    yield f"{miniapp.id}: {line}"
+            except Exception as exc:
+                raise RuntimeError(f"mini-app '{miniapp.id}': demo data failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _no_events(event: object) -> None:
+    """Seeding publishes no domain events: no subscriber should react to demo data."""

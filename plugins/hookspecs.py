@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from plugins.manifest import Manifest
     from plugins.registry import (
         RegisterEventSubscriber,
+        RegisterDemoData,
         RegisterFeedContributor,
         RegisterModels,
         RegisterPermission,
@@ -52,7 +53,7 @@ def superapp_manifest() -> "Manifest | Mapping[str, Any]":
 # --- Phase 2: registration ---------------------------------------------------------------------
 # Called once per mini-app at start-up, mini-apps in discovery order (built-ins, then entry points,
 # each by id). For each mini-app the host calls: models, permissions, routes, event subscribers,
-# feed contributors, scheduled jobs, search providers (plugins.manager.REGISTRATION_HOOKS).
+# feed contributors, scheduled jobs, search providers, demo data (plugins.manager.REGISTRATION_HOOKS).
 
 
 @hookspec
@@ -124,4 +125,15 @@ def superapp_register_search_providers(register: "RegisterSearchProvider") -> No
     ``register(provider, label=LocalizedText | dict)``: ``provider(query)`` gets a
     ``plugins.search.SearchQuery`` and returns (or awaits to) a list of ``SearchResult``. The host fans out to every provider the caller may use and merges the results
     with their source.
+    """
+
+
+@hookspec
+def superapp_register_demo_data(register: "RegisterDemoData") -> None:
+    """Load demo content when an operator runs ``superapp seed demo``.
+
+    ``register(loader)``: ``loader(host)`` gets a ``plugins.context.HostContext`` after the host
+    has loaded Hue's org units and the demo accounts, and returns an iterable of progress lines (or
+    None). It must be idempotent: ``seed demo`` may run again on the same database. Loaders run in
+    mini-app order; a loader that raises stops the seeding with a message naming the mini-app.
     """

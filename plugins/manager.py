@@ -19,6 +19,7 @@ from plugins.manifest import ManifestError, semver_tuple, validate_manifest
 from plugins.registry import (
     ContractError,
     MiniApp,
+    RegisterDemoData,
     RegisterEventSubscriber,
     RegisterFeedContributor,
     RegisterModels,
@@ -40,6 +41,7 @@ REGISTRATION_HOOKS: tuple[tuple[str, type], ...] = (
     ("superapp_register_feed_contributors", RegisterFeedContributor),
     ("superapp_register_scheduled_jobs", RegisterScheduledJob),
     ("superapp_register_search_providers", RegisterSearchProvider),
+    ("superapp_register_demo_data", RegisterDemoData),
 )
 
 

@@ -97,6 +97,7 @@ class MiniApp:
     feed_contributors: list[FeedContributor] = field(default_factory=list)
     jobs: list[ScheduledJob] = field(default_factory=list)
     search_providers: list[SearchProvider] = field(default_factory=list)
+    demo_loaders: list[Callable[[Any], Any]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -255,6 +256,14 @@ class RegisterSearchProvider(_Bound):
         _needs_arguments(provider, 1, self._fail, what="search provider")
         text = _localized(label, what="search provider label", miniapp=self.miniapp.id)
         self.miniapp.search_providers.append(SearchProvider(provider, text, self.miniapp.id))
+
+
+class RegisterDemoData(_Bound):
+    """``register(loader)``: see ``superapp_register_demo_data``."""
+
+    def __call__(self, loader: Callable[[Any], Any]) -> None:
+        _needs_arguments(loader, 1, self._fail, what="demo data loader")
+        self.miniapp.demo_loaders.append(loader)
 
 
 def _needs_arguments(func: Callable[..., Any], count: int, fail: Callable[[str], Exception], *, what: str) -> None:

@@ -28,6 +28,7 @@ def test_upgrade_seed_twice_and_check(fresh_db) -> None:
     first = run("seed", "demo", env=fresh_db)
     assert first.returncode == 0 and "org units: 51 added" in first.stdout
     assert "demo officials: 6 added" in first.stdout
+    assert "festival: 3 programme events added" in first.stdout
     again = run("seed", "demo", env=fresh_db)
     assert again.returncode == 0 and "org units: 0 added" in again.stdout
     assert "demo officials: 0 added" in again.stdout and "demo residents: 0 added" in again.stdout

@@ -106,3 +106,16 @@ def test_a_grant_that_loses_a_race_with_the_same_grant_still_answers_204(
     assert second == [204]
     assert first == 204, f"the grant that lost the race answered {first}"
     assert api.get("/api/me/consents", headers=resident_a).json() == {"festival": ["location"]}
+
+
+def test_a_route_needing_an_ungranted_scope_is_403_naming_it(api, resident_a, commune_px) -> None:
+    """The festival's 'events near me' needs the location scope: refused until the resident grants it."""
+    url = "/api/miniapps/festival/events/nearby?lat=16.47&lon=107.58"
+    refused = api.get(url, headers=resident_a)
+    assert refused.status_code == 403
+    assert refused.json()["scope"] == "location" and "'location'" in refused.json()["detail"]
+    assert api.put("/api/me/consents/festival/location", headers=resident_a).status_code == 204
+    assert api.get(url, headers=resident_a).status_code == 200
+    assert api.get(url).status_code == 401
+    # officials act for their unit; a resident's consent does not apply to them
+    assert api.get(url, headers=commune_px).status_code == 200

@@ -19,7 +19,7 @@ from core.app import create_app
 from core.identity import service
 from core.app import CORE_ROUTERS
 from core.identity.authz import CORE_PERMISSIONS, permission_checks
-from core.identity.models import AuthSession, Membership
+from core.identity.models import AuthSession, Membership, MiniAppConsent
 from core.identity.ratelimit import SignInLimiter
 from tests.conftest import base_settings
 from tests.core.identity.conftest import PASSWORD, PERSONAS, Persona
@@ -235,6 +235,18 @@ def _wrong_password(world: World, who: str) -> dict[str, str]:
     return {"username": account, "password": PASSWORD + "-wrong"}
 
 
+def _withdraw_consents(world: World) -> None:
+    with world.db() as db:
+        for row in db.exec(select(MiniAppConsent)):
+            db.delete(row)
+        db.commit()
+
+
+def _grant_location(world: World) -> None:
+    for resident in RESIDENTS:
+        world.api.put("/api/me/consents/festival/location", headers=dict(world.personas[resident]))
+
+
 def _refresh(world: World, who: str) -> dict[str, str]:
     return {"refresh_token": world.refresh_token(who)}
 
@@ -343,6 +355,13 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/"): [Case("home screen", "/", PUBLIC)],
     ("GET", "/api/miniapps/festival/events"): [Case("festival programme API", "/api/miniapps/festival/events", PUBLIC)],
     ("GET", "/m/festival/"): [Case("festival page", "/m/festival/", PUBLIC)],
+    ("GET", "/api/miniapps/festival/events/nearby"): [
+        # needs the location scope: residents who have not granted it are refused, naming the scope
+        Case("events near me, scope not granted", "/api/miniapps/festival/events/nearby?lat=16.47&lon=107.58",
+             signed_in(**dict.fromkeys(RESIDENTS, 403)), before=lambda world: _withdraw_consents(world)),
+        Case("events near me, scope granted", "/api/miniapps/festival/events/nearby?lat=16.47&lon=107.58",
+             signed_in(), before=lambda world: _grant_location(world)),
+    ],
 }
 
 

@@ -52,3 +52,9 @@ def superapp_register_scheduled_jobs(register):
 def superapp_register_search_providers(register):
     """Events by title."""
     register(service.search, label={"vi": "Sự kiện", "en": "Events"})
+
+
+@hookimpl
+def superapp_register_demo_data(register):
+    """A few programme events for the demo."""
+    register(service.load_demo_programme)

