@@ -21,13 +21,16 @@ from core.identity.models import (
     RefreshToken,
     User,
 )
+from core.feed.models import FeedItem, FeedItemUnit
 from core.scheduler import JobRun
+from push.models import Device, InboxItem, Notification, PushOutbox, UnitFollow
 from core.units.models import OrgUnit
 from plugins.registry import MiniApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_MODELS = (
     OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
+    FeedItem, FeedItemUnit, Notification, InboxItem, Device, UnitFollow, PushOutbox,
 )
 
 
