@@ -29,6 +29,10 @@ from core.identity.firebase import verifier_from_settings
 from core.identity.pages import router as identity_pages
 from core.identity.ratelimit import SignInLimiter
 from core.identity.routes import router as identity_router
+from core.feed.pages import router as feed_pages
+from core.feed.routes import router as feed_router
+from push import outbox, realtime
+from push.routes import router as push_router
 from core.manifests import ManifestCache
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
@@ -44,7 +48,10 @@ from plugins.registry import ContractError, MiniApp
 from push.broker import make_broker
 
 log = logging.getLogger(__name__)
-CORE_ROUTERS = (ops_router, manifests_router, units_router, identity_router, identity_pages, shell_router)
+CORE_ROUTERS = (
+    ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
+    push_router, realtime.router, shell_router,
+)
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
 
@@ -75,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.broker.ping()
         await app.state.events.publish(MiniAppsLoaded(miniapp_ids=[m.id for m in miniapps]))
         listener = asyncio.create_task(app.state.authenticator.listen())
+        background = [asyncio.create_task(run()) for run in app.state.background]
         scheduler = None
         jobs = [job for m in miniapps for job in m.jobs]
         if settings.scheduler_enabled and jobs:
@@ -85,10 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            listener.cancel()
-            if scheduler is not None:
-                scheduler.cancel()
-            await asyncio.gather(listener, *([scheduler] if scheduler else []), return_exceptions=True)
+            tasks = [listener, *background, *([scheduler] if scheduler else [])]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await app.state.broker.close()
             if app.state.firebase is not None:
                 app.state.firebase.close()
@@ -118,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.sign_in_limiter = SignInLimiter(settings.redis_url)
     app.state.firebase = verifier_from_settings(settings)
+
+    # Delivery parts attach themselves and say which background loops the lifespan must run.
+    app.state.background = [*realtime.install(app), *outbox.install(app)]
 
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

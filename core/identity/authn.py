@@ -9,7 +9,7 @@ from threading import Lock
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +52,7 @@ class Authenticator:
         self._generations: dict[int, int] = {}
         self._lock = Lock()
 
-    async def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: HTTPConnection) -> Principal:
         """The caller of ``request``; anonymous without credentials, 401 for bad ones.
 
         Async so the common case (a cached caller) costs no thread hop; only a cache miss goes to
@@ -70,8 +70,17 @@ class Authenticator:
             if not token:
                 return ANONYMOUS
             from_cookie = True
-        if from_cookie and request.method not in SAFE_METHODS:
+        if from_cookie and request.scope.get("method", "GET") not in SAFE_METHODS:
             self._check_origin(request)
+        return await self.principal_for_token(token, lenient=from_cookie)
+
+    async def principal_for_token(self, token: str, *, lenient: bool = False) -> Principal:
+        """The caller an access token stands for; 401 (or anonymous when ``lenient``) if it is not valid.
+
+        Used by ``authenticate`` and by the WebSocket handshake, which may carry the token in a query
+        parameter because browsers cannot set headers on a WebSocket.
+        """
+        from_cookie = lenient
         hit = self._cache.get(token)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
@@ -104,7 +113,7 @@ class Authenticator:
                 self._cache[token] = (now + lifetime, principal)
         return principal
 
-    def _check_origin(self, request: Request) -> None:
+    def _check_origin(self, request: HTTPConnection) -> None:
         """Cookie-authenticated writes must come from our own pages (cross-site request forgery)."""
         origin = request.headers.get("origin") or _origin_of(request.headers.get("referer"))
         own = f"{request.url.scheme}://{request.url.netloc}"
@@ -149,6 +158,6 @@ def _origin_of(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     """The caller's address (uvicorn applies X-Forwarded-For from trusted proxies)."""
     return request.client.host if request.client else "unknown"

@@ -1,0 +1,5 @@
+"""Feed API (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["feed"])

@@ -1,0 +1,5 @@
+"""Notifications API (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["notifications"])
