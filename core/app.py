@@ -32,6 +32,7 @@ from core.identity.routes import router as identity_router
 from core.feed.pages import router as feed_pages
 from core.feed.routes import router as feed_router
 from push import outbox, realtime
+from push.notifier import Notifier
 from push.routes import router as push_router
 from core.manifests import ManifestCache
 from core.manifests import router as manifests_router
@@ -126,6 +127,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.sign_in_limiter = SignInLimiter(settings.redis_url)
     app.state.firebase = verifier_from_settings(settings)
+    app.state.notifier = Notifier(
+        engine=app.state.engine, events=app.state.events,
+        realtime_of=lambda: getattr(app.state, "realtime", None),
+        wake=lambda: getattr(app.state, "outbox_worker", None) and app.state.outbox_worker.wake(),
+        topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
+    )
 
     # Delivery parts attach themselves and say which background loops the lifespan must run.
     app.state.background = [*realtime.install(app), *outbox.install(app)]

@@ -1,5 +1,325 @@
-"""Notifications API (being built)."""
+"""Notifications API: the inbox, devices, followed units, and sending by officials."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.feed.models import Severity
+from core.i18n import negotiate
+from core.identity.authz import require_permission
+from core.identity.deps import CurrentUser
+from core.identity.models import utcnow
+from core.identity.principal import Principal
+from core.units.models import OrgUnit, UnitKind
+from plugins.manifest import LocalizedText
+from push.models import Device, InboxItem, Notification, OutboxKind, Platform, PushOutbox, UnitFollow
+from push.notifier import NotifierError, unit_topic
 
 router = APIRouter(tags=["notifications"])
+FCM_TOKEN = r"^[A-Za-z0-9_:\-]{20,4096}$"
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- Inbox -----------------------------------------------------------------------------------------
+
+
+class InboxEntry(BaseModel):
+    """One notification in the caller's inbox, in the caller's language."""
+
+    id: int
+    notification_id: int
+    miniapp: str
+    topic: str
+    severity: Severity
+    title: str
+    body: str
+    url: str | None
+    created_at: datetime
+    read: bool
+
+
+class InboxPage(BaseModel):
+    """A page of the inbox, newest first, with the unread count for the badge."""
+
+    items: list[InboxEntry]
+    unread: int
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: int) -> str:
+    """An opaque cursor for the next page after ``last_id``."""
+    return base64.urlsafe_b64encode(f"i{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a cursor stands for; Problem 422 naming ``query.cursor`` when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw.startswith("i") and raw[1:].isdigit():
+            return int(raw[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise Problem(422, "cursor is not valid; use next_cursor from the previous page", field="query.cursor")
+
+
+def _locale(request: Request, principal: Principal) -> str:
+    return negotiate(user_locale=principal.locale, accept_language=request.headers.get("accept-language"),
+                     default=request.app.state.settings.locale)
+
+
+def _unread(db: Session, user_id: int) -> int:
+    return db.exec(select(func.count()).select_from(InboxItem)
+                   .where(InboxItem.user_id == user_id, InboxItem.read_at.is_(None))).one()
+
+
+@router.get("/api/inbox", operation_id="list_inbox", response_model=InboxPage)
+def list_inbox(request: Request, principal: CurrentUser, db: SessionDep, cursor: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=50)] = 20) -> InboxPage:
+    """The caller's notifications, newest first; pass ``next_cursor`` for older ones."""
+    locale = _locale(request, principal)
+    query = (select(InboxItem, Notification).where(InboxItem.user_id == principal.user_id,
+                                                   InboxItem.notification_id == Notification.id))
+    if cursor:
+        query = query.where(InboxItem.id < decode_cursor(cursor))
+    rows = list(db.exec(query.order_by(InboxItem.id.desc()).limit(limit + 1)))
+    items = [
+        InboxEntry(id=item.id, notification_id=note.id, miniapp=note.miniapp, topic=note.topic,
+                   severity=note.severity, title=note.title_en if locale == "en" else note.title_vi,
+                   body=note.body_en if locale == "en" else note.body_vi, url=note.url,
+                   created_at=item.created_at, read=item.read_at is not None)
+        for item, note in rows[:limit]
+    ]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    return InboxPage(items=items, unread=_unread(db, principal.user_id or 0), next_cursor=next_cursor)
+
+
+@router.get("/api/inbox/badge", operation_id="inbox_badge")
+def inbox_badge(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
+    """How many notifications the caller has not read."""
+    return {"unread": _unread(db, principal.user_id or 0)}
+
+
+@router.post("/api/inbox/{item_id}/read", operation_id="mark_read", status_code=204)
+def mark_read(item_id: int, principal: CurrentUser, db: SessionDep) -> Response:
+    """Mark one of the caller's notifications read (another person's is 404: it does not exist for you)."""
+    item = db.get(InboxItem, item_id)
+    if item is None or item.user_id != principal.user_id:
+        raise Problem(404, f"no notification {item_id} in your inbox", field="path.item_id")
+    if item.read_at is None:
+        item.read_at = utcnow()
+        db.add(item)
+        db.commit()
+    return Response(status_code=204)
+
+
+@router.post("/api/inbox/read-all", operation_id="mark_all_read")
+def mark_all_read(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
+    """Mark every notification of the caller read; returns how many changed."""
+    changed = db.execute(update(InboxItem).where(InboxItem.user_id == principal.user_id,
+                                                 InboxItem.read_at.is_(None)).values(read_at=utcnow())).rowcount
+    db.commit()
+    return {"marked": changed}
+
+
+# --- Devices and followed units -----------------------------------------------------------------------
+
+
+class DeviceIn(Strict):
+    """An FCM registration token of this app install."""
+
+    token: Annotated[str, StringConstraints(pattern=FCM_TOKEN)]
+    platform: Platform
+    app_version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+    locale: Literal["vi", "en"] = "vi"
+
+
+class DeviceOut(BaseModel):
+    """A registered device (the token is not echoed back)."""
+
+    id: int
+    platform: Platform
+    app_version: str
+    locale: str
+    active: bool
+    created_at: datetime
+
+
+def _topics_for(db: Session, user_id: int) -> list[str]:
+    from core.identity.models import User
+
+    user = db.get(User, user_id)
+    units = set(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == user_id)))
+    if user is not None and user.home_unit_id:
+        units.add(user.home_unit_id)
+    return sorted(unit_topic(u) for u in units)
+
+
+def _queue_topic_change(db: Session, kind: OutboxKind, tokens: list[str], topics: list[str]) -> None:
+    for topic in topics:
+        if tokens:
+            db.add(PushOutbox(kind=kind, payload={"topic": topic, "tokens": tokens}))
+
+
+@router.post("/api/devices", operation_id="register_device", response_model=DeviceOut, status_code=201)
+def register_device(body: DeviceIn, request: Request, principal: CurrentUser, db: SessionDep) -> DeviceOut:
+    """Register (or move to this account) an FCM token; it is subscribed to the topics of your units."""
+    device = db.exec(select(Device).where(Device.token == body.token)).first()
+    if device is None:
+        device = Device(user_id=principal.user_id, token=body.token, platform=body.platform,
+                        app_version=body.app_version, locale=body.locale)
+    else:
+        if device.user_id != principal.user_id:
+            # The phone signed in with another account: the old account must stop receiving on it.
+            _queue_topic_change(db, OutboxKind.unsubscribe, [device.token], _topics_for(db, device.user_id))
+        device.user_id, device.platform, device.app_version = principal.user_id, body.platform, body.app_version
+        device.locale, device.active, device.deactivated_reason, device.last_seen_at = body.locale, True, None, utcnow()
+    db.add(device)
+    if principal.kind == "resident":
+        _queue_topic_change(db, OutboxKind.subscribe, [body.token], _topics_for(db, principal.user_id or 0))
+    db.commit()
+    db.refresh(device)
+    _wake(request)
+    return DeviceOut.model_validate(device, from_attributes=True)
+
+
+@router.get("/api/devices", operation_id="list_devices", response_model=list[DeviceOut])
+def list_devices(principal: CurrentUser, db: SessionDep) -> list[DeviceOut]:
+    """The caller's registered devices."""
+    return [DeviceOut.model_validate(d, from_attributes=True)
+            for d in db.exec(select(Device).where(Device.user_id == principal.user_id).order_by(Device.id))]
+
+
+@router.delete("/api/devices/{device_id}", operation_id="unregister_device", status_code=204)
+def unregister_device(device_id: int, request: Request, principal: CurrentUser, db: SessionDep) -> Response:
+    """Stop pushing to one of the caller's devices (for example at sign-out on the phone)."""
+    device = db.get(Device, device_id)
+    if device is None or device.user_id != principal.user_id:
+        raise Problem(404, f"no device {device_id} of yours", field="path.device_id")
+    _queue_topic_change(db, OutboxKind.unsubscribe, [device.token], _topics_for(db, device.user_id))
+    db.delete(device)
+    db.commit()
+    _wake(request)
+    return Response(status_code=204)
+
+
+@router.get("/api/me/follows", operation_id="list_followed_units")
+def list_followed_units(principal: CurrentUser, db: SessionDep) -> list[str]:
+    """The units the caller follows besides their home unit."""
+    return list(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == principal.user_id)
+                        .order_by(UnitFollow.unit_id)))
+
+
+def _follow_target(db: Session, unit_id: str) -> OrgUnit:
+    unit = db.get(OrgUnit, unit_id)
+    if unit is None or unit.kind not in (UnitKind.ward, UnitKind.commune):
+        raise Problem(404, f"no commune or ward {unit_id!r}", field="path.unit_id")
+    return unit
+
+
+def _active_tokens(db: Session, user_id: int) -> list[str]:
+    return list(db.exec(select(Device.token).where(Device.user_id == user_id, Device.active)))
+
+
+@router.put("/api/me/follows/{unit_id}", operation_id="follow_unit", status_code=204)
+def follow_unit(unit_id: str, request: Request, principal: CurrentUser, db: SessionDep) -> Response:
+    """Follow a commune or ward: its warnings reach you as if you lived there."""
+    _follow_target(db, unit_id)
+    if db.get(UnitFollow, (principal.user_id, unit_id)) is None:
+        db.add(UnitFollow(user_id=principal.user_id, unit_id=unit_id))
+        _queue_topic_change(db, OutboxKind.subscribe, _active_tokens(db, principal.user_id or 0), [unit_topic(unit_id)])
+        db.commit()
+        _wake(request)
+    return Response(status_code=204)
+
+
+@router.delete("/api/me/follows/{unit_id}", operation_id="unfollow_unit", status_code=204)
+def unfollow_unit(unit_id: str, request: Request, principal: CurrentUser, db: SessionDep) -> Response:
+    """Stop following a unit."""
+    _follow_target(db, unit_id)
+    follow = db.get(UnitFollow, (principal.user_id, unit_id))
+    if follow is not None:
+        db.delete(follow)
+        _queue_topic_change(db, OutboxKind.unsubscribe, _active_tokens(db, principal.user_id or 0),
+                            [unit_topic(unit_id)])
+        db.commit()
+        _wake(request)
+    return Response(status_code=204)
+
+
+def _wake(request: Request) -> None:
+    worker = getattr(request.app.state, "outbox_worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+# --- Sending (officials and operators) -----------------------------------------------------------------
+
+
+class NotificationIn(Strict):
+    """A notification an official sends to the residents of units, or to officials by role."""
+
+    title: LocalizedText
+    body: LocalizedText
+    severity: Severity = Severity.info
+    units: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default_factory=list, max_length=40)
+    roles: list[tuple[Literal["commune_official", "department_official", "operator"],
+                      Annotated[str, StringConstraints(max_length=64)]]] = Field(default_factory=list, max_length=50)
+    url: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=500)] | None = None
+
+
+class NotificationReceipt(BaseModel):
+    """What was done with a notification."""
+
+    notification_id: int
+    recipients: int
+    push_jobs: int
+    held_for_quiet_hours: int
+    muted: int
+
+
+@router.post("/api/notifications", operation_id="send_notification", response_model=NotificationReceipt,
+             status_code=202)
+async def send_notification(body: NotificationIn, request: Request, db: SessionDep,
+                            principal=require_permission("core.notifications.send")) -> NotificationReceipt:
+    """Send to the residents of units and/or to officials by role; each target unit must be yours."""
+    authorizer = request.app.state.authorizer
+    # Departments, operators and admins work city-wide; a commune official speaks for their own unit.
+    city_level = bool(principal.roles & {"department_official", "operator", "admin"})
+    targets = [(f"body.units.{i}", u) for i, u in enumerate(body.units)]
+    targets += [(f"body.roles.{i}", u) for i, (_role, u) in enumerate(body.roles)]
+    if not targets:
+        raise Problem(422, "name at least one unit or role to notify", field="body.units")
+    for where, unit_id in targets:
+        if db.get(OrgUnit, unit_id) is None:
+            raise Problem(422, f"unknown unit {unit_id!r}", field=where)
+        if not city_level and not authorizer.allows(principal, "core.notifications.send", unit_id):
+            raise Problem(403, f"you may not notify {unit_id!r}: it is not your unit", field=where)
+    try:
+        receipt = await request.app.state.notifier.notify(
+            miniapp="core", topic="announcements", title=body.title, body=body.body, severity=body.severity,
+            units=body.units, roles=body.roles, url=body.url)
+    except NotifierError as exc:
+        raise Problem(422, str(exc), field=f"body.{exc.field}") from None
+    return NotificationReceipt(notification_id=receipt.notification_id, recipients=receipt.recipients,
+                               push_jobs=receipt.push_jobs, held_for_quiet_hours=receipt.held_for_quiet_hours,
+                               muted=receipt.muted)
+
+
+def inbox_counts(db: Session, user_id: int) -> dict[str, Any]:
+    """Unread count for one user (used by the shell page)."""
+    return {"unread": _unread(db, user_id)}

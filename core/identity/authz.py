@@ -25,6 +25,9 @@ CORE_PERMISSIONS = (
                ("admin",), "core"),
     Permission("core.users.manage", LocalizedText(vi="Quản lý tài khoản cán bộ", en="Manage officials' accounts"),
                ("admin",), "core"),
+    Permission("core.notifications.send",
+               LocalizedText(vi="Gửi thông báo tới người dân và cán bộ", en="Send notifications to residents and officials"),
+               ("commune_official", "department_official", "operator"), "core"),
     Permission("core.units.members.read", LocalizedText(vi="Xem cán bộ của đơn vị", en="See a unit's officials"),
                ("commune_official", "department_official", "operator"), "core"),
 )

@@ -20,6 +20,7 @@ from core.identity import service
 from core.app import CORE_ROUTERS
 from core.identity.authz import CORE_PERMISSIONS, permission_checks
 from core.identity.models import AuthSession, Membership, MiniAppConsent
+from push.models import Device, InboxItem, Notification
 from core.identity.ratelimit import SignInLimiter
 from tests.conftest import base_settings
 from tests.core.identity.conftest import PASSWORD, PERSONAS, Persona
@@ -251,6 +252,44 @@ def _refresh(world: World, who: str) -> dict[str, str]:
     return {"refresh_token": world.refresh_token(who)}
 
 
+
+# --- notifications rows ---------------------------------------------------------------------------------
+
+_MADE: dict[str, int] = {}
+
+
+def _give_resident_a_a_notification(world: World) -> None:
+    with world.db() as db:
+        note = Notification(miniapp="core", topic="announcements", title_vi="a", title_en="a", body_vi="b",
+                            body_en="b")
+        db.add(note)
+        db.flush()
+        item = InboxItem(user_id=world.personas["resident_a"].user_id, notification_id=note.id)
+        db.add(item)
+        db.commit()
+        _MADE["inbox_item"] = item.id
+
+
+def _inbox_item_url(world: World, who: str) -> str:
+    return f"/api/inbox/{_MADE['inbox_item']}/read"
+
+
+def _give_resident_a_a_device(world: World) -> None:
+    with world.db() as db:
+        device = Device(user_id=world.personas["resident_a"].user_id, token="matrix-device-" + "z" * 30,
+                        platform="android", app_version="1.0")
+        db.add(device)
+        db.commit()
+        _MADE["device"] = device.id
+
+
+def _device_url(world: World, who: str) -> str:
+    return f"/api/devices/{_MADE['device']}"
+
+
+def _device_body(world: World, who: str) -> dict[str, str]:
+    return {"token": f"matrix-{who.replace('_', '-')}-" + "t" * 24, "platform": "android", "app_version": "1.0"}
+
 # --- The table: (method, path template) -> cases ----------------------------------------------------------
 
 PUBLIC = everyone(ALLOW)
@@ -355,6 +394,30 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/"): [Case("home screen", "/", PUBLIC)],
     ("GET", "/api/miniapps/festival/events"): [Case("festival programme API", "/api/miniapps/festival/events", PUBLIC)],
     ("GET", "/m/festival/"): [Case("festival page", "/m/festival/", PUBLIC)],
+    # --- notifications: inbox, devices, follows, sending ---
+    ("GET", "/api/inbox"): [Case("own inbox", "/api/inbox", signed_in())],
+    ("GET", "/api/inbox/badge"): [Case("own unread count", "/api/inbox/badge", signed_in())],
+    ("POST", "/api/inbox/{item_id}/read"): [
+        # resident_a's notification: everyone else is told it does not exist
+        Case("mark resident_a's notification read", _inbox_item_url, only("resident_a", deny=404),
+             before=lambda world: _give_resident_a_a_notification(world)),
+    ],
+    ("POST", "/api/inbox/read-all"): [Case("mark own inbox read", "/api/inbox/read-all", signed_in())],
+    ("POST", "/api/devices"): [Case("register a device", "/api/devices", signed_in(), json=_device_body)],
+    ("GET", "/api/devices"): [Case("own devices", "/api/devices", signed_in())],
+    ("DELETE", "/api/devices/{device_id}"): [
+        Case("unregister resident_a's device", _device_url, only("resident_a", deny=404),
+             before=lambda world: _give_resident_a_a_device(world)),
+    ],
+    ("GET", "/api/me/follows"): [Case("own followed units", "/api/me/follows", signed_in())],
+    ("PUT", "/api/me/follows/{unit_id}"): [Case("follow Kim Long", "/api/me/follows/kim-long", signed_in())],
+    ("DELETE", "/api/me/follows/{unit_id}"): [Case("unfollow Kim Long", "/api/me/follows/kim-long", signed_in())],
+    ("POST", "/api/notifications"): [
+        Case("notify Phu Xuan's residents", "/api/notifications",
+             only("commune_px", "department", "operator", "admin"),
+             json={"title": {"vi": "Thông báo", "en": "Notice"}, "body": {"vi": "Nội dung", "en": "Text"},
+                   "units": ["phu-xuan"]}),
+    ],
     ("GET", "/api/miniapps/festival/events/nearby"): [
         # needs the location scope: residents who have not granted it are refused, naming the scope
         Case("events near me, scope not granted", "/api/miniapps/festival/events/nearby?lat=16.47&lon=107.58",
