@@ -31,8 +31,10 @@ from core.identity.ratelimit import SignInLimiter
 from core.identity.routes import router as identity_router
 from core.feed.pages import router as feed_pages
 from core.feed.routes import router as feed_router
+from core.feed.warnings import warning_subscriber
 from push import outbox, realtime
 from push.notifier import Notifier
+from push.pages import router as push_pages
 from push.routes import router as push_router
 from core.manifests import ManifestCache
 from core.manifests import router as manifests_router
@@ -51,7 +53,7 @@ from push.broker import make_broker
 log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
-    push_router, realtime.router, shell_router,
+    push_router, push_pages, realtime.router, shell_router,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.sign_in_limiter = SignInLimiter(settings.redis_url)
     app.state.firebase = verifier_from_settings(settings)
+    app.state.events.subscribe(warning_subscriber(app))
     app.state.notifier = Notifier(
         engine=app.state.engine, events=app.state.events,
         realtime_of=lambda: getattr(app.state, "realtime", None),

@@ -387,6 +387,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/me"): [
         Case("profile page", "/me", signed_in(anonymous=SIGN_IN), check=own_profile_page),
     ],
+    ("GET", "/inbox"): [Case("inbox page", "/inbox", signed_in(anonymous=SIGN_IN))],
     ("POST", "/auth/logout"): [
         # anonymous: nothing to sign out, back to the home page all the same
         Case("sign-out button", "/auth/logout", PUBLIC, fresh="session", check=session_ended),
