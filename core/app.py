@@ -117,8 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.sqlalchemy_url)
     app.state.broker = make_broker(settings.redis_url)
     app.state.events = EventBus(s for m in miniapps for s in m.subscribers)
-    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish)
-    app.state.events.host = app.state.host
     app.state.templates = build_templates(miniapps)
     app.state.manifest_cache = ManifestCache()
     app.state.consents = ConsentService(app.state.engine)
@@ -136,6 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wake=lambda: getattr(app.state, "outbox_worker", None) and app.state.outbox_worker.wake(),
         topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
     )
+    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
+                                 notifier=app.state.notifier)
+    app.state.events.host = app.state.host
 
     # Delivery parts attach themselves and say which background loops the lifespan must run.
     app.state.background = [*realtime.install(app), *outbox.install(app)]

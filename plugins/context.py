@@ -15,11 +15,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HostContext:
-    """The host's services: the database, the settings and event publishing."""
+    """The host's services: the database, the settings, event publishing and the notifier."""
 
     engine: Engine
     settings: Any
     publish_event: Callable[["DomainEvent"], Any]
+    # ``await host.notifier.notify(miniapp=..., topic=..., title=..., body=..., users=/units=/roles=)``;
+    # None only in contexts that must not notify (demo seeding).
+    notifier: Any = None
 
     def session(self) -> Session:
         """A new database session (use it as a context manager)."""
