@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     firebase_check_revoked: bool = False
     # The emulator switch turns signature checks off: for local development only.
     firebase_auth_emulator_host: str | None = None
+    # Push through FCM needs both SUPERAPP_FIREBASE_PROJECT_ID and SUPERAPP_FIREBASE_CREDENTIALS;
+    # without them notifications are only logged. The outbox worker runs in every serving process
+    # (off here when `superapp push worker` runs it elsewhere); workers never send one row twice at once.
+    push_worker_enabled: bool = True
+    # How long a worker holds a claimed outbox row; renewed while it sends, taken over when it dies.
+    push_lease_seconds: float = Field(60.0, gt=0, le=3600)
+    # Outbox rows (each up to 500 tokens) one worker sends at once.
+    push_batch_size: int = Field(2, ge=1, le=64)
+    # Sends of one row before it is marked dead; retries back off exponentially (with jitter) from
+    # the base up to the maximum, and never come sooner than FCM's Retry-After.
+    push_max_attempts: int = Field(10, ge=1, le=100)
+    push_retry_base_seconds: float = Field(1.0, gt=0)
+    push_retry_max_seconds: float = Field(900.0, gt=0)
+    # How often an idle worker looks for due rows (a notification committed here wakes it at once).
+    push_poll_seconds: float = Field(0.5, gt=0, le=60)
     # Seconds a verified caller is reused before the database is asked again; revocations are
     # broadcast to every worker at once, so this only bounds a missed broadcast.
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)

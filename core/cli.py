@@ -245,3 +245,43 @@ def users_token(username: str) -> None:
         pair = start_session(db, secret=settings.secret_key, user=user, method="cli", client="superapp users token",
                              address=None)
     click.echo(pair.access_token)
+
+
+@main.group()
+def push() -> None:
+    """Push delivery: the FCM outbox worker."""
+
+
+@push.command("worker")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=None,
+              help="Outbox rows (up to 500 tokens each) in flight at once (default SUPERAPP_PUSH_BATCH_SIZE).")
+@click.option("--lease", type=click.FloatRange(min=1), default=None,
+              help="Seconds a claimed row stays leased (default SUPERAPP_PUSH_LEASE_SECONDS).")
+@_fail_cleanly
+def push_worker(once: bool, batch_size: int | None, lease: float | None) -> None:
+    """Run the push outbox worker on its own, until SIGTERM or Ctrl-C (rows in flight are finished first).
+
+    Any number of these may run beside the servers (which run one each unless
+    SUPERAPP_PUSH_WORKER_ENABLED=false): a row is only ever sent by the worker holding its lease.
+    """
+    import asyncio
+
+    from push.outbox import run_standalone
+
+    settings = _settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    check_reachable(engine)
+    overrides: dict[str, Any] = {}
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    if lease is not None:
+        overrides["lease_seconds"] = lease
+    sending = "FCM" if settings.firebase_project_id and settings.firebase_credentials else "the log (no FCM configured)"
+    click.echo(f"push worker: sending to {sending}" + ("; once" if once else "; Ctrl-C to stop"), err=True)
+    try:
+        processed = asyncio.run(run_standalone(engine, settings, once=once, **overrides))
+    finally:
+        engine.dispose()
+    if once:
+        click.echo(f"processed {processed} outbox row(s)")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         RegisterRoutes,
         RegisterScheduledJob,
         RegisterSearchProvider,
+        RegisterChannel,
     )
 
 PROJECT = "superapp"
@@ -53,7 +54,8 @@ def superapp_manifest() -> "Manifest | Mapping[str, Any]":
 # --- Phase 2: registration ---------------------------------------------------------------------
 # Called once per mini-app at start-up, mini-apps in discovery order (built-ins, then entry points,
 # each by id). For each mini-app the host calls: models, permissions, routes, event subscribers,
-# feed contributors, scheduled jobs, search providers, demo data (plugins.manager.REGISTRATION_HOOKS).
+# feed contributors, scheduled jobs, search providers, channels, demo data
+# (plugins.manager.REGISTRATION_HOOKS).
 
 
 @hookspec
@@ -136,4 +138,17 @@ def superapp_register_demo_data(register: "RegisterDemoData") -> None:
     has loaded Hue's org units and the demo accounts, and returns an iterable of progress lines (or
     None). It must be idempotent: ``seed demo`` may run again on the same database. Loaders run in
     mini-app order; a loader that raises stops the seeding with a message naming the mini-app.
+    """
+
+
+@hookspec
+def superapp_register_channels(register: "RegisterChannel") -> None:
+    """Open realtime channels ``miniapp:<id>:<name>`` on ``/ws`` and decide who may subscribe.
+
+    ``register("live", authorize)`` covers ``miniapp:<id>:live`` and ``miniapp:<id>:live:<more>``;
+    ``authorize(principal, name)`` gets the signed-in ``Principal`` and the name after
+    ``miniapp:<id>:`` and returns (or awaits to) ``True`` to allow; anything else, an exception or a
+    slow answer refuses. Results are not combined across mini-apps: each mini-app decides for its own
+    names only, and within one mini-app the longest registered prefix that matches decides. Publish
+    with ``await app.state.realtime.publish("miniapp:<id>:live", {...})``.
     """

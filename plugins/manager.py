@@ -19,6 +19,7 @@ from plugins.manifest import ManifestError, semver_tuple, validate_manifest
 from plugins.registry import (
     ContractError,
     MiniApp,
+    RegisterChannel,
     RegisterDemoData,
     RegisterEventSubscriber,
     RegisterFeedContributor,
@@ -41,6 +42,7 @@ REGISTRATION_HOOKS: tuple[tuple[str, type], ...] = (
     ("superapp_register_feed_contributors", RegisterFeedContributor),
     ("superapp_register_scheduled_jobs", RegisterScheduledJob),
     ("superapp_register_search_providers", RegisterSearchProvider),
+    ("superapp_register_channels", RegisterChannel),
     ("superapp_register_demo_data", RegisterDemoData),
 )
 

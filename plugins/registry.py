@@ -79,6 +79,20 @@ class FeedContributor:
     miniapp: str
 
 
+@dataclass(frozen=True)
+class MiniAppChannel:
+    """A realtime channel prefix of a mini-app and the check that decides who may subscribe."""
+
+    prefix: str
+    authorize: Callable[[Any, str], Any]
+    miniapp: str
+
+    @property
+    def channel(self) -> str:
+        """The full channel name the prefix stands for: ``miniapp:<id>:<prefix>``."""
+        return f"miniapp:{self.miniapp}:{self.prefix}"
+
+
 @dataclass
 class MiniApp:
     """A loaded mini-app: its manifest, where it came from, and everything it registered."""
@@ -98,6 +112,7 @@ class MiniApp:
     jobs: list[ScheduledJob] = field(default_factory=list)
     search_providers: list[SearchProvider] = field(default_factory=list)
     demo_loaders: list[Callable[[Any], Any]] = field(default_factory=list)
+    channels: list[MiniAppChannel] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -264,6 +279,24 @@ class RegisterDemoData(_Bound):
     def __call__(self, loader: Callable[[Any], Any]) -> None:
         _needs_arguments(loader, 1, self._fail, what="demo data loader")
         self.miniapp.demo_loaders.append(loader)
+
+
+CHANNEL_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.\-]*(:[a-z0-9][a-z0-9_.\-]*)*$")
+
+
+class RegisterChannel(_Bound):
+    """``register(name_prefix, authorize)``: see ``superapp_register_channels``."""
+
+    def __call__(self, name_prefix: str, authorize: Callable[[Any, str], Any]) -> None:
+        if not isinstance(name_prefix, str) or len(name_prefix) > 100 or not CHANNEL_PREFIX.match(name_prefix):
+            raise self._fail(
+                f"channel prefix {name_prefix!r} must be lower-case words, digits, '.', '_' or '-', "
+                "':'-separated (it becomes miniapp:<id>:<prefix>)"
+            )
+        _needs_arguments(authorize, 2, self._fail, what=f"channel {name_prefix!r} authorize")
+        if any(c.prefix == name_prefix for c in self.miniapp.channels):
+            raise self._fail(f"channel prefix {name_prefix!r} registered twice")
+        self.miniapp.channels.append(MiniAppChannel(name_prefix, authorize, self.miniapp.id))
 
 
 def _needs_arguments(func: Callable[..., Any], count: int, fail: Callable[[str], Exception], *, what: str) -> None:

@@ -1,12 +1,731 @@
-"""Realtime hub at /ws (being built)."""
+"""Realtime hub at ``/ws``: authenticated WebSockets, channels, live events, heartbeats and resume.
 
-from collections.abc import Awaitable, Callable
+Core and mini-apps publish with ``await app.state.realtime.publish(channel, event)``; the hub stores
+the event in the channel's bounded history (through the broker, so every worker shares it) and every
+worker delivers it to its own connections subscribed to the channel.
 
-from fastapi import APIRouter, FastAPI
+Channels
+    ``user:<id>``             the signed-in user's own channel (new inbox items: ``{"type": "inbox", ...}``)
+    ``unit:<unit_id>``        the home unit, followed units (``unit_follow``) and units where the caller
+                              holds a membership; operators, admins and roles held in the city: any unit
+    ``feed``                  public city-wide feed items (``{"type": "feed", ...}``), anyone signed in
+    ``miniapp:<id>:<name>``   decided by the mini-app (``superapp_register_channels``)
 
+Protocol (JSON text frames)
+    handshake   ``Authorization: Bearer <access token>`` or ``/ws?token=<access token>`` (browsers).
+                The hub accepts the upgrade first and then, for a missing or invalid token, sends
+                ``{"type": "error", "code": "unauthorized", "detail": ...}`` and closes with 4401:
+                a browser sees neither an HTTP status nor a close before accept, but it does see 4401.
+    client      ``{"type": "subscribe", "channels": [...], "cursor": {"<channel>": "<last id>"}}``
+                ``{"type": "unsubscribe", "channels": [...]}``, ``{"type": "ping"}``, ``{"type": "pong"}``
+    server      ``{"type": "subscribed", "channels": [...], "recovered": {"<channel>": true|false}}``, then
+                the replayed events after each cursor, then live
+                ``{"type": "event", "channel": ..., "id": "<ms>-<seq>", "data": {...}}``;
+                ``{"type": "unsubscribed", "channels": [...]}``; ``{"type": "ping"}`` every
+                ``heartbeat_seconds`` and ``{"type": "pong"}`` for a client ping;
+                ``{"type": "error", "code": ..., "detail": ..., "channel"?: ...}`` for bad input
+                (``bad_json``, ``bad_message``, ``unknown_type``, ``unknown_channel``,
+                ``forbidden_channel``, ``too_many_channels``, ``invalid_cursor``), connection kept.
+    ``recovered`` is true when every event after the cursor was replayed, false when the history
+    no longer reaches back that far (reload over HTTP). Keep the last ``id`` seen per channel.
+
+Close codes: 4401 missing, invalid or revoked token; 4408 no frame from the client for
+``heartbeat_timeout`` seconds (answer pings); 1009 a client frame over 64 KiB; 1013 slow consumer
+(its send queue of ``queue_size`` messages overflowed); 1012 server restart (uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, WebSocket
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import Problem
+from core.identity.authn import INVALIDATION_CHANNEL
+from core.identity.principal import Principal
+from push.broker import Event, parse_id
+
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_HEARTBEAT_TIMEOUT = 4408
+CLOSE_TOO_BIG = 1009
+CLOSE_SLOW_CONSUMER = 1013
+CITY_ID = "hue"  # core.units.service.CITY_ID, repeated to keep this import light
+CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)*$")
+MAX_CHANNEL_LENGTH = 200
+ANY_UNIT_ROLES = frozenset({"operator", "admin"})
+
+
+def _frame(payload: dict[str, Any]) -> dict[str, Any]:
+    """An ASGI send message for one JSON text frame."""
+    return {"type": "websocket.send", "text": json.dumps(payload, separators=(",", ":"), ensure_ascii=False)}
+
+
+PING = _frame({"type": "ping"})
+PONG = _frame({"type": "pong"})
+
+
+def _error(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return _frame({"type": "error", "code": code, "detail": detail, **extra})
+
+
+def _event_frame(event: Event) -> dict[str, Any]:
+    # Built by concatenation: the JSON of the data is already there, and channel names and ids
+    # are restricted to characters that need no escaping.
+    return {"type": "websocket.send",
+            "text": f'{{"type":"event","channel":"{event.channel}","id":"{event.id}","data":{event.raw}}}'}
+
+
+def _close_reason(text: str) -> str:
+    """A close reason fits in 123 bytes of UTF-8 (RFC 6455)."""
+    encoded = text.encode()
+    return text if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "..."
+
+
+class Connection:
+    """One WebSocket: who is on it, its channels and its bounded send queue.
+
+    A frame for an idle connection is written on the spot: the ASGI send runs to completion without
+    a task, as it does whenever the socket can take the bytes. Only when the server has to wait for
+    the client (its socket buffer is full) does a writer task take over, and frames queue behind it
+    up to ``queue_size``. So a fan-out to ten thousand connections allocates no task, handle or
+    future per connection, which keeps it fast and keeps the garbage collector's long full passes
+    rare; and an idle connection holds no task at all.
+    """
+
+    __slots__ = ("hub", "ws", "send", "principal", "token", "channels", "replaying", "queue", "limit",
+                 "room", "last_seen", "closed", "writer", "task", "closing", "aborted")
+
+    def __init__(self, hub: RealtimeHub, ws: WebSocket, principal: Principal, token: str) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.send = ws.send
+        self.principal = principal
+        self.token = token
+        self.channels: set[str] = set()
+        # Channels being replayed: live events wait here so they follow the replay, in order.
+        self.replaying: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.queue: deque[dict[str, Any]] = deque()
+        self.limit = hub.queue_size
+        self.room: asyncio.Future[None] | None = None
+        self.last_seen = time.monotonic()
+        self.closed = False
+        self.writer: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.closing: asyncio.Task[None] | None = None
+        self.aborted = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Send ``message`` now, or queue it behind a waiting write; a full queue closes a slow consumer."""
+        if self.closed:
+            return
+        if self.writer is None:
+            self._send_now(message)
+        elif len(self.queue) >= self.limit:
+            self.hub.close(self, CLOSE_SLOW_CONSUMER, "slow consumer: send queue overflowed")
+        else:
+            self.queue.append(message)
+
+    def _send_now(self, message: dict[str, Any]) -> None:
+        coroutine = self.send(message)
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return  # written: the usual case
+        except Exception:  # the client went away; the reader sees the disconnect and cleans up
+            self.closed = True
+            self.hub.forget(self)
+            return
+        # The server waits for the client to read: a task finishes this frame, then the queue.
+        self.writer = self.hub.loop.create_task(self._write(coroutine, waiting))
+
+    def deliver(self, event: Event, message: dict[str, Any]) -> None:
+        """A live event: sent, or held back while its channel's replay is being sent."""
+        held = self.replaying.get(event.channel)
+        if held is None:
+            self.offer(message)
+        elif len(held) >= self.limit:
+            self.hub.close(self, CLOSE_SLOW_CONSUMER, "slow consumer: send queue overflowed")
+        else:
+            held.append((event.id, message))
+
+    async def put(self, message: dict[str, Any]) -> None:
+        """Send ``message``, waiting for room instead of overflowing (replays are bursts we chose)."""
+        while not self.closed and self.writer is not None and len(self.queue) >= self.limit // 2:
+            if self.room is None or self.room.done():
+                self.room = asyncio.get_running_loop().create_future()
+            await self.room
+        self.offer(message)
+
+    async def _write(self, coroutine: Any, waiting: Any) -> None:
+        """Finish a send that had to wait, then send what queued up meanwhile, in order."""
+        queue, send = self.queue, self.send
+        try:
+            await _finish(coroutine, waiting)
+            while queue:
+                await send(queue.popleft())
+                room = self.room
+                if room is not None and not room.done() and len(queue) < self.limit // 2:
+                    room.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client went away; the reader sees the disconnect and cleans up
+            self.closed = True
+            self.hub.forget(self)
+        finally:
+            if self.writer is asyncio.current_task():
+                self.writer = None
+            room = self.room
+            if room is not None and not room.done():
+                room.set_result(None)  # a replay waiting for room must see the end too
+
+
+async def _finish(coroutine: Any, waiting: Any) -> None:
+    """Drive a coroutine started by hand (``coroutine.send(None)``) that is now suspended on ``waiting``.
+
+    What a task does for a coroutine it runs, step by step: wait for the future it yielded (or give
+    the loop a turn for a bare yield), then resume it; if this task is cancelled meanwhile, the
+    cancelled future resumes it with the cancellation.
+    """
+    while True:
+        try:
+            if waiting is None:
+                await asyncio.sleep(0)
+            elif asyncio.isfuture(waiting):
+                waiting._asyncio_future_blocking = False  # as a task does before it waits on a yielded future
+                await waiting
+            else:
+                raise RuntimeError(f"a send yielded {waiting!r}, which asyncio cannot wait for")
+        except asyncio.CancelledError:
+            if waiting is None or not waiting.done():  # cancelled while it only yielded a turn
+                try:
+                    coroutine.throw(asyncio.CancelledError())
+                except StopIteration:
+                    pass
+                raise
+        except Exception:
+            if waiting is None or not waiting.done():
+                raise
+            # The future failed: resuming the coroutine raises that inside it, where it belongs.
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return
+
+
+class MiniAppChannelRule:
+    """A mini-app's channel prefix and who may subscribe (from ``superapp_register_channels``)."""
+
+    __slots__ = ("miniapp", "prefix", "authorize")
+
+    def __init__(self, miniapp: str, prefix: str, authorize: Callable[[Principal, str], Any]) -> None:
+        self.miniapp = miniapp
+        self.prefix = prefix
+        self.authorize = authorize
+
+    def matches(self, name: str) -> bool:
+        """``name`` is the prefix itself or continues it after a colon."""
+        return name == self.prefix or name.startswith(self.prefix + ":")
+
+
+class RealtimeHub:
+    """The WebSocket side of delivery for one worker; shared state travels through the broker."""
+
+    def __init__(self, *, broker: Any, authenticator: Any, engine: Any, miniapps: Iterable[Any] = (),
+                 heartbeat_seconds: float = 25.0, heartbeat_timeout: float | None = None,
+                 queue_size: int = 256, max_frame_bytes: int = 64 * 1024, max_channels: int = 100,
+                 subscribe_timeout: float = 2.0, close_timeout: float = 30.0,
+                 authorize_timeout: float = 5.0) -> None:
+        self.broker = broker
+        self.authenticator = authenticator
+        self.engine = engine
+        self.heartbeat_seconds = heartbeat_seconds
+        # None: three missed heartbeats. Any frame from the client counts, not only pongs.
+        self.heartbeat_timeout = heartbeat_timeout
+        self.queue_size = queue_size
+        self.max_frame_bytes = max_frame_bytes
+        self.max_channels = max_channels
+        self.subscribe_timeout = subscribe_timeout
+        self.close_timeout = close_timeout
+        self.authorize_timeout = authorize_timeout
+        self.rules: dict[str, list[MiniAppChannelRule]] = {}
+        for miniapp in miniapps:
+            rules = [MiniAppChannelRule(miniapp.id, c.prefix, c.authorize) for c in getattr(miniapp, "channels", ())]
+            # Longest prefix first, so a narrower registration decides for the names it covers.
+            self.rules[miniapp.id] = sorted(rules, key=lambda r: len(r.prefix), reverse=True)
+        self.connections: set[Connection] = set()
+        self.channels: dict[str, set[Connection]] = {}
+        self.by_user: dict[int, set[Connection]] = {}
+        self.stats = {"connected": 0, "refused": 0, "slow_consumers": 0, "heartbeat_timeouts": 0, "events": 0}
+        self._subscription: Any = None
+        self._units: frozenset[str] = frozenset()
+        self._units_loaded = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, for callers in other threads
+
+    # --- publishing -------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, event: dict[str, Any]) -> str:
+        """Deliver ``event`` to the channel's subscribers on every worker and keep it for resume; returns its id."""
+        if not _publishable(channel):
+            raise ValueError(f"not a realtime channel: {channel!r} (user:<id>, unit:<id>, feed, miniapp:<id>:<name>)")
+        if not isinstance(event, dict):
+            raise TypeError(f"a realtime event must be a dict, not {type(event).__name__}")
+        return await self.broker.publish(channel, event)
+
+    # --- background loops -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the broker subscription the hub fans in from (idempotent)."""
+        self.loop = asyncio.get_running_loop()
+        if self._subscription is None:
+            self._subscription = self.broker.subscription(self._dispatch)
+            # Sign-outs and role changes: connections of that user are checked again.
+            await self._settle(self._subscription.add(INVALIDATION_CHANNEL))
+
+    async def run_fan_in(self) -> None:
+        """Background loop: keeps the broker subscription open until shutdown."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            subscription, self._subscription = self._subscription, None
+            if subscription is not None:
+                await subscription.close()
+
+    async def run_heartbeats(self) -> None:
+        """Background loop: ping every connection, close those silent for too long."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            timeout = self.heartbeat_timeout or 3 * self.heartbeat_seconds
+            now = time.monotonic()
+            for conn in tuple(self.connections):
+                if now - conn.last_seen > timeout:
+                    self.stats["heartbeat_timeouts"] += 1
+                    self.close(conn, CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout: answer pings with a pong")
+                else:
+                    conn.offer(PING)
+
+    def _dispatch(self, event: Event) -> None:
+        """The broker's callback: fan the event out on the next turn of the loop, so the publisher
+        (in-process, the caller of ``publish``) never waits for ten thousand writes."""
+        if event.channel == INVALIDATION_CHANNEL:
+            self._invalidated(event)
+        elif event.channel in self.channels:
+            self.loop.call_soon(self._fan_out, event)
+
+    def _fan_out(self, event: Event) -> None:
+        """Write one event to this worker's subscribed connections (never waits for any of them)."""
+        conns = self.channels.get(event.channel)
+        if not conns:
+            return
+        self.stats["events"] += 1
+        message = _event_frame(event)
+        for conn in tuple(conns):
+            conn.deliver(event, message)
+
+    # --- connections ------------------------------------------------------------------------------
+
+    async def serve(self, ws: WebSocket) -> None:
+        """Run one WebSocket from handshake to close."""
+        token, problem = _token_of(ws)
+        await ws.accept()
+        principal = None
+        if token is not None:
+            try:
+                principal = await self.authenticator.principal_for_token(token)
+            except Problem as exc:
+                problem = exc.detail
+        if principal is None or not principal.is_authenticated:
+            self.stats["refused"] += 1
+            await _refuse(ws, problem or "this access token does not belong to a signed-in user")
+            return
+        await self.start()
+        conn = Connection(self, ws, principal, token)
+        conn.task = asyncio.current_task()
+        self.connections.add(conn)
+        self.by_user.setdefault(principal.user_id, set()).add(conn)
+        self.stats["connected"] += 1
+        try:
+            await self._read(conn)
+        except asyncio.CancelledError:
+            if not conn.aborted:
+                raise
+            asyncio.current_task().uncancel()  # we cancelled ourselves to give up on a stuck client
+        except Exception:  # a bug here must end this connection only, never the others
+            log.exception("realtime connection failed")
+        finally:
+            self.forget(conn)
+            conn.closed = True
+            if conn.writer is not None:
+                conn.writer.cancel()
+            if conn.closing is not None and conn.closing is not asyncio.current_task() and not conn.aborted:
+                await asyncio.gather(conn.closing, return_exceptions=True)
+
+    async def _read(self, conn: Connection) -> None:
+        receive = conn.ws.receive
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            conn.last_seen = time.monotonic()
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                if len(data) > self.max_frame_bytes:
+                    self.close(conn, CLOSE_TOO_BIG, f"frame over {self.max_frame_bytes} bytes")
+                    return
+                conn.offer(_error("bad_message", "send JSON in text frames"))
+                continue
+            if len(text) > self.max_frame_bytes // 4 and len(text.encode()) > self.max_frame_bytes:
+                self.close(conn, CLOSE_TOO_BIG, f"frame over {self.max_frame_bytes} bytes")
+                return
+            await self._handle(conn, text)
+
+    async def _handle(self, conn: Connection, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError as exc:
+            conn.offer(_error("bad_json", f"not JSON: {exc}"))
+            return
+        if not isinstance(message, dict):
+            conn.offer(_error("bad_message", "send a JSON object with a 'type'"))
+            return
+        kind = message.get("type")
+        if kind == "subscribe":
+            await self._subscribe(conn, message)
+        elif kind == "unsubscribe":
+            self._unsubscribe(conn, message)
+        elif kind == "ping":
+            conn.offer(PONG)
+        elif kind == "pong":
+            pass
+        else:
+            conn.offer(_error("unknown_type", f"unknown message type {kind!r}; use subscribe, unsubscribe, "
+                                              "ping or pong"))
+
+    async def _subscribe(self, conn: Connection, message: dict[str, Any]) -> None:
+        channels = message.get("channels")
+        cursors = message.get("cursor") or {}
+        if (not isinstance(channels, list) or not all(isinstance(c, str) for c in channels)
+                or len(channels) > self.max_channels):
+            conn.offer(_error("bad_message", f"'channels' must be a list of at most {self.max_channels} names"))
+            return
+        if not isinstance(cursors, dict):
+            conn.offer(_error("bad_message", "'cursor' must map channel names to event ids"))
+            return
+        context: dict[str, Any] = {}
+        accepted: list[str] = []
+        for channel in dict.fromkeys(channels):
+            verdict = await self._authorize(conn.principal, channel, context)
+            if verdict is not None:
+                code, detail = verdict
+                conn.offer(_error(code, detail, channel=channel))
+            elif channel not in conn.channels and len(conn.channels) >= self.max_channels:
+                conn.offer(_error("too_many_channels", f"at most {self.max_channels} channels per connection",
+                                  channel=channel))
+            else:
+                accepted.append(channel)
+        if conn.closed:
+            return
+        new = [c for c in accepted if c not in conn.channels]
+        for channel in new:
+            conn.channels.add(channel)
+            conn.replaying[channel] = []
+            self.channels.setdefault(channel, set()).add(conn)
+        if new and self._subscription is not None:
+            await self._settle(self._subscription.add(*new))
+        recovered: dict[str, bool] = {}
+        replays: dict[str, list[Event]] = {}
+        for channel in accepted:
+            cursor = cursors.get(channel)
+            if cursor is None:
+                continue
+            if channel not in new:
+                recovered[channel] = True  # already live on this connection: nothing was missed
+                continue
+            try:
+                history = await self.broker.history(channel, cursor)
+            except ValueError:
+                conn.offer(_error("invalid_cursor", "a cursor is an event id '<ms>-<seq>'", channel=channel))
+                recovered[channel] = False
+                continue
+            except Exception:
+                log.warning("could not read the history of %s", channel, exc_info=True)
+                recovered[channel] = False
+                continue
+            recovered[channel] = history.complete
+            replays[channel] = history.events
+        conn.offer(_frame({"type": "subscribed", "channels": accepted, "recovered": recovered}))
+        for channel in new:
+            events = replays.get(channel, ())
+            for event in events:
+                await conn.put(_event_frame(event))
+            held = conn.replaying.pop(channel, [])
+            if conn.closed:
+                return
+            threshold = events[-1].id if events else cursors.get(channel)
+            try:
+                floor = parse_id(threshold) if isinstance(threshold, str) else None
+            except ValueError:
+                floor = None
+            for event_id, frame in held:
+                if floor is None or parse_id(event_id) > floor:
+                    conn.offer(frame)
+
+    def _unsubscribe(self, conn: Connection, message: dict[str, Any]) -> None:
+        channels = message.get("channels")
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            conn.offer(_error("bad_message", "'channels' must be a list of names"))
+            return
+        for channel in channels:
+            self._detach(conn, channel)
+        conn.offer(_frame({"type": "unsubscribed", "channels": list(dict.fromkeys(channels))}))
+
+    def _detach(self, conn: Connection, channel: str) -> None:
+        if channel not in conn.channels:
+            return
+        conn.channels.discard(channel)
+        conn.replaying.pop(channel, None)
+        conns = self.channels.get(channel)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.channels[channel]
+                if self._subscription is not None:
+                    self._subscription.remove(channel)
+
+    def forget(self, conn: Connection) -> None:
+        """Detach ``conn`` from every channel and index (idempotent)."""
+        for channel in tuple(conn.channels):
+            self._detach(conn, channel)
+        self.connections.discard(conn)
+        mine = self.by_user.get(conn.principal.user_id)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self.by_user[conn.principal.user_id]
+
+    def close(self, conn: Connection, code: int, reason: str) -> None:
+        """Close ``conn`` with ``code`` without waiting: it stops receiving events at once."""
+        if conn.closed:
+            return
+        conn.closed = True
+        if code == CLOSE_SLOW_CONSUMER:
+            self.stats["slow_consumers"] += 1
+            log.info("realtime: closing a slow consumer", extra={"user_id": conn.principal.user_id})
+        self.forget(conn)
+        if conn.writer is not None:
+            conn.writer.cancel()
+        conn.closing = self._spawn(self._send_close(conn, code, _close_reason(reason)))
+
+    async def _send_close(self, conn: Connection, code: int, reason: str) -> None:
+        try:
+            # The close frame waits behind what the client has not read yet; a client that never
+            # reads again is abandoned after ``close_timeout``.
+            await asyncio.wait_for(conn.ws.close(code, reason), self.close_timeout)
+        except TimeoutError:
+            if conn.task is not None and not conn.task.done():
+                conn.aborted = True
+                conn.task.cancel()
+        except Exception:  # already disconnected
+            pass
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _settle(self, pending: Awaitable[None]) -> None:
+        """Wait (a bounded time) until the broker delivers a new subscription live."""
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), self.subscribe_timeout)
+        except TimeoutError:
+            log.warning("realtime: broker subscription not confirmed yet; continuing (it is retried)")
+
+    def _invalidated(self, event: Event) -> None:
+        try:
+            user_id = int(event.data["user_id"])
+        except (KeyError, TypeError, ValueError):
+            return
+        conns = self.by_user.get(user_id)
+        if conns:
+            # The authenticator's own listener may not have run yet; its cache must not answer for it.
+            self.authenticator.forget(user_id)
+            for conn in tuple(conns):
+                self._spawn(self._recheck(conn))
+
+    async def _recheck(self, conn: Connection) -> None:
+        """After a sign-out or role change: close if the token is no longer valid, else re-authorize."""
+        try:
+            principal = await self.authenticator.principal_for_token(conn.token)
+        except Problem as exc:
+            self.close(conn, CLOSE_UNAUTHORIZED, f"session ended: {exc.detail}")
+            return
+        conn.principal = principal
+        dropped = []
+        context: dict[str, Any] = {}
+        for channel in tuple(conn.channels):
+            if await self._authorize(principal, channel, context) is not None:
+                self._detach(conn, channel)
+                dropped.append(channel)
+        if dropped:
+            conn.offer(_frame({"type": "unsubscribed", "channels": dropped, "reason": "forbidden_channel"}))
+
+    # --- channel rules ----------------------------------------------------------------------------
+
+    async def _authorize(self, principal: Principal, channel: str,
+                         context: dict[str, Any]) -> tuple[str, str] | None:
+        """None when ``principal`` may subscribe to ``channel``, else (error code, detail)."""
+        if len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_NAME.match(channel):
+            return "unknown_channel", "channels are user:<id>, unit:<id>, feed or miniapp:<id>:<name>"
+        kind, _, rest = channel.partition(":")
+        if kind == "feed" and not rest:
+            return None
+        if kind == "user" and rest.isdigit():
+            if int(rest) == principal.user_id:
+                return None
+            return "forbidden_channel", "only your own user channel"
+        if kind == "unit" and rest and ":" not in rest:
+            if rest not in await self._known_units():
+                return "unknown_channel", f"no unit {rest!r}"
+            if self._unit_by_role(principal, rest):
+                return None
+            if "follows" not in context:
+                context["follows"] = await run_in_threadpool(self._follows, principal.user_id)
+            if rest in context["follows"]:
+                return None
+            return "forbidden_channel", "units you live in, follow or hold a role in"
+        if kind == "miniapp":
+            miniapp_id, _, name = rest.partition(":")
+            rule = next((r for r in self.rules.get(miniapp_id, ()) if r.matches(name)), None)
+            if rule is None:
+                return "unknown_channel", f"mini-app {miniapp_id!r} has no channel {name!r}"
+            if await self._ask_miniapp(rule, principal, name):
+                return None
+            return "forbidden_channel", f"mini-app {miniapp_id!r} refused this channel"
+        return "unknown_channel", "channels are user:<id>, unit:<id>, feed or miniapp:<id>:<name>"
+
+    @staticmethod
+    def _unit_by_role(principal: Principal, unit_id: str) -> bool:
+        if principal.roles & ANY_UNIT_ROLES or principal.home_unit_id == unit_id:
+            return True
+        return any(m.unit_id in (unit_id, CITY_ID) for m in principal.memberships)
+
+    def _follows(self, user_id: int) -> frozenset[str]:
+        from push.models import UnitFollow
+
+        with Session(self.engine) as db:
+            return frozenset(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == user_id)))
+
+    async def _known_units(self) -> frozenset[str]:
+        # Units are reference data: read once, and again at most once a minute.
+        if time.monotonic() - self._units_loaded > 60:
+            self._units = await run_in_threadpool(self._load_units)
+            self._units_loaded = time.monotonic()
+        return self._units
+
+    def _load_units(self) -> frozenset[str]:
+        from core.units.models import OrgUnit
+
+        with Session(self.engine) as db:
+            return frozenset(db.exec(select(OrgUnit.id)))
+
+    async def _ask_miniapp(self, rule: MiniAppChannelRule, principal: Principal, name: str) -> bool:
+        """The mini-app's verdict; an error or a slow answer counts as a refusal (and is logged)."""
+        try:
+            if inspect.iscoroutinefunction(rule.authorize):
+                result = rule.authorize(principal, name)
+            else:  # plain functions may touch the database: keep them off the event loop
+                result = await run_in_threadpool(rule.authorize, principal, name)
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, self.authorize_timeout)
+        except Exception:
+            log.exception("mini-app '%s': channel authorization failed", rule.miniapp)
+            return False
+        return result is True
+
+
+def _publishable(channel: Any) -> bool:
+    if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_NAME.match(channel):
+        return False
+    kind, _, rest = channel.partition(":")
+    return ((kind == "feed" and not rest) or (kind == "user" and rest.isdigit())
+            or (kind == "unit" and bool(rest) and ":" not in rest)
+            or (kind == "miniapp" and rest.count(":") >= 1 and all(rest.split(":"))))
+
+
+def _token_of(ws: WebSocket) -> tuple[str | None, str | None]:
+    """(token, problem): from ``Authorization: Bearer`` or the ``token`` query parameter."""
+    header = ws.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, "Authorization header must be 'Bearer <token>'"
+        return token.strip(), None
+    token = ws.query_params.get("token")
+    if token:
+        return token, None
+    return None, "sign in first: send 'Authorization: Bearer <token>' or connect to /ws?token=<token>"
+
+
+async def _refuse(ws: WebSocket, detail: str) -> None:
+    try:
+        await ws.send_json({"type": "error", "code": "unauthorized", "detail": detail})
+        await ws.close(CLOSE_UNAUTHORIZED, _close_reason(f"unauthorized: {detail}"))
+    except Exception:  # the client did not wait for the answer
+        pass
+
+
+@router.websocket("/ws")
+async def realtime_socket(websocket: WebSocket) -> None:
+    """The realtime endpoint; see the module docstring for the protocol."""
+    await websocket.app.state.realtime.serve(websocket)
+
+
+class _RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket's path with its query string: keep ``?token=`` out of the logs."""
+
+    pattern = re.compile(r"([?&]token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(self.pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        elif isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = self.pattern.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _redact_tokens_in_server_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
+            logger.addFilter(_RedactTokens())
 
 
 def install(app: FastAPI) -> list[Callable[[], Awaitable[None]]]:
-    """Attach the hub to ``app``; returns the background tasks its lifespan must run."""
-    return []
+    """Attach the hub to ``app`` as ``app.state.realtime``; returns the background loops its lifespan runs."""
+    settings = app.state.settings
+    hub = RealtimeHub(
+        broker=app.state.broker, authenticator=app.state.authenticator, engine=app.state.engine,
+        miniapps=app.state.miniapps,
+        heartbeat_seconds=float(getattr(settings, "ws_heartbeat_seconds", 25.0)),
+        queue_size=int(getattr(settings, "ws_queue_size", 256)),
+    )
+    app.state.realtime = hub
+    _redact_tokens_in_server_logs()
+    return [hub.run_fan_in, hub.run_heartbeats]

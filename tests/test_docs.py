@@ -134,6 +134,7 @@ def test_hook_example_registers_with_a_real_host(index: int, tmp_path: Path, mon
         "superapp_register_scheduled_jobs": miniapp.jobs,
         "superapp_register_search_providers": miniapp.search_providers,
         "superapp_register_demo_data": miniapp.demo_loaders,
+        "superapp_register_channels": miniapp.channels,
     }
     assert set(registered) | {"superapp_manifest"} == _hook_names(), "update this test for the new hook"
     for hook, found in registered.items():

@@ -25,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import ipaddress
 import itertools
 import json
+import os
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -35,8 +38,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import firebase_admin
 import google.auth.credentials
@@ -194,8 +198,13 @@ class _Handler(BaseHTTPRequestHandler):
         # closed) loop would make that fail with "Event loop is closed". Closing after each
         # response also leaves no sockets in the SDK's never-closed requests sessions.
         self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away mid-request (a killed delivery worker): the request was still
+            # received and recorded, exactly as FCM would have accepted it.
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -237,6 +246,9 @@ class _LoopbackServer(ThreadingHTTPServer):
 
     # Daemon handler threads: a client stalled mid-request must not block interpreter exit.
     daemon_threads = True
+    # The SDK opens up to 100 connections at once (httpx's pool); the stdlib's backlog of 5 would
+    # drop SYNs under such a burst and stall the client for a one-second SYN retry.
+    request_queue_size = 256
 
     def __init__(self, route: Any, errors: list[BaseException]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -676,17 +688,24 @@ _FCM_ERRORS: dict[str, tuple[int, str, str, str]] = {
     "third_party_auth": (401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR",
                          "Auth error from APNS or Web Push Service"),
 }
-FCM_OUTCOMES = ("ok", *_FCM_ERRORS)
+FCM_OUTCOMES = ("ok", "slow", *_FCM_ERRORS)
 # Only these carry a Retry-After header when scripted as "<outcome>:<seconds>".
 _RETRY_AFTER_OUTCOMES = ("quota", "unavailable")
+# "slow[:seconds]" accepts the message like "ok", after holding the answer back (default 1 s).
+SLOW_DEFAULT_SECONDS = 1.0
 _TARGET_FIELDS = ("token", "topic", "condition", "fid")
 
 
-def _parse_outcome(spec: str) -> tuple[str, int | None]:
+def _parse_outcome(spec: str) -> tuple[str, float | None]:
     """Split ``"quota:2"`` into ``("quota", 2)``; validate the name so typos fail at script time."""
     name, _, seconds = spec.partition(":")
     if name not in FCM_OUTCOMES:
         raise ValueError(f"unknown FCM outcome {spec!r}; choose from {FCM_OUTCOMES}")
+    if name == "slow":
+        delay = float(seconds) if seconds else SLOW_DEFAULT_SECONDS
+        if delay < 0:
+            raise ValueError(f"a slow answer cannot take negative time, got {spec!r}")
+        return name, delay
     if seconds and name not in _RETRY_AFTER_OUTCOMES:
         raise ValueError(f"only {_RETRY_AFTER_OUTCOMES} take a Retry-After, got {spec!r}")
     return name, int(seconds) if seconds else None
@@ -761,8 +780,26 @@ class FcmRequest:
         return self.headers.get("authorization")
 
 
+@dataclass(frozen=True)
+class TopicRequest:
+    """One topic-management request received by the fake (v1 registrations or legacy IID)."""
+
+    api: str  # "v1" (per-token registrations/.../topicSubscriptions) or "iid" (batchAdd/Remove)
+    subscribe: bool
+    topic: str
+    tokens: tuple[str, ...]
+    status: int
+    outcome: str
+
+
 class FakeFcm:
-    """Loopback FCM HTTP v1 ``messages:send`` with per-token/topic scripted outcomes."""
+    """Loopback FCM HTTP v1 ``messages:send`` with per-token/topic scripted outcomes.
+
+    It also answers the topic-management calls firebase-admin 7.x makes (``subscribe_to_topic``
+    and ``unsubscribe_from_topic``: one ``POST``/``DELETE .../registrations/{token}/
+    topicSubscriptions`` per token; the deprecated ``*_legacy`` IID ``batchAdd``/``batchRemove``)
+    and keeps the resulting subscriptions in ``subscriptions``.
+    """
 
     def __init__(self, *, access_token: str | None = None) -> None:
         # None accepts any bearer token; a string must match exactly (else 401 UNAUTHENTICATED).
@@ -770,6 +807,9 @@ class FakeFcm:
         # Outcome for targets without a script.
         self.default_outcome = "ok"
         self.requests: list[FcmRequest] = []
+        self.topic_requests: list[TopicRequest] = []
+        # topic name (without /topics/) -> registration tokens subscribed to it
+        self.subscriptions: dict[str, set[str]] = {}
         self._scripts: dict[tuple[str, str], list[str]] = {}
         self._message_ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -794,6 +834,11 @@ class FakeFcm:
         return self.base_url + "/v1/projects/{0}/messages:send"
 
     @property
+    def registrations_url_template(self) -> str:
+        """Loopback replacement for the v1 topic-management base (``{0}`` is the project id)."""
+        return self.base_url + "/v1/projects/{0}/registrations"
+
+    @property
     def errors(self) -> list[BaseException]:
         """Exceptions raised inside the fake's request handling (should stay empty)."""
         return self._server.errors
@@ -808,15 +853,22 @@ class FakeFcm:
         """Script the answers for a topic (name without ``/topics/``)."""
         self.script_target("topic", topic.removeprefix("/topics/"), outcomes)
 
+    def script_subscription(self, token: str, outcomes: Iterable[str]) -> None:
+        """Script the answers to v1 topic (un)subscription requests for a registration token."""
+        self.script_target("subscription", token, outcomes)
+
     def script_target(self, kind: str, target: str, outcomes: Iterable[str]) -> None:
         """Script answers: each HTTP request consumes the next outcome and the last one repeats.
 
-        Outcomes are ``ok``, ``unregistered``, ``sender_id_mismatch``, ``quota[:seconds]``,
-        ``unavailable[:seconds]``, ``internal``, ``invalid_argument``, ``third_party_auth``; the
-        optional seconds become a Retry-After header. Retries made inside the SDK are requests
-        too, so ``["unavailable"]`` exhausts them and ``["unavailable", "ok"]`` is absorbed.
+        Outcomes are ``ok``, ``slow[:seconds]`` (accepted after a delay, default 1 s; for
+        killing a client mid-batch), ``unregistered``, ``sender_id_mismatch``,
+        ``quota[:seconds]``, ``unavailable[:seconds]``, ``internal``, ``invalid_argument``,
+        ``third_party_auth``; the optional seconds of quota/unavailable become a Retry-After
+        header. Retries made inside the SDK are requests too, so ``["unavailable"]`` exhausts
+        them and ``["unavailable", "ok"]`` is absorbed. ``default_outcome`` (for targets without
+        a script) takes the same specs, e.g. ``"slow:0.2"``.
         """
-        if kind not in _TARGET_FIELDS:
+        if kind not in (*_TARGET_FIELDS, "subscription"):
             raise ValueError(f"unknown target kind {kind!r}; choose from {_TARGET_FIELDS}")
         plan = list(outcomes)
         if not plan:
@@ -851,21 +903,92 @@ class FakeFcm:
         with self._lock:
             return [r for r in self.requests if r.ok and not r.validate_only]
 
+    def accepted_per_token(self) -> dict[str, int]:
+        """How many messages FCM accepted for each registration token (duplicates show as > 1)."""
+        counts: dict[str, int] = {}
+        for request in self.delivered():
+            if request.token is not None:
+                counts[request.token] = counts.get(request.token, 0) + 1
+        return counts
+
     def reset(self) -> None:
-        """Forget scripts and recorded requests."""
+        """Forget scripts, recorded requests and subscriptions."""
         with self._lock:
             self._scripts.clear()
             self.requests.clear()
+            self.topic_requests.clear()
+            self.subscriptions.clear()
 
     # -- HTTP
 
     def _route(self, request: HttpRequest) -> HttpResponse:
-        """Implement ``POST /v1/projects/{project}/messages:send``."""
+        """Implement ``messages:send`` and the topic-management calls; 404 for anything else."""
         match = re.fullmatch(r"/v1/projects/([^/]+)/messages:send", request.path)
-        if not match or request.method != "POST":
+        if match and request.method == "POST":
+            return self._send(match.group(1), request)
+        match = re.fullmatch(
+            r"/v1/projects/([^/]+)/registrations/([^/]+)/topicSubscriptions(?:/([^/]+))?",
+            request.path)
+        if match:
+            return self._subscription_v1(request, token=unquote(match.group(2)),
+                                         topic=unquote(match.group(3)) if match.group(3) else None)
+        if request.method == "POST" and request.path in ("/iid/v1:batchAdd", "/iid/v1:batchRemove"):
+            return self._subscription_iid(request, subscribe=request.path.endswith("batchAdd"))
+        return HttpResponse(404, google_error(
+            404, "NOT_FOUND", f"fake FCM has no route {request.method} {request.path}"))
+
+    def _subscription_v1(self, request: HttpRequest, *, token: str,
+                         topic: str | None) -> HttpResponse:
+        """``POST .../topicSubscriptions?topic_name=T`` and ``DELETE .../topicSubscriptions/T``."""
+        subscribe = request.method == "POST" and topic is None
+        if subscribe:
+            topic = (request.query.get("topic_name") or [""])[0]
+        elif request.method != "DELETE" or topic is None:
             return HttpResponse(404, google_error(
                 404, "NOT_FOUND", f"fake FCM has no route {request.method} {request.path}"))
-        project = match.group(1)
+        rejected = _bearer_rejected(request, self.access_token)
+        if rejected:
+            response, outcome = rejected, "unauthenticated"
+        else:
+            spec = self._next_outcome("subscription", token)
+            outcome, value = _parse_outcome(spec)
+            if outcome == "slow":
+                time.sleep(value or 0)
+            if outcome in ("ok", "slow"):
+                response = HttpResponse(200, {})
+                with self._lock:
+                    members = self.subscriptions.setdefault(topic, set())
+                    (members.add if subscribe else members.discard)(token)
+            else:
+                response = self._error(outcome, value)
+        with self._lock:
+            self.topic_requests.append(TopicRequest(
+                api="v1", subscribe=subscribe, topic=topic, tokens=(token,),
+                status=response.status, outcome=outcome))
+        return response
+
+    def _subscription_iid(self, request: HttpRequest, *, subscribe: bool) -> HttpResponse:
+        """The legacy Instance ID ``batchAdd``/``batchRemove`` (always succeeds per token)."""
+        rejected = _bearer_rejected(request, self.access_token)
+        body = request.json() or {}
+        topic = str(body.get("to", "")).removeprefix("/topics/")
+        tokens = tuple(body.get("registration_tokens") or ())
+        if rejected:
+            response, outcome = rejected, "unauthenticated"
+        else:
+            with self._lock:
+                members = self.subscriptions.setdefault(topic, set())
+                for token in tokens:
+                    (members.add if subscribe else members.discard)(token)
+            response, outcome = HttpResponse(200, {"results": [{} for _ in tokens]}), "ok"
+        with self._lock:
+            self.topic_requests.append(TopicRequest(
+                api="iid", subscribe=subscribe, topic=topic, tokens=tokens,
+                status=response.status, outcome=outcome))
+        return response
+
+    def _send(self, project: str, request: HttpRequest) -> HttpResponse:
+        """Implement ``POST /v1/projects/{project}/messages:send``."""
         try:
             body = request.json()
         except ValueError:
@@ -893,18 +1016,53 @@ class FakeFcm:
                 status=response.status, outcome=outcome, name=name))
         return response
 
-    def _answer(self, project: str, outcome: str, retry_after: int | None,
+    def _answer(self, project: str, outcome: str, retry_after: float | None,
                 validate_only: bool) -> tuple[HttpResponse, str | None]:
         """Build FCM's answer for one outcome."""
+        if outcome == "slow":
+            time.sleep(retry_after or 0)  # for "slow" the number is the delay, not a Retry-After
+            outcome = "ok"
         if outcome == "ok":
             # FCM answers dry runs with this literal id rather than a real one.
             message_id = "fake_message_id" if validate_only else f"0:{next(self._message_ids)}"
             name = f"projects/{project}/messages/{message_id}"
             return HttpResponse(200, {"name": name}), name
+        return self._error(outcome, retry_after), None
+
+    @staticmethod
+    def _error(outcome: str, retry_after: float | None) -> HttpResponse:
+        """FCM's error answer for a scripted failure, with Retry-After when one was scripted."""
         code, status, error_code, text = _FCM_ERRORS[outcome]
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else {}
         details = [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}]
-        return HttpResponse(code, google_error(code, status, text, details), headers), None
+        return HttpResponse(code, google_error(code, status, text, details), headers)
+
+
+@contextmanager
+def point_messaging_at(base_url: str) -> Iterator[None]:
+    """Point firebase-admin's messaging (sends and topic management) at ``base_url`` for the block.
+
+    For a fake FCM that runs elsewhere (another process); ``serve_fcm`` uses it for its own fake.
+    """
+    service_class = messaging._MessagingService  # noqa: SLF001 - the SDK offers no endpoint option
+    original_init = service_class.__init__
+
+    def init(self: Any, app: firebase_admin.App) -> None:
+        original_init(self, app)
+        # The v1 topic-management base is an f-string built in __init__ from the project id, not
+        # a class constant; rewrite it on each new service. getattr first so a renamed attribute
+        # fails loudly instead of silently sending subscriptions to Google.
+        getattr(self, "_fcm_topic_url")
+        self._fcm_topic_url = f"{base_url}/v1/projects/{self._project_id}/registrations"
+
+    # FCM_URL is the class attribute __init__ formats with the project id into the URL that
+    # send(), send_each() (requests) and send_each_async() (httpx) all post to; IID_URL is the
+    # base of the deprecated *_legacy topic calls. All are read when an app's messaging service is
+    # created (its first messaging.* call).
+    with _patched(service_class, "FCM_URL", base_url + "/v1/projects/{0}/messages:send"), \
+            _patched(service_class, "IID_URL", base_url), \
+            _patched(service_class, "__init__", init):
+        yield
 
 
 @contextmanager
@@ -912,12 +1070,324 @@ def serve_fcm(*, access_token: str | None = None) -> Iterator[FakeFcm]:
     """Run a ``FakeFcm`` and point firebase-admin's messaging at it for the block."""
     fake = FakeFcm(access_token=access_token)
     fake.start()
-    # firebase_admin.messaging._MessagingService.FCM_URL is the class attribute __init__ formats
-    # with the project id into the URL that send(), send_each() (requests) and send_each_async()
-    # (httpx) all post to. It is read when an app's messaging service is created (its first
-    # messaging.* call). Topic subscription URLs are hard-coded f-strings and are not faked.
     try:
-        with _patched(messaging._MessagingService, "FCM_URL", fake.send_url_template):  # noqa: SLF001
+        with point_messaging_at(fake.base_url):
+            yield fake
+    finally:
+        fake.stop()
+
+
+# --- FCM over HTTP/2 and TLS, as Google serves it (the fast fake) ------------------------------------
+
+
+def _loopback_tls_certificate(directory: Any) -> tuple[str, str]:
+    """Write a self-signed certificate for 127.0.0.1 and its key; returns (cert path, key path)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fcm.loopback.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                    x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "fcm-loopback.pem", directory / "fcm-loopback.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+class Http2Fcm:
+    """FCM v1 ``messages:send`` over HTTP/2 and TLS on loopback, served by asyncio: the fast fake.
+
+    Google serves FCM over HTTP/2, and firebase-admin's async client (httpx, ``http2=True``)
+    multiplexes a whole ``send_each_async`` batch on one connection. Over the plain-HTTP/1.1
+    ``FakeFcm`` the same batch queues in httpcore's pool of 100 connections, whose bookkeeping is
+    quadratic in the queue (a batch of 500 costs seconds of client CPU), so throughput there says
+    nothing about production. This fake speaks the production protocol (TLS with ALPN ``h2``,
+    at most 100 concurrent streams like Google), answers in its own thread's event loop without a
+    thread per request, and keeps only counters: accepted messages per token/topic. Outcomes can be
+    scripted per token like ``FakeFcm`` (``ok``, ``slow[:s]``, the error names, ``quota:N``...).
+
+    The client must trust its certificate: ``serve_fcm_http2`` sets ``SSL_CERT_FILE``, which httpx
+    honours. Only ``send_each_async`` (httpx) is meant to use it; the sync path (requests) ignores
+    that variable.
+    """
+
+    MAX_CONCURRENT_STREAMS = 100
+
+    def __init__(self, tls_dir: Any, *, access_token: str | None = None) -> None:
+        self.cert_file, self._key_file = _loopback_tls_certificate(tls_dir)
+        self.access_token = access_token
+        self.default_outcome = "ok"
+        self.accepted: dict[str, int] = {}  # "token:<t>" / "topic:<t>" -> accepted messages
+        # topic -> tokens subscribed through the v1 registrations API
+        self.subscriptions: dict[str, set[str]] = {}
+        self.requests = 0
+        self.errors: list[BaseException] = []
+        self._scripts: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``https://127.0.0.1:<port>`` while running."""
+        if self.port is None:
+            raise RuntimeError("the fake is not running")
+        return f"https://127.0.0.1:{self.port}"
+
+    def script(self, token: str, outcomes: Iterable[str]) -> None:
+        """Script the answers for a token (each request takes the next; the last one repeats)."""
+        plan = list(outcomes)
+        for spec in plan:
+            _parse_outcome(spec)
+        with self._lock:
+            self._scripts[f"token:{token}"] = plan
+
+    def accepted_per_token(self) -> dict[str, int]:
+        """Accepted messages per registration token."""
+        with self._lock:
+            return {k[6:]: v for k, v in self.accepted.items() if k.startswith("token:")}
+
+    def stats(self) -> dict[str, int]:
+        """Requests received, messages accepted, distinct targets, and targets accepted more than once."""
+        with self._lock:
+            counts = list(self.accepted.values())
+            return {"requests": self.requests, "accepted": sum(counts), "targets": len(counts),
+                    "duplicated_targets": sum(1 for c in counts if c > 1)}
+
+    def reset(self) -> None:
+        """Forget counters, subscriptions and scripts."""
+        with self._lock:
+            self.accepted.clear()
+            self.subscriptions.clear()
+            self._scripts.clear()
+            self.requests = 0
+
+    def _next_outcome(self, target: str) -> str:
+        with self._lock:
+            plan = self._scripts.get(target)
+            if not plan:
+                return self.default_outcome
+            return plan.pop(0) if len(plan) > 1 else plan[0]
+
+    # -- lifecycle
+
+    def start(self, port: int = 0) -> None:
+        """Serve in a daemon thread with its own event loop."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, self._key_file)
+        context.set_alpn_protocols(["h2"])
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._server = loop.run_until_complete(loop.create_server(
+                lambda: _Http2FcmProtocol(self), "127.0.0.1", port, ssl=context, backlog=1024))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True, name="fcm-http2-fake")
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the HTTP/2 fake FCM did not start")
+
+    def run_forever(self, port: int = 0) -> None:
+        """Serve in the calling thread (for a fake in a process of its own)."""
+        self.start(port)
+        assert self._thread is not None
+        self._thread.join()
+
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop = self._thread = None
+        self.port = None
+
+    # -- answering (called in the fake's loop)
+
+    def answer(self, path: str, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes, dict[str, str], float]:
+        """Status, JSON body, extra headers and delay for one request."""
+        scheme, _, token = headers.get(b"authorization", b"").decode().partition(" ")
+        if scheme.lower() != "bearer" or not token or (self.access_token and token != self.access_token):
+            response = _unauthenticated()
+            return response.status, json.dumps(response.body).encode(), response.headers, 0.0
+        route, _, query = path.partition("?")
+        registration = re.fullmatch(
+            r"/v1/projects/[^/]+/registrations/([^/]+)/topicSubscriptions(?:/([^/]+))?", route)
+        if registration:
+            return self._subscription(headers.get(b":method", b"").decode(), unquote(registration.group(1)),
+                                      unquote(registration.group(2) or ""), parse_qs(query))
+        match = re.fullmatch(r"/v1/projects/([^/]+)/messages:send", route)
+        if not match:
+            return 404, json.dumps(google_error(404, "NOT_FOUND", f"no route {path}")).encode(), {}, 0.0
+        try:
+            message = json.loads(body)["message"]
+        except (ValueError, KeyError, TypeError):
+            return 400, json.dumps(google_error(400, "INVALID_ARGUMENT", "bad request")).encode(), {}, 0.0
+        target = next((f"{f}:{message[f]}" for f in _TARGET_FIELDS if message.get(f)), "none:")
+        outcome, value = _parse_outcome(self._next_outcome(target))
+        with self._lock:
+            self.requests += 1
+        delay = 0.0
+        if outcome == "slow":
+            outcome, delay = "ok", value or 0.0
+        if outcome == "ok":
+            with self._lock:
+                self.accepted[target] = self.accepted.get(target, 0) + 1
+            name = f"projects/{match.group(1)}/messages/0:{next(self._ids)}"
+            return 200, json.dumps({"name": name}).encode(), {}, delay
+        error = FakeFcm._error(outcome, value)
+        return error.status, json.dumps(error.body).encode(), error.headers, 0.0
+
+    def _subscription(self, method: str, token: str, topic: str,
+                      query: dict[str, list[str]]) -> tuple[int, bytes, dict[str, str], float]:
+        """v1 ``POST .../topicSubscriptions?topic_name=T`` and ``DELETE .../topicSubscriptions/T``."""
+        subscribe = method == "POST" and not topic
+        topic = (query.get("topic_name") or [""])[0] if subscribe else topic
+        with self._lock:
+            self.requests += 1
+            members = self.subscriptions.setdefault(topic, set())
+            (members.add if subscribe else members.discard)(token)
+        return 200, b"{}", {}, 0.0
+
+
+class _Http2FcmProtocol(asyncio.Protocol):
+    """One HTTP/2 connection of the fast fake (h2 state machine, flow control, streams)."""
+
+    def __init__(self, fake: Http2Fcm) -> None:
+        import h2.config
+        import h2.connection
+
+        self.fake = fake
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.streams: dict[int, tuple[dict[bytes, bytes], bytearray]] = {}
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send our SETTINGS (100 concurrent streams, like Google) and open the receive window."""
+        import h2.settings
+
+        self.transport = transport  # type: ignore[assignment]
+        self.conn.initiate_connection()
+        self.conn.update_settings({
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: Http2Fcm.MAX_CONCURRENT_STREAMS,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20,
+        })
+        self.conn.increment_flow_control_window(1 << 24)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the h2 state machine and answer every request whose stream ended."""
+        import h2.events
+        import h2.exceptions
+
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.fake.errors.append(exc)
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self.streams[event.stream_id] = (dict(event.headers), bytearray())
+            elif isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream[1].extend(event.data)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self._respond(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self.streams.pop(event.stream_id, None)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self._flush()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        self._flush()
+
+    def _respond(self, stream_id: int) -> None:
+        headers, body = self.streams.pop(stream_id, ({}, bytearray()))
+        path = headers.get(b":path", b"").decode()
+        try:
+            status, payload, extra, delay = self.fake.answer(path, headers, bytes(body))
+        except Exception as exc:  # a bug in the fake must surface as a 500 and a record, not a hang
+            self.fake.errors.append(exc)
+            status, payload, extra, delay = 500, b'{"error": {"code": 500}}', {}, 0.0
+
+        def send() -> None:
+            import h2.exceptions
+
+            try:
+                self.conn.send_headers(stream_id, [
+                    (b":status", str(status).encode()), (b"content-type", b"application/json; charset=UTF-8"),
+                    (b"content-length", str(len(payload)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in extra.items())])
+                self.conn.send_data(stream_id, payload, end_stream=True)
+            except h2.exceptions.H2Error:  # the client reset the stream or went away meanwhile
+                return
+            self._flush()
+
+        if delay:
+            asyncio.get_running_loop().call_later(delay, send)
+        else:
+            send()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Forget the connection's streams."""
+        self.streams.clear()
+        self.transport = None
+
+
+@contextmanager
+def trust_loopback_certificate(cert_file: str) -> Iterator[None]:
+    """Make httpx (and so firebase-admin's async client) trust ``cert_file`` for the block."""
+    previous = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = cert_file
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = previous
+
+
+@contextmanager
+def serve_fcm_http2(tls_dir: Any, *, access_token: str | None = None) -> Iterator[Http2Fcm]:
+    """Run an ``Http2Fcm`` and point firebase-admin's messaging at it (trusting its certificate)."""
+    fake = Http2Fcm(tls_dir, access_token=access_token)
+    fake.start()
+    try:
+        with trust_loopback_certificate(fake.cert_file), point_messaging_at(fake.base_url):
             yield fake
     finally:
         fake.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 from starlette.routing import Mount
@@ -290,6 +290,86 @@ def _device_url(world: World, who: str) -> str:
 def _device_body(world: World, who: str) -> dict[str, str]:
     return {"token": f"matrix-{who.replace('_', '-')}-" + "t" * 24, "platform": "android", "app_version": "1.0"}
 
+# --- feed rows --------------------------------------------------------------------------------------------
+
+
+def _feed_item(world: World, name: str, **fields: Any) -> int:
+    """The id of feed item ``name`` of this world, published through the service the first time it is asked for."""
+    from core.feed import service as feed
+
+    made = world.__dict__.setdefault("feed_items", {})
+    if name not in made:
+        values: dict[str, Any] = {"author_unit_id": "hue", "author_user_id": None, "kind": "news", "severity": None,
+                                  "audience": "everyone", "title": {"vi": "Tin", "en": "News"},
+                                  "body": {"vi": "Nội dung", "en": "Text"}}
+        withdrawn = fields.pop("withdrawn", False)
+        with world.db() as db:
+            item = feed.publish_item(db, **{**values, **fields})
+            if withdrawn:
+                feed.withdraw_item(db, item_id=item.id)
+        made[name] = item.id
+    return made[name]
+
+
+def _feed_url(name: str, **fields: Any) -> Callable[[World, str], str]:
+    """The URL of one shared feed item (read-only rows)."""
+    return lambda world, who: f"/api/feed/{_feed_item(world, name, **fields)}"
+
+
+def _own_feed_url(name: str, **fields: Any) -> Callable[[World, str], str]:
+    """The URL of a feed item of each persona's own (rows that withdraw it)."""
+    return lambda world, who: f"/api/feed/{_feed_item(world, f'{name} for {who}', **fields)}"
+
+
+_PHU_XUAN_ONLY = dict(unit_ids=["phu-xuan"], title={"vi": "Chỉ Phú Xuân", "en": "Phu Xuan only"})
+_SEES_PHU_XUAN = ("resident_a", "commune_px", "operator", "admin")
+
+
+def feed_targeting(world: World, who: str, creds: Persona, response: Any) -> None:
+    """The feed shows Phú Xuân's item to Phú Xuân's resident and officials (and operators, admins) only."""
+    ids = {item["id"] for item in response.json()["items"]}
+    shown = _feed_item(world, "phu-xuan", **_PHU_XUAN_ONLY) in ids
+    assert shown == (who in _SEES_PHU_XUAN), f"Phú Xuân's item {'shown to' if shown else 'hidden from'} {who}"
+    assert _feed_item(world, "city") in ids
+
+
+def feed_field(name: str) -> Callable[[World, str, Persona, Any], None]:
+    """A 422 names ``name``."""
+
+    def check(world: World, who: str, creds: Persona, response: Any) -> None:
+        if response.status_code == 422:
+            assert response.json()["field"] == name, response.json()
+
+    return check
+
+
+def feed_withdrawn(world: World, who: str, creds: Persona, response: Any) -> None:
+    """An allowed withdrawal takes the item off the feed; a refused one leaves it there."""
+    from core.feed.models import FeedItem
+
+    item_id = int(response.request.url.path.rsplit("/", 1)[1])
+    with world.db() as db:
+        withdrawn = db.get(FeedItem, item_id).withdrawn_at is not None
+    assert withdrawn == (response.status_code == 204), f"{who}: {response.status_code} but withdrawn={withdrawn}"
+
+
+def feed_publish_link(world: World, who: str, creds: Persona, response: Any) -> None:
+    """The feed page offers the publish form to those who may publish, and only to them."""
+    shown = 'data-testid="publish-link"' in response.text
+    assert shown == (who in OFFICIALS), f"publish link {'shown to' if shown else 'hidden from'} {who}"
+
+
+def _feed_body(**change: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"author_unit_id": "phu-xuan", "kind": "warning", "severity": "warning",
+                            "title": {"vi": "Cảnh báo", "en": "Warning"}, "body": {"vi": "Nội dung", "en": "Text"},
+                            "unit_ids": ["phu-xuan"]}
+    return {**body, **change}
+
+
+_FEED_FORM = {"author_unit_id": "phu-xuan", "kind": "news", "severity": "", "audience": "everyone",
+              "title_vi": "Tin phường", "title_en": "Ward news", "body_vi": "Nội dung", "body_en": "Text"}
+PUBLISHERS = ("commune_px", "commune_kl", "department", "operator", "admin")
+
 # --- The table: (method, path template) -> cases ----------------------------------------------------------
 
 PUBLIC = everyone(ALLOW)
@@ -419,6 +499,49 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
              json={"title": {"vi": "Thông báo", "en": "Notice"}, "body": {"vi": "Nội dung", "en": "Text"},
                    "units": ["phu-xuan"]}),
     ],
+    # --- feed: read, publish, withdraw, pages ---
+    ("GET", "/api/feed"): [
+        Case("the feed", "/api/feed", PUBLIC, check=feed_targeting,
+             before=lambda world: (_feed_item(world, "city"), _feed_item(world, "phu-xuan", **_PHU_XUAN_ONLY))),
+        Case("the feed, bad cursor", "/api/feed?cursor=nope", everyone(422), check=feed_field("query.cursor")),
+    ],
+    ("GET", "/api/feed/{item_id}"): [
+        Case("city-wide news", _feed_url("city"), PUBLIC),
+        Case("an item for Phú Xuân", _feed_url("phu-xuan", **_PHU_XUAN_ONLY),
+             {**everyone(404), **dict.fromkeys(_SEES_PHU_XUAN, ALLOW)}),
+        Case("an item for officials", _feed_url("officials", audience="officials"),
+             {**everyone(404), **dict.fromkeys(OFFICIALS, ALLOW)}),
+        Case("a withdrawn item", _feed_url("withdrawn", withdrawn=True), everyone(404)),
+        Case("no such item", "/api/feed/987654", everyone(404)),
+    ],
+    ("POST", "/api/feed"): [
+        Case("Phú Xuân's warning for Phú Xuân", "/api/feed", only("commune_px", "operator", "admin"),
+             json=_feed_body()),
+        Case("city-wide news of the Department of Justice", "/api/feed", only("department", "operator", "admin"),
+             json=_feed_body(author_unit_id="so-tu-phap", kind="news", severity=None, unit_ids=[])),
+        # a commune official speaks for their own unit only
+        Case("Phú Xuân's warning for Kim Long", "/api/feed", only("operator", "admin"),
+             json=_feed_body(unit_ids=["kim-long"])),
+        Case("a warning without severity", "/api/feed",
+             only("commune_px", "operator", "admin", commune_px=422, operator=422, admin=422),
+             json=_feed_body(severity=None), check=feed_field("body.severity")),
+    ],
+    ("DELETE", "/api/feed/{item_id}"): [
+        # Kim Long's and the department's officials cannot see a Phú Xuân-only item: 404, not 403
+        Case("withdraw Phú Xuân's item for Phú Xuân", _own_feed_url("ward", author_unit_id="phu-xuan", **_PHU_XUAN_ONLY),
+             only("commune_px", "operator", "admin", commune_kl=404, department=404), check=feed_withdrawn),
+        Case("withdraw Phú Xuân's city-wide item", _own_feed_url("city", author_unit_id="phu-xuan"),
+             only("commune_px", "operator", "admin"), check=feed_withdrawn),
+        Case("withdraw no such item", "/api/feed/987654", only(*PUBLISHERS, **dict.fromkeys(PUBLISHERS, 404))),
+    ],
+    ("GET", "/feed"): [Case("feed page", "/feed", PUBLIC, check=feed_publish_link)],
+    ("GET", "/feed/new"): [
+        Case("publish form", "/feed/new", only(*PUBLISHERS, anonymous=SIGN_IN)),
+    ],
+    ("POST", "/feed/new"): [
+        Case("publish form posted for Phú Xuân", "/feed/new", only("commune_px", "operator", "admin", anonymous=SIGN_IN),
+             data=_FEED_FORM),
+    ],
     ("GET", "/api/miniapps/festival/events/nearby"): [
         # needs the location scope: residents who have not granted it are refused, naming the scope
         Case("events near me, scope not granted", "/api/miniapps/festival/events/nearby?lat=16.47&lon=107.58",
@@ -438,6 +561,11 @@ def served_routes(app: Any) -> set[tuple[str, str]]:
             assert isinstance(route.app, StaticFiles), f"mount {context.path} is not static files: add it here"
             continue
         if context.path in NOT_IN_MATRIX:
+            continue
+        if isinstance(route, APIWebSocketRoute):
+            # /ws authorises at the handshake and per channel: tests/push/test_realtime.py covers it
+            # for anonymous, bad tokens and every channel rule.
+            assert context.path == "/ws", f"a WebSocket route {context.path} needs its authorisation tests"
             continue
         assert context.methods, f"route {context.path} ({type(route).__name__}) has no methods"
         found.update((method, context.path) for method in context.methods)

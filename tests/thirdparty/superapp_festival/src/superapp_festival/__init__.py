@@ -43,6 +43,12 @@ def superapp_register_event_subscribers(register):
 
 
 @hookimpl
+def superapp_register_feed_contributors(register):
+    """A card for the next programme event at the top of the feed."""
+    register(service.next_event_card)
+
+
+@hookimpl
 def superapp_register_scheduled_jobs(register):
     """Count upcoming events once an hour."""
     register("count_upcoming", service.count_upcoming_job, every=timedelta(hours=1))
@@ -52,6 +58,12 @@ def superapp_register_scheduled_jobs(register):
 def superapp_register_search_providers(register):
     """Events by title."""
     register(service.search, label={"vi": "Sự kiện", "en": "Events"})
+
+
+@hookimpl
+def superapp_register_channels(register):
+    """miniapp:festival:live, programme updates as they happen, for anyone signed in."""
+    register("live", lambda principal, name: name == "live" and principal.is_authenticated)
 
 
 @hookimpl

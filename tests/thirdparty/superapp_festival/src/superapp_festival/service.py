@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from datetime import UTC, datetime
 
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from superapp_festival.models import FestivalEvent
 
@@ -20,6 +23,37 @@ def remember_host_ready(event, host) -> None:
 def list_events(session: Session) -> list[FestivalEvent]:
     """The programme, in order."""
     return list(session.exec(select(FestivalEvent).order_by(FestivalEvent.starts_at)))
+
+
+# The next event is the same for every reader and changes rarely: kept per engine for a little
+# while, so the feed's first page (which asks every contributor) does not query the programme each time.
+_next_event: "weakref.WeakKeyDictionary[object, tuple[float, FestivalEvent | None]]" = weakref.WeakKeyDictionary()
+NEXT_EVENT_SECONDS = 30.0
+
+
+def _read_next_event(host, now: datetime) -> FestivalEvent | None:
+    with host.session() as session:
+        return session.exec(select(FestivalEvent).where(FestivalEvent.starts_at > now)
+                            .order_by(FestivalEvent.starts_at).limit(1)).first()
+
+
+async def next_event_card(context):
+    """Feed contributor: a card for the next event of the programme, in the reader's language."""
+    from plugins.feed import FeedCard
+
+    hit = _next_event.get(context.host.engine)
+    if hit is None or hit[0] <= time.monotonic() or (hit[1] is not None and hit[1].starts_at <= context.now):
+        event = await run_in_threadpool(_read_next_event, context.host, context.now)
+        hit = _next_event[context.host.engine] = (time.monotonic() + NEXT_EVENT_SECONDS, event)
+    event = hit[1]
+    if event is None:
+        return []
+    english = context.locale == "en"
+    return [FeedCard(
+        key=f"next-event-{event.id}",
+        title=("Next at the festival: " if english else "Sắp diễn ra: ") + (event.title_en if english else event.title_vi),
+        body=event.venue, url="/m/festival/", at=event.starts_at,
+    )]
 
 
 def count_upcoming_job(host) -> None:
