@@ -51,7 +51,7 @@ from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import Problem
-from core.identity.authn import INVALIDATION_CHANNEL
+from core.identity.authn import INVALIDATION_CHANNEL, SESSION_COOKIE
 from core.identity.principal import Principal
 from push.broker import Event, parse_id
 
@@ -669,7 +669,7 @@ def _publishable(channel: Any) -> bool:
 
 
 def _token_of(ws: WebSocket) -> tuple[str | None, str | None]:
-    """(token, problem): from ``Authorization: Bearer`` or the ``token`` query parameter."""
+    """(token, problem): from ``Authorization: Bearer``, the ``token`` query parameter, or the cookie."""
     header = ws.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -679,6 +679,16 @@ def _token_of(ws: WebSocket) -> tuple[str | None, str | None]:
     token = ws.query_params.get("token")
     if token:
         return token, None
+    cookie = ws.cookies.get(SESSION_COOKIE)
+    if cookie:
+        # The shell's own pages sign in with an httpOnly cookie their scripts cannot read. Browsers
+        # send cookies on cross-site WebSocket handshakes too, so only our own origin may use it.
+        origin = (ws.headers.get("origin") or "").rstrip("/")
+        own = {f"http://{ws.headers.get('host', '')}", f"https://{ws.headers.get('host', '')}"}
+        trusted = {o.rstrip("/") for o in ws.app.state.settings.trusted_origins}
+        if origin in own or origin in trusted:
+            return cookie, None
+        return None, "the session cookie is accepted only from this site's own pages"
     return None, "sign in first: send 'Authorization: Bearer <token>' or connect to /ws?token=<token>"
 
 
