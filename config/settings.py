@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # Push through FCM needs both SUPERAPP_FIREBASE_PROJECT_ID and SUPERAPP_FIREBASE_CREDENTIALS;
     # without them notifications are only logged. The outbox worker runs in every serving process
     # (off here when `superapp push worker` runs it elsewhere); workers never send one row twice at once.
+    # Seconds a worker reuses a rendered feed page (never past an item's expiry; publishing clears it).
+    feed_cache_seconds: float = Field(2.0, ge=0, le=60)
     push_worker_enabled: bool = True
     # How long a worker holds a claimed outbox row; renewed while it sends, taken over when it dies.
     push_lease_seconds: float = Field(60.0, gt=0, le=3600)
