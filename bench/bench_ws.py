@@ -20,7 +20,10 @@ so they are cheaper than the servers. With two or more CPUs the server processes
 and the clients and driver to the others. A round publishes one event with a sequence number and waits
 until every client has it: *delivery time* is the last arrival minus the moment of publishing
 (``time.monotonic`` is one clock for every process on Linux), *deliveries/s* = clients / delivery
-time. Baseline and product rounds alternate (ABBA); the table shows medians.
+time. Each server also reports how long it spent writing the event to every socket (*server
+writes/s*), which does not depend on the clients' pace. The ratio is the lower of the two
+(end to end, server side). Baseline and product rounds alternate (ABBA); the table shows medians.
+Rounds during which the product ran a full garbage collection are starred.
 
 The never-reading client subscribes to ``feed`` and to its user channel with a 4 KiB receive buffer
 and never reads; before each of its rounds it is stuffed with large events on its user channel until
@@ -33,10 +36,10 @@ shown beside it. Last, one never-reading client is stuffed past its queue and mu
 Memory per idle connection: each server's RSS after N clients connected (and subscribed), minus
 its RSS before, divided by N.
 
-Run: ``python -m bench.bench_ws`` (10,000 clients, about two minutes) or ``--clients 2000 --rounds 5``.
-Diagnostics: ``BENCH_WS_KEEP=/some/dir`` keeps the servers' logs there; ``BENCH_WS_GC_LOG=1`` makes the
-product log each full garbage collection and its pause (with 10,000 connections a full collection
-walks ~1.8 million objects and takes about a second: the occasional slow round).
+Run: ``python -m bench.bench_ws`` (10,000 clients, about a minute and a half) or
+``--clients 2000 --rounds 5``. Diagnostics: ``BENCH_WS_KEEP=/some/dir`` keeps the servers' logs
+there; ``BENCH_WS_GC_LOG=1`` makes the product log each full garbage collection and its pause (with
+10,000 connections a full collection walks ~1.8 million objects and takes about a second).
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Push through FCM needs both SUPERAPP_FIREBASE_PROJECT_ID and SUPERAPP_FIREBASE_CREDENTIALS;
     # without them notifications are only logged. The outbox worker runs in every serving process
     # (off here when `superapp push worker` runs it elsewhere); workers never send one row twice at once.
+    # WebSocket heartbeats and the per-connection send queue (a client further behind is dropped).
+    ws_heartbeat_seconds: float = Field(25.0, gt=0, le=300)
+    ws_queue_size: int = Field(256, ge=8, le=100_000)
     # Seconds a worker reuses a rendered feed page (never past an item's expiry; publishing clears it).
     feed_cache_seconds: float = Field(2.0, ge=0, le=60)
     push_worker_enabled: bool = True

@@ -84,7 +84,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     engine.dispose()
     click.echo(f"serving on http://{host}:{port} with {workers} worker(s); {len(miniapps)} mini-app(s)")
     uvicorn.run("core.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=None, proxy_headers=True, ws="websockets-sansio")
+                log_config=None, proxy_headers=True, ws="websockets-sansio",
+                ws_max_size=65536)  # over-size client frames get 1009 from uvicorn, not 16 MiB of buffering
 
 
 @main.group()

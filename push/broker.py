@@ -386,7 +386,10 @@ class _RedisSubscription:
                 if failures:
                     log.warning("redis subscription restored after %d attempt(s)", failures)
                 backoff, failures = 0.05, 0
-                while True:
+                # Checked on every turn, not only left to cancellation: redis-py's read with a timeout
+                # can swallow a cancellation that lands as the timeout fires (Python 3.11), and then
+                # this loop must still end.
+                while not self._closed:
                     message = await self._pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._handle(message)
@@ -416,7 +419,7 @@ class _RedisSubscription:
             # Catch up only once Redis confirms: from then on nothing published can fall in a gap.
             backlog: list[dict[str, Any]] = []
             deadline = time.monotonic() + CONFIRM_TIMEOUT
-            while self._sent - self._live:
+            while self._sent - self._live and not self._closed:
                 if time.monotonic() > deadline:
                     raise TimeoutError("Redis did not confirm the subscriptions")
                 message = await pubsub.get_message(timeout=1.0)
@@ -494,7 +497,7 @@ class _RedisSubscription:
         """Stop the reader and close the connection."""
         self._closed = True
         self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.wait({self._task}, timeout=5)  # the reader also checks _closed at least once a second
         await self._disconnect()
         for future in self._waiting.values():
             if not future.done():

@@ -12,7 +12,8 @@ Channels
     ``miniapp:<id>:<name>``   decided by the mini-app (``superapp_register_channels``)
 
 Protocol (JSON text frames)
-    handshake   ``Authorization: Bearer <access token>`` or ``/ws?token=<access token>`` (browsers).
+    handshake   ``Authorization: Bearer <access token>``, ``/ws?token=<access token>`` (browsers), or
+                the ``superapp_session`` cookie of the shell's own pages (their Origin is checked).
                 The hub accepts the upgrade first and then, for a missing or invalid token, sends
                 ``{"type": "error", "code": "unauthorized", "detail": ...}`` and closes with 4401:
                 a browser sees neither an HTTP status nor a close before accept, but it does see 4401.
@@ -738,4 +739,31 @@ def install(app: FastAPI) -> list[Callable[[], Awaitable[None]]]:
     )
     app.state.realtime = hub
     _redact_tokens_in_server_logs()
+    _announce_miniapp_feed_items(app, hub)
     return [hub.run_fan_in, hub.run_heartbeats]
+
+
+def _announce_miniapp_feed_items(app: FastAPI, hub: RealtimeHub) -> None:
+    """Feed items a mini-app publishes through its HostContext reach /ws too.
+
+    The feed's routes announce their items to the hub themselves; a mini-app's item arrives only as
+    a ``FeedItemPublished`` domain event (a HostContext has no hub), so the hub subscribes to those
+    that name a mini-app and announces them the way the feed does (same channels, same payload).
+    """
+    from core.feed.events import FeedItemPublished
+    from plugins.registry import EventSubscriber
+
+    class _NoBus:
+        async def publish(self, event: Any) -> int:  # already on the bus: that is how we heard of it
+            return 0
+
+    async def announce(event: FeedItemPublished, host: Any) -> None:
+        if event.miniapp is None:
+            return
+        from core.feed.service import announce as feed_announce
+
+        await feed_announce(event, events=_NoBus(), realtime=hub)
+
+    events = getattr(app.state, "events", None)
+    if events is not None:
+        events.subscribe(EventSubscriber(FeedItemPublished, announce, "core"))

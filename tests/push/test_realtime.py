@@ -452,3 +452,23 @@ def test_query_tokens_are_kept_out_of_uvicorn_logs(live: LiveHost, caplog: pytes
         logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5000",
                                                 "/ws?token=eyJhbGciOi.secret.part&x=1")
     assert "secret" not in caplog.text and "/ws?token=[redacted]&x=1" in caplog.text
+
+
+def test_feed_items_a_miniapp_publishes_arrive_live(live: LiveHost) -> None:
+    from core.feed import service as feed
+
+    account = live.account()
+    with live.connect(account) as ws:
+        assert subscribe(ws, "feed", "unit:phu-xuan")["channels"] == ["feed", "unit:phu-xuan"]
+        city = live.run(feed.publish_from_miniapp(
+            live.app.state.host, miniapp="festival", kind="news", severity=None, audience="everyone",
+            title={"vi": "Khai mạc Festival Huế", "en": "Hue Festival opens"},
+            body={"vi": "Tối nay tại Ngọ Môn.", "en": "Tonight at the Noon Gate."}))
+        event = receive(ws)
+        assert (event["channel"], event["data"]["item_id"], event["data"]["event"]) == ("feed", city, "published")
+        targeted = live.run(feed.publish_from_miniapp(
+            live.app.state.host, miniapp="festival", kind="news", severity=None, audience="everyone",
+            title={"vi": "Đường cấm", "en": "Road closed"}, body={"vi": "Lê Lợi.", "en": "Le Loi street."},
+            unit_ids=["phu-xuan"]))
+        event = receive(ws)
+        assert (event["channel"], event["data"]["item_id"]) == ("unit:phu-xuan", targeted)
