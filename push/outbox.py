@@ -52,7 +52,7 @@ from sqlmodel import Session
 
 from core.feed.models import Severity
 from core.identity.models import utcnow
-from push.fcm import MAX_BATCH, MAX_TOPIC_BATCH, FcmSender, LogSender, Sender, TokenResult, sender_from_settings
+from push.fcm import MAX_BATCH, MAX_TOPIC_BATCH, Sender, TokenResult, sender_from_settings
 from push.models import Device, OutboxKind, OutboxStatus, PushOutbox
 
 log = logging.getLogger(__name__)
@@ -313,8 +313,9 @@ class OutboxWorker:
             retry_after = max((r.retry_after or 0.0 for r in retry), default=0.0)
             delay = self.retry_delay(attempts, retry_after)
             error = f"attempt {attempts}: {failing}; retry in {delay:.1f}s" + (f"; {rejected}" if rejected else "")
-            return Settlement(OutboxStatus.pending, attempts, payload, next_attempt_at=self.clock() + timedelta(seconds=delay),
-                              last_error=error[:500], deactivate=deactivate)
+            due = self.clock() + timedelta(seconds=delay)
+            return Settlement(OutboxStatus.pending, attempts, payload, next_attempt_at=due, last_error=error[:500],
+                              deactivate=deactivate)
         if invalid and len(invalid) == len(results):
             return Settlement(OutboxStatus.dead, attempts, last_error=f"nothing delivered: {rejected}"[:500],
                               deactivate=deactivate)
@@ -322,7 +323,7 @@ class OutboxWorker:
                           deactivate=deactivate)
 
     def retry_delay(self, attempts: int, retry_after: float = 0.0) -> float:
-        """Seconds before attempt ``attempts + 1``: exponential backoff, half of it jittered, never before Retry-After."""
+        """Seconds before attempt ``attempts + 1``: exponential backoff, half jittered, never before Retry-After."""
         backoff = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempts - 1))
         return max(retry_after, backoff * (0.5 + 0.5 * self._jitter()))
 
@@ -498,6 +499,6 @@ async def run_standalone(engine: Engine, settings: Any, *, once: bool = False, *
 
 
 __all__ = [
-    "ClaimedRow", "FcmSender", "LogSender", "OutboxWorker", "Settlement", "enqueue_subscription", "enqueue_tokens",
-    "enqueue_topic", "install", "run_standalone",
+    "ClaimedRow", "OutboxWorker", "Settlement", "enqueue_subscription", "enqueue_tokens", "enqueue_topic", "install",
+    "run_standalone",
 ]
