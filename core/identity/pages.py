@@ -6,13 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from core.db import SessionDep
 from core.identity import service
 from core.identity.authn import SESSION_COOKIE
 from core.identity.deps import PrincipalDep
-from core.identity.routes import profile_of, sign_in_official
+from core.identity.routes import end_sessions, profile_of, sign_in_official
 from core.identity.service import IdentityError
 from core.identity.tokens import WEB_SESSION_TTL
 from core.web import render_page
@@ -75,14 +74,7 @@ def profile_page(request: Request, principal: PrincipalDep, db: SessionDep) -> R
 async def sign_out_form(request: Request, principal: PrincipalDep) -> Response:
     """Sign this browser out and return to the home page."""
     if principal.is_authenticated:
-        from sqlmodel import Session
-
-        def revoke() -> None:
-            with Session(request.app.state.engine) as db:
-                service.revoke_session(db, session_id=principal.session_id or "", user_id=principal.user_id or 0)
-
-        await run_in_threadpool(revoke)
-        await request.app.state.authenticator.invalidate(principal.user_id)
+        await end_sessions(request, principal, everywhere=False)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from core.db import SessionDep
 from core.errors import Problem
 from core.identity import service
-from core.identity.authn import client_address
+from core.identity.authn import SESSION_COOKIE, client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
 from core.identity.firebase import FirebaseTokenError
@@ -208,36 +208,39 @@ async def refresh_tokens(body: RefreshRequest, request: Request) -> TokenRespons
         raise _problem(exc) from None
 
 
-@router.post("/api/auth/logout", operation_id="sign_out", status_code=204)
-async def sign_out(principal: CurrentUser, request: Request) -> Response:
-    """Sign this session out: its access and refresh tokens stop working."""
+async def end_sessions(request: Request, principal: Principal, *, everywhere: bool) -> None:
+    """Revoke the caller's current session (or all of them) and make every worker forget it at once."""
     from sqlmodel import Session
 
     def revoke() -> None:
         with Session(request.app.state.engine) as db:
-            service.revoke_session(db, session_id=principal.session_id or "", user_id=principal.user_id or 0)
+            if everywhere:
+                service.revoke_all_sessions(db, user_id=principal.user_id or 0, reason="signed out everywhere")
+            else:
+                service.revoke_session(db, session_id=principal.session_id or "", user_id=principal.user_id or 0)
 
     await run_in_threadpool(revoke)
     await request.app.state.authenticator.invalidate(principal.user_id)
+
+
+def _signed_out() -> Response:
     response = Response(status_code=204)
-    response.delete_cookie("superapp_session", path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+@router.post("/api/auth/logout", operation_id="sign_out", status_code=204)
+async def sign_out(principal: CurrentUser, request: Request) -> Response:
+    """Sign this session out: its access and refresh tokens stop working."""
+    await end_sessions(request, principal, everywhere=False)
+    return _signed_out()
 
 
 @router.post("/api/auth/logout-all", operation_id="sign_out_everywhere", status_code=204)
 async def sign_out_everywhere(principal: CurrentUser, request: Request) -> Response:
     """Sign out of every device and browser."""
-    from sqlmodel import Session
-
-    def revoke() -> None:
-        with Session(request.app.state.engine) as db:
-            service.revoke_all_sessions(db, user_id=principal.user_id or 0, reason="signed out everywhere")
-
-    await run_in_threadpool(revoke)
-    await request.app.state.authenticator.invalidate(principal.user_id)
-    response = Response(status_code=204)
-    response.delete_cookie("superapp_session", path="/")
-    return response
+    await end_sessions(request, principal, everywhere=True)
+    return _signed_out()
 
 
 @router.get("/api/auth/check", operation_id="check_token", status_code=204)
