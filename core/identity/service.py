@@ -38,7 +38,6 @@ from core.identity.tokens import (
     new_refresh_token,
 )
 from core.units.models import OrgUnit, UnitKind
-from core.units.service import CITY_ID
 
 log = logging.getLogger(__name__)
 PHONE = re.compile(r"^\+84\d{9,10}$")
