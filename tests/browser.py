@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -65,3 +66,48 @@ def serve(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_in_processes(factory: str, env: dict[str, str], log_dir: Path, count: int = 2) -> Iterator[list[str]]:
+    """``count`` uvicorn processes serving the app factory ``factory`` with ``env``; yields their URLs.
+
+    Each waits for ``/readyz``; a process that dies or does not get ready raises with its log.
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    root = Path(__file__).resolve().parent.parent
+    processes, urls, logs = [], [], []
+    for _ in range(count):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log_path = log_dir / f"server-{port}.log"
+        with open(log_path, "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
+                 "--ws", "websockets-sansio", "--no-access-log"],
+                env={"PYTHONPATH": str(root), **env}, cwd=root, stdout=log, stderr=subprocess.STDOUT))
+        urls.append(f"http://127.0.0.1:{port}")
+        logs.append(log_path)
+    try:
+        for url, process, log_path in zip(urls, processes, logs):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(log_path.read_text())
+                time.sleep(0.05)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from sqlmodel import Session
 
 from core.db import make_engine
 from core.identity.service import create_official
+from tests.browser import serve_in_processes
 from tests.conftest import TEST_SECRET
 
 PASSWORD = "Hue-2025-strong-pw"
@@ -37,32 +36,8 @@ def two_servers(postgres_url: str, redis_url: str, tmp_path) -> Iterator[tuple[s
     env = {**os.environ, "SUPERAPP_DATABASE_URL": postgres_url, "SUPERAPP_REDIS_URL": redis_url,
            "SUPERAPP_ENV": "test", "SUPERAPP_SECRET_KEY": TEST_SECRET, "SUPERAPP_AUTH_CACHE_SECONDS": "30",
            "SUPERAPP_SCHEDULER_ENABLED": "false", "SUPERAPP_LOG_LEVEL": "WARNING"}
-    processes, urls = [], []
-    for _ in range(2):
-        port = _free_port()
-        log = open(tmp_path / f"server-{port}.log", "w")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "core.app:create_app_from_env", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=subprocess.STDOUT))
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url, process in zip(urls, processes):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((tmp_path / f"server-{url.rsplit(':', 1)[1]}.log").read_text())
-                time.sleep(0.1)
-        yield urls[0], urls[1]
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
+    with serve_in_processes("core.app:create_app_from_env", env, tmp_path) as (a, b):
+        yield a, b
 
 
 def _create(postgres_url: str, role: str, unit: str) -> tuple[str, int]:

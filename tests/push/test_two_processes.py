@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +14,10 @@ import pytest
 from websockets.sync.client import connect
 
 from core.db import make_engine
+from tests.browser import serve_in_processes
 from tests.conftest import TEST_SECRET
-from tests.push.conftest import PrivateRedis, free_port, make_account, receive, subscribe
+from tests.push.conftest import PrivateRedis, make_account, receive, subscribe
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -28,37 +26,9 @@ def two_servers(sqlite_url: str, private_redis: PrivateRedis, tmp_path: Path) ->
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERAPP_")},
            "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_REDIS_URL": private_redis.url, "SUPERAPP_ENV": "test",
            "SUPERAPP_SECRET_KEY": TEST_SECRET, "SUPERAPP_SCHEDULER_ENABLED": "false",
-           "SUPERAPP_PUSH_WORKER_ENABLED": "false", "SUPERAPP_LOG_LEVEL": "WARNING", "SUPERAPP_LOG_JSON": "false",
-           "PYTHONPATH": str(ROOT)}
-    processes, urls, logs = [], [], []
-    for _ in range(2):
-        port = free_port()
-        log_path = tmp_path / f"server-{port}.log"
-        with open(log_path, "w") as log:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "tests.push.publishing_app:create", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio", "--no-access-log"],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-        urls.append(f"http://127.0.0.1:{port}")
-        logs.append(log_path)
-    try:
-        for url, process, log_path in zip(urls, processes, logs):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(log_path.read_text())
-                time.sleep(0.05)
-        yield urls[0], urls[1]
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
+           "SUPERAPP_PUSH_WORKER_ENABLED": "false", "SUPERAPP_LOG_LEVEL": "WARNING", "SUPERAPP_LOG_JSON": "false"}
+    with serve_in_processes("tests.push.publishing_app:create", env, tmp_path) as (a, b):
+        yield a, b
 
 
 def _publish(url: str, channel: str, event: dict) -> httpx.Response:
