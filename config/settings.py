@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(256, ge=8, le=100_000)
     # Seconds a worker reuses a rendered feed page (never past an item's expiry; publishing clears it).
     feed_cache_seconds: float = Field(2.0, ge=0, le=60)
+    # Map pages: the tile server Leaflet draws under the layers ({z}/{x}/{y}); empty = no base map.
+    map_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    # Uploaded photos and attachments: where the local store keeps them (under var_dir by default).
+    media_dir: Path | None = None
+    media_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
     push_worker_enabled: bool = True
     # How long a worker holds a claimed outbox row; renewed while it sends, taken over when it dies.
     push_lease_seconds: float = Field(60.0, gt=0, le=3600)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from asgi_correlation_id import CorrelationIdMiddleware
+import xstatic.pkg.leaflet as leaflet
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in CORE_ROUTERS:
         app.include_router(router)
     app.mount("/static/core", StaticFiles(directory=Path(__file__).parent / "static"), name="static-core")
+    # Leaflet comes from its package (xstatic-leaflet): /static/vendor/leaflet/leaflet.js and .css.
+    app.mount("/static/vendor/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="static-leaflet")
     _mount_miniapps(app, miniapps)
     _check_permissions_declared(app.state.authorizer, miniapps)
     return app
@@ -153,7 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _check_permissions_declared(authorizer: Authorizer, miniapps: list[MiniApp]) -> None:
     """A route that checks a permission nobody declared would deny everyone: refuse to start."""
-    owners = [("core", list(CORE_ROUTERS))] + [(m.id, m.api_routers + m.page_routers) for m in miniapps]
+    owners = [("core", list(CORE_ROUTERS))] + [
+        (m.id, m.api_routers + m.page_routers + list(m.root_routers.values())) for m in miniapps
+    ]
     for owner, routers in owners:
         undeclared = sorted(permission_checks(routers) - set(authorizer.permissions))
         if undeclared:
@@ -176,10 +181,18 @@ def _mount_miniapps(app: FastAPI, miniapps: list[MiniApp]) -> None:
         for router in CORE_ROUTERS for route in router.routes
         if isinstance(route, APIRoute) for method in route.methods
     }
+    # A standard's root (e.g. /open311) may not shadow a top-level segment core or another mini-app uses.
+    taken = {path.split("/")[1]: "core" for _method, path in seen} | dict.fromkeys(("m", "static", "ws"), "core")
     for miniapp in miniapps:
+        for root in miniapp.root_routers:
+            if root.lstrip("/") in taken:
+                owner = taken[root.lstrip("/")]
+                raise ContractError(f"mini-app '{miniapp.id}': root {root} is already used by '{owner}'")
+            taken[root.lstrip("/")] = miniapp.id
         for prefix, routers, tags in (
             (miniapp.api_prefix, miniapp.api_routers, [miniapp.id]),
             (miniapp.page_prefix, miniapp.page_routers, [f"{miniapp.id} pages"]),
+            *((root, [router], [miniapp.id]) for root, router in miniapp.root_routers.items()),
         ):
             for router in routers:
                 for route in router.routes:
@@ -200,7 +213,7 @@ def _mount_miniapps(app: FastAPI, miniapps: list[MiniApp]) -> None:
                         if not own.startswith(f"{miniapp.id}__"):
                             route.operation_id = f"{miniapp.id}__{own}"
                 app.include_router(
-                    router, prefix=prefix, tags=tags, include_in_schema=prefix.startswith("/api")
+                    router, prefix=prefix, tags=tags, include_in_schema=not prefix.startswith("/m/")
                 )
         if miniapp.static_dir is not None:
             app.mount(f"/static/m/{miniapp.id}", StaticFiles(directory=miniapp.static_dir),

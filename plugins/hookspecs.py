@@ -66,7 +66,8 @@ def superapp_register_routes(register: "RegisterRoutes") -> None:
     ``register(pages=router)`` mounts HTML pages under ``/m/<id>`` (the manifest's ``entry_page`` is
     relative to it); ``register(templates=path)`` makes the folder's templates loadable as
     ``<id>/<name>``; ``register(static=path)`` serves files under ``/static/m/<id>/``. Two routes with
-    the same method and path stop start-up. Results are not combined; the hook returns nothing.
+    the same method and path stop start-up. ``register(roots={"/open311": router})`` serves an open
+    standard at a fixed top-level path, which the manifest must declare in ``roots``. Results are not combined; the hook returns nothing.
     """
 
 

@@ -113,6 +113,10 @@ class Manifest(BaseModel):
     order: Annotated[int, Field(ge=0, le=10_000)] = 100
     scopes: list[ScopeRequest] = Field(default_factory=list)
     notification_topics: list[NotificationTopic] = Field(default_factory=list)
+    roots: list[Annotated[str, StringConstraints(pattern=r"^/[a-z0-9][a-z0-9_\-]*$")]] = Field(
+        default_factory=list,
+        description="Top-level paths served for an open standard (e.g. /open311), outside /api/miniapps/<id>.",
+    )
     developer: Developer
 
     @field_validator("version", "min_host_version")

@@ -104,6 +104,7 @@ class MiniApp:
     page_routers: list[APIRouter] = field(default_factory=list)
     templates_dirs: list[Path] = field(default_factory=list)
     static_dir: Path | None = None
+    root_routers: dict[str, APIRouter] = field(default_factory=dict)
     models: list[type[SQLModel]] = field(default_factory=list)
     migrations_dir: Path | None = None
     permissions: list[Permission] = field(default_factory=list)
@@ -152,7 +153,7 @@ class _Bound:
 
 
 class RegisterRoutes(_Bound):
-    """``register(api=..., pages=..., templates=..., static=...)``: see ``superapp_register_routes``."""
+    """``register(api=, pages=, templates=, static=, roots=)``: see ``superapp_register_routes``."""
 
     def __call__(
         self,
@@ -161,6 +162,7 @@ class RegisterRoutes(_Bound):
         pages: APIRouter | None = None,
         templates: str | Path | None = None,
         static: str | Path | None = None,
+        roots: Mapping[str, APIRouter] | None = None,
     ) -> None:
         for kind, router in (("api", api), ("pages", pages)):
             if router is None:
@@ -173,6 +175,16 @@ class RegisterRoutes(_Bound):
                     "the host mounts it under the mini-app's namespace"
                 )
             (self.miniapp.api_routers if kind == "api" else self.miniapp.page_routers).append(router)
+        for root, router in (roots or {}).items():
+            if root not in self.miniapp.manifest.roots:
+                raise self._fail(f"root {root!r} is not declared in the manifest's 'roots' "
+                                 f"{self.miniapp.manifest.roots}")
+            if not isinstance(router, APIRouter) or router.prefix:
+                raise self._fail(f"register(roots={{{root!r}: ...}}) needs a fastapi.APIRouter with an "
+                                 "empty prefix")
+            if root in self.miniapp.root_routers:
+                raise self._fail(f"root {root!r} registered twice")
+            self.miniapp.root_routers[root] = router
         if templates is not None:
             self.miniapp.templates_dirs.append(self._existing_dir(templates, "templates"))
         if static is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import html
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,114 +15,30 @@ from sqlmodel import Session, select
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from core.app import create_app
+from core.app import CORE_ROUTERS, create_app
 from core.identity import service
-from core.app import CORE_ROUTERS
 from core.identity.authz import CORE_PERMISSIONS, permission_checks
 from core.identity.models import AuthSession, Membership, MiniAppConsent
 from push.models import Device, InboxItem, Notification
-from core.identity.ratelimit import SignInLimiter
 from tests.conftest import base_settings
 from tests.core.identity.conftest import PASSWORD, PERSONAS, Persona
-
-ALLOW = "allow"  # any 2xx or 3xx (304 included)
-SIGN_IN = "sign-in"  # a page's 401: 303 to /auth/login
-NOT_IN_MATRIX = {"/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
-OFFICIALS = ("commune_px", "commune_kl", "department", "operator", "admin")
-RESIDENTS = ("resident_a", "resident_b")
-# The victim official's memberships, one per persona, so a wrongly allowed removal shows up as itself.
-VICTIM_UNITS = dict(zip(PERSONAS, ("an-cuu", "duong-no", "hoa-chau", "huong-an", "huong-thuy", "huong-tra",
-                                   "kim-tra", "my-thuong"), strict=True))
-
-Outcome = str | int
-
-
-def everyone(outcome: Outcome) -> dict[str, Outcome]:
-    """The same outcome for all eight personas."""
-    return dict.fromkeys(PERSONAS, outcome)
-
-
-def signed_in(outcome: Outcome = ALLOW, *, anonymous: Outcome = 401, **exceptions: Outcome) -> dict[str, Outcome]:
-    """``outcome`` for every signed-in persona, ``anonymous`` for the anonymous caller."""
-    return {**dict.fromkeys(PERSONAS, outcome), "anonymous": anonymous, **exceptions}
-
-
-def only(*allowed: str, deny: Outcome = 403, anonymous: Outcome = 401, **exceptions: Outcome) -> dict[str, Outcome]:
-    """ALLOW for ``allowed``, ``deny`` for the other signed-in personas, ``anonymous`` for anonymous."""
-    table = {p: (ALLOW if p in allowed else deny) for p in PERSONAS}
-    return {**table, "anonymous": anonymous, **exceptions}
-
-
-def residents(outcome: Outcome = ALLOW, *, officials: Outcome = 403) -> dict[str, Outcome]:
-    """``outcome`` for residents, ``officials`` for officials, 401 for anonymous."""
-    return {**dict.fromkeys(PERSONAS, officials), "anonymous": 401, **dict.fromkeys(RESIDENTS, outcome)}
-
-
-# --- The world the rows run in ------------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    """The host, the personas and the objects the rows point at."""
-
-    api: TestClient
-    personas: dict[str, Persona]
-    make_persona: Callable[[str], Persona]
-    sign_in_again: Callable[[Persona], Persona]
-    victim: Persona
-    victim_memberships: dict[str, int]
-
-    def credentials(self, who: str, fresh: str | None) -> Persona:
-        """The persona's shared session, a new session of the same account, or a whole new account."""
-        persona = self.personas[who]
-        if fresh == "session":
-            return self.sign_in_again(persona)
-        if fresh == "account":
-            return self.make_persona(who)
-        return persona
-
-    def db(self) -> Session:
-        """A database session on the host's engine."""
-        return Session(self.api.app.state.engine, expire_on_commit=False)
-
-    def fresh_rate_limits(self) -> None:
-        """Sign-in rows measure who may sign in, not the rate limits: each starts with clean counters."""
-        self.api.app.state.sign_in_limiter = SignInLimiter(self.api.app.state.settings.redis_url)
-
-    def refresh_token(self, who: str) -> str:
-        """A refresh token of a new session of the department official (used once, by ``who``)."""
-        return self.sign_in_again(self.personas["department"]).refresh_token or ""
-
-    def dev_code(self, who: str) -> dict[str, str]:
-        """A development sign-in code for a phone number of ``who``'s own."""
-        phone = f"+8491000{PERSONAS.index(who):04d}"
-        with self.db() as db:
-            code = service.start_dev_sign_in(db, secret=self.api.app.state.settings.secret_key, phone=phone)
-        return {"phone": phone, "code": code}
-
-    def status_of(self, headers: dict[str, str]) -> int:
-        """What GET /api/auth/check answers to ``headers`` (204 signed in, 401 not)."""
-        self.api.cookies.clear()
-        return self.api.get("/api/auth/check", headers=headers).status_code
-
-
-@dataclass
-class Case:
-    """One request every persona makes, and what each must get."""
-
-    label: str
-    url: str | Callable[[World, str], str]
-    expect: dict[str, Outcome]
-    json: Any = None
-    data: Any = None  # a form body (dict or callable)
-    fresh: str | None = None  # "session" or "account": destructive rows do not spend the shared personas
-    before: Callable[[World], None] | None = None
-    check: Callable[[World, str, Persona, Any], None] | None = None  # extra assertions on the outcome
-
-
-def _resolve(value: Any, world: World, who: str) -> Any:
-    return value(world, who) if callable(value) else value
-
+from tests.matrix import (
+    ALLOW,
+    NOT_IN_MATRIX,
+    OFFICIALS,
+    PUBLIC,
+    RESIDENTS,
+    SIGN_IN,
+    VICTIM_UNITS,
+    Case,
+    Outcome,
+    World,
+    everyone,
+    only,
+    residents,
+    resolve,
+    signed_in,
+)
 
 # --- Object-level and side-effect checks -----------------------------------------------------------
 
@@ -372,7 +288,6 @@ PUBLISHERS = ("commune_px", "commune_kl", "department", "operator", "admin")
 
 # --- The table: (method, path template) -> cases ----------------------------------------------------------
 
-PUBLIC = everyone(ALLOW)
 SIGN_IN_ROWS = dict(before=World.fresh_rate_limits)
 
 MATRIX: dict[tuple[str, str], list[Case]] = {
@@ -552,6 +467,20 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
 }
 
 
+def _miniapp_rows() -> dict[tuple[str, str], list[Case]]:
+    """Every mini-app's rows, from ``tests/miniapps/<id>/matrix_rows.py`` (a route may have rows in one file only)."""
+    rows: dict[tuple[str, str], list[Case]] = {}
+    for path in sorted((Path(__file__).parents[2] / "miniapps").glob("*/matrix_rows.py")):
+        module = importlib.import_module(f"tests.miniapps.{path.parent.name}.matrix_rows")
+        for key, cases in module.ROWS.items():
+            assert key not in rows and key not in MATRIX, f"{key} has rows in two places ({path})"
+            rows[key] = cases
+    return rows
+
+
+MATRIX.update(_miniapp_rows())
+
+
 def served_routes(app: Any) -> set[tuple[str, str]]:
     """(method, path) of every route the app serves, through included routers, minus docs and static files."""
     found: set[tuple[str, str]] = set()
@@ -645,10 +574,10 @@ def test_authorisation_matrix(world: World) -> None:
                 case.before(world)
             for who in PERSONAS:
                 creds = world.credentials(who, case.fresh)
-                url = _resolve(case.url, world, who)
+                url = resolve(case.url, world, who)
                 api.cookies.clear()  # a sign-in form row must not leave a cookie for the next persona
-                response = api.request(method, url, headers=dict(creds), json=_resolve(case.json, world, who),
-                                       data=_resolve(case.data, world, who), follow_redirects=False)
+                response = api.request(method, url, headers=dict(creds), json=resolve(case.json, world, who),
+                                       data=resolve(case.data, world, who), follow_redirects=False)
                 ran += 1
                 expected = case.expect[who]
                 where = f"{method} {url} [{case.label}] as {who}"
@@ -744,7 +673,7 @@ def test_a_request_in_flight_during_sign_out_does_not_revive_the_session(
     """A sign-out landing while a request is being authenticated must not be undone by that request's cache."""
     # Deterministic interleaving: the account is signed out everywhere after the request loaded its
     # caller from the database but before it cached that caller.
-    import core.identity.authn as authn
+    from core.identity import authn
 
     real_load = authn.load_principal
     phone = sign_in_again(department)
