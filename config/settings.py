@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(256, ge=8, le=100_000)
     # Seconds a worker reuses a rendered feed page (never past an item's expiry; publishing clears it).
     feed_cache_seconds: float = Field(2.0, ge=0, le=60)
+    # The one search box waits this long for all mini-apps' providers; late ones are reported, not awaited.
+    search_budget_seconds: float = Field(1.5, gt=0, le=30)
     # Map pages: the tile server Leaflet draws under the layers ({z}/{x}/{y}); empty = no base map.
     map_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     # Uploaded photos and attachments: where the local store keeps them (under var_dir by default).

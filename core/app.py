@@ -38,9 +38,12 @@ from push.notifier import Notifier
 from push.pages import router as push_pages
 from push.routes import router as push_router
 from core.manifests import ManifestCache
+from core.media import media_store
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
 from core.scheduler import scheduler_loop
+from core.search import pages as search_pages
+from core.search import router as search_router
 from core.shell import router as shell_router
 from core.units.routes import router as units_router
 from core.web import build_templates
@@ -54,7 +57,7 @@ from push.broker import make_broker
 log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
-    push_router, push_pages, realtime.router, shell_router,
+    push_router, push_pages, realtime.router, shell_router, search_router, search_pages,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
@@ -135,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wake=lambda: getattr(app.state, "outbox_worker", None) and app.state.outbox_worker.wake(),
         topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
     )
+    app.state.media = media_store(settings)
     app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
                                  notifier=app.state.notifier)
     app.state.events.host = app.state.host

@@ -388,6 +388,12 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         Case("sign-out button", "/auth/logout", PUBLIC, fresh="session", check=session_ended),
     ],
     ("GET", "/"): [Case("home screen", "/", PUBLIC)],
+    # --- the one search box: everyone may search; each provider filters what the caller may see ---
+    ("GET", "/api/search"): [
+        Case("search", "/api/search?q=le%20hoi", PUBLIC),
+        Case("search for nothing", "/api/search?q=%20", everyone(422)),
+    ],
+    ("GET", "/search"): [Case("search page", "/search?q=le%20hoi", PUBLIC)],
     ("GET", "/api/miniapps/festival/events"): [Case("festival programme API", "/api/miniapps/festival/events", PUBLIC)],
     ("GET", "/m/festival/"): [Case("festival page", "/m/festival/", PUBLIC)],
     # --- notifications: inbox, devices, follows, sending ---
