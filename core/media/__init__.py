@@ -1,0 +1,17 @@
+"""Shared media service: photo checking and processing, and the store uploaded files live in.
+
+Mini-apps use it through this interface only::
+
+    from core.media import PhotoRejected, ProcessedPhoto, process_photo, MediaStore, media_store
+
+``process_photo`` is synchronous and CPU-bound: call it with ``starlette.concurrency.run_in_threadpool``.
+``app.state.media`` is the host's store; each mini-app serves its own files through its own routes.
+"""
+
+from core.media.photos import MAX_PIXELS, PhotoRejected, ProcessedPhoto, process_photo
+from core.media.store import LocalMediaStore, MediaStore, media_store
+
+__all__ = [
+    "MAX_PIXELS", "LocalMediaStore", "MediaStore", "PhotoRejected", "ProcessedPhoto", "media_store",
+    "process_photo",
+]
