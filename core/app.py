@@ -42,6 +42,9 @@ from core.media import media_store
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
 from core.scheduler import scheduler_loop
+from core.miniapp_settings import MiniAppSettingsStore
+from core.miniapp_settings.routes import pages as settings_pages
+from core.miniapp_settings.routes import router as settings_router
 from core.search import pages as search_pages
 from core.search import router as search_router
 from core.shell import router as shell_router
@@ -58,6 +61,7 @@ log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
     push_router, push_pages, realtime.router, shell_router, search_router, search_pages,
+    settings_router, settings_pages,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
@@ -139,8 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
     )
     app.state.media = media_store(settings)
+    app.state.miniapp_settings = MiniAppSettingsStore(engine=app.state.engine, secret_key=settings.secret_key,
+                                                      miniapps=miniapps)
     app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
-                                 notifier=app.state.notifier)
+                                 notifier=app.state.notifier, miniapp_settings=app.state.miniapp_settings)
     app.state.events.host = app.state.host
 
     # Delivery parts attach themselves and say which background loops the lifespan must run.

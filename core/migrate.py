@@ -22,6 +22,7 @@ from core.identity.models import (
     User,
 )
 from core.feed.models import FeedItem, FeedItemUnit
+from core.miniapp_settings.models import MiniAppSettingsRow
 from core.scheduler import JobRun
 from push.models import Device, InboxItem, Notification, PushOutbox, UnitFollow
 from core.units.models import OrgUnit
@@ -30,7 +31,7 @@ from plugins.registry import MiniApp
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_MODELS = (
     OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
-    FeedItem, FeedItemUnit, Notification, InboxItem, Device, UnitFollow, PushOutbox,
+    FeedItem, FeedItemUnit, Notification, InboxItem, Device, UnitFollow, PushOutbox, MiniAppSettingsRow,
 )
 
 

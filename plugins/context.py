@@ -23,6 +23,8 @@ class HostContext:
     # ``await host.notifier.notify(miniapp=..., topic=..., title=..., body=..., users=/units=/roles=)``;
     # None only in contexts that must not notify (demo seeding).
     notifier: Any = None
+    # ``host.miniapp_settings.get("<id>")``: the mini-app's settings model as an admin last saved it.
+    miniapp_settings: Any = None
 
     def session(self) -> Session:
         """A new database session (use it as a context manager)."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         RegisterScheduledJob,
         RegisterSearchProvider,
         RegisterChannel,
+        RegisterSettings,
     )
 
 PROJECT = "superapp"
@@ -53,7 +54,7 @@ def superapp_manifest() -> "Manifest | Mapping[str, Any]":
 
 # --- Phase 2: registration ---------------------------------------------------------------------
 # Called once per mini-app at start-up, mini-apps in discovery order (built-ins, then entry points,
-# each by id). For each mini-app the host calls: models, permissions, routes, event subscribers,
+# each by id). For each mini-app the host calls: models, permissions, settings, routes, event subscribers,
 # feed contributors, scheduled jobs, search providers, channels, demo data
 # (plugins.manager.REGISTRATION_HOOKS).
 
@@ -88,6 +89,18 @@ def superapp_register_permissions(register: "RegisterPermission") -> None:
     ``register("reports.handle", description=LocalizedText | dict, roles=["commune_official"])``
     declares ``<id>.reports.handle``. Routes check permissions with the host's permission dependency;
     checking an undeclared permission is an error.
+    """
+
+
+@hookspec
+def superapp_register_settings(register: "RegisterSettings") -> None:
+    """Declare the settings an admin may change at run time, as one pydantic model.
+
+    ``register(FestivalSettings)``: every field needs a default (the mini-app runs before anyone edits
+    it) and is a string, integer, number, boolean, an enum of those, or ``SecretStr``. Admins edit them
+    on ``/admin/miniapps/<id>/settings``, a form generated from the model's JSON schema; ``SecretStr``
+    values are stored encrypted and never shown again. Read them with
+    ``request.app.state.miniapp_settings.get("<id>")`` or ``host.miniapp_settings.get("<id>")``.
     """
 
 

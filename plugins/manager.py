@@ -28,6 +28,7 @@ from plugins.registry import (
     RegisterRoutes,
     RegisterScheduledJob,
     RegisterSearchProvider,
+    RegisterSettings,
 )
 
 ENTRY_POINT_GROUP = "superapp.miniapps"
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 REGISTRATION_HOOKS: tuple[tuple[str, type], ...] = (
     ("superapp_register_models", RegisterModels),
     ("superapp_register_permissions", RegisterPermission),
+    ("superapp_register_settings", RegisterSettings),
     ("superapp_register_routes", RegisterRoutes),
     ("superapp_register_event_subscribers", RegisterEventSubscriber),
     ("superapp_register_feed_contributors", RegisterFeedContributor),

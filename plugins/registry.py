@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlmodel import SQLModel
 
 from plugins.events import DomainEvent
@@ -114,6 +115,7 @@ class MiniApp:
     search_providers: list[SearchProvider] = field(default_factory=list)
     demo_loaders: list[Callable[[Any], Any]] = field(default_factory=list)
     channels: list[MiniAppChannel] = field(default_factory=list)
+    settings_model: type[BaseModel] | None = None
 
     @property
     def id(self) -> str:
@@ -291,6 +293,46 @@ class RegisterDemoData(_Bound):
     def __call__(self, loader: Callable[[Any], Any]) -> None:
         _needs_arguments(loader, 1, self._fail, what="demo data loader")
         self.miniapp.demo_loaders.append(loader)
+
+
+SETTING_TYPES = ("string", "integer", "number", "boolean")
+
+
+def settings_properties(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each field's JSON schema, with an enum's ``$ref`` replaced by its definition."""
+    schema = model.model_json_schema()
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        ref = prop.get("$ref") or (prop.get("allOf") or [{}])[0].get("$ref")
+        if ref:
+            extra = {k: v for k, v in prop.items() if k not in ("$ref", "allOf")}
+            prop = {**schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {}), **extra}
+        properties[name] = prop
+    return properties
+
+
+class RegisterSettings(_Bound):
+    """``register(SettingsModel)``: see ``superapp_register_settings``."""
+
+    def __call__(self, model: type[BaseModel]) -> None:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise self._fail(f"settings must be a pydantic BaseModel class, got {model!r}")
+        if self.miniapp.settings_model is not None:
+            raise self._fail("settings registered twice")
+        try:
+            model()
+        except ValidationError as exc:
+            names = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+            raise self._fail(f"settings field(s) {names} need defaults: the mini-app runs before an admin edits them")
+        properties = settings_properties(model)
+        for name, info in model.model_fields.items():
+            kind = properties.get(info.alias or name, {}).get("type")
+            if info.annotation is not SecretStr and kind not in SETTING_TYPES:
+                raise self._fail(
+                    f"settings field {name!r}: a form can edit {list(SETTING_TYPES)}, an enum of those, or "
+                    "SecretStr; keep structured values out of settings"
+                )
+        self.miniapp.settings_model = model
 
 
 CHANNEL_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_.\-]*(:[a-z0-9][a-z0-9_.\-]*)*$")

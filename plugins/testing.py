@@ -108,6 +108,19 @@ def check_callables(miniapp: MiniApp) -> None:
         assert callable(provider.search) and provider.label.vi and provider.label.en
 
 
+def check_settings(app: Any, miniapp: MiniApp) -> None:
+    """A settings model builds from its defaults and every field becomes a form input."""
+    if miniapp.settings_model is None:
+        return
+    from core.miniapp_settings.routes import form_fields
+
+    miniapp.settings_model()
+    fields = form_fields(app.state.miniapp_settings, miniapp.id)
+    assert {f["name"] for f in fields} == set(miniapp.settings_model.model_fields), (
+        f"mini-app '{miniapp.id}': some settings cannot be shown on the settings form"
+    )
+
+
 def check_miniapp(miniapp_id: str, tmp_path: Path) -> None:
     """Run every contract check on the installed mini-app ``miniapp_id``."""
     app, miniapp = _host(miniapp_id, tmp_path)
@@ -116,4 +129,5 @@ def check_miniapp(miniapp_id: str, tmp_path: Path) -> None:
     check_permissions(miniapp)
     check_callables(miniapp)
     check_migrations_match_models(app, miniapp)
+    check_settings(app, miniapp)
     check_pages_render(app, miniapp)

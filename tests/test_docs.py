@@ -116,6 +116,7 @@ def test_hook_example_registers_with_a_real_host(index: int, tmp_path: Path, mon
     (package / "manifest.json").write_text(json.dumps(EXAMPLE_MANIFEST), encoding="utf-8")
     module = types.ModuleType(f"docs_hook_example_{index}")
     module.__file__ = str(package / "__init__.py")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # as an imported mini-app is (pydantic looks there)
     exec(compile(code, f"docs/hooks.md example {index + 1}", "exec"), module.__dict__)  # noqa: S102 - our own docs
     if not hasattr(module, "superapp_manifest"):
         module.superapp_manifest = lambda: EXAMPLE_MANIFEST  # type: ignore[attr-defined]
@@ -135,6 +136,7 @@ def test_hook_example_registers_with_a_real_host(index: int, tmp_path: Path, mon
         "superapp_register_search_providers": miniapp.search_providers,
         "superapp_register_demo_data": miniapp.demo_loaders,
         "superapp_register_channels": miniapp.channels,
+        "superapp_register_settings": [miniapp.settings_model] if miniapp.settings_model else [],
     }
     assert set(registered) | {"superapp_manifest"} == _hook_names(), "update this test for the new hook"
     for hook, found in registered.items():

@@ -30,6 +30,8 @@ CORE_PERMISSIONS = (
                ("commune_official", "department_official", "operator"), "core"),
     Permission("core.units.members.read", LocalizedText(vi="Xem cán bộ của đơn vị", en="See a unit's officials"),
                ("commune_official", "department_official", "operator"), "core"),
+    Permission("core.miniapps.configure",
+               LocalizedText(vi="Thay đổi cài đặt của tiện ích", en="Change mini-app settings"), ("admin",), "core"),
     Permission("core.feed.publish", LocalizedText(vi="Đăng tin và cảnh báo lên bảng tin", en="Publish news and warnings to the feed"),
                ("commune_official", "department_official", "operator"), "core"),
 )

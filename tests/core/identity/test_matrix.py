@@ -394,6 +394,24 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         Case("search for nothing", "/api/search?q=%20", everyone(422)),
     ],
     ("GET", "/search"): [Case("search page", "/search?q=le%20hoi", PUBLIC)],
+    # --- mini-app settings: admins only ---
+    ("GET", "/api/admin/miniapps/{miniapp_id}/settings"): [
+        Case("festival settings", "/api/admin/miniapps/festival/settings", only("admin")),
+        Case("settings of a mini-app without any", "/api/admin/miniapps/nosuch/settings", only("admin", admin=404)),
+    ],
+    ("PATCH", "/api/admin/miniapps/{miniapp_id}/settings"): [
+        Case("change festival settings", "/api/admin/miniapps/festival/settings", only("admin"),
+             json={"show_venue": True}),
+        Case("a refused festival setting", "/api/admin/miniapps/festival/settings", only("admin", admin=422),
+             json={"max_events": -1}),
+    ],
+    ("GET", "/admin/miniapps/{miniapp_id}/settings"): [
+        Case("festival settings form", "/admin/miniapps/festival/settings", only("admin", anonymous=SIGN_IN)),
+    ],
+    ("POST", "/admin/miniapps/{miniapp_id}/settings"): [
+        Case("festival settings form posted", "/admin/miniapps/festival/settings", only("admin", anonymous=SIGN_IN),
+             data={"max_events": "40", "ordering": "soonest", "show_venue": "on"}),
+    ],
     ("GET", "/api/miniapps/festival/events"): [Case("festival programme API", "/api/miniapps/festival/events", PUBLIC)],
     ("GET", "/m/festival/"): [Case("festival page", "/m/festival/", PUBLIC)],
     # --- notifications: inbox, devices, follows, sending ---

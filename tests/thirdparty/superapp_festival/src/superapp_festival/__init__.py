@@ -8,6 +8,7 @@ from pathlib import Path
 from plugins import hookimpl, read_manifest
 from plugins.events import MiniAppsLoaded
 from superapp_festival import models, routes, service
+from superapp_festival.settings import FestivalSettings
 
 HERE = Path(__file__).parent
 
@@ -28,6 +29,12 @@ def superapp_register_models(register):
 def superapp_register_permissions(register):
     """Operators publish the programme."""
     register("events.publish", description={"vi": "Đăng sự kiện", "en": "Publish events"}, roles=["operator"])
+
+
+@hookimpl
+def superapp_register_settings(register):
+    """Admins tune the programme listing and keep the ticketing key (encrypted)."""
+    register(FestivalSettings)
 
 
 @hookimpl

@@ -14,9 +14,13 @@ pages = APIRouter()
 
 
 @api.get("/events", operation_id="list_events")
-def list_events(session: SessionDep) -> list[dict]:
-    """The festival programme."""
-    return [event.model_dump(mode="json") for event in service.list_events(session)]
+def list_events(request: Request, session: SessionDep) -> list[dict]:
+    """The festival programme, as long and in the order an admin set in the mini-app's settings."""
+    settings = request.app.state.miniapp_settings.get("festival")
+    events = service.list_events(session)
+    if settings.ordering == "venue":
+        events = sorted(events, key=lambda e: (e.venue, e.starts_at))
+    return [event.model_dump(mode="json") for event in events[: settings.max_events]]
 
 
 @api.get("/events/nearby", operation_id="events_near_me",
