@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 import click
+from pathlib import Path
 from alembic.util.exc import CommandError as AlembicError
 
 from config import Settings, SettingsError, load_settings
@@ -166,6 +167,23 @@ def miniapps_list() -> None:
     width = max(len(m.id) for m in loaded)
     for m in loaded:
         click.echo(f"{m.id:<{width}}  {m.manifest.version:<10}  {m.source}")
+
+
+@main.command("new-miniapp")
+@click.argument("name")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where to create the package folder.")
+@_fail_cleanly
+def new_miniapp(name: str, directory: Path) -> None:
+    """Create a pip-installable mini-app package NAME with a manifest, a model, a route, a page and tests."""
+    from core.scaffold import ScaffoldError, create_miniapp
+
+    try:
+        target = create_miniapp(name, directory)
+    except ScaffoldError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"created {target}\n\nnext:\n  pip install -e {target}\n  python -m pytest {target}/tests\n"
+               f"  superapp miniapps list")
 
 
 @main.group()

@@ -8,11 +8,18 @@ Use it from a mini-app's tests::
         check_miniapp("festival", tmp_path)
 
 Each check raises ``AssertionError`` with a message that names the mini-app and what to fix.
+
+For the mini-app's own behaviour tests, ``miniapp_client(id, tmp_path)`` gives a test client of a
+migrated host (SQLite, Hue's units loaded) serving only that mini-app, and ``sign_in(client, ...)``
+gives the headers of a resident or an official.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,50 @@ def _host(miniapp_id: str, tmp_path: Path) -> tuple[Any, MiniApp]:
     app = create_app(settings)
     [miniapp] = [m for m in app.state.miniapps if m.id == miniapp_id]
     return app, miniapp
+
+
+@contextmanager
+def miniapp_client(miniapp_id: str, tmp_path: Path) -> Iterator[Any]:
+    """A ``TestClient`` of a host serving only ``miniapp_id``, its database migrated and Hue's units loaded."""
+    from fastapi.testclient import TestClient
+    from sqlmodel import Session
+
+    from core.migrate import upgrade
+    from core.units.service import load_reference_units
+
+    app, miniapp = _host(miniapp_id, tmp_path)
+    upgrade(app.state.engine, [miniapp])
+    with Session(app.state.engine) as session:
+        load_reference_units(session)
+    with TestClient(app) as client:
+        yield client
+
+
+def sign_in(client: Any, *, role: str = "resident", unit: str = "phu-xuan", name: str | None = None) -> dict[str, str]:
+    """Headers of a new account signed in on ``client``'s host: a resident living in ``unit`` or an official
+    holding ``role`` there (``commune_official``, ``department_official``, ``operator``, ``admin``)."""
+    from sqlmodel import Session
+
+    from core.identity import service
+
+    app = client.app
+    serial = next(_accounts)
+    with Session(app.state.engine, expire_on_commit=False) as db:
+        if role == "resident":
+            user = service.find_or_create_resident(db, firebase_uid=f"kit-{serial}", phone=f"+8490999{serial:04d}",
+                                                   address="127.0.0.1")
+            user.home_unit_id = unit
+            db.add(user)
+            db.commit()
+        else:
+            user = service.create_official(db, username=name or f"kit.{role}.{serial}", display_name=f"Kit {role}",
+                                           password="Kit-Official-2025-pass", memberships=[(role, unit)])
+        pair = service.start_session(db, secret=app.state.settings.secret_key, user=user, method="test",
+                                     client="contract-kit", address="127.0.0.1")
+    return {"Authorization": f"Bearer {pair.access_token}"}
+
+
+_accounts = itertools.count(1)
 
 
 def check_manifest(miniapp: MiniApp) -> None:
