@@ -13,6 +13,7 @@ The docs page ``docs/hooks.md`` has a section for every hook here; a test keeps 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -35,8 +36,26 @@ if TYPE_CHECKING:
 PROJECT = "superapp"
 hookspec = pluggy.HookspecMarker(PROJECT)
 
-# Version of this contract. A manifest's ``min_host_version`` is compared with it.
-CONTRACT_VERSION = "1.0.0"
+# Version of this contract (SemVer). A manifest's ``min_host_version`` is compared with it: same
+# major, not newer. Minor versions only add (1.1.0: superapp_register_settings and manifest roots).
+CONTRACT_VERSION = "1.1.0"
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """A hook that changed: the host still calls it (and warns) until ``removed_in``, then refuses it."""
+
+    hook: str  # the old hook name
+    replacement: str  # the hook to implement instead; the old one is called with its ``register``
+    since: str  # contract version that deprecated it
+    removed_in: str  # contract version from which a mini-app implementing it does not load
+    how: str  # one sentence: what to change in the mini-app
+
+
+# Changed hooks, by old name. The policy (docs/hooks.md, "Changing the contract"): a hook is renamed or
+# reshaped in a minor version with its old form listed here, so mini-apps keep loading with a warning
+# that names the fix; the old form is refused from the next major version. None has changed yet.
+DEPRECATED_HOOKS: dict[str, Deprecation] = {}
 
 
 # --- Phase 1: declaration ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import logging
 import pkgutil
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -58,6 +59,8 @@ class MiniAppPluginManager(pluggy.PluginManager):
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         """Accept ``superapp_*`` functions even without ``@hookimpl``."""
+        if name in hookspecs.DEPRECATED_HOOKS:
+            return None  # load_miniapps calls it itself, through its replacement's register callback
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith(f"{hookspecs.PROJECT}_"):
             method = getattr(plugin, name, None)
@@ -155,12 +158,46 @@ def load_miniapps(candidates: Iterable[Candidate], *, host_version: str) -> tupl
                 f"mini-app '{candidate.id}' ({candidate.source}): field 'min_host_version': needs host "
                 f"contract {manifest.min_host_version}, this host provides {host_version}"
             )
-        miniapps.append(MiniApp(manifest=manifest, source=candidate.source, plugin=module))
+        miniapp = MiniApp(manifest=manifest, source=candidate.source, plugin=module)
+        miniapp.deprecated_hooks = _deprecated_hooks(miniapp, host_version)
+        miniapps.append(miniapp)
 
     for miniapp in miniapps:
         for hook_name, callback in REGISTRATION_HOOKS:
             _call_for(pm, miniapp.id, hook_name, register=callback(miniapp))
+            for old in miniapp.deprecated_hooks:
+                if old.replacement == hook_name:
+                    _call_deprecated(miniapp, old, register=callback(miniapp))
     return pm, miniapps
+
+
+def _deprecated_hooks(miniapp: MiniApp, host_version: str) -> list[hookspecs.Deprecation]:
+    """The changed hooks ``miniapp`` still implements: a warning each, or a refusal once removed."""
+    found = []
+    for name, deprecation in hookspecs.DEPRECATED_HOOKS.items():
+        if not inspect.isroutine(getattr(miniapp.plugin, name, None)):
+            continue
+        advice = f"{deprecation.how} (docs/hooks.md, 'Changing the contract')"
+        if semver_tuple(host_version) >= semver_tuple(deprecation.removed_in):
+            raise ContractError(f"mini-app '{miniapp.id}' ({miniapp.source}): hook {name} was removed in contract "
+                                f"{deprecation.removed_in}; implement {deprecation.replacement} instead: {advice}")
+        message = (f"mini-app '{miniapp.id}' ({miniapp.source}): hook {name} is deprecated since contract "
+                   f"{deprecation.since} and will not load from {deprecation.removed_in}; implement "
+                   f"{deprecation.replacement} instead: {advice}")
+        log.warning(message)
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        found.append(deprecation)
+    return found
+
+
+def _call_deprecated(miniapp: MiniApp, deprecation: hookspecs.Deprecation, **kwargs: Any) -> None:
+    """Call a deprecated hook of ``miniapp`` with its replacement's arguments, errors named as for any hook."""
+    try:
+        getattr(miniapp.plugin, deprecation.hook)(**kwargs)
+    except ContractError:
+        raise
+    except Exception as exc:
+        raise ContractError(f"mini-app '{miniapp.id}': {deprecation.hook} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _call_for(pm: pluggy.PluginManager, plugin_name: str, hook_name: str, **kwargs: Any) -> list[Any]:

@@ -116,6 +116,8 @@ class MiniApp:
     demo_loaders: list[Callable[[Any], Any]] = field(default_factory=list)
     channels: list[MiniAppChannel] = field(default_factory=list)
     settings_model: type[BaseModel] | None = None
+    # Changed hooks it still implements (plugins.hookspecs.DEPRECATED_HOOKS): loaded, with a warning.
+    deprecated_hooks: list[Any] = field(default_factory=list)
 
     @property
     def id(self) -> str:
