@@ -12,7 +12,7 @@ reported." Two runs per round, each in a fresh Python process, alternating ABBA 
 
 Both send identical messages (``push.fcm.build_template``: data-only, severity-based Android/APNs/
 web push options) to distinct tokens through the real SDK and its httpx client. The fake FCM is
-``tests.fakes.firebase.Http2Fcm`` in a process of its own: HTTP/2 over TLS like Google (the SDK
+``plugins.fakes.firebase.Http2Fcm`` in a process of its own: HTTP/2 over TLS like Google (the SDK
 multiplexes a batch on one connection), asyncio, counters only, so it is not the bottleneck (its
 CPU is printed). Over plain HTTP/1.1 the SDK would queue each 500-message batch in httpcore's
 100-connection pool, whose bookkeeping is quadratic in the queue; that would measure httpcore.
@@ -68,7 +68,7 @@ async def _bare(spec: dict[str, Any]) -> dict[str, Any]:
     from firebase_admin import messaging
 
     from push.fcm import build_template, token_messages
-    from tests.fakes.firebase import adelete_test_app, initialize_test_app
+    from plugins.fakes.firebase import adelete_test_app, initialize_test_app
 
     app = initialize_test_app()
     tokens = _tokens(spec["prefix"], spec["messages"])
@@ -106,7 +106,7 @@ async def _outbox(spec: dict[str, Any]) -> dict[str, Any]:
     from push.fcm import FcmSender
     from push.models import OutboxStatus, PushOutbox
     from push.outbox import OutboxWorker
-    from tests.fakes.firebase import adelete_test_app, initialize_test_app
+    from plugins.fakes.firebase import adelete_test_app, initialize_test_app
 
     app = initialize_test_app()
     engine = make_engine(spec["database"])
@@ -159,7 +159,7 @@ async def _warm_up(app: Any) -> None:
 
 def _child_main(kind: str, spec_json: str) -> int:
     """Entry point of a measuring child: point the SDK at the fake, run, print one JSON line."""
-    from tests.fakes.firebase import point_messaging_at
+    from plugins.fakes.firebase import point_messaging_at
 
     spec = json.loads(spec_json)
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -171,7 +171,7 @@ def _child_main(kind: str, spec_json: str) -> int:
 
 def _fake_main(tls_dir: str) -> int:
     """Entry point of the fake FCM child: serve, answer ``stats``/``reset`` lines on stdin, stop at EOF."""
-    from tests.fakes.firebase import Http2Fcm
+    from plugins.fakes.firebase import Http2Fcm
 
     fake = Http2Fcm(tls_dir)
     fake.start()

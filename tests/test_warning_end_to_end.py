@@ -22,7 +22,7 @@ from push import outbox as outbox_module
 from push.fcm import FcmSender
 from tests.browser import serve
 from tests.conftest import TEST_SECRET, base_settings
-from tests.fakes.firebase import DEFAULT_ACCESS_TOKEN, initialize_test_app, serve_fcm
+from plugins.fakes.firebase import DEFAULT_ACCESS_TOKEN, initialize_test_app, serve_fcm
 
 PASSWORD = "Hue-2025-strong-pw"
 

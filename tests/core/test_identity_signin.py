@@ -17,7 +17,7 @@ from core.app import create_app
 from core.identity.firebase import FirebaseVerifier
 from core.identity.service import create_official
 from tests.conftest import base_settings
-from tests.fakes.firebase import FakeCredential, serve_firebase_certs
+from plugins.fakes.firebase import FakeCredential, serve_firebase_certs
 
 PASSWORD = "Hue-2025-strong-pw"
 

@@ -16,7 +16,7 @@ from core.identity.models import User, UserKind, utcnow
 from push.fcm import FcmSender
 from push.models import Device, Notification, OutboxKind, Platform, PushOutbox
 from tests.conftest import base_settings
-from tests.fakes.firebase import (
+from plugins.fakes.firebase import (
     DEFAULT_ACCESS_TOKEN, FakeFcm, Http2Fcm, adelete_test_app, initialize_test_app, no_retry_backoff, serve_fcm,
     serve_fcm_http2,
 )

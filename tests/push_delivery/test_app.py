@@ -19,7 +19,7 @@ from push.fcm import FcmSender, LogSender
 from push.models import OutboxStatus
 from push.outbox import OutboxWorker
 from tests.conftest import base_settings
-from tests.fakes.firebase import FakeFcm, initialize_test_app
+from plugins.fakes.firebase import FakeFcm, initialize_test_app
 from tests.push_delivery.conftest import add_notification, add_rows, engine_for, outbox
 
 SUPERAPP = Path(sys.executable).with_name("superapp")

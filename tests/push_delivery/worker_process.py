@@ -13,7 +13,7 @@ import os
 from core.db import make_engine
 from push.fcm import FcmSender
 from push.outbox import OutboxWorker
-from tests.fakes.firebase import initialize_test_app, point_messaging_at
+from plugins.fakes.firebase import initialize_test_app, point_messaging_at
 
 
 def main() -> None:

@@ -676,7 +676,7 @@ def test_sign_in_is_public_and_wrong_password_is_401(api: TestClient, anonymous:
 
 def test_firebase_sign_in_is_public(database_url: str, tmp_path: Path) -> None:
     """With a Firebase project configured, anyone with a valid phone ID token gets our tokens."""
-    from tests.fakes.firebase import serve_firebase_certs
+    from plugins.fakes.firebase import serve_firebase_certs
 
     with serve_firebase_certs() as fake:
         settings = base_settings(database_url=database_url, env="dev", firebase_project_id=fake.project_id,

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import _token_gen, _user_mgt, auth, exceptions, messaging
 
-from tests.fakes.firebase import (
+from plugins.fakes.firebase import (
     DEFAULT_ACCESS_TOKEN,
     FakeCredential,
     FakeFcm,

@@ -1,0 +1,1 @@
+"""Loopback fakes of the outside services the host talks to, for the host's and mini-apps' tests."""

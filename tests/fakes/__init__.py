@@ -1,1 +1,0 @@
-"""Loopback fakes of external services, driven through the real client libraries in tests."""
