@@ -159,6 +159,29 @@ def check_callables(miniapp: MiniApp) -> None:
         assert callable(provider.search) and provider.label.vi and provider.label.en
 
 
+def check_search_providers(app: Any, miniapp: MiniApp) -> None:
+    """Each search provider answers an anonymous search with well-formed results linking into the app."""
+    import asyncio
+
+    from core.identity.principal import Principal
+    from core.search import fan_out
+    from plugins.search import SearchQuery
+
+    if not miniapp.search_providers:
+        return
+    query = SearchQuery(text="Huế", folded="hue", locale="vi", principal=Principal(), host=app.state.host, limit=5)
+    for outcome in asyncio.run(fan_out(miniapp.search_providers, query, budget=5.0)):
+        assert outcome.status == "ok", (
+            f"mini-app '{miniapp.id}': its search provider answered with an {outcome.status} (see the log); it "
+            "must return a list of plugins.search.SearchResult (or dicts of that shape) within the time budget"
+        )
+        assert len(outcome.results) <= query.limit, f"mini-app '{miniapp.id}': search ignores query.limit"
+        for result in outcome.results:
+            assert result.url.startswith("/"), (
+                f"mini-app '{miniapp.id}': search result url {result.url!r} must be a path in this app"
+            )
+
+
 def check_settings(app: Any, miniapp: MiniApp) -> None:
     """A settings model builds from its defaults and every field becomes a form input."""
     if miniapp.settings_model is None:
@@ -181,4 +204,5 @@ def check_miniapp(miniapp_id: str, tmp_path: Path) -> None:
     check_callables(miniapp)
     check_migrations_match_models(app, miniapp)
     check_settings(app, miniapp)
+    check_search_providers(app, miniapp)
     check_pages_render(app, miniapp)
