@@ -187,6 +187,26 @@ def new_miniapp(name: str, directory: Path) -> None:
 
 
 @main.group()
+def docs() -> None:
+    """The developer documentation."""
+
+
+@docs.command("build")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
+              help="Folder for the HTML pages.")
+@_fail_cleanly
+def docs_build(out: Path) -> None:
+    """Render docs/*.md and the README into static HTML pages (index.html is the README)."""
+    from core.devdocs import build
+
+    try:
+        pages = build(out)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{len(pages)} pages written to {out}/ (open {out}/index.html)")
+
+
+@main.group()
 def users() -> None:
     """Accounts: create officials, list them, print a token for scripts and support."""
 
