@@ -1,0 +1,79 @@
+"""Flood map: river gauges, street hotspots, rain gauges and cameras; sensor ingest, alert levels and
+warnings to residents by area. Only the hooks live here; the work is in the modules beside it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from miniapps.floodmap import demo, jobs, models, pages, routes, search, warnings
+from miniapps.floodmap.settings import FloodmapSettings
+from plugins import hookimpl, read_manifest
+
+HERE = Path(__file__).parent
+
+
+@hookimpl
+def superapp_manifest():
+    """The manifest kept in manifest.json."""
+    return read_manifest(__file__)
+
+
+@hookimpl
+def superapp_register_models(register):
+    """The SensorThings tables, alert history, warnings and reports, with their migration branch."""
+    register(*models.ALL_MODELS, migrations=HERE / "migrations")
+
+
+@hookimpl
+def superapp_register_permissions(register):
+    """Operators issue warnings by hand; officials watch the dashboard and read residents' reports."""
+    register("warnings.issue", description={"vi": "Phát cảnh báo ngập cho phường, xã",
+                                            "en": "Issue flood warnings to wards and communes"}, roles=["operator"])
+    register("dashboard.view", description={"vi": "Xem bảng điều hành ngập lụt", "en": "See the flood operations dashboard"},
+             roles=["commune_official", "department_official", "operator"])
+    register("reports.read", description={"vi": "Xem báo cáo ngập của người dân trong đơn vị",
+                                          "en": "Read residents' flood reports in the unit"},
+             roles=["commune_official", "operator"])
+
+
+@hookimpl
+def superapp_register_settings(register):
+    """Admins tune the ingest rate limit and how long warnings last."""
+    register(FloodmapSettings)
+
+
+@hookimpl
+def superapp_register_routes(register):
+    """The JSON API (ingest, SensorThings, GeoJSON, warnings, CAP), the pages, templates and static files."""
+    register(api=routes.api, pages=pages.pages, templates=HERE / "templates" / "floodmap", static=HERE / "static")
+
+
+@hookimpl
+def superapp_register_feed_contributors(register):
+    """Active flood warnings as cards at the top of the feed."""
+    register(warnings.feed_cards)
+
+
+@hookimpl
+def superapp_register_scheduled_jobs(register):
+    """Stations whose sensor fell silent turn stale, checked every minute."""
+    register("mark_stale", jobs.mark_silent_stations_stale, every=timedelta(minutes=1))
+
+
+@hookimpl
+def superapp_register_search_providers(register):
+    """Stations and the places they stand at."""
+    register(search.search_stations, label={"vi": "Trạm đo ngập", "en": "Flood stations"})
+
+
+@hookimpl
+def superapp_register_channels(register):
+    """miniapp:floodmap:map, live station levels and warnings: public data, so anyone signed in."""
+    register("map", lambda principal, name: name == "map")
+
+
+@hookimpl
+def superapp_register_demo_data(register):
+    """Kim Long gauge and the synthetic demo stations."""
+    register(demo.load_demo_stations)

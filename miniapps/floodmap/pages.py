@@ -1,0 +1,95 @@
+"""The flood map's pages (the host mounts them under /m/floodmap): the live map, a station with its
+72-hour chart, a warning, and the operators' dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+from sqlmodel import select
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.identity.deps import PrincipalDep
+from core.units.models import OrgUnit
+from core.web import render_page
+from miniapps.floodmap import reports
+from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES
+from miniapps.floodmap.models import FloodLevelChange, FloodWarning
+from miniapps.floodmap.stations import chart_svg, feature_collection, station_view
+from miniapps.floodmap.warnings import (
+    MAP_CHANNEL,
+    active_warnings,
+    recent_warnings,
+    warning_json,
+)
+
+pages = APIRouter()
+DASHBOARD_PERMISSION = "floodmap.dashboard.view"
+ISSUE_PERMISSION = "floodmap.warnings.issue"
+
+
+@pages.get("/", response_class=HTMLResponse)
+def map_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Response:
+    """The live map: stations coloured by level; live over /ws when signed in, else re-read every 30 s."""
+    collection = feature_collection(db)
+    warnings = [warning_json(w) for w in active_warnings(db)]
+    return render_page(request, "floodmap/map.html", {
+        "collection": collection, "warnings": warnings, "channel": MAP_CHANNEL,
+        "live": principal.is_authenticated, "tile_url": request.app.state.settings.map_tile_url or "",
+        "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS,
+    })
+
+
+@pages.get("/stations/{station_id}", response_class=HTMLResponse)
+def station_page(request: Request, station_id: int, db: SessionDep) -> Response:
+    """One station: level, last reading, alarm levels, the last 72 hours as an SVG chart, its history."""
+    now = datetime.now(UTC)
+    view = station_view(db, station_id, now=now)
+    if view is None:
+        raise Problem(404, f"no station {station_id}", field="path.station_id")
+    props = view.feature["properties"]
+    chart = None
+    if view.stream is not None:
+        chart = Markup(chart_svg(view.readings, thresholds=props["thresholds"] or [], unit=view.stream.unit_symbol,
+                                 now=now, title=props["name"]))
+    history = list(db.scalars(select(FloodLevelChange).where(FloodLevelChange.thing_id == station_id)
+                              .order_by(FloodLevelChange.id.desc()).limit(20)))
+    return render_page(request, "floodmap/station.html", {
+        "station": props, "chart": chart, "history": history, "level_names": LEVEL_NAMES,
+        "readings": len(view.readings), "channel": MAP_CHANNEL,
+    })
+
+
+@pages.get("/warnings/{warning_id}", response_class=HTMLResponse)
+def warning_page(request: Request, warning_id: int, db: SessionDep) -> Response:
+    """One warning, as residents open it from a notification."""
+    warning = db.get(FloodWarning, warning_id)
+    if warning is None:
+        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+    units = list(db.exec(select(OrgUnit).where(OrgUnit.id.in_(warning.units)).order_by(OrgUnit.name_vi)))
+    return render_page(request, "floodmap/warning.html", {"warning": warning_json(warning), "units": units})
+
+
+@pages.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Response:
+    """Officials: every station by level, stale sensors, recent warnings; operators also issue warnings."""
+    if not principal.is_authenticated:
+        return RedirectResponse("/auth/login?next=/m/floodmap/dashboard", status_code=303)
+    authorizer = request.app.state.authorizer
+    if not authorizer.allows(principal, DASHBOARD_PERMISSION):
+        raise Problem(403, f"you do not have the permission {DASHBOARD_PERMISSION!r}", permission=DASHBOARD_PERMISSION)
+    stations = sorted(feature_collection(db)["features"],
+                      key=lambda f: (-f["properties"]["level"], not f["properties"]["stale"], f["properties"]["name"]))
+    units = list(db.exec(select(OrgUnit).where(OrgUnit.kind.in_(["ward", "commune"])).order_by(OrgUnit.name_vi)))
+    stale = sum(1 for f in stations if f["properties"]["stale"])
+    return render_page(request, "floodmap/dashboard.html", {
+        "stations": [f["properties"] for f in stations], "warnings": [warning_json(w) for w in recent_warnings(db, limit=20)],
+        "units": units, "may_issue": authorizer.allows(principal, ISSUE_PERMISSION), "stale": stale,
+        "level_names": LEVEL_NAMES, "counts": {level: sum(1 for f in stations if f["properties"]["level"] == level)
+                                               for level in range(4)},
+        "reports": [reports.report_json(r) for r in reports.visible_reports(
+            db, principal=principal, authorizer=authorizer, limit=20)],
+    })

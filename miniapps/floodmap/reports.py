@@ -1,0 +1,112 @@
+"""Residents' reports of the water depth where they stand, with an optional photo from the shared media
+service (``core.media``: checked, rotated, EXIF stripped). A report belongs to the unit whose centroid
+is nearest (no unit boundaries are available). Who sees a report: its reporter, the officials of its
+unit holding ``floodmap.reports.read``, operators and admins; for anyone else it does not exist.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.media import MediaStore, ProcessedPhoto
+from core.units.models import OrgUnit
+from miniapps.floodmap.models import FloodReport
+
+READ_PERMISSION = "floodmap.reports.read"
+HUE_BOUNDS = (15.9, 16.9, 107.0, 108.3)  # lat min, lat max, lon min, lon max: the city and its communes
+MAX_DEPTH_CM = 300
+
+
+class ReportRefused(Exception):
+    """A report that cannot be filed as sent; ``field`` names the input at fault."""
+
+    def __init__(self, status: int, detail: str, *, field: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Who files a report: the resident's id."""
+
+    user_id: int
+
+
+def nearest_unit(db: Session, lat: float, lon: float) -> str:
+    """The ward or commune whose centroid is nearest to the point."""
+    units = db.execute(select(OrgUnit.id, OrgUnit.lat, OrgUnit.lon).where(
+        OrgUnit.kind.in_(["ward", "commune"]), OrgUnit.lat.is_not(None))).all()
+    scale = math.cos(math.radians(lat))
+    return min(units, key=lambda u: (u.lat - lat) ** 2 + ((u.lon - lon) * scale) ** 2).id
+
+
+def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: float | None, lon: float | None,
+                depth_cm: int, note: str, photo: ProcessedPhoto | None, now: datetime | None = None) -> FloodReport:
+    """Store a report and its photo together: either both are kept or neither."""
+    if (lat is None or lon is None) and photo is not None and photo.gps is not None:
+        lat, lon = photo.gps
+    if lat is None or lon is None:
+        raise ReportRefused(422, "send lat and lon (or a photo with its location in it)", field="body.lat")
+    if not (HUE_BOUNDS[0] <= lat <= HUE_BOUNDS[1] and HUE_BOUNDS[2] <= lon <= HUE_BOUNDS[3]):
+        raise ReportRefused(422, "this place is outside Hue", field="body.lat")
+    if not 0 <= depth_cm <= MAX_DEPTH_CM:
+        raise ReportRefused(422, f"depth_cm must be from 0 to {MAX_DEPTH_CM}", field="body.depth_cm")
+    report = FloodReport(user_id=reporter.user_id, unit_id=nearest_unit(db, lat, lon), lat=lat, lon=lon,
+                         depth_cm=depth_cm, note=note.strip()[:500], created_at=now or datetime.now(UTC))
+    db.add(report)
+    db.flush()
+    written: list[str] = []
+    try:
+        if photo is not None:
+            report.photo_key = f"floodmap/reports/{report.id}/photo.jpg"
+            report.thumbnail_key = f"floodmap/reports/{report.id}/thumbnail.jpg"
+            media.put(report.photo_key, photo.display, "image/jpeg")
+            written.append(report.photo_key)
+            media.put(report.thumbnail_key, photo.thumbnail, "image/jpeg")
+            written.append(report.thumbnail_key)
+        db.add(report)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        for key in written:
+            media.delete(key)
+        raise
+    db.refresh(report)
+    return report
+
+
+def may_see(principal: Any, authorizer: Any, report: FloodReport) -> bool:
+    """The reporter, officials of the report's unit with the read permission, operators and admins."""
+    if principal.user_id == report.user_id:
+        return True
+    return principal.kind == "official" and authorizer.allows(principal, READ_PERMISSION, report.unit_id)
+
+
+def visible_reports(db: Session, *, principal: Any, authorizer: Any, limit: int = 100) -> list[FloodReport]:
+    """The reports ``principal`` may see, newest first."""
+    query = select(FloodReport).order_by(FloodReport.id.desc()).limit(limit)
+    if principal.kind != "official" or not authorizer.allows(principal, READ_PERMISSION):
+        return list(db.scalars(query.where(FloodReport.user_id == principal.user_id)))
+    units = authorizer.units_for(principal, READ_PERMISSION)
+    if units is not None:
+        query = query.where(FloodReport.unit_id.in_(sorted(units)))
+    return list(db.scalars(query))
+
+
+def report_json(report: FloodReport) -> dict[str, Any]:
+    """A report as the API shows it (the reporter's id only to those who may see the report)."""
+    base = f"/api/miniapps/floodmap/reports/{report.id}"
+    return {
+        "id": report.id, "unit_id": report.unit_id, "lat": report.lat, "lon": report.lon, "depth_cm": report.depth_cm,
+        "note": report.note, "created_at": report.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "photo": f"{base}/photo" if report.photo_key else None,
+        "thumbnail": f"{base}/photo?size=thumbnail" if report.thumbnail_key else None,
+    }

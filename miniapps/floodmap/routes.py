@@ -1,0 +1,326 @@
+"""The flood map's JSON API (the host mounts it under /api/miniapps/floodmap): sensor ingest, the
+SensorThings read API under /v1.1, the GeoJSON layer, warnings and their CAP 1.2 form."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import weakref
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from limits import parse, storage, strategies
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.identity.authz import require_permission, require_scope
+from core.identity.deps import CurrentUser, PrincipalDep
+from core.media import PhotoRejected, process_photo
+from core.units.models import OrgUnit
+from miniapps.floodmap import cap, ingest, reports, sensorthings
+from miniapps.floodmap.models import FloodReport, FloodThing, FloodWarning
+from miniapps.floodmap.schemas import IngestReport, ManualWarning, ReadingBatch
+from miniapps.floodmap.stations import LAYER_CACHE, load_features
+from miniapps.floodmap.warnings import (
+    Outlets,
+    announce_updates,
+    deliver,
+    recent_warnings,
+    store_manual,
+    warning_json,
+)
+
+api = APIRouter()
+
+
+def ingest_rate(app: Any) -> Any:
+    """Batches a minute per sensor, from the mini-app's settings (a device pushes about once a minute,
+    and after an outage one batch catches up)."""
+    return parse(f"{app.state.miniapp_settings.get('floodmap').ingest_batches_per_minute} per minute")
+
+_limiters: weakref.WeakKeyDictionary[Any, strategies.MovingWindowRateLimiter] = weakref.WeakKeyDictionary()
+
+
+def _limiter(app: Any) -> strategies.MovingWindowRateLimiter:
+    """The app's ingest limiter: in memory, or in Redis so every worker shares the counts."""
+    limiter = _limiters.get(app)
+    if limiter is None:
+        store = storage.storage_from_string(app.state.settings.redis_url or "memory://", key_prefix="superapp-floodmap")
+        limiter = _limiters[app] = strategies.MovingWindowRateLimiter(store)
+    return limiter
+
+
+def _readings_of(body: Any) -> list[Any]:
+    if isinstance(body, list):
+        readings = body
+    elif isinstance(body, dict) and "readings" in body:
+        readings = body["readings"]
+        if not isinstance(readings, list):
+            raise Problem(422, "readings must be a list of readings", field="body.readings")
+    elif isinstance(body, dict):
+        readings = [body]
+    else:
+        raise Problem(422, "send a reading object, a list of readings or {\"readings\": [...]}", field="body")
+    if not readings:
+        raise Problem(422, "the batch holds no readings", field="body.readings")
+    if len(readings) > ingest.MAX_BATCH:
+        raise Problem(413, f"at most {ingest.MAX_BATCH} readings per batch; send the rest in another",
+                      field="body.readings")
+    return readings
+
+
+@api.post(
+    "/ingest/{sensor_code}", operation_id="ingest_readings", response_model=IngestReport,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": ReadingBatch.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+    responses={401: {"description": "Unknown sensor or wrong key"}, 429: {"description": "Too many batches"}},
+)
+async def ingest_readings(request: Request, sensor_code: str,
+                          x_sensor_key: str | None = Header(default=None)) -> JSONResponse:
+    """A sensor pushes readings with its key in ``X-Sensor-Key``; each reading is judged on its own."""
+    app = request.app
+
+    def authenticate():
+        with Session(app.state.engine, expire_on_commit=False) as db:
+            return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
+
+    try:
+        sensor = await run_in_threadpool(authenticate)
+    except ingest.SensorRefused:
+        raise Problem(401, "unknown sensor or wrong key", field="header.x-sensor-key",
+                      headers={"WWW-Authenticate": 'SensorKey realm="floodmap"'}) from None
+    limiter, rate = _limiter(app), await run_in_threadpool(ingest_rate, app)
+    if not limiter.hit(rate, "sensor", sensor.code):
+        reset = limiter.get_window_stats(rate, "sensor", sensor.code).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        raise Problem(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
+                           f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise Problem(422, "the body is not JSON", field="body") from None
+    readings = _readings_of(body)
+    outcome = await run_in_threadpool(ingest.ingest, app.state.engine, sensor=sensor, readings=readings)
+    await announce_updates(Outlets.of_app(app), outcome.stations)
+    return JSONResponse({
+        "accepted": outcome.count("accepted"), "duplicates": outcome.count("duplicate"),
+        "rejected": outcome.count("rejected"), "results": [r.as_json() for r in outcome.results],
+        "stations": [{"id": s.thing_id, "change": None if s.change is None else {
+            "from": s.change.from_level, "to": s.change.to_level, "reason": s.change.reason}} for s in outcome.stations],
+    })
+
+
+# --- SensorThings read API ----------------------------------------------------------------------------
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + f"/api/miniapps/floodmap/{sensorthings.VERSION}"
+
+
+def _params(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+@api.get(f"/{sensorthings.VERSION}", operation_id="sensorthings_root")
+def sensorthings_root(request: Request) -> dict[str, Any]:
+    """The SensorThings service root: the entity sets and conformance classes."""
+    return sensorthings.service_document(_base(request))
+
+
+def _collection_route(name: str):
+    entity = sensorthings.ENTITY_SETS[name]
+
+    def read_collection(request: Request, db: SessionDep) -> dict[str, Any]:
+        params = _params(request)
+        options = sensorthings.parse_options(params, entity)
+        links = sensorthings.Links(_base(request))
+        return sensorthings.read_set(db, entity, options, links,
+                                     next_link=sensorthings.next_link_for(f"{links.base}/{name}", params))
+
+    read_collection.__doc__ = f"SensorThings {name}: $top, $skip, $count, $orderby, $filter, $expand."
+    api.add_api_route(f"/{sensorthings.VERSION}/{name}", read_collection, methods=["GET"],
+                      operation_id=f"sensorthings_{name.lower()}")
+
+    def read_entity(request: Request, db: SessionDep, entity_id: int) -> dict[str, Any]:
+        options = sensorthings.parse_options(_params(request), entity)
+        obj = sensorthings.get_entity(db, entity, entity_id)
+        return sensorthings.render(db, entity, obj, options, sensorthings.Links(_base(request)))
+
+    read_entity.__doc__ = f"One of the {name}, with $expand."
+    api.add_api_route(f"/{sensorthings.VERSION}/{name}({{entity_id}})", read_entity, methods=["GET"],
+                      operation_id=f"sensorthings_{name.lower()}_entity")
+
+    for nav_name, nav in entity.navs.items():
+        _nav_route(entity, nav_name, nav)
+
+
+def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.Nav) -> None:
+    target = sensorthings.ENTITY_SETS[nav.target]
+
+    def read_related(request: Request, db: SessionDep, entity_id: int) -> dict[str, Any]:
+        parent = sensorthings.get_entity(db, entity, entity_id)
+        params = _params(request)
+        options = sensorthings.parse_options(params, target)
+        links = sensorthings.Links(_base(request))
+        if nav.many:
+            url = f"{links.base}/{entity.name}({entity_id})/{nav_name}"
+            return sensorthings.read_set(db, target, options, links, where=nav.where(parent),
+                                         next_link=sensorthings.next_link_for(url, params))
+        related = db.scalars(select(target.model).where(nav.where(parent))).first()
+        if related is None:
+            raise Problem(404, f"{entity.name}({entity_id}) has no {nav_name}", field="path.entity_id")
+        return sensorthings.render(db, target, related, options, links)
+
+    read_related.__doc__ = f"The {nav_name} of one of the {entity.name}."
+    api.add_api_route(f"/{sensorthings.VERSION}/{entity.name}({{entity_id}})/{nav_name}", read_related,
+                      methods=["GET"], operation_id=f"sensorthings_{entity.name.lower()}_{nav_name.lower()}")
+
+
+for _name in sensorthings.ENTITY_SETS:
+    _collection_route(_name)
+
+
+# --- Map layer and warnings -------------------------------------------------------------------------------
+
+
+@api.get("/stations.geojson", operation_id="stations_geojson",
+         responses={200: {"content": {"application/geo+json": {}}}, 304: {"description": "Not modified"}})
+def stations_geojson(request: Request) -> Response:
+    """Every station as GeoJSON (RFC 7946) with its current level, colour and last reading (at most 2 s old)."""
+    layer = LAYER_CACHE.get(request.app.state.engine)
+    headers = {"ETag": layer.etag, "Cache-Control": "public, max-age=2", "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == layer.etag:
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(layer.gzipped, media_type="application/geo+json", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(layer.body, media_type="application/geo+json", headers=headers)
+
+
+@api.get("/warnings", operation_id="list_warnings")
+def list_warnings(db: SessionDep) -> dict[str, Any]:
+    """The latest warnings, newest first, with links to their CAP documents."""
+    return {"warnings": [warning_json(w) for w in recent_warnings(db)]}
+
+
+@api.get("/warnings/{warning_id}", operation_id="get_warning")
+def get_warning(warning_id: int, db: SessionDep) -> dict[str, Any]:
+    """One warning."""
+    warning = db.get(FloodWarning, warning_id)
+    if warning is None:
+        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+    return warning_json(warning)
+
+
+@api.post("/warnings", operation_id="issue_warning", status_code=201,
+          dependencies=[require_permission("floodmap.warnings.issue")])
+async def issue_warning(body: ManualWarning, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    """Operators: warn the residents of chosen units now (critical from level II)."""
+    app = request.app
+
+    def check_and_store() -> FloodWarning:
+        with Session(app.state.engine) as db:
+            units = list(dict.fromkeys(body.unit_ids))
+            known = set(db.exec(select(OrgUnit.id).where(OrgUnit.id.in_(units), OrgUnit.kind.in_(["ward", "commune"]))))
+            unknown = [u for u in units if u not in known]
+            if unknown:
+                raise Problem(422, f"not a ward or commune: {unknown}", field="body.unit_ids")
+            if body.station_id is not None and db.get(FloodThing, body.station_id) is None:
+                raise Problem(422, f"no station {body.station_id}", field="body.station_id")
+        return store_manual(app.state.engine, units=units, level=body.level, title=body.title.model_dump(),
+                            body=body.body.model_dump(), issued_by=principal.user_id, thing_id=body.station_id,
+                            hours=Outlets.of_app(app).warning_hours())
+
+    warning = await run_in_threadpool(check_and_store)
+    await deliver(Outlets.of_app(app), warning)
+    return warning_json(warning)
+
+
+def _site(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@api.get("/cap/feed.atom", operation_id="cap_index", responses={200: {"content": {"application/atom+xml": {}}}})
+def cap_index(request: Request, db: SessionDep) -> Response:
+    """An Atom feed of the latest warnings, each linking to its CAP 1.2 alert."""
+    warnings = recent_warnings(db)
+    updated = warnings[0].issued_at if warnings else datetime(2026, 1, 1, tzinfo=UTC)
+    return Response(cap.index_atom(warnings, base_url=_site(request), updated=updated),
+                    media_type="application/atom+xml")
+
+
+@api.get("/cap/{warning_id}.xml", operation_id="cap_alert", responses={200: {"content": {"application/cap+xml": {}}}})
+def cap_alert(request: Request, warning_id: int, db: SessionDep) -> Response:
+    """One warning as a CAP 1.2 alert."""
+    warning = db.get(FloodWarning, warning_id)
+    if warning is None:
+        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+    units = {u.id: u for u in db.exec(select(OrgUnit).where(OrgUnit.id.in_(warning.units)))}
+    station = None
+    if warning.thing_id is not None:
+        station = load_features(request.app.state.engine, [warning.thing_id]).get(warning.thing_id, {}).get("properties")
+    return Response(cap.alert_xml(warning, units=units, station=station, base_url=_site(request)),
+                    media_type="application/cap+xml")
+
+
+# --- Residents' reports ---------------------------------------------------------------------------------
+
+
+@api.post("/reports", operation_id="file_report", status_code=201, dependencies=[require_scope("location")])
+async def file_report(
+    request: Request, principal: PrincipalDep, depth_cm: Annotated[int, Form()],
+    lat: Annotated[float | None, Form()] = None, lon: Annotated[float | None, Form()] = None,
+    note: Annotated[str, Form(max_length=500)] = "", photo: Annotated[UploadFile | None, File()] = None,
+) -> dict[str, Any]:
+    """Residents: the water depth where you stand (multipart form), with an optional photo."""
+    if principal.kind != "resident":
+        raise Problem(403, "residents report the water where they are; officials use the dashboard",
+                      type="/problems/forbidden")
+    processed = None
+    if photo is not None and (photo.filename or photo.size):
+        limit = request.app.state.settings.media_max_bytes
+        data = await photo.read(limit + 1)  # never more than the limit in memory
+        try:
+            processed = await run_in_threadpool(process_photo, data, max_bytes=limit)
+        except PhotoRejected as exc:
+            raise Problem(exc.status, exc.detail, field="body.photo") from None
+
+    def store():
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            return reports.file_report(db, request.app.state.media, reporter=reports.Reporter(principal.user_id),
+                                       lat=lat, lon=lon, depth_cm=depth_cm, note=note, photo=processed)
+
+    try:
+        report = await run_in_threadpool(store)
+    except reports.ReportRefused as exc:
+        raise Problem(exc.status, exc.detail, field=exc.field) from None
+    return reports.report_json(report)
+
+
+@api.get("/reports", operation_id="list_reports")
+def list_reports(request: Request, principal: CurrentUser, db: SessionDep) -> dict[str, Any]:
+    """Residents: their own reports; officials of a unit: its reports; operators: all."""
+    found = reports.visible_reports(db, principal=principal, authorizer=request.app.state.authorizer)
+    return {"reports": [reports.report_json(r) for r in found]}
+
+
+@api.get("/reports/{report_id}/photo", operation_id="report_photo",
+         responses={200: {"content": {"image/jpeg": {}}}})
+def report_photo(request: Request, report_id: int, principal: CurrentUser, db: SessionDep,
+                 size: Annotated[str, Query(pattern="^(display|thumbnail)$")] = "display") -> Response:
+    """A report's photo (EXIF-free JPEG) for whoever may see the report; 404 for everyone else."""
+    report = db.get(FloodReport, report_id)
+    if report is None or not reports.may_see(principal, request.app.state.authorizer, report):
+        raise Problem(404, f"no report {report_id}", field="path.report_id")
+    key = report.thumbnail_key if size == "thumbnail" else report.photo_key
+    if key is None:
+        raise Problem(404, f"report {report_id} has no photo", field="path.report_id")
+    try:
+        data = request.app.state.media.get(key)
+    except KeyError:
+        raise Problem(404, f"report {report_id}'s photo is missing", field="path.report_id") from None
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,379 @@
+"""The read API in the style of OGC SensorThings 1.1: entity sets, links, and the query options
+``$top``, ``$skip``, ``$count``, ``$orderby``, ``$filter`` (a small, safe subset) and ``$expand``.
+
+``$filter`` understands ``<property> <op> <literal>`` joined by ``and``, where op is one of
+``eq ne gt ge lt le`` and a literal is a number, an ISO 8601 date-time or a quoted string. Anything
+else is refused with 400 naming ``$filter``, never evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import DateTime, Select, func, select
+from sqlmodel import Session
+
+from core.errors import Problem
+from miniapps.floodmap.models import (
+    FloodDatastream,
+    FloodLocation,
+    FloodObservation,
+    FloodObservedProperty,
+    FloodSensor,
+    FloodThing,
+)
+
+VERSION = "v1.1"
+DEFAULT_TOP = 100
+MAX_TOP = 1000
+MAX_EXPAND_DEPTH = 3
+MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _kind(value: Any) -> str:
+    return value.value if hasattr(value, "value") else str(value)
+
+
+@dataclass(frozen=True)
+class Nav:
+    """A navigation property: the entity set it leads to, whether it is a set, and how to select it."""
+
+    target: str
+    many: bool
+    where: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class EntitySet:
+    """One SensorThings entity set backed by one table."""
+
+    name: str
+    model: Any
+    fields: dict[str, Any]
+    navs: dict[str, Nav]
+    to_json: Callable[[Any], dict[str, Any]]
+    default_order: tuple[Any, ...] = ()
+
+
+def _thing(t: FloodThing) -> dict[str, Any]:
+    return {"name": t.name, "description": t.description, "properties": {
+        "code": t.code, "kind": _kind(t.kind), "unit_id": t.unit_id, "warn_units": list(t.warn_units),
+        "synthetic": t.synthetic, "alert_level": t.level, "stale": t.stale,
+        "camera_url": t.camera_url, "camera_image_at": _iso(t.camera_image_at)}}
+
+
+def _location(loc: FloodLocation) -> dict[str, Any]:
+    return {"name": loc.name, "description": loc.description, "encodingType": "application/geo+json",
+            "location": {"type": "Point", "coordinates": [loc.lon, loc.lat]}}
+
+
+def _sensor(s: FloodSensor) -> dict[str, Any]:
+    return {"name": s.name, "description": s.description, "encodingType": s.encoding_type,
+            "metadata": s.sensor_metadata}
+
+
+def _observed_property(p: FloodObservedProperty) -> dict[str, Any]:
+    return {"name": p.name, "definition": p.definition, "description": p.description}
+
+
+def _datastream(d: FloodDatastream) -> dict[str, Any]:
+    return {"name": d.name, "description": d.description, "observationType": MEASUREMENT,
+            "unitOfMeasurement": {"name": d.unit_name, "symbol": d.unit_symbol, "definition": d.unit_definition},
+            "properties": {"alarm_levels": [d.level_1, d.level_2, d.level_3], "drives_alert": d.drives_alert,
+                           "stale_after_minutes": d.stale_after_minutes}}
+
+
+def _observation(o: FloodObservation) -> dict[str, Any]:
+    return {"phenomenonTime": _iso(o.phenomenon_time), "resultTime": _iso(o.result_time), "result": o.result}
+
+
+ENTITY_SETS: dict[str, EntitySet] = {
+    "Things": EntitySet("Things", FloodThing, {"id": FloodThing.id, "name": FloodThing.name}, {
+        "Locations": Nav("Locations", True, lambda t: FloodLocation.thing_id == t.id),
+        "Datastreams": Nav("Datastreams", True, lambda t: FloodDatastream.thing_id == t.id),
+    }, _thing),
+    "Locations": EntitySet("Locations", FloodLocation, {"id": FloodLocation.id, "name": FloodLocation.name}, {
+        "Things": Nav("Things", True, lambda loc: FloodThing.id == loc.thing_id),
+    }, _location),
+    "Sensors": EntitySet("Sensors", FloodSensor, {"id": FloodSensor.id, "name": FloodSensor.name}, {
+        "Datastreams": Nav("Datastreams", True, lambda s: FloodDatastream.sensor_id == s.id),
+    }, _sensor),
+    "ObservedProperties": EntitySet("ObservedProperties", FloodObservedProperty, {
+        "id": FloodObservedProperty.id, "name": FloodObservedProperty.name}, {
+        "Datastreams": Nav("Datastreams", True, lambda p: FloodDatastream.observed_property_id == p.id),
+    }, _observed_property),
+    "Datastreams": EntitySet("Datastreams", FloodDatastream, {"id": FloodDatastream.id, "name": FloodDatastream.name}, {
+        "Thing": Nav("Things", False, lambda d: FloodThing.id == d.thing_id),
+        "Sensor": Nav("Sensors", False, lambda d: FloodSensor.id == d.sensor_id),
+        "ObservedProperty": Nav("ObservedProperties", False, lambda d: FloodObservedProperty.id == d.observed_property_id),
+        "Observations": Nav("Observations", True, lambda d: FloodObservation.datastream_id == d.id),
+    }, _datastream),
+    "Observations": EntitySet("Observations", FloodObservation, {
+        "id": FloodObservation.id, "phenomenonTime": FloodObservation.phenomenon_time,
+        "resultTime": FloodObservation.result_time, "result": FloodObservation.result}, {
+        "Datastream": Nav("Datastreams", False, lambda o: FloodDatastream.id == o.datastream_id),
+    }, _observation),
+}
+
+
+# --- Query options --------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """The query options of one level of a request (the top level, or one ``$expand`` item)."""
+
+    top: int = DEFAULT_TOP
+    skip: int = 0
+    count: bool = False
+    orderby: list[tuple[str, bool]] = field(default_factory=list)  # (property, descending)
+    filter: list[tuple[str, str, Any]] = field(default_factory=list)
+    expand: dict[str, Options] = field(default_factory=dict)
+
+
+def _bad(option: str, detail: str) -> Problem:
+    return Problem(400, f"{option}: {detail}", field=f"query.{option}")
+
+
+def parse_options(raw: dict[str, str], entity: EntitySet, *, depth: int = 0) -> Options:
+    """Options from query parameters (or from an ``$expand`` item's ``(...)``), checked against ``entity``."""
+    options = Options()
+    if "$top" in raw:
+        options.top = _int_option("$top", raw["$top"], MAX_TOP)
+    if "$skip" in raw:
+        options.skip = _int_option("$skip", raw["$skip"], 10**9)
+    if "$count" in raw:
+        if raw["$count"] not in ("true", "false"):
+            raise _bad("$count", "use true or false")
+        options.count = raw["$count"] == "true"
+    if "$orderby" in raw:
+        options.orderby = _orderby(raw["$orderby"], entity)
+    if "$filter" in raw:
+        options.filter = parse_filter(raw["$filter"], entity)
+    if "$expand" in raw:
+        if depth >= MAX_EXPAND_DEPTH:
+            raise _bad("$expand", f"at most {MAX_EXPAND_DEPTH} levels deep")
+        options.expand = parse_expand(raw["$expand"], entity, depth=depth)
+    return options
+
+
+def _int_option(name: str, value: str, most: int) -> int:
+    if not value.isdigit() or int(value) > most:
+        raise _bad(name, f"a whole number from 0 to {most}")
+    return int(value)
+
+
+def _orderby(value: str, entity: EntitySet) -> list[tuple[str, bool]]:
+    order = []
+    for part in value.split(","):
+        words = part.split()
+        if not words or len(words) > 2 or words[0] not in entity.fields or (len(words) == 2 and words[1] not in ("asc", "desc")):
+            raise _bad("$orderby", f"'{part.strip()}': order by one of {sorted(entity.fields)}, then asc or desc")
+        order.append((words[0], len(words) == 2 and words[1] == "desc"))
+    return order
+
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|[^\s()]+|[()]")
+_OPERATORS = {"eq": "__eq__", "ne": "__ne__", "gt": "__gt__", "ge": "__ge__", "lt": "__lt__", "le": "__le__"}
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def parse_filter(text: str, entity: EntitySet) -> list[tuple[str, str, Any]]:
+    """``a op x and b op y ...`` as (property, operator, value) triples; 400 naming $filter otherwise."""
+    if len(text) > 500:
+        raise _bad("$filter", "at most 500 characters")
+    tokens = _TOKEN.findall(text)
+    terms = []
+    position = 0
+    while True:
+        if len(tokens) < position + 3:
+            raise _bad("$filter", "expected '<property> <eq|ne|gt|ge|lt|le> <value>' joined by 'and'")
+        name, operator, literal = tokens[position:position + 3]
+        if name not in entity.fields:
+            raise _bad("$filter", f"unknown property {name!r}; filter on one of {sorted(entity.fields)}")
+        if operator not in _OPERATORS:
+            raise _bad("$filter", f"unknown operator {operator!r}; use eq, ne, gt, ge, lt or le")
+        terms.append((name, operator, _literal(literal, entity.fields[name])))
+        position += 3
+        if position == len(tokens):
+            return terms
+        if tokens[position] != "and":
+            raise _bad("$filter", f"unsupported {tokens[position]!r}: only 'and' joins comparisons")
+        position += 1
+
+
+def _literal(token: str, column: Any) -> Any:
+    column_type = column.type
+    python_type = datetime if isinstance(getattr(column_type, "impl", column_type), DateTime) else column_type.python_type
+    if python_type is datetime:
+        try:
+            value = datetime.fromisoformat(token[:-1] + "+00:00" if token.endswith("Z") else token)
+        except ValueError:
+            raise _bad("$filter", f"{token!r} is not an ISO 8601 date-time such as 2026-11-25T12:00:00Z") from None
+        if value.utcoffset() is None:
+            raise _bad("$filter", f"{token!r} needs a time zone (Z or +07:00)")
+        return value.astimezone(UTC)
+    if python_type in (int, float):
+        if not _NUMBER.match(token):
+            raise _bad("$filter", f"{token!r} is not a number")
+        return int(token) if python_type is int and "." not in token and "e" not in token.lower() else float(token)
+    if len(token) >= 2 and token[0] == token[-1] == "'":
+        return token[1:-1].replace("''", "'")
+    raise _bad("$filter", f"{token!r}: quote text values, e.g. name eq 'Kim Long'")
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """Split at ``separator`` outside parentheses."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise _bad("$expand", "unbalanced parentheses")
+        if char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth != 0:
+        raise _bad("$expand", "unbalanced parentheses")
+    parts.append("".join(current))
+    return parts
+
+
+_SEGMENT = re.compile(r"^([A-Za-z]+)(?:\((.*)\))?$", re.DOTALL)
+
+
+def parse_expand(text: str, entity: EntitySet, *, depth: int = 0) -> dict[str, Options]:
+    """``Datastreams/Observations($top=1;$orderby=phenomenonTime desc),Locations`` as a tree of Options."""
+    tree: dict[str, Options] = {}
+    for item in _split_top(text, ","):
+        item = item.strip()
+        segments = _split_top(item, "/")
+        node_entity, node_tree, level = entity, tree, depth
+        for segment in segments:
+            match = _SEGMENT.match(segment.strip())
+            if match is None or match.group(1) not in node_entity.navs:
+                raise _bad("$expand", f"{segment.strip()!r} is not a navigation property of {node_entity.name} "
+                                      f"({', '.join(sorted(node_entity.navs))})")
+            name, inner = match.group(1), match.group(2)
+            target = ENTITY_SETS[node_entity.navs[name].target]
+            raw: dict[str, str] = {}
+            for option in _split_top(inner, ";") if inner else []:
+                key, sep, value = option.partition("=")
+                if not sep or key.strip() not in ("$top", "$skip", "$count", "$orderby", "$filter", "$expand"):
+                    raise _bad("$expand", f"unknown option {option.strip()!r} in {name}(...)")
+                raw[key.strip()] = value.strip()
+            if level + 1 > MAX_EXPAND_DEPTH:
+                raise _bad("$expand", f"at most {MAX_EXPAND_DEPTH} levels deep")
+            existing = node_tree.get(name)
+            options = existing if existing is not None and not raw else parse_options(raw, target, depth=level + 1)
+            if existing is not None and options is not existing:
+                options.expand = {**existing.expand, **options.expand}
+            node_tree[name] = options
+            node_entity, node_tree, level = target, options.expand, level + 1
+    return tree
+
+
+# --- Reading --------------------------------------------------------------------------------------
+
+
+def _apply(query: Select, entity: EntitySet, options: Options) -> Select:
+    for name, operator, value in options.filter:
+        query = query.where(getattr(entity.fields[name], _OPERATORS[operator])(value))
+    return query
+
+
+def _ordered(query: Select, entity: EntitySet, options: Options) -> Select:
+    order = [entity.fields[name].desc() if desc else entity.fields[name].asc() for name, desc in options.orderby]
+    return query.order_by(*order, entity.fields["id"].asc())
+
+
+@dataclass
+class Links:
+    """Builds the absolute links of a response."""
+
+    base: str  # .../api/miniapps/floodmap/v1.1
+
+    def entity(self, entity: EntitySet, obj: Any) -> str:
+        """An entity's @iot.selfLink."""
+        return f"{self.base}/{entity.name}({obj.id})"
+
+
+def render(db: Session, entity: EntitySet, obj: Any, options: Options, links: Links) -> dict[str, Any]:
+    """One entity with its links and whatever ``options.expand`` asks to inline."""
+    body: dict[str, Any] = {"@iot.id": obj.id, "@iot.selfLink": links.entity(entity, obj)}
+    body.update(entity.to_json(obj))
+    for name, nav in entity.navs.items():
+        if name in options.expand:
+            sub = options.expand[name]
+            target = ENTITY_SETS[nav.target]
+            if nav.many:
+                page = read_set(db, target, sub, links, where=nav.where(obj))
+                body[name] = page["value"]
+                if "@iot.count" in page:
+                    body[f"{name}@iot.count"] = page["@iot.count"]
+            else:
+                related = db.scalars(select(target.model).where(nav.where(obj))).first()
+                body[name] = render(db, target, related, sub, links) if related is not None else None
+        else:
+            body[f"{name}@iot.navigationLink"] = f"{links.entity(entity, obj)}/{name}"
+    return body
+
+
+def read_set(db: Session, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
+             next_link: Callable[[int], str] | None = None) -> dict[str, Any]:
+    """A page of an entity set: ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed."""
+    query = select(entity.model)
+    if where is not None:
+        query = query.where(where)
+    query = _apply(query, entity, options)
+    body: dict[str, Any] = {}
+    if options.count:
+        body["@iot.count"] = db.scalar(select(func.count()).select_from(query.subquery()))
+    rows = list(db.scalars(_ordered(query, entity, options).offset(options.skip).limit(options.top + 1)))
+    more = len(rows) > options.top
+    rows = rows[: options.top]
+    if more and next_link is not None:
+        body["@iot.nextLink"] = next_link(options.skip + options.top)
+    body["value"] = [render(db, entity, row, options, links) for row in rows]
+    return body
+
+
+def next_link_for(url: str, params: dict[str, str]) -> Callable[[int], str]:
+    """A function giving the same request's URL with another ``$skip``."""
+
+    def make(skip: int) -> str:
+        return f"{url}?{urlencode({**params, '$skip': str(skip)})}"
+
+    return make
+
+
+def get_entity(db: Session, entity: EntitySet, entity_id: int) -> Any:
+    """The entity with this id; 404 problem when there is none."""
+    obj = db.get(entity.model, entity_id)
+    if obj is None:
+        raise Problem(404, f"no {entity.name}({entity_id})", field="path.entity_id")
+    return obj
+
+
+def service_document(base: str) -> dict[str, Any]:
+    """The service root: one link per entity set, and the conformance classes served."""
+    return {"value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS],
+            "serverSettings": {"conformance": CONFORMANCE}}

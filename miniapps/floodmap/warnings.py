@@ -1,0 +1,278 @@
+"""Telling people: every level change becomes a domain event and a live map message; a rise warns the
+residents of the station's units through the notifier (inbox, FCM, live), as do operators' manual
+warnings. Warnings are stored so they can be published as CAP 1.2 and shown on the feed.
+
+Why no stored feed item: the host's own subscriber (``core/feed/warnings.py``) notifies the residents
+of every warning item published to the feed, so posting one as well would reach each resident twice.
+Active flood warnings reach the feed as cards instead (``feed_cards``), at the top of the first page.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from miniapps.floodmap.alerts import LEVEL_NAMES
+from miniapps.floodmap.events import (
+    FloodWarningIssued,
+    StationLevelChanged,
+    StationWentStale,
+)
+from miniapps.floodmap.ingest import StationUpdate
+from miniapps.floodmap.models import (
+    FloodDatastream,
+    FloodThing,
+    FloodWarning,
+    StationKind,
+)
+from miniapps.floodmap.stations import LAYER_CACHE, load_features
+from plugins.feed import FeedCard
+
+log = logging.getLogger(__name__)
+MINIAPP = "floodmap"
+MAP_CHANNEL = "miniapp:floodmap:map"
+WARNING_HOURS = 12
+SEVERITY_OF_LEVEL = {1: "warning", 2: "critical", 3: "critical"}
+
+
+@dataclass(frozen=True)
+class Outlets:
+    """Where news of a station goes: the engine, the event bus, the notifier and the realtime hub."""
+
+    engine: Any
+    publish_event: Any
+    notifier: Any
+    realtime: Any
+    settings: Any = None  # the host's mini-app settings store
+
+    @classmethod
+    def of_app(cls, app: Any) -> Outlets:
+        """The outlets of a running host (in a request)."""
+        return cls(app.state.engine, app.state.events.publish, app.state.notifier, getattr(app.state, "realtime", None),
+                   getattr(app.state, "miniapp_settings", None))
+
+    def warning_hours(self) -> int:
+        """How long a warning lasts, from the mini-app's settings (call from a worker thread)."""
+        return self.settings.get(MINIAPP).warning_hours if self.settings is not None else WARNING_HOURS
+
+    @classmethod
+    def of_host(cls, host: Any) -> Outlets:
+        """The outlets of a HostContext (jobs, subscribers).
+
+        A HostContext carries no realtime hub; the notifier knows the host's hub, so it is borrowed
+        from there (None when there is no notifier, as in demo seeding).
+        """
+        notifier = host.notifier
+        realtime_of = getattr(notifier, "_realtime_of", None)
+        return cls(host.engine, host.publish_event, notifier, realtime_of() if realtime_of else None,
+                   getattr(host, "miniapp_settings", None))
+
+
+async def live(outlets: Outlets, message: dict[str, Any]) -> None:
+    """Publish on the map channel; a live hiccup never fails the caller (the data is stored)."""
+    if outlets.realtime is None:
+        return
+    try:
+        await outlets.realtime.publish(MAP_CHANNEL, message)
+    except Exception:
+        log.exception("could not publish a flood map update")
+
+
+async def announce_updates(outlets: Outlets, updates: list[StationUpdate]) -> list[int]:
+    """After an ingest commit: events, live map updates and warnings; returns the warning ids issued."""
+    if not updates:
+        return []
+    LAYER_CACHE.forget(outlets.engine)
+    features = await run_in_threadpool(load_features, outlets.engine, [u.thing_id for u in updates])
+    issued = []
+    for update in updates:
+        feature = features.get(update.thing_id)
+        if feature is None:
+            continue
+        props = feature["properties"]
+        change = update.change
+        if change is not None:
+            await outlets.publish_event(StationLevelChanged(
+                station_id=update.thing_id, station_code=props["code"], from_level=change.from_level,
+                to_level=change.to_level, reason=change.reason, value=change.value, observed_at=change.at,
+                units=props["warn_units"]))
+        await live(outlets, {"type": "station", "feature": feature,
+                             "change": None if change is None else {"from": change.from_level, "to": change.to_level,
+                                                                    "reason": change.reason}})
+        if change is not None and change.rising:
+            warning_id = await issue_automatic(outlets, update.thing_id, change.to_level, change.value)
+            if warning_id is not None:
+                issued.append(warning_id)
+        elif change is not None and change.to_level == 0:
+            await _all_clear(outlets, props)
+    return issued
+
+
+async def announce_stale(outlets: Outlets, thing_ids: list[int]) -> None:
+    """After the stale job: an event and a live map update per station that fell silent."""
+    if not thing_ids:
+        return
+    LAYER_CACHE.forget(outlets.engine)
+    features = await run_in_threadpool(load_features, outlets.engine, thing_ids)
+    for thing_id in thing_ids:
+        feature = features.get(thing_id)
+        if feature is None:
+            continue
+        props = feature["properties"]
+        await outlets.publish_event(StationWentStale(
+            station_id=thing_id, station_code=props["code"], level=props["level"],
+            last_observed_at=_parse(props["observed_at"])))
+        await live(outlets, {"type": "station", "feature": feature, "change": None})
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _texts_for_rise(thing: FloodThing, level: int, value: float | None, unit_symbol: str) -> dict[str, str]:
+    name = LEVEL_NAMES[level]
+    reading = f" ({value:g} {unit_symbol})" if value is not None else ""
+    if thing.kind is StationKind.river_gauge:
+        body_vi = (f"Mực nước tại {thing.name} đạt mức {name['vi']}{reading}. Theo dõi thông báo của "
+                   "chính quyền, chuẩn bị di dời người và tài sản khỏi vùng trũng.")
+        body_en = (f"The water at {thing.name} has reached {name['en']}{reading}. Follow the authorities' "
+                   "instructions and be ready to move people and belongings away from low ground.")
+    else:
+        body_vi = f"Ngập tại {thing.name}: {name['vi']}{reading}. Tránh đi qua khu vực này."
+        body_en = f"Flooding at {thing.name}: {name['en']}{reading}. Avoid the area."
+    return {"title_vi": f"{name['vi']}: {thing.name}", "title_en": f"{name['en']}: {thing.name}",
+            "body_vi": body_vi, "body_en": body_en}
+
+
+async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: float | None) -> int | None:
+    """A station rose to ``level``: warn the residents of its units; returns the warning id."""
+
+    def store() -> FloodWarning | None:
+        with Session(outlets.engine, expire_on_commit=False) as db:
+            thing = db.get(FloodThing, thing_id)
+            if thing is None or not thing.warn_units:
+                return None
+            symbol = db.scalars(select(FloodDatastream.unit_symbol).where(
+                FloodDatastream.thing_id == thing_id, FloodDatastream.drives_alert)).first() or ""
+            return _store_warning(db, hours=outlets.warning_hours(), thing_id=thing_id, level=level,
+                                  severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
+                                  issued_by=None,
+                                  **_texts_for_rise(thing, level, value, symbol))
+
+    warning = await run_in_threadpool(store)
+    if warning is None:
+        return None
+    await deliver(outlets, warning)
+    return warning.id
+
+
+def _store_warning(db: Session, *, hours: int = WARNING_HOURS, **fields: Any) -> FloodWarning:
+    now = datetime.now(UTC)
+    warning = FloodWarning(identifier=f"hue-floodmap-{uuid.uuid4()}", issued_at=now,
+                           expires_at=now + timedelta(hours=hours), **fields)
+    db.add(warning)
+    db.commit()
+    db.refresh(warning)
+    return warning
+
+
+def store_manual(engine: Any, *, units: list[str], level: int, title: dict[str, str], body: dict[str, str],
+                 issued_by: int | None, thing_id: int | None = None, hours: int = WARNING_HOURS) -> FloodWarning:
+    """An operator's warning for chosen units, stored before it is delivered."""
+    with Session(engine, expire_on_commit=False) as db:
+        return _store_warning(db, hours=hours, thing_id=thing_id, level=level, severity=SEVERITY_OF_LEVEL[level], manual=True,
+                              units=units, issued_by=issued_by, title_vi=title["vi"], title_en=title["en"],
+                              body_vi=body["vi"], body_en=body["en"])
+
+
+async def deliver(outlets: Outlets, warning: FloodWarning) -> None:
+    """Send a stored warning: the notifier (inbox, FCM topic per unit when critical, live), the map, an event."""
+    receipt = await outlets.notifier.notify(
+        miniapp=MINIAPP, topic="flood_warnings", severity=warning.severity, units=warning.units,
+        title={"vi": warning.title_vi, "en": warning.title_en}, body={"vi": warning.body_vi, "en": warning.body_en},
+        url=f"/m/floodmap/warnings/{warning.id}",
+        data={"warning_id": warning.id, "station_id": warning.thing_id, "level": warning.level},
+    )
+
+    def remember() -> None:
+        with Session(outlets.engine) as db:
+            row = db.get(FloodWarning, warning.id)
+            row.notification_id = receipt.notification_id
+            db.add(row)
+            db.commit()
+
+    await run_in_threadpool(remember)
+    warning.notification_id = receipt.notification_id
+    await live(outlets, {"type": "warning", "warning": warning_json(warning)})
+    await outlets.publish_event(FloodWarningIssued(
+        warning_id=warning.id, station_id=warning.thing_id, level=warning.level, severity=warning.severity,
+        manual=warning.manual, units=list(warning.units), notification_id=receipt.notification_id))
+
+
+async def _all_clear(outlets: Outlets, props: dict[str, Any]) -> None:
+    """A station is back to normal: an informational note to the same units (mutable, not critical)."""
+    if not props["warn_units"] or outlets.notifier is None:
+        return
+    await outlets.notifier.notify(
+        miniapp=MINIAPP, topic="flood_updates", severity="info", units=props["warn_units"],
+        title={"vi": f"Hết báo động: {props['name']}", "en": f"Back to normal: {props['name']}"},
+        body={"vi": f"Mực nước tại {props['name']} đã xuống dưới mức báo động.",
+              "en": f"The water at {props['name']} is below the alarm levels again."},
+        url=f"/m/floodmap/stations/{props['id']}", data={"station_id": props["id"], "level": 0})
+
+
+def warning_json(warning: FloodWarning) -> dict[str, Any]:
+    """A warning as the API and the live map show it."""
+    return {
+        "id": warning.id, "identifier": warning.identifier, "station_id": warning.thing_id, "level": warning.level,
+        "severity": warning.severity, "manual": warning.manual, "units": list(warning.units),
+        "title": {"vi": warning.title_vi, "en": warning.title_en}, "body": {"vi": warning.body_vi, "en": warning.body_en},
+        "issued_at": _iso(warning.issued_at), "expires_at": _iso(warning.expires_at),
+        "notification_id": warning.notification_id, "cap": f"/api/miniapps/floodmap/cap/{warning.id}.xml",
+        "url": f"/m/floodmap/warnings/{warning.id}",
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def active_warnings(db: Session, *, now: datetime | None = None, limit: int = 50) -> list[FloodWarning]:
+    """Warnings not yet expired whose station (if any) is still at an alarm level, newest first."""
+    now = now or datetime.now(UTC)
+    rows = db.scalars(select(FloodWarning).where(FloodWarning.expires_at > now)
+                      .order_by(FloodWarning.id.desc()).limit(limit)).all()
+    levels = dict(db.execute(select(FloodThing.id, FloodThing.level).where(
+        FloodThing.id.in_([w.thing_id for w in rows if w.thing_id is not None]))).all())
+    return [w for w in rows if w.thing_id is None or w.manual or levels.get(w.thing_id, 0) >= 1]
+
+
+def recent_warnings(db: Session, *, limit: int = 50) -> list[FloodWarning]:
+    """The latest warnings, newest first (the CAP index and the warnings list)."""
+    return list(db.scalars(select(FloodWarning).order_by(FloodWarning.id.desc()).limit(limit)))
+
+
+def feed_cards(context: Any) -> list[FeedCard]:
+    """Feed contributor: active flood warnings for the reader's units (every unit for officials and anonymous)."""
+    with context.host.session() as db:
+        warnings = active_warnings(db, now=context.now)
+    principal = context.principal
+    mine = None
+    if getattr(principal, "kind", None) == "resident" and principal.home_unit_id:
+        mine = {principal.home_unit_id}
+    english = context.locale == "en"
+    cards = []
+    for w in warnings:
+        if mine is not None and mine.isdisjoint(w.units):
+            continue
+        cards.append(FeedCard(key=f"warning-{w.id}", title=w.title_en if english else w.title_vi,
+                              body=(w.body_en if english else w.body_vi)[:1000], url=f"/m/floodmap/warnings/{w.id}",
+                              kind="warning", severity=w.severity, at=w.issued_at))
+    return cards[: context.limit]

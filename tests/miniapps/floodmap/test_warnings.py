@@ -1,0 +1,141 @@
+"""Warnings: manual ones by operators, CAP 1.2 and its index, the GeoJSON layer, the feed card, the stale
+job, the search box; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree as ET
+
+from sqlmodel import Session
+
+from miniapps.floodmap import jobs
+from miniapps.floodmap.models import FloodThing
+from miniapps.floodmap.search import search_stations
+from miniapps.floodmap.warnings import feed_cards
+from plugins.feed import FeedContext
+from plugins.search import SearchQuery
+from tests.miniapps.floodmap.conftest import KIM_LONG, make_people
+
+CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
+MANUAL = {"unit_ids": ["phu-xuan", "vy-da"], "level": 2, "title": {"vi": "Lũ lên nhanh", "en": "Flood rising fast"},
+          "body": {"vi": "Di chuyển lên cao", "en": "Move to higher ground"}}
+
+
+def test_an_operator_warns_chosen_units_and_only_their_residents_hear(fm_app, fm_client) -> None:
+    people = make_people(fm_app)
+    issued = fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator)
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["severity"] == "critical" and issued.json()["manual"] is True
+    px = fm_client.get("/api/inbox", headers={**people.phu_xuan, "Accept-Language": "en"}).json()
+    assert [i["title"] for i in px["items"]] == ["Flood rising fast"]
+    kl = fm_client.get("/api/inbox", headers=people.kim_long).json()
+    assert kl["items"] == []
+    assert fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.kim_long).status_code == 403
+    bad = fm_client.post("/api/miniapps/floodmap/warnings", json={**MANUAL, "unit_ids": ["atlantis"]},
+                         headers=people.operator)
+    assert bad.status_code == 422 and bad.json()["field"] == "body.unit_ids"
+    assert fm_client.post("/api/miniapps/floodmap/warnings", json={**MANUAL, "level": 5},
+                          headers=people.operator).json()["field"] == "body.level"
+
+
+def test_a_warning_is_published_as_cap_1_2_and_listed_in_the_index(fm_app, fm_client) -> None:
+    people = make_people(fm_app)
+    warning = fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator).json()
+    answer = fm_client.get(warning["cap"])
+    assert answer.headers["content-type"].startswith("application/cap+xml")
+    alert = ET.fromstring(answer.content)
+    assert alert.tag == f"{CAP}alert"
+    for field, value in (("status", "Actual"), ("msgType", "Alert"), ("scope", "Public")):
+        assert alert.findtext(f"{CAP}{field}") == value
+    assert alert.findtext(f"{CAP}identifier") == warning["identifier"]
+    sent = alert.findtext(f"{CAP}sent")
+    assert sent.endswith("+07:00") and "Z" not in sent
+    infos = alert.findall(f"{CAP}info")
+    assert [i.findtext(f"{CAP}language") for i in infos] == ["vi-VN", "en-US"]
+    english = infos[1]
+    assert (english.findtext(f"{CAP}category"), english.findtext(f"{CAP}event"), english.findtext(f"{CAP}urgency"),
+            english.findtext(f"{CAP}severity"), english.findtext(f"{CAP}certainty")) == (
+        "Met", "Flood", "Immediate", "Severe", "Likely")
+    areas = english.findall(f"{CAP}area")
+    assert [a.findtext(f"{CAP}areaDesc") for a in areas] == ["Ward Phu Xuan", "Ward Vy Da"]
+    centre, radius = areas[0].findtext(f"{CAP}circle").split()
+    assert float(centre.split(",")[0]) == 16.4785 and float(radius) > 0
+    feed = ET.fromstring(fm_client.get("/api/miniapps/floodmap/cap/feed.atom").content)
+    links = [link.get("href") for link in feed.iter("{http://www.w3.org/2005/Atom}link")]
+    assert any(href.endswith(warning["cap"]) for href in links)
+    assert fm_client.get("/api/miniapps/floodmap/cap/99999.xml").status_code == 404
+
+
+def test_the_geojson_layer_has_every_station_with_level_and_colour(fm_client) -> None:
+    answer = fm_client.get("/api/miniapps/floodmap/stations.geojson")
+    assert answer.headers["content-type"].startswith("application/geo+json")
+    layer = answer.json()
+    assert layer["type"] == "FeatureCollection" and len(layer["features"]) == 9
+    kim_long = next(f for f in layer["features"] if f["properties"]["code"] == KIM_LONG)
+    lon, lat = kim_long["geometry"]["coordinates"]
+    assert 107 < lon < 108 and 16 < lat < 17  # RFC 7946 order: longitude first
+    assert kim_long["properties"]["thresholds"] == [1.0, 2.0, 3.5] and kim_long["properties"]["colour"].startswith("#")
+    synthetic = [f["properties"]["name"] for f in layer["features"] if f["properties"]["synthetic"]]
+    assert synthetic and all("synthetic" in name for name in synthetic)
+    again = fm_client.get("/api/miniapps/floodmap/stations.geojson", headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+    zipped = fm_client.get("/api/miniapps/floodmap/stations.geojson", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.json() == layer
+
+
+def test_the_layer_shows_a_change_at_once_in_the_process_that_ingested_it(fm_app, fm_client) -> None:
+    from tests.miniapps.floodmap.conftest import push, readings
+
+    before = fm_client.get("/api/miniapps/floodmap/stations.geojson").json()
+    push(fm_client, KIM_LONG, readings(0.71))
+    after = fm_client.get("/api/miniapps/floodmap/stations.geojson").json()
+    values = [next(f["properties"]["value"] for f in layer["features"] if f["properties"]["code"] == KIM_LONG)
+              for layer in (before, after)]
+    assert values[1] == 0.71 and values[0] != 0.71
+
+
+def test_a_silent_sensor_turns_stale_and_keeps_its_level(fm_app) -> None:
+    with Session(fm_app.state.engine) as db:
+        thing = db.get(FloodThing, fm_app.state.test_stations[KIM_LONG])
+        thing.level = 2
+        db.add(thing)
+        db.commit()
+    went = asyncio.run(jobs.mark_silent_stations_stale(fm_app.state.host, now=datetime.now(UTC) + timedelta(hours=2)))
+    assert fm_app.state.test_stations[KIM_LONG] in went
+    again = asyncio.run(jobs.mark_silent_stations_stale(fm_app.state.host, now=datetime.now(UTC) + timedelta(hours=3)))
+    assert again == []  # stale once, not every minute
+    with Session(fm_app.state.engine) as db:
+        thing = db.get(FloodThing, fm_app.state.test_stations[KIM_LONG])
+    assert thing.stale and thing.level == 2
+
+
+def test_active_warnings_are_feed_cards_for_the_units_they_warn(fm_app, fm_client) -> None:
+    people = make_people(fm_app)
+    fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator)
+    from core.identity.principal import ANONYMOUS, Principal
+
+    def cards(principal):
+        return feed_cards(FeedContext(principal=principal, locale="en", host=fm_app.state.host,
+                                      now=datetime.now(UTC)))
+
+    px = Principal(user_id=1, kind="resident", home_unit_id="phu-xuan")
+    far = Principal(user_id=2, kind="resident", home_unit_id="a-luoi-2")
+    assert [c.title for c in cards(px)] == ["Flood rising fast"]
+    assert cards(px)[0].severity == "critical" and cards(px)[0].kind == "warning"
+    assert cards(far) == []
+    assert len(cards(ANONYMOUS)) == 1
+
+
+def test_search_finds_stations_and_places_without_diacritics(fm_app) -> None:
+    def search(text):
+        from core.text import fold
+
+        return search_stations(SearchQuery(text=text, folded=fold(text), locale="en", principal=None,
+                                           host=fm_app.state.host))
+
+    assert next(r.title for r in search("kim long")).startswith("Trạm thủy văn Kim Long")
+    assert any("Trần Hưng Đạo" in r.title for r in search("tran hung dao"))
+    by_place = search("dong ba")  # the market the hotspot stands at
+    assert by_place and by_place[0].url.startswith("/m/floodmap/stations/")
+    assert search("no such place at all") == []
