@@ -1,0 +1,390 @@
+"""The tasks pages, under /m/tasks: overview, task, assignment, unit, ranking and procedure dashboards."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import PurePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+
+from core.db import SessionDep
+from core.identity.deps import PrincipalDep
+from core.identity.principal import Principal
+from core.units.models import OrgUnit, UnitKind
+from core.web import page_locale, render_page
+from miniapps.tasks import evaluation, procedures, service
+from miniapps.tasks.charts import Bar, bar_chart, column_chart, tone_for
+from miniapps.tasks.models import ReviewState
+from miniapps.tasks.routes import allows_for
+from miniapps.tasks.service import (
+    HUE_TIME,
+    STATUS_NAMES,
+    IndicatorValue,
+    ReportSpec,
+    Status,
+    TaskError,
+    as_utc,
+    reach_of,
+)
+
+pages = APIRouter()
+
+
+def _when(moment: datetime | None) -> str:
+    return as_utc(moment).astimezone(HUE_TIME).strftime("%d/%m/%Y %H:%M") if moment else ""
+
+
+def _gate(request: Request, principal: Principal) -> Response | None:
+    """Sign-in for anonymous callers, a 403 page for callers without ``tasks.view``, None otherwise."""
+    if not principal.is_authenticated:
+        return RedirectResponse(f"/auth/login?next={request.url.path}", status_code=303)
+    if not request.app.state.authorizer.allows(principal, "tasks.view"):
+        return render_page(request, "tasks/message.html", {"kind": "forbidden"}, status_code=403)
+    return None
+
+
+def _not_found(request: Request) -> Response:
+    return render_page(request, "tasks/message.html", {"kind": "not_found"}, status_code=404)
+
+
+def _base(request: Request, principal: Principal, session: Session) -> dict[str, Any]:
+    return {"names": service.unit_names(session), "status_names": STATUS_NAMES, "when": _when,
+            "home_unit": next(iter(sorted(principal.units_with_role("commune_official"))), None)}
+
+
+@pages.get("/")
+def overview(request: Request, principal: PrincipalDep, session: SessionDep, status: Status | None = None) -> Response:
+    """The entry page: the caller's tasks by status and the overdue list (a sign-in prompt for others)."""
+    if not principal.is_authenticated or not request.app.state.authorizer.allows(principal, "tasks.view"):
+        return render_page(request, "tasks/welcome.html", {})
+    reach = reach_of(principal)
+    tasks = service.visible_tasks(session, reach, status=status)
+    overdue = sorted(service.visible_assignments(session, reach, status=Status.overdue), key=lambda v: -v.days_overdue)
+    return render_page(request, "tasks/overview.html", _base(request, principal, session) | {
+        "tasks": tasks, "overdue": overdue[:50], "overdue_count": len(overdue), "status": status,
+        "may_assign": request.app.state.authorizer.allows(principal, "tasks.assign")})
+
+
+# --- Assigning a task, importing records ------------------------------------------------------------------
+
+
+def _gate_permission(request: Request, principal: Principal, permission: str) -> Response | None:
+    """Sign-in for anonymous callers, a 403 page without ``permission``, None otherwise."""
+    if not principal.is_authenticated:
+        return RedirectResponse(f"/auth/login?next={request.url.path}", status_code=303)
+    if not request.app.state.authorizer.allows(principal, permission):
+        return render_page(request, "tasks/message.html", {"kind": "forbidden"}, status_code=403)
+    return None
+
+
+def _assigning_bodies(request: Request, principal: Principal, session: Session) -> list[OrgUnit]:
+    """The city and departments the caller may assign for."""
+    allows = allows_for(request, principal)
+    return [u for u in session.exec(select(OrgUnit).where(col(OrgUnit.kind).in_((UnitKind.city, UnitKind.department)))
+                                    .order_by(OrgUnit.kind, OrgUnit.name_vi))
+            if allows("tasks.assign", u.id)]
+
+
+def _task_form(request: Request, principal: Principal, session: Session, *, values: dict[str, Any],
+               error: str | None = None, status_code: int = 200) -> Response:
+    return render_page(request, "tasks/new.html", _base(request, principal, session) | {
+        "bodies": _assigning_bodies(request, principal, session), "units": service.assignee_units(session),
+        "values": values, "error": error}, status_code=status_code)
+
+
+@pages.get("/tasks/new")
+def new_task_form(request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+    """The form to assign a task (department officials, operators)."""
+    refused = _gate_permission(request, principal, "tasks.assign")
+    if refused is not None:
+        return refused
+    return _task_form(request, principal, session, values={"all_units": True, "unit_ids": []})
+
+
+@pages.post("/tasks/new")
+async def new_task_from_form(request: Request, principal: PrincipalDep) -> Response:
+    """Create the task and open it, or show the form again with what is wrong."""
+    refused = _gate_permission(request, principal, "tasks.assign")
+    if refused is not None:
+        return refused
+    form = await request.form()
+    values: dict[str, Any] = {k: str(form.get(k) or "").strip() for k in (
+        "title", "description", "deadline", "assigner_unit_id", "recurrence", "indicator_name", "indicator_unit",
+        "indicator_baseline", "indicator_target", "indicator_direction")}
+    values["all_units"] = form.get("all_units") == "on"
+    values["unit_ids"] = [str(u) for u in form.getlist("unit_ids")]
+
+    def store() -> int:
+        indicators = []
+        if values["indicator_name"]:
+            try:
+                baseline, target = float(values["indicator_baseline"]), float(values["indicator_target"])
+            except ValueError:
+                raise TaskError(422, "baseline and target must be numbers", field="indicator_target") from None
+            indicators.append(service.IndicatorSpec(values["indicator_name"], values["indicator_unit"] or "%",
+                                                    baseline, target, values["indicator_direction"] or ">="))
+        try:
+            deadline = service.end_of_day(date.fromisoformat(values["deadline"]))
+        except ValueError:
+            raise TaskError(422, "choose a deadline", field="deadline") from None
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            task = service.create_task(
+                db, principal=principal, allows=allows_for(request, principal), title=values["title"],
+                description=values["description"], deadline=deadline, unit_ids=values["unit_ids"],
+                all_units=values["all_units"], assigner_unit_id=values["assigner_unit_id"] or None,
+                recurrence=values["recurrence"] or "once", indicators=indicators)
+            return task.id or 0
+
+    try:
+        task_id = await run_in_threadpool(store)
+    except TaskError as exc:
+        with Session(request.app.state.engine) as db:
+            return _task_form(request, principal, db, values=values, error=exc.detail,
+                              status_code=403 if exc.status == 403 else 422)
+    return RedirectResponse(f"/m/tasks/tasks/{task_id}?lang={page_locale(request)}", status_code=303)
+
+
+@pages.get("/procedures/import")
+def import_form(request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+    """The form to import procedure records from a CSV or XLSX file."""
+    refused = _gate_permission(request, principal, "tasks.procedures.import")
+    if refused is not None:
+        return refused
+    return render_page(request, "tasks/import.html", _base(request, principal, session) | {"result": None,
+                                                                                          "error": None})
+
+
+@pages.post("/procedures/import")
+async def import_from_form(request: Request, principal: PrincipalDep) -> Response:
+    """Import the uploaded file with the chosen mode and show the report, bad rows listed one by one."""
+    refused = _gate_permission(request, principal, "tasks.procedures.import")
+    if refused is not None:
+        return refused
+    form = await request.form()
+    upload = form.get("file")
+    mode = str(form.get("mode") or "keep_good")
+    name = PurePath(getattr(upload, "filename", "") or "").name
+    suffix = PurePath(name).suffix.lower()
+
+    def run() -> dict[str, Any]:
+        if suffix not in (".csv", ".xlsx") or upload is None or isinstance(upload, str):
+            raise TaskError(422, "choose a .csv or .xlsx file", field="file")
+        rows = procedures.csv_rows(upload.file) if suffix == ".csv" else procedures.xlsx_rows(upload.file)
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            return procedures.import_json(procedures.import_rows(db, rows, source=suffix[1:], mode=mode,
+                                                                 filename=name, created_by=principal.user_id))
+
+    with Session(request.app.state.engine) as db:
+        base = _base(request, principal, db)
+    try:
+        result = await run_in_threadpool(run)
+    except TaskError as exc:
+        return render_page(request, "tasks/import.html", base | {"result": None, "error": exc.detail}, status_code=422)
+    return render_page(request, "tasks/import.html", base | {"result": result, "error": None})
+
+
+# --- Dashboards -------------------------------------------------------------------------------------------
+
+
+@pages.get("/tasks/{task_id}")
+def task_page(task_id: int, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+    """A task: its indicators and every visible unit's status, with a chart of the statuses."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    reach = reach_of(principal)
+    try:
+        task = service.get_task(session, reach, task_id)
+    except TaskError:
+        return _not_found(request)
+    views = service.visible_assignments(session, reach, task_id=task_id)
+    locale = page_locale(request)
+    counts = {s: sum(1 for v in views if v.status is s) for s in Status}
+    tones = {Status.completed_on_time: "good", Status.completed_late: "warn", Status.in_progress: "main",
+             Status.overdue: "bad"}
+    chart = bar_chart([Bar(STATUS_NAMES[s][locale], counts[s], str(counts[s]), tones[s]) for s in Status],
+                      title=task.title, maximum=max(1, len(views)), testid="status-chart")
+    return render_page(request, "tasks/task.html", _base(request, principal, session) | {
+        "task": task, "views": views, "chart": chart, "indicators": service.indicators_of(session, task_id),
+        "periods": service.report_periods(task)})
+
+
+@pages.get("/assignments/{assignment_id}")
+def assignment_page(assignment_id: int, request: Request, principal: PrincipalDep, session: SessionDep,
+                    error: str | None = None) -> Response:
+    """One unit's assignment: status, report history, the report form and the review buttons."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    try:
+        assignment, task = service.get_assignment(session, reach_of(principal), assignment_id)
+    except TaskError:
+        return _not_found(request)
+    allows = allows_for(request, principal)
+    indicators = service.indicators_of(session, task.id or 0)
+    return render_page(request, "tasks/assignment.html", _base(request, principal, session) | {
+        "item": service.view(task, assignment, datetime.now(UTC)), "task": task,
+        "reports": service.reports_of(session, assignment_id), "indicators": indicators,
+        "indicator_names": {str(i.id): f"{i.name} ({i.unit_of_measure})" for i in indicators},
+        "periods": [k for k, _ in service.report_periods(task)], "error": error, "pending": ReviewState.pending,
+        "may_report": allows("tasks.report", assignment.unit_id) and assignment.completed_at is None and (
+            "admin" in principal.roles or assignment.unit_id in principal.units_with_role("commune_official")),
+        "may_review": allows("tasks.review", task.assigner_unit_id)})
+
+
+@pages.post("/assignments/{assignment_id}/reports")
+async def report_from_form(assignment_id: int, request: Request, principal: PrincipalDep) -> Response:
+    """The report form: save the report and show the assignment again (errors shown on it)."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    form = await request.form()
+    url = f"/m/tasks/assignments/{assignment_id}"
+    try:
+        percent = int(str(form.get("percent") or ""))
+        values = [IndicatorValue(int(str(key).removeprefix("value_")), float(str(raw)))
+                  for key, raw in form.items() if str(key).startswith("value_") and str(raw).strip()]
+    except ValueError:
+        return RedirectResponse(f"{url}?error=number", status_code=303)
+    spec = ReportSpec(percent=percent, note=str(form.get("note") or ""), complete=form.get("complete") == "on",
+                      period=str(form.get("period") or ""), values=values)
+
+    def store() -> None:
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            service.submit_report(db, principal=principal, allows=allows_for(request, principal),
+                                  assignment_id=assignment_id, spec=spec)
+
+    try:
+        await run_in_threadpool(store)
+    except TaskError as exc:
+        if exc.status == 404:
+            return _not_found(request)
+        if exc.status == 403:
+            return render_page(request, "tasks/message.html", {"kind": "refused", "detail": exc.detail}, status_code=403)
+        return RedirectResponse(f"{url}?error={exc.field or 'report'}", status_code=303)
+    return RedirectResponse(url, status_code=303)
+
+
+@pages.post("/reports/{report_id}/review")
+async def review_from_form(report_id: int, request: Request, principal: PrincipalDep) -> Response:
+    """Accept or return a report from the assignment page."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    form = await request.form()
+    accept = form.get("decision") == "accept"
+
+    def store() -> int:
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            report = service.review_report(db, principal=principal, allows=allows_for(request, principal),
+                                           report_id=report_id, accept=accept, reason=str(form.get("reason") or ""))
+            return report.assignment_id
+
+    try:
+        assignment_id = await run_in_threadpool(store)
+    except TaskError as exc:
+        if exc.status == 404:
+            return _not_found(request)
+        return render_page(request, "tasks/message.html", {"kind": "refused", "detail": exc.detail},
+                           status_code=exc.status)
+    return RedirectResponse(f"/m/tasks/assignments/{assignment_id}", status_code=303)
+
+
+@pages.get("/units/{unit_id}")
+def unit_page(unit_id: str, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
+    """A commune or ward's dashboard: its tasks, overdue items, 12 months of scores, procedure figures."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    unit = session.get(OrgUnit, unit_id)
+    if unit is None or unit.kind not in service.ASSIGNEE_KINDS:
+        return _not_found(request)
+    locale = page_locale(request)
+    now = datetime.now(UTC)
+    months = evaluation.recent_months(now)
+    ranked = evaluation.rankings(session, months)
+    history = [next((r for r in ranked[m]["rows"] if r["unit_id"] == unit_id), {}) | {"period": m} for m in months]
+    chart = column_chart([Bar(m["period"][2:], m.get("score"), "" if m.get("score") is None else f"{m['score']:.0f}",
+                              tone_for((m.get("score") or 0) / 100)) for m in history],
+                         title={"vi": "Điểm theo tháng", "en": "Score by month"}[locale], testid="unit-scores")
+    views = service.visible_assignments(session, reach_of(principal), unit_id=unit_id)
+    span = procedures.data_range(session)
+    stats = procedures.unit_stats(session, *span).get(unit_id) if span else None
+    return render_page(request, "tasks/unit.html", _base(request, principal, session) | {
+        "unit": unit, "views": views, "overdue": [v for v in views if v.status is Status.overdue],
+        "history": history, "chart": chart, "current": history[-1], "stats": stats, "span": span})
+
+
+@pages.get("/rankings")
+def ranking_page(request: Request, principal: PrincipalDep, session: SessionDep, period: str | None = None) -> Response:
+    """The ranking of the 40 units for a month, a chart of their scores and 12 months of ranks."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    now = datetime.now(UTC)
+    try:
+        month = service.check_month(period, field="query.period") if period else service.month_of(now)
+    except TaskError:
+        return render_page(request, "tasks/message.html", {"kind": "bad_period"}, status_code=422)
+    months = evaluation.recent_months(service.end_of_day(service.period_bounds(month)[1]))
+    ranked = evaluation.rankings(session, months)
+    names = service.unit_names(session)
+    locale = page_locale(request)
+    rows = ranked[month]["rows"]
+    chart = bar_chart([Bar(names.get(r["unit_id"], {}).get(locale, r["unit_id"]), r["score"],
+                           "—" if r["score"] is None else f"{r['score']:.1f}", tone_for((r["score"] or 0) / 100))
+                       for r in rows], title={"vi": "Điểm đánh giá", "en": "Scores"}[locale], testid="ranking-chart")
+    ranks = {m: {r["unit_id"]: r["rank"] for r in ranked[m]["rows"]} for m in months}
+    # 40 x 12 cells of small integers: built here, as one string per unit, rather than cell by cell in Jinja
+    history = [(names.get(r["unit_id"], {}).get(locale, r["unit_id"]),
+                Markup("".join(f"<td>{ranks[m].get(r['unit_id']) or ''}</td>" for m in months))) for r in rows]
+    return render_page(request, "tasks/rankings.html", _base(request, principal, session) | {
+        "period": month, "ranking": ranked[month], "rows": rows, "chart": chart, "months": months, "history": history,
+        "may_close": request.app.state.authorizer.allows(principal, "tasks.periods.close")})
+
+
+@pages.get("/procedures")
+def procedures_page(request: Request, principal: PrincipalDep, session: SessionDep,
+                    first: Annotated[str | None, Query(alias="from")] = None,
+                    last: Annotated[str | None, Query(alias="to")] = None) -> Response:
+    """Procedure statistics: the city's figures and each unit's, with charts; defaults to all imported days."""
+    refused = _gate(request, principal)
+    if refused is not None:
+        return refused
+    span = procedures.data_range(session)
+    try:
+        window = (date.fromisoformat(first) if first else span[0] if span else None,
+                  date.fromisoformat(last) if last else span[1] if span else None)
+    except ValueError:
+        return render_page(request, "tasks/message.html", {"kind": "bad_period"}, status_code=422)
+    per_unit = procedures.unit_stats(session, *window) if window[0] and window[1] else {}
+    city = procedures.city_total(per_unit)
+    names = service.unit_names(session)
+    locale = page_locale(request)
+    units = sorted(per_unit.values(), key=lambda s: -s.received)
+    most = max(units, key=lambda s: s.received, default=None)
+    best_online = max(units, key=lambda s: (s.online_rate or 0, s.received), default=None)
+    best_on_time = max(units, key=lambda s: (s.on_time_rate or 0, s.resolved), default=None)
+
+    def label(stats: procedures.UnitStats) -> str:
+        return names.get(stats.unit_id, {}).get(locale, stats.unit_id)
+
+    received_chart = bar_chart([Bar(label(s), s.received, f"{s.received:,}") for s in units],
+                               title={"vi": "Hồ sơ tiếp nhận", "en": "Records received"}[locale],
+                               maximum=max([s.received for s in units] or [1]), testid="received-chart")
+    online_chart = bar_chart([Bar(label(s), 100 * (s.online_rate or 0), f"{procedures.pct(s.online_rate)}%",
+                                  tone_for(s.online_rate, good=0.8, fair=0.6))
+                              for s in sorted(units, key=lambda s: -(s.online_rate or 0))],
+                             title={"vi": "Tỷ lệ nộp trực tuyến", "en": "Online submission rate"}[locale],
+                             testid="online-chart")
+    return render_page(request, "tasks/procedures.html", _base(request, principal, session) | {
+        "window": window, "city": city, "units": units, "most": most, "best_online": best_online,
+        "best_on_time": best_on_time, "pct": procedures.pct, "received_chart": received_chart,
+        "online_chart": online_chart, "label": label,
+        "may_import": request.app.state.authorizer.allows(principal, "tasks.procedures.import")})
+

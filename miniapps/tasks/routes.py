@@ -1,0 +1,341 @@
+"""The tasks JSON API, under /api/miniapps/tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.identity.authz import require_permission
+from core.identity.principal import Principal
+from core.media import PhotoRejected, process_photo
+from core.units.models import OrgUnit
+from miniapps.tasks import evaluation, exports, procedures, service
+from miniapps.tasks.models import ProcedureImport
+from miniapps.tasks.schemas import RecordsImport, ReportCreate, ReportReturn, TaskCreate
+from miniapps.tasks.service import (
+    IndicatorSpec,
+    IndicatorValue,
+    ReportSpec,
+    Status,
+    TaskError,
+    end_of_day,
+    reach_of,
+)
+
+api = APIRouter()
+EVIDENCE_MAX_BYTES = 10 * 2**20
+Viewer = Annotated[Principal, require_permission("tasks.view")]
+Assigner = Annotated[Principal, require_permission("tasks.assign")]
+Reporter = Annotated[Principal, require_permission("tasks.report")]
+Reviewer = Annotated[Principal, require_permission("tasks.review")]
+Closer = Annotated[Principal, require_permission("tasks.periods.close")]
+Importer = Annotated[Principal, require_permission("tasks.procedures.import")]
+
+
+def problem(exc: TaskError) -> Problem:
+    """The domain's refusal as problem+json."""
+    return Problem(exc.status, exc.detail, field=exc.field)
+
+
+def allows_for(request: Request, principal: Principal) -> Any:
+    """``allows(permission, unit)`` for the caller, for the service's object-level checks."""
+    return lambda permission, unit_id: request.app.state.authorizer.allows(principal, permission, unit_id)
+
+
+@api.get("/tasks", operation_id="list_tasks")
+def list_tasks(session: SessionDep, principal: Viewer, q: str | None = None, unit_id: str | None = None,
+               status: Status | None = None) -> list[dict[str, Any]]:
+    """Tasks the caller may see, by text, unit and status, with counts of their units by status."""
+    found = service.visible_tasks(session, reach_of(principal), text=q, unit_id=unit_id, status=status)
+    return [service.task_json(entry["task"]) | {"units": entry["units"],
+                                                 "by_status": {k.value: v for k, v in entry["counts"].items()}}
+            for entry in found]
+
+
+@api.post("/tasks", operation_id="create_task", status_code=201)
+def create_task(body: TaskCreate, request: Request, session: SessionDep, principal: Assigner) -> dict[str, Any]:
+    """Assign a task to one unit, several, or all 40 communes and wards (one transaction)."""
+    deadline = body.deadline if isinstance(body.deadline, datetime) else end_of_day(body.deadline)
+    if deadline.tzinfo is None:
+        deadline = deadline.replace(tzinfo=service.HUE_TIME)
+    starts_at = body.starts_at.replace(tzinfo=body.starts_at.tzinfo or service.HUE_TIME) if body.starts_at else None
+    try:
+        task = service.create_task(
+            session, principal=principal, allows=allows_for(request, principal), title=body.title,
+            description=body.description, deadline=deadline, unit_ids=body.unit_ids, all_units=body.all_units,
+            assigner_unit_id=body.assigner_unit_id, recurrence=body.recurrence, starts_at=starts_at,
+            indicators=[IndicatorSpec(i.name, i.unit_of_measure, float(i.baseline), float(i.target),
+                                      i.direction.value, i.source.value) for i in body.indicators])
+    except TaskError as exc:
+        raise problem(exc) from None
+    units = service.visible_assignments(session, reach_of(principal), task_id=task.id)
+    return service.task_json(task, service.indicators_of(session, task.id or 0)) | {"units": len(units)}
+
+
+@api.get("/tasks/{task_id}", operation_id="get_task")
+def get_task(task_id: int, session: SessionDep, principal: Viewer) -> dict[str, Any]:
+    """A task with the assignments the caller may see and each one's status."""
+    reach = reach_of(principal)
+    try:
+        task = service.get_task(session, reach, task_id)
+    except TaskError as exc:
+        raise problem(exc) from None
+    names = service.unit_names(session)
+    return service.task_json(task, service.indicators_of(session, task_id)) | {
+        "assignments": [v.as_json(names) for v in service.visible_assignments(session, reach, task_id=task_id)]}
+
+
+@api.get("/assignments/{assignment_id}", operation_id="get_assignment")
+def get_assignment(assignment_id: int, request: Request, session: SessionDep, principal: Viewer) -> dict[str, Any]:
+    """One unit's assignment: status, progress and the full report history."""
+    try:
+        assignment, task = service.get_assignment(session, reach_of(principal), assignment_id)
+    except TaskError as exc:
+        raise problem(exc) from None
+    allows = allows_for(request, principal)
+    names = service.unit_names(session)
+    return service.view(task, assignment, datetime.now(UTC)).as_json(names) | {
+        "task": service.task_json(task, service.indicators_of(session, task.id or 0)),
+        "reports": [service.report_json(r) for r in service.reports_of(session, assignment_id)],
+        "may_report": allows("tasks.report", assignment.unit_id) and (
+            "admin" in principal.roles or assignment.unit_id in principal.units_with_role("commune_official")),
+        "may_review": allows("tasks.review", task.assigner_unit_id),
+    }
+
+
+@api.post("/assignments/{assignment_id}/reports", operation_id="submit_report", status_code=201)
+def submit_report(assignment_id: int, body: ReportCreate, request: Request, session: SessionDep,
+                  principal: Reporter) -> dict[str, Any]:
+    """The assigned unit reports progress: percent, indicator values, note, evidence links."""
+    spec = ReportSpec(percent=body.percent, note=body.note, complete=body.complete, period=body.period,
+                      values=[IndicatorValue(v.indicator_id, float(v.value)) for v in body.values],
+                      evidence=list(body.evidence))
+    try:
+        report = service.submit_report(session, principal=principal, allows=allows_for(request, principal),
+                                       assignment_id=assignment_id, spec=spec)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return service.report_json(report)
+
+
+@api.post("/reports/{report_id}/accept", operation_id="accept_report")
+def accept_report(report_id: int, request: Request, session: SessionDep, principal: Reviewer) -> dict[str, Any]:
+    """The assigning body accepts a report (a report marked complete completes the assignment)."""
+    try:
+        report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
+                                       report_id=report_id, accept=True)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return service.report_json(report)
+
+
+@api.post("/reports/{report_id}/return", operation_id="return_report")
+def return_report(report_id: int, body: ReportReturn, request: Request, session: SessionDep,
+                  principal: Reviewer) -> dict[str, Any]:
+    """The assigning body returns a report as not completed, saying why."""
+    try:
+        report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
+                                       report_id=report_id, accept=False, reason=body.reason)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return service.report_json(report)
+
+
+@api.post("/reports/{report_id}/evidence", operation_id="add_evidence_photo", status_code=201)
+async def add_evidence_photo(report_id: int, request: Request, principal: Reporter,
+                             photo: Annotated[UploadFile, File()]) -> dict[str, Any]:
+    """Attach a photo to a pending report of the caller's unit (checked and stripped by the media service)."""
+    engine = request.app.state.engine
+    allows = allows_for(request, principal)
+
+    def check() -> None:
+        with Session(engine) as db:
+            service.report_for_evidence(db, principal=principal, allows=allows, report_id=report_id)
+
+    try:
+        await run_in_threadpool(check)
+        data = await photo.read(EVIDENCE_MAX_BYTES + 1)
+        processed = await run_in_threadpool(process_photo, data, max_bytes=EVIDENCE_MAX_BYTES)
+    except TaskError as exc:
+        raise problem(exc) from None
+    except PhotoRejected as exc:
+        raise Problem(exc.status, exc.detail, field="photo") from None
+    key = f"tasks/evidence/{report_id}/{processed.sha256[:24]}.jpg"
+
+    def store() -> dict[str, Any]:
+        request.app.state.media.put(key, processed.display, "image/jpeg")
+        with Session(engine, expire_on_commit=False) as db:
+            report = service.report_for_evidence(db, principal=principal, allows=allows, report_id=report_id)
+            service.add_evidence(db, report, key)
+            return service.report_json(report)
+
+    try:
+        return await run_in_threadpool(store)
+    except TaskError as exc:
+        raise problem(exc) from None
+
+
+@api.get("/reports/{report_id}/evidence/{index}", operation_id="get_evidence_photo",
+         response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_evidence_photo(report_id: int, index: int, session: SessionDep, request: Request,
+                       principal: Viewer) -> Response:
+    """An evidence photo, to whoever may see the report."""
+    try:
+        key = service.evidence_photo(session, reach_of(principal), report_id, index)
+    except TaskError as exc:
+        raise problem(exc) from None
+    try:
+        data = request.app.state.media.get(key)
+    except KeyError:
+        raise Problem(404, "the photo is no longer stored", field="path.index") from None
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@api.get("/overdue", operation_id="list_overdue")
+def list_overdue(session: SessionDep, principal: Viewer, unit_id: str | None = None) -> list[dict[str, Any]]:
+    """Overdue assignments the caller may see, most overdue first."""
+    names = service.unit_names(session)
+    found = service.visible_assignments(session, reach_of(principal), unit_id=unit_id, status=Status.overdue)
+    return [v.as_json(names) for v in sorted(found, key=lambda v: -v.days_overdue)]
+
+
+def _period(period: str | None) -> str:
+    if period is None:
+        return service.month_of(datetime.now(UTC))
+    try:
+        return service.check_month(period, field="query.period")
+    except TaskError as exc:
+        raise problem(exc) from None
+
+
+@api.get("/rankings", operation_id="get_ranking")
+def get_ranking(session: SessionDep, principal: Viewer, period: str | None = None) -> dict[str, Any]:
+    """The ranking of the 40 communes and wards for a month (stored once the month is closed)."""
+    month = _period(period)
+    names = service.unit_names(session)
+    ranking = evaluation.rankings(session, [month])[month]
+    for row in ranking["rows"]:
+        row["unit_name"] = names.get(row["unit_id"], {})
+    return ranking
+
+
+@api.get("/rankings/export", operation_id="export_ranking")
+def export_ranking(session: SessionDep, principal: Viewer, period: str | None = None,
+                   format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
+    """The month's ranking as CSV or XLSX."""
+    month = _period(period)
+    ranking = evaluation.rankings(session, [month])[month]
+    rows = exports.ranking_rows(ranking["rows"], service.unit_names(session), lang)
+    return exports.table_response(exports.RANKING_HEADER, rows, fmt=format, name=f"tasks-ranking-{month}")
+
+
+@api.post("/periods/{period}/close", operation_id="close_period", status_code=201)
+def close_period(period: str, session: SessionDep, principal: Closer) -> dict[str, Any]:
+    """Close a finished month: its ranking is stored and never recomputed."""
+    try:
+        month = service.check_month(period, field="path.period")
+        snapshot = evaluation.close_period(session, period=month, closed_by=principal.user_id)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return {"period": snapshot.period, "closed": True, "rows": snapshot.rows}
+
+
+@api.get("/units/{unit_id}/evaluation", operation_id="unit_evaluation")
+def unit_evaluation(unit_id: str, session: SessionDep, principal: Viewer) -> dict[str, Any]:
+    """A commune or ward's score and rank over the last 12 months."""
+    unit = session.get(OrgUnit, unit_id)
+    if unit is None or unit.kind not in service.ASSIGNEE_KINDS:
+        raise Problem(404, f"no commune or ward {unit_id!r}", field="path.unit_id")
+    months = evaluation.recent_months(datetime.now(UTC))
+    ranked = evaluation.rankings(session, months)
+    return {"unit_id": unit_id, "periods": [
+        next((r for r in ranked[m]["rows"] if r["unit_id"] == unit_id), {"period": m}) | {"closed": ranked[m]["closed"]}
+        for m in months]}
+
+
+def stats_window(session: Session, first: date | None, last: date | None) -> tuple[date, date] | None:
+    """The days asked for, defaulting to the span of the imported records."""
+    span = procedures.data_range(session)
+    if first is None and last is None and span is None:
+        return None
+    first = first or (span[0] if span else last)
+    last = last or (span[1] if span else first)
+    assert first is not None and last is not None
+    if last < first:
+        raise Problem(422, "'to' is before 'from'", field="query.to")
+    return first, last
+
+
+@api.get("/procedures/stats", operation_id="procedure_stats")
+def procedure_stats(session: SessionDep, principal: Viewer,
+                    first: Annotated[date | None, Query(alias="from")] = None,
+                    last: Annotated[date | None, Query(alias="to")] = None) -> dict[str, Any]:
+    """Records received, online rate, resolved ahead / on time / late, per unit and for the city."""
+    window = stats_window(session, first, last)
+    if window is None:
+        return {"from": None, "to": None, "city": procedures.UnitStats("hue").as_json(), "units": []}
+    per_unit = procedures.unit_stats(session, *window)
+    return {"from": window[0].isoformat(), "to": window[1].isoformat(),
+            "city": procedures.city_total(per_unit).as_json(),
+            "units": [s.as_json() for s in sorted(per_unit.values(), key=lambda s: -s.received)]}
+
+
+@api.get("/procedures/stats/export", operation_id="export_procedure_stats")
+def export_procedure_stats(session: SessionDep, principal: Viewer,
+                           first: Annotated[date | None, Query(alias="from")] = None,
+                           last: Annotated[date | None, Query(alias="to")] = None,
+                           format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
+    """The procedure figures per unit as CSV or XLSX."""
+    window = stats_window(session, first, last)
+    per_unit = procedures.unit_stats(session, *window) if window else {}
+    rows = [s.as_json() for s in sorted(per_unit.values(), key=lambda s: -s.received)]
+    if window:
+        rows.append(procedures.city_total(per_unit).as_json())
+    name = f"procedures-{window[0]}-{window[1]}" if window else "procedures"
+    return exports.table_response(exports.PROCEDURE_HEADER, exports.procedure_rows(rows, service.unit_names(session),
+                                                                                   lang), fmt=format, name=name)
+
+
+@api.post("/procedures/imports", operation_id="import_procedure_file", status_code=201)
+def import_procedure_file(session: SessionDep, principal: Importer, file: Annotated[UploadFile, File()],
+                          mode: Annotated[Literal["keep_good", "reject_file"], Form()] = "keep_good") -> dict[str, Any]:
+    """Import procedure records from a CSV or XLSX file, streamed; bad rows are reported row by row."""
+    name = PurePath(file.filename or "").name
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise Problem(422, "the file must be .csv or .xlsx", field="file")
+    rows = procedures.csv_rows(file.file) if suffix == ".csv" else procedures.xlsx_rows(file.file)
+    try:
+        record = procedures.import_rows(session, rows, source=suffix[1:], mode=mode, filename=name,
+                                        created_by=principal.user_id)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return procedures.import_json(record)
+
+
+@api.post("/procedures/records", operation_id="import_procedure_records", status_code=201)
+def import_procedure_records(body: RecordsImport, session: SessionDep, principal: Importer) -> dict[str, Any]:
+    """Import procedure records sent as JSON (another system's API); bad rows reported row by row."""
+    rows = ((n, record) for n, record in enumerate(body.records))
+    try:
+        record = procedures.import_rows(session, rows, source="api", mode=body.mode, created_by=principal.user_id)
+    except TaskError as exc:
+        raise problem(exc) from None
+    return procedures.import_json(record)
+
+
+@api.get("/procedures/imports/{import_id}", operation_id="get_procedure_import")
+def get_procedure_import(import_id: int, session: SessionDep, principal: Importer) -> dict[str, Any]:
+    """An import's report: counts and the bad rows with their reasons."""
+    record = session.get(ProcedureImport, import_id)
+    if record is None:
+        raise Problem(404, f"no import {import_id}", field="path.import_id")
+    return procedures.import_json(record)
