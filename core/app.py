@@ -145,12 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.media = media_store(settings)
     app.state.miniapp_settings = MiniAppSettingsStore(engine=app.state.engine, secret_key=settings.secret_key,
                                                       miniapps=miniapps)
-    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
-                                 notifier=app.state.notifier, miniapp_settings=app.state.miniapp_settings)
-    app.state.events.host = app.state.host
-
     # Delivery parts attach themselves and say which background loops the lifespan must run.
     app.state.background = [*realtime.install(app), *outbox.install(app)]
+    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
+                                 notifier=app.state.notifier, miniapp_settings=app.state.miniapp_settings,
+                                 realtime=app.state.realtime, media=app.state.media)
+    app.state.events.host = app.state.host
 
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

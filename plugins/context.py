@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HostContext:
-    """The host's services: the database, the settings, event publishing and the notifier."""
+    """The host's services: database, settings, events, notifier, mini-app settings, realtime hub, media store."""
 
     engine: Engine
     settings: Any
@@ -25,6 +25,10 @@ class HostContext:
     notifier: Any = None
     # ``host.miniapp_settings.get("<id>")``: the mini-app's settings model as an admin last saved it.
     miniapp_settings: Any = None
+    # ``await host.realtime.publish("miniapp:<id>:<name>", {...})``: live messages from jobs and subscribers.
+    realtime: Any = None
+    # ``host.media``: the host's MediaStore (core.media) for files a job or subscriber reads or writes.
+    media: Any = None
 
     def session(self) -> Session:
         """A new database session (use it as a context manager)."""

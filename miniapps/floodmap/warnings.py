@@ -64,15 +64,8 @@ class Outlets:
 
     @classmethod
     def of_host(cls, host: Any) -> Outlets:
-        """The outlets of a HostContext (jobs, subscribers).
-
-        A HostContext carries no realtime hub; the notifier knows the host's hub, so it is borrowed
-        from there (None when there is no notifier, as in demo seeding).
-        """
-        notifier = host.notifier
-        realtime_of = getattr(notifier, "_realtime_of", None)
-        return cls(host.engine, host.publish_event, notifier, realtime_of() if realtime_of else None,
-                   getattr(host, "miniapp_settings", None))
+        """The outlets of a HostContext (jobs, subscribers)."""
+        return cls(host.engine, host.publish_event, host.notifier, host.realtime, host.miniapp_settings)
 
 
 async def live(outlets: Outlets, message: dict[str, Any]) -> None:
