@@ -20,6 +20,9 @@ class FeedItemPublished(DomainEvent):
     unit_ids: list[str]
     author_unit_id: str
     miniapp: str | None = None
+    # True when the publisher has already told the residents through the notifier (a mini-app's own
+    # warning): the host's warning subscriber then stays quiet, so nobody is told twice.
+    notified: bool = False
 
 
 class FeedItemWithdrawn(DomainEvent):

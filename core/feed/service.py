@@ -566,11 +566,11 @@ def withdraw_item(db: Session, *, item_id: int, now: datetime | None = None) -> 
     return item
 
 
-def published_event(item: FeedItem, unit_ids: Sequence[str]) -> FeedItemPublished:
-    """The domain event announcing ``item``."""
+def published_event(item: FeedItem, unit_ids: Sequence[str], *, notified: bool = False) -> FeedItemPublished:
+    """The domain event announcing ``item`` (``notified``: its publisher already notified the residents)."""
     return FeedItemPublished(item_id=item.id or 0, kind=item.kind, severity=item.severity, audience=item.audience,
                              city_wide=item.city_wide, unit_ids=list(unit_ids), author_unit_id=item.author_unit_id,
-                             miniapp=item.miniapp)
+                             miniapp=item.miniapp, notified=notified)
 
 
 def withdrawn_event(item: FeedItem, unit_ids: Sequence[str]) -> FeedItemWithdrawn:
@@ -609,12 +609,13 @@ async def announce(event: FeedItemPublished | FeedItemWithdrawn, *, events: Any,
             log.exception("could not push feed item %s to realtime channel %s", event.item_id, channel)
 
 
-async def publish_from_miniapp(host: HostContext, *, miniapp: str, **fields: Any) -> int:
+async def publish_from_miniapp(host: HostContext, *, miniapp: str, notified: bool = False, **fields: Any) -> int:
     """For mini-apps reacting to their own events: publish an item as ``miniapp`` and announce it; returns its id.
 
     ``fields`` are ``publish_item``'s (``author_unit_id`` defaults to the city). The domain event
     goes out through ``host.publish_event``; the realtime hub hears of it by subscribing to
-    ``FeedItemPublished``, since a HostContext has no hub.
+    ``FeedItemPublished``. ``notified=True`` says the mini-app has already notified the residents of a
+    warning itself, so the host does not notify them a second time.
     """
     fields.setdefault("author_unit_id", CITY_ID)
     fields.setdefault("author_user_id", None)
@@ -625,7 +626,7 @@ async def publish_from_miniapp(host: HostContext, *, miniapp: str, **fields: Any
             return item, target_units(db, item.id or 0)
 
     item, units = await run_in_threadpool(store)
-    await host.publish_event(published_event(item, units))
+    await host.publish_event(published_event(item, units, notified=notified))
     return item.id or 0
 
 

@@ -20,7 +20,7 @@ def warning_subscriber(app: Any) -> EventSubscriber:
     """The host's own subscriber: a published warning for residents is sent to the residents it targets."""
 
     async def notify_residents(event: FeedItemPublished, host: Any) -> None:
-        if event.kind is not FeedKind.warning or event.audience is FeedAudience.officials:
+        if event.kind is not FeedKind.warning or event.audience is FeedAudience.officials or event.notified:
             return
         item, units = await run_in_threadpool(_load, app.state.engine, event)
         if item is None or not units:

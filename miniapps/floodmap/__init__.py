@@ -50,12 +50,6 @@ def superapp_register_routes(register):
 
 
 @hookimpl
-def superapp_register_feed_contributors(register):
-    """Active flood warnings as cards at the top of the feed."""
-    register(warnings.feed_cards)
-
-
-@hookimpl
 def superapp_register_scheduled_jobs(register):
     """Stations whose sensor fell silent turn stale, checked every minute."""
     register("mark_stale", jobs.mark_silent_stations_stale, every=timedelta(minutes=1))

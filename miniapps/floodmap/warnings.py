@@ -1,10 +1,7 @@
 """Telling people: every level change becomes a domain event and a live map message; a rise warns the
 residents of the station's units through the notifier (inbox, FCM, live), as do operators' manual
-warnings. Warnings are stored so they can be published as CAP 1.2 and shown on the feed.
-
-Why no stored feed item: the host's own subscriber (``core/feed/warnings.py``) notifies the residents
-of every warning item published to the feed, so posting one as well would reach each resident twice.
-Active flood warnings reach the feed as cards instead (``feed_cards``), at the top of the first page.
+warnings. Warnings are stored so they can be published as CAP 1.2, and each becomes a feed item for
+its units until it expires, announced as already notified so the host does not tell residents twice.
 """
 
 from __future__ import annotations
@@ -33,7 +30,8 @@ from miniapps.floodmap.models import (
     StationKind,
 )
 from miniapps.floodmap.stations import LAYER_CACHE, load_features
-from plugins.feed import FeedCard
+from core.feed import service as feed
+from core.feed.service import FeedError
 
 log = logging.getLogger(__name__)
 MINIAPP = "floodmap"
@@ -203,10 +201,31 @@ async def deliver(outlets: Outlets, warning: FloodWarning) -> None:
 
     await run_in_threadpool(remember)
     warning.notification_id = receipt.notification_id
+    await _to_feed(outlets, warning)
     await live(outlets, {"type": "warning", "warning": warning_json(warning)})
     await outlets.publish_event(FloodWarningIssued(
         warning_id=warning.id, station_id=warning.thing_id, level=warning.level, severity=warning.severity,
         manual=warning.manual, units=list(warning.units), notification_id=receipt.notification_id))
+
+
+async def _to_feed(outlets: Outlets, warning: FloodWarning) -> None:
+    """The warning as a feed item for its units until it expires (its residents were notified already)."""
+
+    def store() -> tuple[Any, list[str]]:
+        with Session(outlets.engine, expire_on_commit=False) as db:
+            item = feed.publish_item(
+                db, author_unit_id="hue", author_user_id=warning.issued_by, kind="warning", severity=warning.severity,
+                audience="everyone", title={"vi": warning.title_vi, "en": warning.title_en},
+                body={"vi": warning.body_vi, "en": warning.body_en}, url=f"/m/floodmap/warnings/{warning.id}",
+                unit_ids=list(warning.units), expires_at=warning.expires_at, miniapp=MINIAPP)
+            return item, feed.target_units(db, item.id or 0)
+
+    try:
+        item, units = await run_in_threadpool(store)
+    except FeedError:  # the warning itself is stored and sent; a feed refusal must not undo that
+        log.exception("flood warning %s could not be put on the feed", warning.id)
+        return
+    await outlets.publish_event(feed.published_event(item, units, notified=True))
 
 
 async def _all_clear(outlets: Outlets, props: dict[str, Any]) -> None:
@@ -250,22 +269,3 @@ def active_warnings(db: Session, *, now: datetime | None = None, limit: int = 50
 def recent_warnings(db: Session, *, limit: int = 50) -> list[FloodWarning]:
     """The latest warnings, newest first (the CAP index and the warnings list)."""
     return list(db.scalars(select(FloodWarning).order_by(FloodWarning.id.desc()).limit(limit)))
-
-
-def feed_cards(context: Any) -> list[FeedCard]:
-    """Feed contributor: active flood warnings for the reader's units (every unit for officials and anonymous)."""
-    with context.host.session() as db:
-        warnings = active_warnings(db, now=context.now)
-    principal = context.principal
-    mine = None
-    if getattr(principal, "kind", None) == "resident" and principal.home_unit_id:
-        mine = {principal.home_unit_id}
-    english = context.locale == "en"
-    cards = []
-    for w in warnings:
-        if mine is not None and mine.isdisjoint(w.units):
-            continue
-        cards.append(FeedCard(key=f"warning-{w.id}", title=w.title_en if english else w.title_vi,
-                              body=(w.body_en if english else w.body_vi)[:1000], url=f"/m/floodmap/warnings/{w.id}",
-                              kind="warning", severity=w.severity, at=w.issued_at))
-    return cards[: context.limit]

@@ -12,8 +12,6 @@ from sqlmodel import Session
 from miniapps.floodmap import jobs
 from miniapps.floodmap.models import FloodThing
 from miniapps.floodmap.search import search_stations
-from miniapps.floodmap.warnings import feed_cards
-from plugins.feed import FeedContext
 from plugins.search import SearchQuery
 from tests.miniapps.floodmap.conftest import KIM_LONG, make_people
 
@@ -110,21 +108,20 @@ def test_a_silent_sensor_turns_stale_and_keeps_its_level(fm_app) -> None:
     assert thing.stale and thing.level == 2
 
 
-def test_active_warnings_are_feed_cards_for_the_units_they_warn(fm_app, fm_client) -> None:
+def test_a_warning_is_a_feed_item_for_its_units_and_reaches_each_resident_once(fm_app, fm_client) -> None:
     people = make_people(fm_app)
-    fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator)
-    from core.identity.principal import ANONYMOUS, Principal
+    issued = fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator).json()
 
-    def cards(principal):
-        return feed_cards(FeedContext(principal=principal, locale="en", host=fm_app.state.host,
-                                      now=datetime.now(UTC)))
+    def feed(headers):
+        body = fm_client.get("/api/feed", headers={**headers, "Accept-Language": "en"}).json()
+        return [i for i in body["items"] + body.get("pinned", []) if i.get("miniapp") == "floodmap"]
 
-    px = Principal(user_id=1, kind="resident", home_unit_id="phu-xuan")
-    far = Principal(user_id=2, kind="resident", home_unit_id="a-luoi-2")
-    assert [c.title for c in cards(px)] == ["Flood rising fast"]
-    assert cards(px)[0].severity == "critical" and cards(px)[0].kind == "warning"
-    assert cards(far) == []
-    assert len(cards(ANONYMOUS)) == 1
+    [item] = feed(people.phu_xuan)
+    assert item["title"] == "Flood rising fast" and item["severity"] == "critical" and item["kind"] == "warning"
+    assert item["url"] == f"/m/floodmap/warnings/{issued['id']}"
+    assert feed(people.elsewhere) == []  # a unit the warning is not for
+    inbox = fm_client.get("/api/inbox", headers=people.phu_xuan).json()["items"]
+    assert len(inbox) == 1  # the notifier told them; the feed item did not tell them again
 
 
 def test_search_finds_stations_and_places_without_diacritics(fm_app) -> None:
