@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from miniapps.floodmap import demo, jobs, models, pages, routes, search, warnings
+from miniapps.floodmap import demo, jobs, models, pages, routes, search
 from miniapps.floodmap.settings import FloodmapSettings
 from plugins import hookimpl, read_manifest
 

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from core.feed import service as feed
+from core.feed.service import FeedError
 from miniapps.floodmap.alerts import LEVEL_NAMES
 from miniapps.floodmap.events import (
     FloodWarningIssued,
@@ -30,8 +32,6 @@ from miniapps.floodmap.models import (
     StationKind,
 )
 from miniapps.floodmap.stations import LAYER_CACHE, load_features
-from core.feed import service as feed
-from core.feed.service import FeedError
 
 log = logging.getLogger(__name__)
 MINIAPP = "floodmap"
