@@ -180,7 +180,8 @@ def superapp_register_channels(register: "RegisterChannel") -> None:
 
     ``register("live", authorize)`` covers ``miniapp:<id>:live`` and ``miniapp:<id>:live:<more>``;
     ``authorize(principal, name)`` gets the signed-in ``Principal`` and the name after
-    ``miniapp:<id>:`` and returns (or awaits to) ``True`` to allow; anything else, an exception or a
+    ``miniapp:<id>:`` (``authorize(principal, name, host)`` also gets the ``HostContext``, for checks
+    that read the database) and returns (or awaits to) ``True`` to allow; anything else, an exception or a
     slow answer refuses. Results are not combined across mini-apps: each mini-app decides for its own
     names only, and within one mini-app the longest registered prefix that matches decides. Publish
     with ``await app.state.realtime.publish("miniapp:<id>:live", {...})``.

@@ -85,8 +85,10 @@ class MiniAppChannel:
     """A realtime channel prefix of a mini-app and the check that decides who may subscribe."""
 
     prefix: str
-    authorize: Callable[[Any, str], Any]
+    authorize: Callable[..., Any]
     miniapp: str
+    # authorize takes a third argument, the HostContext (for checks that read the database)
+    wants_host: bool = False
 
     @property
     def channel(self) -> str:
@@ -349,10 +351,21 @@ class RegisterChannel(_Bound):
                 f"channel prefix {name_prefix!r} must be lower-case words, digits, '.', '_' or '-', "
                 "':'-separated (it becomes miniapp:<id>:<prefix>)"
             )
-        _needs_arguments(authorize, 2, self._fail, what=f"channel {name_prefix!r} authorize")
+        wants_host = _accepts_arguments(authorize, 3)
+        if not wants_host:
+            _needs_arguments(authorize, 2, self._fail, what=f"channel {name_prefix!r} authorize")
         if any(c.prefix == name_prefix for c in self.miniapp.channels):
             raise self._fail(f"channel prefix {name_prefix!r} registered twice")
-        self.miniapp.channels.append(MiniAppChannel(name_prefix, authorize, self.miniapp.id))
+        self.miniapp.channels.append(MiniAppChannel(name_prefix, authorize, self.miniapp.id, wants_host))
+
+
+def _accepts_arguments(func: Callable[..., Any], count: int) -> bool:
+    """True when ``func`` can be called with ``count`` positional arguments."""
+    try:
+        inspect.signature(func).bind(*([None] * count))
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _needs_arguments(func: Callable[..., Any], count: int, fail: Callable[[str], Exception], *, what: str) -> None:

@@ -229,12 +229,13 @@ async def _finish(coroutine: Any, waiting: Any) -> None:
 class MiniAppChannelRule:
     """A mini-app's channel prefix and who may subscribe (from ``superapp_register_channels``)."""
 
-    __slots__ = ("miniapp", "prefix", "authorize")
+    __slots__ = ("miniapp", "prefix", "authorize", "wants_host")
 
-    def __init__(self, miniapp: str, prefix: str, authorize: Callable[[Principal, str], Any]) -> None:
+    def __init__(self, miniapp: str, prefix: str, authorize: Callable[..., Any], wants_host: bool = False) -> None:
         self.miniapp = miniapp
         self.prefix = prefix
         self.authorize = authorize
+        self.wants_host = wants_host
 
     def matches(self, name: str) -> bool:
         """``name`` is the prefix itself or continues it after a colon."""
@@ -248,8 +249,10 @@ class RealtimeHub:
                  heartbeat_seconds: float = 25.0, heartbeat_timeout: float | None = None,
                  queue_size: int = 256, max_frame_bytes: int = 64 * 1024, max_channels: int = 100,
                  subscribe_timeout: float = 2.0, close_timeout: float = 30.0,
-                 authorize_timeout: float = 5.0) -> None:
+                 authorize_timeout: float = 5.0, host_of: Callable[[], Any] = lambda: None) -> None:
         self.broker = broker
+        # The HostContext handed to channel checks that ask for it (it is built after the hub).
+        self.host_of = host_of
         self.authenticator = authenticator
         self.engine = engine
         self.heartbeat_seconds = heartbeat_seconds
@@ -263,7 +266,8 @@ class RealtimeHub:
         self.authorize_timeout = authorize_timeout
         self.rules: dict[str, list[MiniAppChannelRule]] = {}
         for miniapp in miniapps:
-            rules = [MiniAppChannelRule(miniapp.id, c.prefix, c.authorize) for c in getattr(miniapp, "channels", ())]
+            rules = [MiniAppChannelRule(miniapp.id, c.prefix, c.authorize, getattr(c, "wants_host", False))
+                     for c in getattr(miniapp, "channels", ())]
             # Longest prefix first, so a narrower registration decides for the names it covers.
             self.rules[miniapp.id] = sorted(rules, key=lambda r: len(r.prefix), reverse=True)
         self.connections: set[Connection] = set()
@@ -647,11 +651,12 @@ class RealtimeHub:
 
     async def _ask_miniapp(self, rule: MiniAppChannelRule, principal: Principal, name: str) -> bool:
         """The mini-app's verdict; an error or a slow answer counts as a refusal (and is logged)."""
+        arguments = (principal, name, self.host_of()) if rule.wants_host else (principal, name)
         try:
             if inspect.iscoroutinefunction(rule.authorize):
-                result = rule.authorize(principal, name)
+                result = rule.authorize(*arguments)
             else:  # plain functions may touch the database: keep them off the event loop
-                result = await run_in_threadpool(rule.authorize, principal, name)
+                result = await run_in_threadpool(rule.authorize, *arguments)
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, self.authorize_timeout)
         except Exception:
@@ -736,6 +741,7 @@ def install(app: FastAPI) -> list[Callable[[], Awaitable[None]]]:
         miniapps=app.state.miniapps,
         heartbeat_seconds=float(getattr(settings, "ws_heartbeat_seconds", 25.0)),
         queue_size=int(getattr(settings, "ws_queue_size", 256)),
+        host_of=lambda: getattr(app.state, "host", None),
     )
     app.state.realtime = hub
     _redact_tokens_in_server_logs()

@@ -6,7 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from plugins import hookimpl, read_manifest
-from plugins.events import MiniAppsLoaded
 
 HERE = Path(__file__).parent
 PERMISSION_TEXTS = {
@@ -18,9 +17,6 @@ PERMISSION_TEXTS = {
     "articles.publish": ("Đăng bài cẩm nang của sở", "Publish a department's handbook articles"),
     "fields.manage": ("Sửa bảng lĩnh vực và sở phụ trách", "Edit the fields and their departments"),
 }
-# Set by superapp_register_event_subscribers and taken by superapp_register_channels, which the host
-# calls next for the same app: the thread check needs that app's database, known once it starts.
-_pending_watch = None
 
 
 @hookimpl
@@ -58,16 +54,6 @@ def superapp_register_routes(register):
 
 
 @hookimpl
-def superapp_register_event_subscribers(register):
-    """Learn this host's database when it starts, for the thread channel's check."""
-    global _pending_watch
-    from miniapps.interaction.live import ThreadWatch
-
-    _pending_watch = ThreadWatch()
-    register(MiniAppsLoaded, _pending_watch.bind)
-
-
-@hookimpl
 def superapp_register_scheduled_jobs(register):
     """Escalate questions whose first answer is overdue, every quarter of an hour."""
     from miniapps.interaction.jobs import escalate_overdue
@@ -86,11 +72,9 @@ def superapp_register_search_providers(register):
 @hookimpl
 def superapp_register_channels(register):
     """miniapp:interaction:question:<id>, a thread's new answers and comments, for those who may see it."""
-    global _pending_watch
-    from miniapps.interaction.live import ThreadWatch
+    from miniapps.interaction.live import may_watch
 
-    watch, _pending_watch = _pending_watch or ThreadWatch(), None
-    register("question", watch.authorize)
+    register("question", may_watch)
 
 
 @hookimpl

@@ -81,3 +81,19 @@ def _raises(principal, name):
 async def _slow(principal, name):
     await asyncio.sleep(1)
     return True
+
+
+async def test_a_check_that_takes_three_arguments_gets_the_host_context() -> None:
+    seen = []
+
+    def needs_host(principal, name, host):
+        seen.append(host)
+        return host == "the host" and name == "desk:4"
+
+    [miniapp] = _load(lambda register: register("desk", needs_host))
+    assert miniapp.channels[0].wants_host
+    hub = RealtimeHub(broker=None, authenticator=None, engine=None, miniapps=[miniapp], host_of=lambda: "the host")
+    [rule] = hub.rules["sample"]
+    assert await hub._ask_miniapp(rule, RESIDENT, "desk:4") is True
+    assert await hub._ask_miniapp(rule, RESIDENT, "desk:5") is False
+    assert seen == ["the host", "the host"]
