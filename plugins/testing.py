@@ -92,14 +92,15 @@ def check_manifest(miniapp: MiniApp) -> None:
 
 
 def check_routes_namespaced(app: Any, miniapp: MiniApp) -> None:
-    """Every route of the mini-app lives under /api/miniapps/<id>/ or /m/<id>/."""
+    """Every route of the mini-app lives under /api/miniapps/<id>/, /m/<id>/ or a root its manifest declares."""
     assert miniapp.api_routers or miniapp.page_routers, f"mini-app '{miniapp.id}' registers no routes"
     spec = app.openapi()
+    homes = (miniapp.api_prefix, *miniapp.manifest.roots)
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             if operation.get("operationId", "").startswith(f"{miniapp.id}__"):
-                assert path.startswith(miniapp.api_prefix + "/") or path == miniapp.api_prefix, (
-                    f"mini-app '{miniapp.id}': route {path} is outside {miniapp.api_prefix}/"
+                assert any(path == home or path.startswith(home + "/") for home in homes), (
+                    f"mini-app '{miniapp.id}': route {path} is outside {miniapp.api_prefix}/ and its declared roots"
                 )
     for router in miniapp.api_routers + miniapp.page_routers:
         for route in router.routes:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.media import LocalMediaStore, MediaStore, PhotoRejected, media_store, process_photo
+from core.media import (
+    LocalMediaStore,
+    MediaStore,
+    PhotoRejected,
+    media_store,
+    process_photo,
+)
 from tests.conftest import base_settings
 
 LIMIT = 10 * 1024 * 1024

@@ -1,0 +1,356 @@
+"""Open311 GeoReport v2 under /open311/v2/, in JSON and XML, with Open311's own error format.
+
+Our detailed states map to the standard's ``open``/``closed``; the detail travels in the
+``extended_attributes`` extension (``status_detail``, ``handling_unit``, ``urgent``, ``overdue``).
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from sqlmodel import Session, col, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import Problem
+from core.units.models import OrgUnit
+from miniapps.feedback import apikeys, service
+from miniapps.feedback.models import (
+    FeedbackCategory,
+    FeedbackPhoto,
+    FeedbackReport,
+    ReportState,
+)
+from miniapps.feedback.routes import notify, run_db
+
+log = logging.getLogger(__name__)
+SPEC = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-11-25T00:00:00Z"
+MAX_REQUESTS = 1000
+DEFAULT_WINDOW = timedelta(days=90)
+FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
+# Open311 is open/closed; "closed" means the city finished with it (resolved, closed, rejected, duplicate).
+OPEN311_STATUS = {state: ("open" if state in service.OPEN_STATES else "closed") for state in ReportState}
+
+
+class Open311Error(Exception):
+    """An error answered in Open311's format: ``[{"code": 400, "description": "..."}]``."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+def _format_of(request: Request) -> str:
+    return "xml" if request.url.path.endswith(".xml") else "json"
+
+
+def error_response(fmt: str, code: int, description: str) -> Response:
+    """Open311's error list in JSON or XML, with ``code`` as the HTTP status."""
+    if fmt == "xml":
+        root = ET.Element("errors")
+        error = ET.SubElement(root, "error")
+        ET.SubElement(error, "code").text = str(code)
+        ET.SubElement(error, "description").text = description
+        return Response(_xml_bytes(root), status_code=code, media_type=FORMATS["xml"])
+    return JSONResponse([{"code": code, "description": description}], status_code=code)
+
+
+class Open311Route(APIRoute):
+    """Answers every failure of an Open311 route (validation, auth, ours) in Open311's error format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, wrapped so its failures answer in Open311's format."""
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            fmt = _format_of(request)
+            try:
+                return await handler(request)
+            except Open311Error as exc:
+                return error_response(fmt, exc.code, exc.description)
+            except RequestValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid request"}
+                name = str(first["loc"][-1]) if first.get("loc") else "request"
+                return error_response(fmt, 400, f"{name}: {first['msg']}")
+            except Problem as exc:
+                return error_response(fmt, exc.status, exc.detail)
+            except StarletteHTTPException as exc:
+                return error_response(fmt, exc.status_code, str(exc.detail))
+
+        return answer
+
+
+router = APIRouter(route_class=Open311Route)
+
+
+def _fmt(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Open311Error(404, f"unknown format {fmt!r}: use .json or .xml")
+    return fmt
+
+
+def _xml_bytes(root: ET.Element) -> bytes:
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="utf-8")
+
+
+def _xml_value(parent: ET.Element, key: str, value: Any, item_name: str | None = None) -> None:
+    node = ET.SubElement(parent, key)
+    if isinstance(value, dict):
+        for sub_key, sub_value in value.items():
+            _xml_value(node, sub_key, sub_value)
+    elif isinstance(value, list):
+        for item in value:
+            _xml_value(node, item_name or key.rstrip("s"), item)
+    elif isinstance(value, bool):
+        node.text = "true" if value else "false"
+    elif value is not None:
+        node.text = value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def render(fmt: str, body: Any, *, root: str, item: str, status_code: int = 200,
+           lists: dict[str, str] | None = None) -> Response:
+    """``body`` (a list of objects, or one object) as JSON, or as XML under ``root`` with ``item`` elements."""
+    if fmt == "json":
+        return JSONResponse(_jsonable(body), status_code=status_code)
+    element = ET.Element(root)
+    for entry in body if isinstance(body, list) else [body]:
+        target = ET.SubElement(element, item) if isinstance(body, list) else element
+        for key, value in entry.items():
+            _xml_value(target, key, value, (lists or {}).get(key))
+    return Response(_xml_bytes(element), status_code=status_code, media_type=FORMATS["xml"])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# --- discovery and services ------------------------------------------------------------------------------
+
+
+@router.get("/v2/discovery.{fmt}", operation_id="open311_discovery")
+async def discovery(request: Request, fmt: str) -> Response:
+    """Where the GeoReport v2 endpoint is and what it speaks."""
+    fmt = _fmt(fmt)
+    body = {"changeset": CHANGESET, "contact": "Trung tâm Giám sát điều hành đô thị thông minh Huế (IOC)",
+            "key_service": f"{_base(request)}/m/feedback/",
+            "endpoints": [{"specification": SPEC, "url": f"{_base(request)}/open311/v2", "changeset": CHANGESET,
+                           "type": "production", "formats": ["text/xml", "application/json"]}]}
+    return render(fmt, body, root="discovery", item="discovery", lists={"endpoints": "endpoint", "formats": "format"})
+
+
+def _service(category: FeedbackCategory, locale: str) -> dict[str, Any]:
+    return {"service_code": category.id, "service_name": category.name_en if locale == "en" else category.name_vi,
+            "description": f"{category.name_vi} / {category.name_en}", "metadata": True, "type": "realtime",
+            "keywords": category.id.replace("-", ","),
+            "group": "department" if category.department_id else "local"}
+
+
+def _locale(request: Request) -> str:
+    return "en" if request.query_params.get("lang") == "en" else "vi"  # our extension: names in English
+
+
+@router.get("/v2/services.{fmt}", operation_id="open311_services")
+async def services(request: Request, fmt: str) -> Response:
+    """The service list: one service per report category (``lang=en`` for English names)."""
+    fmt = _fmt(fmt)
+    rows = await run_db(request, service.list_categories)
+    return render(fmt, [_service(c, _locale(request)) for c in rows], root="services", item="service")
+
+
+URGENT_ATTRIBUTE = {
+    "variable": True, "code": "urgent", "datatype": "singlevaluelist", "required": False,
+    "datatype_description": "true for a danger to people (urgent handling, 24 hours or less)", "order": 1,
+    "description": "Khẩn cấp? / Urgent?",
+    "values": [{"key": "false", "name": "Không / No"}, {"key": "true", "name": "Có / Yes"}],
+}
+
+
+@router.get("/v2/services/{service_code}.{fmt}", operation_id="open311_service_definition")
+async def service_definition(request: Request, service_code: str, fmt: str) -> Response:
+    """A service's definition: its extra attribute (urgent)."""
+    fmt = _fmt(fmt)
+    category = await run_db(request, lambda s: s.get(FeedbackCategory, service_code))
+    if category is None or not category.active:
+        raise Open311Error(404, f"unknown service_code {service_code!r}")
+    body = {"service_code": category.id, "attributes": [URGENT_ATTRIBUTE]}
+    return render(fmt, body, root="service_definition", item="service_definition",
+                  lists={"attributes": "attribute", "values": "value"})
+
+
+# --- requests -------------------------------------------------------------------------------------------
+
+
+def request_view(session: Session, report: FeedbackReport, base: str, names: dict[str, FeedbackCategory],
+                 units: dict[str, OrgUnit], now: datetime) -> dict[str, Any]:
+    """A report as an Open311 service request (no reporter identity, ever)."""
+    category = names.get(report.category_id)
+    unit = units.get(report.handling_unit_id)
+    photo = session.exec(select(FeedbackPhoto).where(FeedbackPhoto.report_id == report.id)
+                         .order_by(FeedbackPhoto.id).limit(1)).first()
+    notes = report.response if report.state in (ReportState.resolved, ReportState.closed) else None
+    if report.state is ReportState.duplicate:
+        notes = f"duplicate of {report.duplicate_of_id}"
+    return {
+        "service_request_id": str(report.id), "status": OPEN311_STATUS[report.state], "status_notes": notes,
+        "service_name": category.name_vi if category else report.category_id, "service_code": report.category_id,
+        "description": report.description, "agency_responsible": unit.name_vi if unit else report.handling_unit_id,
+        "service_notice": None, "requested_datetime": service.aware(report.created_at),
+        "updated_datetime": service.aware(report.updated_at), "expected_datetime": service.aware(report.due_at),
+        "address": report.address, "address_id": None, "zipcode": None, "lat": report.lat, "long": report.lon,
+        "media_url": f"{base}/api/miniapps/feedback/photos/{photo.id}" if photo else None,
+        "extended_attributes": {"status_detail": report.state.value, "handling_unit": report.handling_unit_id,
+                                "unit": report.unit_id, "urgent": report.urgent,
+                                "overdue": service.is_overdue(report, now),
+                                "duplicate_of": str(report.duplicate_of_id) if report.duplicate_of_id else None},
+    }
+
+
+def _views(session: Session, reports: list[FeedbackReport], base: str) -> list[dict[str, Any]]:
+    names = {c.id: c for c in session.exec(select(FeedbackCategory))}
+    unit_ids = {r.handling_unit_id for r in reports}
+    units = {u.id: u for u in session.exec(select(OrgUnit).where(col(OrgUnit.id).in_(unit_ids)))} if unit_ids else {}
+    now = service.utcnow()
+    return [request_view(session, r, base, names, units, now) for r in reports]
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a W3C date-time such as 2026-11-25T08:00:00+07:00") from None
+    return service.aware(moment)
+
+
+@router.get("/v2/requests.{fmt}", operation_id="open311_list_requests")
+async def list_requests(request: Request, fmt: str) -> Response:
+    """Requests by id list, or by service_code, status and a date window (default: the last 90 days)."""
+    fmt = _fmt(fmt)
+    params = request.query_params
+    ids_text = params.get("service_request_id")
+    start, end = _when(params.get("start_date"), "start_date"), _when(params.get("end_date"), "end_date")
+    statuses = [s.strip() for s in (params.get("status") or "").split(",") if s.strip()]
+    if any(s not in ("open", "closed") for s in statuses):
+        raise Open311Error(400, "status is open, closed or open,closed")
+    codes = [c.strip() for c in (params.get("service_code") or "").split(",") if c.strip()]
+    if ids_text:
+        try:
+            ids = [int(part) for part in ids_text.split(",") if part.strip()]
+        except ValueError:
+            raise Open311Error(400, "service_request_id is a comma-separated list of ids") from None
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        where: list[Any] = [col(FeedbackReport.state).not_in(list(service.HIDDEN_STATES))]
+        if ids_text:
+            where.append(col(FeedbackReport.id).in_(ids[:MAX_REQUESTS]))  # the spec: other filters are ignored
+        else:
+            now = service.utcnow()
+            where.append(FeedbackReport.created_at >= (start or (end or now) - DEFAULT_WINDOW))
+            if end:
+                where.append(FeedbackReport.created_at <= end)
+            if codes:
+                where.append(col(FeedbackReport.category_id).in_(codes))
+            if statuses and len(set(statuses)) == 1:
+                states = [s for s, o in OPEN311_STATUS.items() if o == statuses[0]]
+                where.append(col(FeedbackReport.state).in_(states))
+        rows = list(session.exec(select(FeedbackReport).where(*where).order_by(col(FeedbackReport.id).desc())
+                                 .limit(MAX_REQUESTS)))
+        return _views(session, rows, _base(request))
+
+    return render(fmt, await run_db(request, work), root="service_requests", item="request")
+
+
+@router.get("/v2/requests/{service_request_id}.{fmt}", operation_id="open311_get_request")
+async def get_request(request: Request, service_request_id: str, fmt: str) -> Response:
+    """One request, as a list of one (as the specification says)."""
+    fmt = _fmt(fmt)
+    if not service_request_id.isdigit():
+        raise Open311Error(404, f"no service request {service_request_id!r}")
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        report = session.get(FeedbackReport, int(service_request_id))
+        if report is None or report.state in service.HIDDEN_STATES:
+            raise Open311Error(404, f"no service request {service_request_id!r}")
+        return _views(session, [report], _base(request))
+
+    return render(fmt, await run_db(request, work), root="service_requests", item="request")
+
+
+@router.get("/v2/tokens/{token}.{fmt}", operation_id="open311_token")
+async def token_to_id(request: Request, token: str, fmt: str) -> Response:
+    """The service_request_id a token (from creation) stands for."""
+    fmt = _fmt(fmt)
+    report = await run_db(request, lambda s: s.exec(select(FeedbackReport).where(FeedbackReport.token == token)).first())
+    if report is None:
+        raise Open311Error(404, f"no request with token {token!r}")
+    return render(fmt, [{"service_request_id": str(report.id), "token": token}], root="service_requests",
+                  item="request")
+
+
+def _float(form: Any, name: str) -> float:
+    try:
+        return float(form[name])
+    except KeyError:
+        raise Open311Error(400, f"{name} is required (we locate requests by lat and long)") from None
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a number") from None
+
+
+@router.post("/v2/requests.{fmt}", operation_id="open311_create_request")
+async def create_request(request: Request, fmt: str) -> Response:
+    """Create a request (form-encoded, api_key required); answers with its id and token."""
+    fmt = _fmt(fmt)
+    form = await request.form()
+    key_row = await run_db(request, lambda s: apikeys.verify(s, str(form.get("api_key") or "")))
+    if key_row is None:
+        raise Open311Error(403, "api_key is missing, unknown or revoked")
+    code = str(form.get("service_code") or "")
+    if not code:
+        raise Open311Error(400, "service_code is required")
+    lat, lon = _float(form, "lat"), _float(form, "long")
+    description = str(form.get("description") or "").strip()
+    if not description:
+        raise Open311Error(400, "description is required")
+    urgent = str(form.get("attribute[urgent]") or "false").lower() == "true"
+    name = " ".join(str(form.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+    contact = "; ".join(part for part in (name, str(form.get("email") or "").strip(),
+                                          str(form.get("phone") or "").strip()) if part) or None
+    store = request.app.state.media
+
+    def work(session: Session) -> tuple[FeedbackReport, list[service.Notice]]:
+        return service.file_report(session, store=store, reporter_id=None, category_id=code,
+                                   description=description[:4000], lat=lat, lon=lon,
+                                   address=str(form.get("address_string") or "") or None, urgent=urgent,
+                                   source=f"open311:{key_row.id}", contact=contact[:300] if contact else None)
+
+    try:
+        report, notices = await run_db(request, work)
+    except service.FeedbackError as exc:
+        names = {"category_id": "service_code", "lat": "lat", "description": "description"}
+        field = names.get(exc.field or "", exc.field)
+        raise Open311Error(400, f"{field}: {exc.detail}") from None
+    await notify(request, notices)
+    body = [{"service_request_id": str(report.id), "token": report.token,
+             "service_notice": f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}",  # type: ignore[union-attr]
+             "account_id": None}]
+    return render(fmt, body, root="service_requests", item="request")

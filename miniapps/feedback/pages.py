@@ -1,0 +1,302 @@
+"""Feedback pages under /m/feedback: submit, my reports, a report, the queue, the dashboard, the map."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session, col, select
+
+from core.identity.deps import PrincipalDep
+from core.identity.models import Membership, User
+from core.identity.principal import Principal
+from core.units.models import OrgUnit, UnitKind
+from core.web import page_locale, render_page
+from miniapps.feedback import service, stats
+from miniapps.feedback.deadlines import hue_time
+from miniapps.feedback.models import ReportState
+from miniapps.feedback.routes import (
+    DASHBOARD,
+    FILE,
+    notify,
+    place_of,
+    read_photos,
+    run_db,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _sign_in(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/auth/login?next={quote(target)}", status_code=303)
+
+
+def _refused(request: Request, status: int, message: dict[str, str]) -> Response:
+    return render_page(request, "feedback/refused.html", {"message": message}, status_code=status)
+
+
+def _may(request: Request, principal: Principal, permission: str) -> bool:
+    return principal.is_authenticated and request.app.state.authorizer.allows(principal, permission)
+
+
+def _roles(request: Request, principal: Principal) -> dict[str, bool]:
+    return {"may_file": _may(request, principal, FILE), "may_handle": _may(request, principal, service.HANDLE),
+            "may_dashboard": _may(request, principal, DASHBOARD)}
+
+
+def _common(session: Session) -> dict[str, Any]:
+    return {"categories": service.list_categories(session),
+            "units": {u.id: u for u in session.exec(select(OrgUnit))},
+            "state_names": service.STATE_NAMES, "when": hue_time}
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, principal: PrincipalDep) -> Response:
+    """The entry page: what the caller can do here."""
+    counts = await run_db(request, lambda s: {"open": service.count_public(s)})
+    return render_page(request, "feedback/home.html", {**_roles(request, principal), "counts": counts})
+
+
+# --- residents --------------------------------------------------------------------------------------
+
+
+def _local_units(session: Session) -> list[OrgUnit]:
+    return list(session.exec(select(OrgUnit).where(OrgUnit.kind.in_([UnitKind.ward, UnitKind.commune]))
+                             .order_by(OrgUnit.name_vi)))
+
+
+async def _form(request: Request, *, values: dict[str, Any], error: dict[str, str] | None,
+                status: int = 200) -> Response:
+    context = await run_db(request, lambda s: {**_common(s), "local_units": _local_units(s)})
+    return render_page(request, "feedback/new.html", {**context, "values": values, "error": error,
+                                                      "tile_url": request.app.state.settings.map_tile_url},
+                       status_code=status)
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_report(request: Request, principal: PrincipalDep) -> Response:
+    """Residents: the report form (category, place, description, photos, urgent)."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    if not _may(request, principal, FILE):
+        return _refused(request, 403, {"vi": "Chỉ người dân mới gửi phản ánh.", "en": "Only residents file reports."})
+    return await _form(request, values={}, error=None)
+
+
+@router.post("/new", response_class=HTMLResponse)
+async def submit_report(request: Request, principal: PrincipalDep) -> Response:
+    """File the report from the form; on a problem show the form again with the field named."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    if not _may(request, principal, FILE):
+        return _refused(request, 403, {"vi": "Chỉ người dân mới gửi phản ánh.", "en": "Only residents file reports."})
+    form = await request.form()
+    values = {k: str(form.get(k) or "").strip() for k in ("category_id", "description", "lat", "lon", "unit_id",
+                                                          "address")}
+    values["urgent"] = form.get("urgent") in ("on", "true", "1")
+    try:
+        lat = float(values["lat"]) if values["lat"] else None
+        lon = float(values["lon"]) if values["lon"] else None
+    except ValueError:
+        return await _form(request, values=values, status=422, error={
+            "field": "lat", "vi": "Chọn vị trí trên bản đồ hoặc nhập vĩ độ, kinh độ.",
+            "en": "Pick the place on the map or type its latitude and longitude."})
+    uploads = [f for f in form.getlist("photos") if hasattr(f, "read")]
+    store = request.app.state.media
+    try:
+        photos = await read_photos(request, uploads)  # type: ignore[arg-type]
+        lat, lon = place_of(lat, lon, photos)
+
+        def work(session: Session) -> tuple[int, list[service.Notice]]:
+            report, notices = service.file_report(
+                session, store=store, reporter_id=principal.user_id, category_id=values["category_id"],
+                description=values["description"], lat=lat, lon=lon, unit_id=values["unit_id"] or None,
+                address=values["address"], urgent=values["urgent"], photos=photos)
+            return report.id or 0, notices
+
+        report_id, notices = await run_db(request, work)
+    except service.FeedbackError as exc:
+        return await _form(request, values=values, status=exc.status,
+                           error={"field": exc.field or "", "vi": exc.detail, "en": exc.detail})
+    await notify(request, notices)
+    return RedirectResponse(f"/m/feedback/reports/{report_id}?lang={page_locale(request)}", status_code=303)
+
+
+@router.get("/mine", response_class=HTMLResponse)
+async def mine(request: Request, principal: PrincipalDep) -> Response:
+    """The reports the caller filed or follows."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    context = await run_db(request, lambda s: {**_common(s), "reports": service.my_reports(s, user_id=principal.user_id or 0)})
+    return render_page(request, "feedback/mine.html", context)
+
+
+# --- one report -----------------------------------------------------------------------------------------
+
+
+@router.get("/reports/{report_id}", response_class=HTMLResponse)
+async def report_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
+    """A report: details, photos, timeline, and the actions the caller may take."""
+    authorizer = request.app.state.authorizer
+
+    def work(session: Session) -> dict[str, Any]:
+        report, level = service.visible_report(session, principal=principal, authorizer=authorizer,
+                                               report_id=report_id)
+        view = service.view(session, report, level)
+        actions = [a for a, (sources, _t, who) in service.TRANSITIONS.items()
+                   if report.state in sources and service.may_take(level, who)]
+        following = principal.is_authenticated and session.get(
+            service.FeedbackFollower, (report.id, principal.user_id)) is not None
+        officials = []
+        if "assign" in actions:
+            officials = list(session.exec(select(User).join(Membership, Membership.user_id == User.id).where(
+                Membership.unit_id == report.handling_unit_id, col(User.is_active)).order_by(User.display_name)))
+        return {**_common(session), "report": view, "actions": actions, "level": level, "following": following,
+                "officials": officials,
+                "may_follow": _may(request, principal, FILE) and level == "public" and not following,
+                "transfer_units": [u for u in session.exec(select(OrgUnit).order_by(OrgUnit.kind, OrgUnit.name_vi))
+                                   if u.kind is not UnitKind.city] if "transfer" in actions else []}
+
+    try:
+        context = await run_db(request, work)
+    except service.FeedbackError:
+        return _refused(request, 404, {"vi": "Không có phản ánh này.", "en": "No such report."})
+    return render_page(request, "feedback/report.html", context)
+
+
+def _back(request: Request, report_id: int) -> Response:
+    return RedirectResponse(f"/m/feedback/reports/{report_id}?lang={page_locale(request)}", status_code=303)
+
+
+def _failed(request: Request, report_id: int, exc: service.FeedbackError) -> Response:
+    """The refusal as a page with the service's status (404, 403, 409, 422), naming the field."""
+    if exc.status == 404:
+        return _refused(request, 404, {"vi": "Không có phản ánh này.", "en": "No such report."})
+    text = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
+    return render_page(request, "feedback/refused.html", {"message": {"vi": text, "en": text},
+                                                           "report_id": report_id}, status_code=exc.status)
+
+
+@router.post("/reports/{report_id}/act", response_class=HTMLResponse)
+async def act_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
+    """Take an action from the report page's form, then back to the report."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    form = await request.form()
+    text = {k: (str(form.get(k) or "").strip() or None) for k in ("action", "note", "reason", "response", "unit_id",
+                                                                 "duplicate_of", "assignee_id")}
+    store, authorizer = request.app.state.media, request.app.state.authorizer
+    try:
+        photos = await read_photos(request, [f for f in form.getlist("photos") if hasattr(f, "read")])  # type: ignore[misc]
+        duplicate_of = int(text["duplicate_of"]) if text["duplicate_of"] else None
+        assignee_id = int(text["assignee_id"]) if text["assignee_id"] else None
+
+        def work(session: Session) -> list[service.Notice]:
+            _report, notices = service.act(
+                session, store=store, principal=principal, authorizer=authorizer, report_id=report_id,
+                action=text["action"] or "", note=text["note"], reason=text["reason"], response=text["response"],
+                unit_id=text["unit_id"], duplicate_of=duplicate_of, assignee_id=assignee_id, photos=photos)
+            return notices
+
+        notices = await run_db(request, work)
+    except ValueError:
+        return _failed(request, report_id, service.FeedbackError(422, "not a number", field="duplicate_of"))
+    except service.FeedbackError as exc:
+        return _failed(request, report_id, exc)
+    await notify(request, notices)
+    return _back(request, report_id)
+
+
+@router.post("/reports/{report_id}/rate", response_class=HTMLResponse)
+async def rate_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
+    """The resident's rating form."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    form = await request.form()
+    authorizer = request.app.state.authorizer
+    try:
+        stars = int(str(form.get("stars") or "0"))
+        _report, notices = await run_db(request, lambda s: service.rate(
+            s, principal=principal, authorizer=authorizer, report_id=report_id, stars=stars,
+            comment=str(form.get("comment") or "")))
+    except ValueError:
+        return _failed(request, report_id, service.FeedbackError(422, "choose 1 to 5 stars", field="stars"))
+    except service.FeedbackError as exc:
+        return _failed(request, report_id, exc)
+    await notify(request, notices)
+    return _back(request, report_id)
+
+
+@router.post("/reports/{report_id}/follow", response_class=HTMLResponse)
+async def follow_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
+    """Follow a report instead of filing a duplicate."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    if not _may(request, principal, FILE):
+        return _refused(request, 403, {"vi": "Chỉ người dân theo dõi phản ánh.", "en": "Only residents follow reports."})
+    authorizer = request.app.state.authorizer
+
+    def work(session: Session) -> None:
+        report, _level = service.visible_report(session, principal=principal, authorizer=authorizer,
+                                                report_id=report_id)
+        service.follow(session, principal=principal, report=report)
+
+    try:
+        await run_db(request, work)
+    except service.FeedbackError as exc:
+        return _failed(request, report_id, exc)
+    return _back(request, report_id)
+
+
+# --- officials ----------------------------------------------------------------------------------------
+
+
+@router.get("/queue", response_class=HTMLResponse)
+async def queue_page(request: Request, principal: PrincipalDep, unit_id: str = "", state: str = "",
+                     category_id: str = "", overdue: str = "", page: int = 1) -> Response:
+    """The unit's queue with filters (state, category, overdue)."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    if not _may(request, principal, service.HANDLE):
+        return _refused(request, 403, {"vi": "Trang dành cho cán bộ xử lý phản ánh.",
+                                       "en": "For officials who handle reports."})
+    units = request.app.state.authorizer.units_for(principal, service.HANDLE)
+    if unit_id and units is not None and unit_id not in units:
+        return _refused(request, 403, {"vi": "Bạn không xử lý phản ánh của đơn vị này.",
+                                       "en": "You do not handle this unit's reports."})
+    state_filter = state if state in ReportState.__members__ else None
+    overdue_filter = {"true": True, "false": False}.get(overdue)
+    page = max(page, 1)
+
+    def work(session: Session) -> dict[str, Any]:
+        rows, total = service.queue(session, units=units, unit_id=unit_id or None, state=state_filter,
+                                    category_id=category_id or None, overdue=overdue_filter, page=page)
+        now = service.utcnow()
+        own = sorted(units) if units is not None else []
+        filters = {"unit_id": unit_id, "state": state_filter or "", "category_id": category_id, "overdue": overdue}
+        return {**_common(session), "rows": rows, "total": total, "count_cap": service.COUNT_CAP, "page": page,
+                "now": now, "filters": filters,
+                "page_query": lambda n: urlencode({**filters, "lang": page_locale(request), "page": n}),
+                "overdue_of": lambda r: service.is_overdue(r, now), "own_units": own}
+
+    return render_page(request, "feedback/queue.html", await run_db(request, work))
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(request: Request, principal: PrincipalDep) -> Response:
+    """The city dashboard with SVG bars and CSV/XLSX export links."""
+    if not principal.is_authenticated:
+        return _sign_in(request)
+    if not _may(request, principal, DASHBOARD):
+        return _refused(request, 403, {"vi": "Trang dành cho Trung tâm điều hành.", "en": "For city operators."})
+    board = await run_db(request, stats.dashboard)
+    return render_page(request, "feedback/dashboard.html", {"board": board})
+
+
+@router.get("/map", response_class=HTMLResponse)
+async def map_page(request: Request) -> Response:
+    """The public map of reports (Leaflet, GeoJSON layer)."""
+    return render_page(request, "feedback/map.html", {"tile_url": request.app.state.settings.map_tile_url})

@@ -1,0 +1,382 @@
+"""The feedback JSON API, under /api/miniapps/feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import Problem
+from core.identity.authz import require_permission
+from core.identity.deps import CurrentUser, PrincipalDep
+from core.identity.principal import Principal
+from core.media import PhotoRejected, ProcessedPhoto, process_photo
+from miniapps.feedback import apikeys, service, stats
+from miniapps.feedback.models import FeedbackPhoto, FeedbackReport, ReportState
+from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
+
+log = logging.getLogger(__name__)
+api = APIRouter()
+T = TypeVar("T")
+
+FILE = "feedback.reports.file"
+DASHBOARD = "feedback.dashboard.read"
+KEYS = "feedback.api_keys.manage"
+
+
+async def run_db(request: Request, work: Callable[[Session], T]) -> T:
+    """Run ``work(session)`` in the thread pool on a fresh session (FeedbackError passes through)."""
+
+    def call() -> T:
+        with Session(request.app.state.engine, expire_on_commit=False) as session:
+            return work(session)
+
+    return await run_in_threadpool(call)
+
+
+async def api_db(request: Request, work: Callable[[Session], T]) -> T:
+    """``run_db`` with FeedbackError answered as problem+json naming the field."""
+    try:
+        return await run_db(request, work)
+    except service.FeedbackError as exc:
+        raise Problem(exc.status, exc.detail, field=exc.field) from None
+
+
+async def read_photos(request: Request, uploads: list[UploadFile] | None, *, field: str = "photos") -> list[ProcessedPhoto]:
+    """Check and process uploaded photos (all or none); FeedbackError names the photo at fault."""
+    uploads = [u for u in uploads or [] if u.filename or u.size]
+    if len(uploads) > service.MAX_PHOTOS:
+        raise service.FeedbackError(422, f"at most {service.MAX_PHOTOS} photos", field=field)
+    limit = request.app.state.settings.media_max_bytes
+    blobs = [await upload.read(limit + 1) for upload in uploads]  # never more than the limit in memory
+    # Processed side by side: Pillow releases the GIL while it decodes, resizes and encodes.
+    results = await asyncio.gather(*(run_in_threadpool(process_photo, blob, max_bytes=limit) for blob in blobs),
+                                   return_exceptions=True)
+    for index, (upload, result) in enumerate(zip(uploads, results, strict=True)):
+        if isinstance(result, PhotoRejected):
+            raise service.FeedbackError(result.status, f"photo {index + 1} ({upload.filename}): {result.detail}",
+                                        field=f"{field}[{index}]")
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)  # type: ignore[arg-type]
+
+
+def place_of(lat: float | None, lon: float | None, photos: list[ProcessedPhoto]) -> tuple[float, float]:
+    """The point given, else the GPS of the first photo that has one; 422 naming ``lat`` when neither."""
+    if lat is not None and lon is not None:
+        return lat, lon
+    found = next((photo.gps for photo in photos if photo.gps is not None), None)
+    if found is None:
+        raise service.FeedbackError(422, "give lat and lon, or a photo that carries its location", field="lat")
+    return found
+
+
+async def notify(request: Request, notices: list[service.Notice]) -> None:
+    """Send the notices; the change is committed already, so a failed notification is logged, not raised."""
+    try:
+        await service.send(request.app.state.notifier, notices)
+    except Exception:
+        log.exception("feedback: a notification could not be sent")
+
+
+def authorizer(request: Request) -> Any:
+    """The host's authorizer."""
+    return request.app.state.authorizer
+
+
+# --- reference ---------------------------------------------------------------------------------------
+
+
+@api.get("/categories", operation_id="list_categories")
+async def list_categories(request: Request) -> list[dict[str, Any]]:
+    """The report categories, with the unit kind that handles each."""
+    rows = await run_db(request, service.list_categories)
+    return [{"id": c.id, "name": {"vi": c.name_vi, "en": c.name_en}, "department_id": c.department_id,
+             "deadline_hours": c.deadline_hours, "urgent_deadline_hours": c.urgent_deadline_hours} for c in rows]
+
+
+@api.get("/locate", operation_id="locate_unit")
+async def locate_unit(request: Request, lat: Annotated[float, Query(ge=-90, le=90)],
+                      lon: Annotated[float, Query(ge=-180, le=180)]) -> dict[str, Any]:
+    """The commune or ward a point belongs to (nearest centroid); 422 for points outside Hue."""
+    unit = await api_db(request, lambda s: service.locate(s, lat=lat, lon=lon, lat_field="query.lat"))
+    return {"id": unit.id, "name": {"vi": unit.name_vi, "en": unit.name_en}, "kind": unit.kind.value}
+
+
+@api.get("/duplicates", operation_id="possible_duplicates")
+async def possible_duplicates(request: Request, category_id: str, lat: Annotated[float, Query(ge=-90, le=90)],
+                              lon: Annotated[float, Query(ge=-180, le=180)]) -> list[dict[str, Any]]:
+    """Up to 5 open reports of the same category within 250 m: follow one instead of filing anew."""
+
+    def work(session: Session) -> list[dict[str, Any]]:
+        service.get_category(session, category_id, field="query.category_id")
+        return [service.view(session, r, "public") for r in
+                service.possible_duplicates(session, category_id=category_id, lat=lat, lon=lon)]
+
+    return await api_db(request, work)
+
+
+# --- residents ------------------------------------------------------------------------------------------
+
+
+@api.post("/reports", status_code=201, operation_id="file_report")
+async def file_report(
+    request: Request, principal: Annotated[Principal, require_permission(FILE)],
+    category_id: Annotated[str, Form(max_length=40)], description: Annotated[str, Form(min_length=1, max_length=4000)],
+    lat: Annotated[float | None, Form(ge=-90, le=90)] = None, lon: Annotated[float | None, Form(ge=-180, le=180)] = None,
+    unit_id: Annotated[str | None, Form(max_length=64)] = None,
+    address: Annotated[str | None, Form(max_length=300)] = None, urgent: Annotated[bool, Form()] = False,
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+) -> dict[str, Any]:
+    """File a report (multipart form, up to 5 photos); it is created whole with its photos or not at all.
+
+    Without ``lat``/``lon`` the place is taken from the first photo that carries GPS in its EXIF.
+    """
+    try:
+        processed = await read_photos(request, photos)
+        lat, lon = place_of(lat, lon, processed)
+    except service.FeedbackError as exc:
+        raise Problem(exc.status, exc.detail, field=exc.field) from None
+    store = request.app.state.media
+
+    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
+        report, notices = service.file_report(
+            session, store=store, reporter_id=principal.user_id, category_id=category_id, description=description,
+            lat=lat, lon=lon, unit_id=unit_id or None, address=address, urgent=urgent, photos=processed)
+        return service.view(session, report, "reporter"), notices
+
+    body, notices = await api_db(request, work)
+    await notify(request, notices)
+    return body
+
+
+@api.get("/reports/mine", operation_id="my_reports")
+async def my_reports(request: Request, principal: CurrentUser) -> list[dict[str, Any]]:
+    """The reports the caller filed or follows."""
+    def work(session: Session) -> list[dict[str, Any]]:
+        return [service.view(session, r, "reporter" if r.reporter_id == principal.user_id else "public")
+                for r in service.my_reports(session, user_id=principal.user_id or 0)]
+
+    return await run_db(request, work)
+
+
+@api.get("/reports/{report_id}", operation_id="get_report")
+async def get_report(request: Request, report_id: int, principal: PrincipalDep) -> dict[str, Any]:
+    """One report as the caller may see it (the reporter's identity only for operators)."""
+    def work(session: Session) -> dict[str, Any]:
+        report, level = service.visible_report(session, principal=principal, authorizer=authorizer(request),
+                                               report_id=report_id)
+        return service.view(session, report, level)
+
+    return await api_db(request, work)
+
+
+@api.post("/reports/{report_id}/follow", operation_id="follow_report")
+async def follow_report(request: Request, report_id: int,
+                        principal: Annotated[Principal, require_permission(FILE)]) -> dict[str, Any]:
+    """Follow a report to be told of its progress (instead of filing a duplicate)."""
+    def work(session: Session) -> dict[str, Any]:
+        report, _level = service.visible_report(session, principal=principal, authorizer=authorizer(request),
+                                                report_id=report_id)
+        return {"report_id": report.id, "followed": service.follow(session, principal=principal, report=report)}
+
+    return await api_db(request, work)
+
+
+@api.post("/reports/{report_id}/actions", operation_id="act_on_report")
+async def act_on_report(
+    request: Request, report_id: int, principal: CurrentUser,
+    action: Annotated[str, Form(max_length=20)], note: Annotated[str | None, Form(max_length=4000)] = None,
+    reason: Annotated[str | None, Form(max_length=1000)] = None,
+    response: Annotated[str | None, Form(max_length=4000)] = None,
+    unit_id: Annotated[str | None, Form(max_length=64)] = None, duplicate_of: Annotated[int | None, Form()] = None,
+    assignee_id: Annotated[int | None, Form()] = None, photos: Annotated[list[UploadFile] | None, File()] = None,
+) -> dict[str, Any]:
+    """Move a report on: accept, reject, duplicate, assign, start, resolve (with photos), transfer, close, reopen."""
+    try:
+        processed = await read_photos(request, photos)
+    except service.FeedbackError as exc:
+        raise Problem(exc.status, exc.detail, field=exc.field) from None
+    store = request.app.state.media
+
+    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
+        report, notices = service.act(
+            session, store=store, principal=principal, authorizer=authorizer(request), report_id=report_id,
+            action=action, note=note, reason=reason, response=response, unit_id=unit_id, duplicate_of=duplicate_of,
+            assignee_id=assignee_id, photos=processed)
+        level = service.access(principal, report, authorizer(request), session) or "public"
+        return service.view(session, report, level), notices
+
+    body, notices = await api_db(request, work)
+    await notify(request, notices)
+    return body
+
+
+@api.post("/reports/{report_id}/rating", operation_id="rate_report")
+async def rate_report(request: Request, report_id: int, rating: RatingCreate, principal: CurrentUser) -> dict[str, Any]:
+    """The reporter rates the handling 1-5 with a comment, after resolution."""
+    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
+        report, notices = service.rate(session, principal=principal, authorizer=authorizer(request),
+                                       report_id=report_id, stars=rating.stars, comment=rating.comment)
+        return service.view(session, report, "reporter"), notices
+
+    body, notices = await api_db(request, work)
+    await notify(request, notices)
+    return body
+
+
+# --- officials and operators ------------------------------------------------------------------------
+
+
+@api.get("/queue", operation_id="report_queue")
+async def report_queue(
+    request: Request, principal: Annotated[Principal, require_permission(service.HANDLE)],
+    unit_id: str | None = None, state: ReportState | None = None, category_id: str | None = None,
+    overdue: bool | None = None, urgent: bool | None = None, page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The reports handled by the caller's units, newest first, filtered; operators see every unit."""
+    units = authorizer(request).units_for(principal, service.HANDLE)
+    if unit_id and units is not None and unit_id not in units:
+        raise Problem(403, f"you do not handle reports for {unit_id!r}", field="query.unit_id")
+
+    def work(session: Session) -> dict[str, Any]:
+        rows, total = service.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
+                                    category_id=category_id, overdue=overdue, urgent=urgent, page=page,
+                                    per_page=per_page)
+        now = service.utcnow()
+        return {"total": min(total, service.COUNT_CAP), "total_exact": total <= service.COUNT_CAP, "page": page,
+                "per_page": per_page, "items": [queue_row(r, now) for r in rows]}
+
+    return await run_db(request, work)
+
+
+def queue_row(report: FeedbackReport, now: datetime) -> dict[str, Any]:
+    """A compact queue line (no reporter identity)."""
+    return {"id": report.id, "category_id": report.category_id, "state": report.state.value,
+            "urgent": report.urgent, "unit_id": report.unit_id, "handling_unit_id": report.handling_unit_id,
+            "description": report.description[:200], "created_at": service.aware(report.created_at),
+            "due_at": service.aware(report.due_at), "overdue": service.is_overdue(report, now)}
+
+
+@api.get("/dashboard", operation_id="dashboard")
+async def dashboard(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
+                    since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Received, processed, on-time rate and satisfaction, city-wide, per unit and per category."""
+    board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
+    return {"total": board["total"].as_dict(), "per_unit": [line.as_dict() for line in board["per_unit"]],
+            "per_category": [line.as_dict() for line in board["per_category"]]}
+
+
+@api.get("/dashboard.csv", operation_id="dashboard_csv")
+async def dashboard_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
+                        since: datetime | None = None, until: datetime | None = None) -> Response:
+    """The dashboard as CSV."""
+    board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
+    return Response(stats.to_csv(board), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.csv"'})
+
+
+@api.get("/dashboard.xlsx", operation_id="dashboard_xlsx")
+async def dashboard_xlsx(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
+                         since: datetime | None = None, until: datetime | None = None) -> Response:
+    """The dashboard as an XLSX workbook."""
+    board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
+    data = await run_in_threadpool(stats.to_xlsx, board)
+    return Response(data, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.xlsx"'})
+
+
+# --- public map and photos ------------------------------------------------------------------------------
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if not text:
+        return None
+    try:
+        west, south, east, north = (float(part) for part in text.split(","))
+    except ValueError:
+        raise Problem(422, "bbox is west,south,east,north in degrees", field="query.bbox") from None
+    if not (west <= east and south <= north):
+        raise Problem(422, "bbox is west,south,east,north with west <= east and south <= north", field="query.bbox")
+    return west, south, east, north
+
+
+@api.get("/reports.geojson", operation_id="reports_geojson")
+async def reports_geojson(request: Request, bbox: str | None = None, category_id: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
+    """Public reports as a GeoJSON FeatureCollection (RFC 7946) for the map: no reporter, no photos."""
+    box = _bbox(bbox)
+
+    def work(session: Session) -> dict[str, Any]:
+        rows = service.public_reports(session, bbox=box, category_id=category_id, limit=limit)
+        now = service.utcnow()
+        return {"type": "FeatureCollection", "features": [{
+            "type": "Feature", "id": r.id,
+            "geometry": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
+            "properties": {"id": r.id, "category_id": r.category_id, "state": r.state.value,
+                           "status": "open" if r.state in service.OPEN_STATES else "closed", "urgent": r.urgent,
+                           "overdue": service.is_overdue(r, now), "description": r.description[:200],
+                           "created_at": service.aware(r.created_at).isoformat(),  # type: ignore[union-attr]
+                           "url": f"/m/{service.MINIAPP}/reports/{r.id}"},
+        } for r in rows]}
+
+    return JSONResponse(await run_db(request, work), media_type="application/geo+json")
+
+
+@api.get("/photos/{photo_id}", operation_id="get_photo")
+async def get_photo(request: Request, photo_id: int, principal: PrincipalDep,
+                    size: Annotated[str, Query(pattern="^(display|thumb)$")] = "display") -> Response:
+    """A report's photo (EXIF-free JPEG) for whoever may see the report."""
+    def work(session: Session) -> str:
+        photo = session.get(FeedbackPhoto, photo_id)
+        if photo is None:
+            raise service.FeedbackError(404, f"no photo {photo_id}", field="photo_id")
+        service.visible_report(session, principal=principal, authorizer=authorizer(request), report_id=photo.report_id)
+        return photo.key if size == "display" else service.thumbnail_key(photo.key)
+
+    key = await api_db(request, work)
+    try:
+        data = await run_in_threadpool(request.app.state.media.get, key)
+    except KeyError:
+        raise Problem(404, f"photo {photo_id} is missing from the store", field="photo_id") from None
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+# --- Open311 api keys (admins) ------------------------------------------------------------------------
+
+
+def _key_view(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "prefix": row.prefix, "created_at": service.aware(row.created_at),
+            "revoked_at": service.aware(row.revoked_at)}
+
+
+@api.get("/api-keys", operation_id="list_api_keys")
+async def list_api_keys(request: Request, principal: Annotated[Principal, require_permission(KEYS)]) -> list[dict[str, Any]]:
+    """Issued Open311 keys (never the keys themselves)."""
+    return [_key_view(k) for k in await run_db(request, apikeys.list_keys)]
+
+
+@api.post("/api-keys", status_code=201, operation_id="issue_api_key")
+async def issue_api_key(request: Request, body: ApiKeyCreate,
+                        principal: Annotated[Principal, require_permission(KEYS)]) -> dict[str, Any]:
+    """Issue an Open311 api_key; the key is in this answer only."""
+    row, key = await run_db(request, lambda s: apikeys.issue(s, name=body.name, created_by=principal.user_id))
+    return {**_key_view(row), "api_key": key}
+
+
+@api.delete("/api-keys/{key_id}", operation_id="revoke_api_key")
+async def revoke_api_key(request: Request, key_id: int,
+                         principal: Annotated[Principal, require_permission(KEYS)]) -> dict[str, Any]:
+    """Revoke an Open311 api_key."""
+    row = await run_db(request, lambda s: apikeys.revoke(s, key_id=key_id))
+    if row is None:
+        raise Problem(404, f"no api key {key_id}", field="key_id")
+    return _key_view(row)

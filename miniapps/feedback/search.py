@@ -1,0 +1,40 @@
+"""The feedback search provider: reports by text and place, diacritics ignored, per caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from core.units.models import OrgUnit
+from miniapps.feedback import service
+from miniapps.feedback.models import FeedbackCategory
+from miniapps.feedback.permissions import feedback_authorizer
+
+
+async def search_reports(query: Any) -> list[Any]:
+    """Reports whose description, address, category or unit matches; only what the caller may see."""
+    from plugins.search import SearchResult
+
+    folded = query.folded.strip()
+    if len(folded) < 2:
+        return []
+    authorizer = feedback_authorizer()
+
+    def work() -> list[Any]:
+        with query.host.session() as session:
+            rows = service.search_reports(session, folded=folded, principal=query.principal, authorizer=authorizer,
+                                          limit=query.limit)
+            results = []
+            for report in rows:
+                category = session.get(FeedbackCategory, report.category_id)
+                unit = session.get(OrgUnit, report.unit_id)
+                english = query.locale == "en"
+                title = f"#{report.id} {(category.name_en if english else category.name_vi) if category else ''}"
+                place = (unit.name_en if english else unit.name_vi) if unit else report.unit_id
+                state = service.STATE_NAMES[report.state.value]["en" if english else "vi"]
+                results.append(SearchResult(title=title.strip(), url=f"/m/{service.MINIAPP}/reports/{report.id}",
+                                            snippet=f"{place} · {state} · {report.description[:120]}", score=0.6))
+            return results
+
+    return await run_in_threadpool(work)
