@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, or_
 from sqlalchemy.engine import Engine
@@ -23,12 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from core.feed.models import Severity
 from core.identity.models import Membership, Role, User, UserKind
+from core.worktime import HUE_TIME
 from plugins.events import DomainEvent
 from plugins.manifest import LocalizedText
-from push.models import Device, InboxItem, Notification, OutboxKind, PushOutbox, UnitFollow
+from push.models import (
+    Device,
+    InboxItem,
+    Notification,
+    OutboxKind,
+    PushOutbox,
+    UnitFollow,
+)
 
 log = logging.getLogger(__name__)
-HUE_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 FCM_BATCH = 500  # the most tokens firebase-admin sends in one batch
 TOPIC_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 

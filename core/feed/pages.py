@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,10 +20,10 @@ from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from core.units.service import CITY_ID, list_units
 from core.web import page_locale, render_page
+from core.worktime import HUE_TIME
 
 router = APIRouter(include_in_schema=False)
 # Hue keeps Indochina Time all year (no daylight saving): the form's local times are UTC+7.
-HUE_TIME = timezone(timedelta(hours=7), "ICT")
 FORM_FIELDS = ("author_unit_id", "kind", "severity", "audience", "title_vi", "title_en", "body_vi", "body_en", "url",
                "expires_at")
 # What the form says, in Vietnamese, for each field the service can refuse (English shows its own reason).

@@ -16,8 +16,8 @@ from core.identity.principal import Principal
 from core.media import MediaStore, ProcessedPhoto
 from core.text import fold
 from core.units.models import OrgUnit, UnitKind
+from core.worktime import add_working_hours
 from miniapps.feedback import places
-from miniapps.feedback.deadlines import working_deadline
 from miniapps.feedback.models import (
     FeedbackCategory,
     FeedbackEvent,
@@ -209,7 +209,7 @@ def file_report(
         token=secrets.token_hex(16), category_id=category.id, description=description[:4000],
         address=(address or "").strip()[:300] or None, lat=lat, lon=lon, unit_id=unit.id, handling_unit_id=handler,
         urgent=urgent, reporter_id=reporter_id, reporter_contact=contact, source=source, created_at=now,
-        updated_at=now, due_at=working_deadline(now, hours),
+        updated_at=now, due_at=add_working_hours(now, hours),
     )
     report.search_text = _search_text(report, category, [unit, session.get(OrgUnit, handler)])
     session.add(report)
@@ -380,14 +380,14 @@ def act(
     elif action == "transfer":
         report.handling_unit_id = _transfer_target(session, unit_id, report)
         report.assignee_id = None
-        report.due_at = working_deadline(now, _category_hours(session, report))
+        report.due_at = add_working_hours(now, _category_hours(session, report))
     elif action == "reopen":
         resolved_at = aware(report.resolved_at)
         if resolved_at is None or now - resolved_at > timedelta(days=REOPEN_DAYS):
             raise FeedbackError(409, f"a report can be reopened within {REOPEN_DAYS} days of its resolution",
                                 field="action")
         report.reason = _required(reason or note, "reason")
-        report.due_at = working_deadline(now, _category_hours(session, report))
+        report.due_at = add_working_hours(now, _category_hours(session, report))
         report.escalated_at = None
     if target in PROCESSED_STATES and report.processed_at is None:
         report.processed_at = now

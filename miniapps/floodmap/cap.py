@@ -10,13 +10,12 @@ import math
 from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree as ET
-from zoneinfo import ZoneInfo
 
+from core.worktime import HUE_TIME
 from miniapps.floodmap.models import FloodWarning
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
-HUE_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 SENDER = "floodmap@hue-s.example.org"
 SEVERITY = {1: "Moderate", 2: "Severe", 3: "Extreme"}
 URGENCY = {1: "Expected", 2: "Immediate", 3: "Immediate"}

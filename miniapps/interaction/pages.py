@@ -16,6 +16,7 @@ from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from core.web import page_locale, render_page
+from core.worktime import HUE_TIME
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.models import QuestionStatus, ReplyKind, SearchKind
 from miniapps.interaction.routes import read_uploads
@@ -66,7 +67,7 @@ def _error_text(locale: str, field: str | None, message: str) -> str:
 
 def _hue_time(moment: datetime) -> str:
     """A moment as Hue reads it: day/month/year hour:minute, Indochina Time."""
-    return moment.astimezone(routing.HUE_TIME).strftime("%d/%m/%Y %H:%M")
+    return moment.astimezone(HUE_TIME).strftime("%d/%m/%Y %H:%M")
 
 
 def _can(request: Request, principal: Principal, permission: str) -> bool:

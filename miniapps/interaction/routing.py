@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from importlib import resources
 
 from sqlmodel import Session, select
 
 from core.text import slugify
 from core.units.models import OrgUnit, UnitKind
+from core.worktime import add_working_days
 from miniapps.interaction.models import InteractionField, utcnow
 
-# Hue keeps Indochina Time all year: working days are counted on Hue's calendar.
-HUE_TIME = timezone(timedelta(hours=7), "ICT")
+# Working days are counted on Hue's calendar (core.worktime).
 FIRST_ANSWER_WORKING_DAYS = 3
 # The departments' CSV names fields in English; these are the names officials read in Vietnamese.
 FIELD_NAMES_VI = {
@@ -101,21 +101,6 @@ def set_field(session: Session, *, key: str, name_vi: str, name_en: str, departm
     return row
 
 
-def add_working_days(start: datetime, days: int = FIRST_ANSWER_WORKING_DAYS) -> datetime:
-    """``start`` moved forward by ``days`` working days (Monday to Friday, Hue time), same time of day.
-
-    A question asked on a Saturday morning is due on Wednesday morning: the weekend does not count.
-    Public holidays are not known here and count as working days.
-    """
-    local = start.astimezone(HUE_TIME)
-    counted = 0
-    while counted < days:
-        local += timedelta(days=1)
-        if local.weekday() < 5:
-            counted += 1
-    return local.astimezone(start.tzinfo or HUE_TIME)
-
-
 def first_answer_due(asked_at: datetime | None = None) -> datetime:
     """When the first answer to a question asked at ``asked_at`` (default now) is due."""
-    return add_working_days(asked_at or utcnow())
+    return add_working_days(asked_at or utcnow(), FIRST_ANSWER_WORKING_DAYS)

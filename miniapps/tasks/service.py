@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -17,6 +16,7 @@ from core.identity.principal import Principal
 from core.text import fold
 from core.units.models import OrgUnit, UnitKind
 from core.units.service import CITY_ID
+from core.worktime import HUE_TIME
 from miniapps.tasks import cache
 from miniapps.tasks.models import (
     Assignment,
@@ -27,7 +27,6 @@ from miniapps.tasks.models import (
     Task,
 )
 
-HUE_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 ASSIGNEE_KINDS = (UnitKind.commune, UnitKind.ward)
 
 

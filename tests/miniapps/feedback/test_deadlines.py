@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.worktime import HUE_TIME
+from core.worktime import add_working_hours as working_deadline
 from miniapps.feedback import places
-from miniapps.feedback.deadlines import HUE_TIME, working_deadline
 
 
 def hue(*args: int) -> datetime:

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
+from core.worktime import HUE_TIME
 from miniapps.interaction.jobs import escalate_overdue
 from miniapps.interaction.models import Question
-from miniapps.interaction.routing import HUE_TIME, add_working_days
+from miniapps.interaction.routing import FIRST_ANSWER_WORKING_DAYS, first_answer_due
 from push.models import InboxItem
 from tests.miniapps.interaction.conftest import API, answer, ask
 
@@ -18,12 +19,13 @@ def _hue(day: int, hour: int = 9) -> datetime:
 
 
 def test_three_working_days_skip_the_weekend() -> None:
-    assert add_working_days(_hue(23)) == _hue(26)  # Monday -> Thursday
-    assert add_working_days(_hue(27)).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"  # Friday -> Wednesday
-    assert add_working_days(_hue(28)).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"  # Saturday -> Wednesday
+    assert FIRST_ANSWER_WORKING_DAYS == 3
+    assert first_answer_due(_hue(23)) == _hue(26)  # Monday -> Thursday
+    assert first_answer_due(_hue(27)).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"  # Friday -> Wednesday
+    assert first_answer_due(_hue(28)).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"  # Saturday -> Wednesday
     late_friday = datetime(2026, 11, 27, 20, tzinfo=UTC)  # already Saturday 03:00 in Hue
-    assert add_working_days(late_friday).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"
-    assert add_working_days(late_friday).tzinfo == UTC
+    assert first_answer_due(late_friday).astimezone(HUE_TIME).date().isoformat() == "2026-12-02"
+    assert first_answer_due(late_friday).tzinfo == UTC
 
 
 def _make_overdue(host, question_id: int) -> None:
