@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 # "<miniapp>/<...>": plain segments only, so a key can never climb out of the store's root.
 _KEY = re.compile(r"^[a-z][a-z0-9_-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$")
@@ -72,3 +77,38 @@ class LocalMediaStore:
 def media_store(settings: Settings) -> MediaStore:
     """The host's store for ``settings``: local disk under media_dir, else var_dir/media."""
     return LocalMediaStore(settings.media_dir or settings.var_dir / "media")
+
+
+class FileBatch:
+    """The files written for one database change, so they can be deleted again if that change fails."""
+
+    def __init__(self, store: MediaStore) -> None:
+        self.store = store
+        self.keys: list[str] = []
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` under ``key`` and remember the key; returns it."""
+        self.store.put(key, data, content_type)
+        self.keys.append(key)
+        return key
+
+    def discard(self) -> None:
+        """Delete every file written so far (best effort: a file left behind is logged, never raised)."""
+        for key in self.keys:
+            try:
+                self.store.delete(key)
+            except Exception:
+                log.exception("could not delete %s after a failed change", key)
+        self.keys.clear()
+
+
+@contextmanager
+def all_or_nothing(store: MediaStore) -> Iterator[FileBatch]:
+    """Write files through the batch and commit the database change inside the block: if anything in it
+    raises, the files written are deleted, so there is never a file without its row or a row without its file."""
+    batch = FileBatch(store)
+    try:
+        yield batch
+    except BaseException:
+        batch.discard()
+        raise

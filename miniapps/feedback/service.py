@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from core.identity.models import User
 from core.identity.principal import Principal
-from core.media import MediaStore, ProcessedPhoto
+from core.media import FileBatch, MediaStore, ProcessedPhoto, all_or_nothing
 from core.text import fold
 from core.units.models import OrgUnit, UnitKind
 from core.worktime import add_working_hours
@@ -214,18 +214,16 @@ def file_report(
     report.search_text = _search_text(report, category, [unit, session.get(OrgUnit, handler)])
     session.add(report)
     session.flush()
-    stored: list[str] = []
     try:
-        _attach_photos(session, store, report, photos, kind="report", stored=stored, now=now)
-        session.add(FeedbackEvent(report_id=report.id, at=now, actor_id=reporter_id,
-                                  actor_role="open311" if source.startswith("open311") else "resident",
-                                  action="submitted", to_state=ReportState.submitted, unit_id=handler,
-                                  note="urgent" if urgent else None))
-        session.commit()
+        with all_or_nothing(store) as files:
+            _attach_photos(session, files, report, photos, kind="report", now=now)
+            session.add(FeedbackEvent(report_id=report.id, at=now, actor_id=reporter_id,
+                                      actor_role="open311" if source.startswith("open311") else "resident",
+                                      action="submitted", to_state=ReportState.submitted, unit_id=handler,
+                                      note="urgent" if urgent else None))
+            session.commit()
     except BaseException:
         session.rollback()
-        for key in stored:
-            store.delete(key)
         raise
     session.refresh(report)
     role = official_role_of(session, handler)
@@ -241,18 +239,17 @@ def file_report(
     return report, notices
 
 
-def _attach_photos(session: Session, store: MediaStore, report: FeedbackReport, photos: Sequence[ProcessedPhoto],
-                   *, kind: str, stored: list[str], now: datetime) -> None:
-    """Store each photo's display copy and thumbnail and record it; ``stored`` collects keys to undo."""
+def _attach_photos(session: Session, files: FileBatch, report: FeedbackReport, photos: Sequence[ProcessedPhoto],
+                   *, kind: str, now: datetime) -> None:
+    """Store each photo's display copy and thumbnail through ``files`` and record it."""
     for photo in photos:
         key = f"{MINIAPP}/{report.id}/{secrets.token_hex(8)}.jpg"
         for blob_key, blob in ((key, photo.display), (thumbnail_key(key), photo.thumbnail)):
             try:
-                store.put(blob_key, blob, "image/jpeg")
+                files.put(blob_key, blob, "image/jpeg")
             except OSError:
                 raise FeedbackError(503, "the photos could not be stored; nothing was saved, try again",
                                     field="photos") from None
-            stored.append(blob_key)
         session.add(FeedbackPhoto(report_id=report.id, kind=kind, key=key, width=photo.width, height=photo.height,
                                   sha256=photo.sha256, created_at=now))
 
@@ -393,19 +390,17 @@ def act(
         report.processed_at = now
     report.state = target
     report.updated_at = now
-    stored: list[str] = []
     try:
-        _attach_photos(session, store, report, photos, kind="resolution", stored=stored, now=now)
-        session.add(FeedbackEvent(
-            report_id=report.id, at=now, actor_id=principal.user_id, actor_role=_actor_role(level), action=action,
-            from_state=before.value, to_state=target.value, unit_id=report.handling_unit_id,
-            note=(reason if action in ("reject", "reopen") else response if action == "resolve" else note) or note))
-        session.add(report)
-        session.commit()
+        with all_or_nothing(store) as files:
+            _attach_photos(session, files, report, photos, kind="resolution", now=now)
+            session.add(FeedbackEvent(
+                report_id=report.id, at=now, actor_id=principal.user_id, actor_role=_actor_role(level),
+                action=action, from_state=before.value, to_state=target.value, unit_id=report.handling_unit_id,
+                note=(reason if action in ("reject", "reopen") else response if action == "resolve" else note) or note))
+            session.add(report)
+            session.commit()
     except BaseException:
         session.rollback()
-        for key in stored:
-            store.delete(key)
         raise
     session.refresh(report)
     notices = [_step_notice(report, audience(session, report) + extra_users, target.value)]

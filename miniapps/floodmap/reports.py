@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from core.media import MediaStore, ProcessedPhoto
+from core.media import MediaStore, ProcessedPhoto, all_or_nothing
 from core.units.models import OrgUnit
 from miniapps.floodmap.models import FloodReport
 
@@ -63,21 +63,16 @@ def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: floa
                          depth_cm=depth_cm, note=note.strip()[:500], created_at=now or datetime.now(UTC))
     db.add(report)
     db.flush()
-    written: list[str] = []
     try:
-        if photo is not None:
-            report.photo_key = f"floodmap/reports/{report.id}/photo.jpg"
-            report.thumbnail_key = f"floodmap/reports/{report.id}/thumbnail.jpg"
-            media.put(report.photo_key, photo.display, "image/jpeg")
-            written.append(report.photo_key)
-            media.put(report.thumbnail_key, photo.thumbnail, "image/jpeg")
-            written.append(report.thumbnail_key)
-        db.add(report)
-        db.commit()
+        with all_or_nothing(media) as files:
+            if photo is not None:
+                report.photo_key = files.put(f"floodmap/reports/{report.id}/photo.jpg", photo.display, "image/jpeg")
+                report.thumbnail_key = files.put(f"floodmap/reports/{report.id}/thumbnail.jpg", photo.thumbnail,
+                                                 "image/jpeg")
+            db.add(report)
+            db.commit()
     except BaseException:
         db.rollback()
-        for key in written:
-            media.delete(key)
         raise
     db.refresh(report)
     return report

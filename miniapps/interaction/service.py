@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from core.identity.authz import Authorizer
 from core.identity.principal import Principal
+from core.media import FileBatch, all_or_nothing
 from core.units.models import OrgUnit, UnitKind
 from core.units.service import CITY_ID
 from miniapps.interaction import knowledge, routing
@@ -166,38 +167,31 @@ def ask(session: Session, *, principal: Principal, authorizer: Authorizer, media
                         due_at=routing.first_answer_due(now), updated_at=now)
     session.add(question)
     session.flush()
-    stored = _store_files(session, media, question, files, principal)
     try:
-        knowledge.index_question(session, question, replies=[])
-        session.commit()
+        with all_or_nothing(media) as written:
+            _store_files(session, written, question, files, principal)
+            knowledge.index_question(session, question, replies=[])
+            session.commit()
     except Exception:
         session.rollback()
-        for key in stored:
-            media.delete(key)
         raise
     session.refresh(question)
     return question
 
 
-def _store_files(session: Session, media: Any, question: Question, files: Sequence[CheckedFile],
+def _store_files(session: Session, written: FileBatch, question: Question, files: Sequence[CheckedFile],
                  principal: Principal) -> list[str]:
-    """Put the files in the media store and their rows in the session; the keys, for undoing a failure."""
-    stored: list[str] = []
-    try:
-        for checked in files:
-            key = f"{MINIAPP}/q{question.id}/{uuid.uuid4().hex}.{checked.extension}"
-            media.put(key, checked.data, checked.content_type)
-            stored.append(key)
-            session.add(Attachment(question_id=question.id, filename=checked.filename,  # type: ignore[arg-type]
-                                   content_type=checked.content_type, size=len(checked.data),
-                                   sha256=checked.sha256, storage_key=key, uploaded_by=principal.user_id))
-        session.flush()
-    except Exception:
-        session.rollback()
-        for key in stored:
-            media.delete(key)
-        raise
-    return stored
+    """Put the files in the media store (through ``written``) and their rows in the session; their keys."""
+    keys = []
+    for checked in files:
+        key = written.put(f"{MINIAPP}/q{question.id}/{uuid.uuid4().hex}.{checked.extension}", checked.data,
+                          checked.content_type)
+        keys.append(key)
+        session.add(Attachment(question_id=question.id, filename=checked.filename,  # type: ignore[arg-type]
+                               content_type=checked.content_type, size=len(checked.data),
+                               sha256=checked.sha256, storage_key=key, uploaded_by=principal.user_id))
+    session.flush()
+    return keys
 
 
 def attach(session: Session, *, principal: Principal, authorizer: Authorizer, media: Any, question_id: int,
@@ -210,13 +204,12 @@ def attach(session: Session, *, principal: Principal, authorizer: Authorizer, me
         raise InteractionError(422, "send at least one file", field="files")
     if existing + len(files) > MAX_FILES:
         raise InteractionError(422, f"a question holds at most {MAX_FILES} attachments", field="files")
-    stored = _store_files(session, media, question, files, principal)
     try:
-        session.commit()
+        with all_or_nothing(media) as written:
+            stored = _store_files(session, written, question, files, principal)
+            session.commit()
     except Exception:
         session.rollback()
-        for key in stored:
-            media.delete(key)
         raise
     return list(session.exec(select(Attachment).where(Attachment.storage_key.in_(stored)).order_by(Attachment.id)))  # type: ignore[attr-defined]
 

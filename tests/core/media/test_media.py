@@ -183,3 +183,25 @@ def test_app_exposes_the_store(settings) -> None:
     from core.app import create_app
     app = create_app(settings)
     assert isinstance(app.state.media, MediaStore)
+
+
+def test_all_or_nothing_deletes_the_files_of_a_failed_change(tmp_path) -> None:
+    from core.media import LocalMediaStore, all_or_nothing
+
+    store = LocalMediaStore(tmp_path)
+    with all_or_nothing(store) as files:
+        files.put("sample/kept.jpg", b"kept", "image/jpeg")
+    try:
+        with all_or_nothing(store) as files:
+            files.put("sample/a.jpg", b"a", "image/jpeg")
+            files.put("sample/b.jpg", b"b", "image/jpeg")
+            raise RuntimeError("the commit failed")
+    except RuntimeError:
+        pass
+    assert store.get("sample/kept.jpg") == b"kept"
+    for key in ("sample/a.jpg", "sample/b.jpg"):
+        try:
+            store.get(key)
+        except KeyError:
+            continue
+        raise AssertionError(f"{key} outlived its failed change")
