@@ -191,13 +191,19 @@ def snapshots(session: Session, periods: Sequence[str]) -> dict[str, PeriodSnaps
 
 
 def rankings(session: Session, periods: Sequence[str], *, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """Each month's ranking: the stored snapshot of a closed month, else computed now."""
+    """Each month's ranking: the stored snapshot of a closed month, else computed now.
+
+    Without ``now`` the result comes from the per-process cache and is shared: callers must not modify it."""
+    if now is None and session.bind is not None:
+        # snapshots and the JSON rows too, not only the evaluation: 480 rows to convert on every view otherwise
+        return cache.cached(session.bind, ("rankings", tuple(periods)), lambda: _rankings(session, periods, None))
+    return _rankings(session, periods, now)
+
+
+def _rankings(session: Session, periods: Sequence[str], now: datetime | None) -> dict[str, dict[str, Any]]:
     closed = snapshots(session, periods)
     open_periods = [p for p in periods if p not in closed]
-    if now is None and session.bind is not None:
-        live = cache.cached(session.bind, ("evaluate", tuple(open_periods)), lambda: evaluate(session, open_periods))
-    else:
-        live = evaluate(session, open_periods, now=now)
+    live = evaluate(session, open_periods, now=now)
     result: dict[str, dict[str, Any]] = {}
     for period in periods:
         if period in closed:

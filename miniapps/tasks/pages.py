@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +18,7 @@ from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from core.web import page_locale, render_page
-from miniapps.tasks import evaluation, procedures, service
+from miniapps.tasks import cache, evaluation, procedures, service
 from miniapps.tasks.charts import Bar, bar_chart, column_chart, tone_for
 from miniapps.tasks.models import ReviewState
 from miniapps.tasks.routes import allows_for
@@ -52,9 +53,13 @@ def _not_found(request: Request) -> Response:
     return render_page(request, "tasks/message.html", {"kind": "not_found"}, status_code=404)
 
 
+def _home_unit(principal: Principal) -> str | None:
+    return next(iter(sorted(principal.units_with_role("commune_official"))), None)
+
+
 def _base(request: Request, principal: Principal, session: Session) -> dict[str, Any]:
     return {"names": service.unit_names(session), "status_names": STATUS_NAMES, "when": _when,
-            "home_unit": next(iter(sorted(principal.units_with_role("commune_official"))), None)}
+            "home_unit": _home_unit(principal)}
 
 
 @pages.get("/")
@@ -320,8 +325,40 @@ def unit_page(unit_id: str, request: Request, principal: PrincipalDep, session: 
         "history": history, "chart": chart, "current": history[-1], "stats": stats, "span": span})
 
 
+def ranking_body(request: Request, month: str, locale: str) -> Markup:
+    """The ranking page's content for a month and language: the table, its chart and 12 months of ranks."""
+    months = evaluation.recent_months(service.end_of_day(service.period_bounds(month)[1]))
+    with Session(request.app.state.engine) as session:
+        ranked = evaluation.rankings(session, months)
+        names = service.unit_names(session)
+    rows = ranked[month]["rows"]
+    chart = bar_chart([Bar(names.get(r["unit_id"], {}).get(locale, r["unit_id"]), r["score"],
+                           "—" if r["score"] is None else f"{r['score']:.1f}", tone_for((r["score"] or 0) / 100))
+                       for r in rows], title={"vi": "Điểm đánh giá", "en": "Scores"}[locale], testid="ranking-chart")
+    ranks = {m: {r["unit_id"]: r["rank"] for r in ranked[m]["rows"]} for m in months}
+    # 40 x 12 cells of small integers: built here, as one string per unit, rather than cell by cell in Jinja
+    history = [(names.get(r["unit_id"], {}).get(locale, r["unit_id"]),
+                Markup("".join(f"<td>{ranks[m].get(r['unit_id']) or ''}</td>" for m in months))) for r in rows]
+    template = request.app.state.templates.get_template("tasks/ranking_body.html")
+    return Markup(template.render(locale=locale, period=month, ranking=ranked[month], rows=rows, chart=chart,
+                                  months=months, history=history, names=names))
+
+
+@dataclass
+class RankingPage:
+    """The ranking page for one data version, month and language: its content, and whole pages around it."""
+
+    body: Markup
+    # (home unit, may close, base URL) -> the page's bytes; the shell around the content depends on nothing
+    # else. Bounded, since the base URL comes from the Host header; a new RankingPage starts empty.
+    pages: dict[tuple[str | None, bool, str], bytes] = field(default_factory=dict)
+
+
+RANKING_PAGE_VARIANTS = 64
+
+
 @pages.get("/rankings")
-def ranking_page(request: Request, principal: PrincipalDep, session: SessionDep, period: str | None = None) -> Response:
+async def ranking_page(request: Request, principal: PrincipalDep, period: str | None = None) -> Response:
     """The ranking of the 40 units for a month, a chart of their scores and 12 months of ranks."""
     refused = _gate(request, principal)
     if refused is not None:
@@ -331,21 +368,26 @@ def ranking_page(request: Request, principal: PrincipalDep, session: SessionDep,
         month = service.check_month(period, field="query.period") if period else service.month_of(now)
     except TaskError:
         return render_page(request, "tasks/message.html", {"kind": "bad_period"}, status_code=422)
-    months = evaluation.recent_months(service.end_of_day(service.period_bounds(month)[1]))
-    ranked = evaluation.rankings(session, months)
-    names = service.unit_names(session)
     locale = page_locale(request)
-    rows = ranked[month]["rows"]
-    chart = bar_chart([Bar(names.get(r["unit_id"], {}).get(locale, r["unit_id"]), r["score"],
-                           "—" if r["score"] is None else f"{r['score']:.1f}", tone_for((r["score"] or 0) / 100))
-                       for r in rows], title={"vi": "Điểm đánh giá", "en": "Scores"}[locale], testid="ranking-chart")
-    ranks = {m: {r["unit_id"]: r["rank"] for r in ranked[m]["rows"]} for m in months}
-    # 40 x 12 cells of small integers: built here, as one string per unit, rather than cell by cell in Jinja
-    history = [(names.get(r["unit_id"], {}).get(locale, r["unit_id"]),
-                Markup("".join(f"<td>{ranks[m].get(r['unit_id']) or ''}</td>" for m in months))) for r in rows]
-    return render_page(request, "tasks/rankings.html", _base(request, principal, session) | {
-        "period": month, "ranking": ranked[month], "rows": rows, "chart": chart, "months": months, "history": history,
-        "may_close": request.app.state.authorizer.allows(principal, "tasks.periods.close")})
+    engine = request.app.state.engine
+    # The content depends only on the data, the month and the language: rendered once and kept with the
+    # rankings (dropped on any write here, at most TTL_SECONDS old), so a repeat view costs no query and no
+    # thread-pool hop; a miss renders it in the thread pool, once for all the requests waiting on it.
+    key = ("ranking-page", month, locale)
+    entry = cache.peek(engine, key)
+    if entry is cache.MISSING:
+        entry = await run_in_threadpool(
+            cache.cached, engine, key, lambda: RankingPage(ranking_body(request, month, locale)))
+    may_close = request.app.state.authorizer.allows(principal, "tasks.periods.close")
+    variant = (_home_unit(principal), may_close, str(request.base_url))
+    html = entry.pages.get(variant)
+    if html is None:
+        response = render_page(request, "tasks/rankings.html", {
+            "period": month, "body": entry.body, "home_unit": variant[0], "may_close": may_close})
+        if len(entry.pages) < RANKING_PAGE_VARIANTS:
+            entry.pages[variant] = bytes(response.body)
+        return response
+    return HTMLResponse(html, headers={"Content-Language": locale})
 
 
 @pages.get("/procedures")
