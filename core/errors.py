@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -67,6 +68,26 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) if parts else "request"
 
 
+# PostgreSQL's INTEGER: no row id is larger, so a bigger number names nothing.
+LARGEST_ID = 2**31 - 1
+
+
+def _out_of_range(request: Request) -> tuple[int, str | None]:
+    """404 naming the path parameter, or 422 naming the query parameter, that holds a too-large number."""
+
+    def too_big(value: object) -> bool:
+        text = str(value).strip().lstrip("+-")
+        return text.isascii() and text.isdigit() and int(text) > LARGEST_ID
+
+    for name, value in request.path_params.items():
+        if too_big(value):
+            return 404, f"path.{name}"
+    for name, value in request.query_params.multi_items():
+        if too_big(value):
+            return 422, f"query.{name}"
+    return 422, None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer validation errors, HTTP errors, Problems and unexpected errors with problem+json."""
 
@@ -100,6 +121,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
         )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _refused_by_database(request: Request, exc: Exception) -> JSONResponse:
+        # The database refuses a value the request carried: a number no row id can be (SQLite raises
+        # OverflowError, PostgreSQL "integer out of range") or text with NUL in it (PostgreSQL). Every
+        # route shares this, so it is answered here, naming the parameter when it is in the path or query.
+        message = str(exc)
+        if "NUL (0x00)" in message:
+            return problem_response(422, "Text may not contain NUL (0x00) characters.", instance=request.url.path)
+        if isinstance(exc, OverflowError) or "out of range" in message:
+            status, field = _out_of_range(request)
+            return problem_response(status, "A number in the request is out of range: nothing has that id.",
+                                    field=field, instance=request.url.path)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

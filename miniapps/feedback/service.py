@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import false, func, or_
+from sqlalchemy import false, func, or_, update
 from sqlmodel import Session, col, select
 
 from core.identity.models import User
@@ -361,8 +361,11 @@ def act(
         report.reason = _required(reason, "reason")
     elif action == "duplicate":
         original = session.get(FeedbackReport, duplicate_of) if duplicate_of else None
-        if original is None or original.id == report.id or original.state is ReportState.duplicate:
-            raise FeedbackError(422, "name the original report (an existing report, not this one)",
+        # The original must be one this official can see and that is itself live: naming a hidden
+        # report would make the resident its follower, and followers may read it.
+        if (original is None or original.id == report.id or original.state is ReportState.duplicate
+                or original.state in HIDDEN_STATES or access(principal, original, authorizer, session) is None):
+            raise FeedbackError(422, "name the original report: an open report you can see, not this one",
                                 field="duplicate_of")
         report.duplicate_of_id = original.id
         if report.reporter_id and report.reporter_id != original.reporter_id and session.get(
@@ -388,6 +391,13 @@ def act(
         report.escalated_at = None
     if target in PROCESSED_STATES and report.processed_at is None:
         report.processed_at = now
+    # Two officials acting at once both read the old state; only the first move away from it wins
+    # (the row is locked by the first writer until it commits, then no longer matches).
+    moved = session.execute(update(FeedbackReport).where(
+        col(FeedbackReport.id) == report.id, col(FeedbackReport.state) == before).values(state=target, updated_at=now))
+    if moved.rowcount != 1:
+        session.rollback()
+        raise FeedbackError(409, "someone changed this report meanwhile; reload it and try again", field="action")
     report.state = target
     report.updated_at = now
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -177,6 +178,8 @@ def _thread_page(request: Request, principal: Principal, db: Session, question_i
     except service.InteractionError:
         return render_page(request, "interaction/not_found.html", {}, status_code=404)
     thread = service.thread(db, question)
+    if thread.canonical is not None and not service.may_see(principal, authorizer, thread.canonical):
+        thread = replace(thread, canonical=None)  # an original made internal later stays out of sight
     departments = [u for u in db.exec(select(OrgUnit).where(OrgUnit.kind == UnitKind.department).order_by(OrgUnit.name_vi))]
     return render_page(request, "interaction/thread.html", {
         "thread": thread, "q": question, "units": _names(db), "fields": _field_names(db), "statuses": STATUS_NAMES,

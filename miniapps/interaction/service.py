@@ -333,6 +333,10 @@ def mark_duplicate(session: Session, *, principal: Principal, authorizer: Author
         raise InteractionError(422, f"no question {canonical_id} that you may see", field="canonical_id")
     if canonical.status not in (QuestionStatus.answered, QuestionStatus.settled) or canonical.duplicate_of_id:
         raise InteractionError(422, f"question {canonical_id} has no answer to point to", field="canonical_id")
+    # Everyone who reads this question sees the link to the original: it must be readable by them too.
+    if not is_public(canonical) and canonical.asker_unit_id != question.asker_unit_id:
+        raise InteractionError(422, f"question {canonical_id} is internal to another unit; point to a public answer",
+                               field="canonical_id")
     now = utcnow()
     question.status = QuestionStatus.duplicate
     question.duplicate_of_id = canonical.id
