@@ -20,7 +20,7 @@ from core.text import fold
 from core.units.models import OrgUnit
 from miniapps.tasks import cache
 from miniapps.tasks.models import ProcedureImport, ProcedureRecord
-from miniapps.tasks.service import ASSIGNEE_KINDS, TaskError
+from miniapps.tasks.service import ASSIGNEE_KINDS, CONTROL_CHARACTERS, TaskError
 
 COLUMNS = ("unit_id", "procedure", "received_on", "online", "due_on", "resolved_on")
 REQUIRED = ("unit_id", "procedure", "received_on", "online", "due_on")
@@ -77,6 +77,11 @@ def _online(value: Any) -> bool:
 
 def parse_row(raw: Mapping[str, Any], units: Mapping[str, str]) -> dict[str, Any]:
     """A checked record from one input row; RowError names the column at fault."""
+    for name in COLUMNS:  # other keys are ignored, so only these can reach the database
+        value = raw.get(name)
+        # PostgreSQL cannot store NUL in text: refuse the row here rather than fail the whole insert
+        if isinstance(value, str) and "\x00" in value:
+            raise RowError(name, f"{name} contains a NUL character")
     unit_text = str(raw.get("unit_id") or "").strip()
     unit_id = units.get(unit_text) or units.get(unit_text.lower())
     if unit_id is None:
@@ -112,36 +117,97 @@ def unit_lookup(session: Session) -> dict[str, str]:
 # --- Reading files, row by row --------------------------------------------------------------------------
 
 
-def _rows_from(header: Iterable[Any], lines: Iterator[Iterable[Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+@dataclass
+class Unreadable:
+    """A CSV record the reader could not read; ``column`` is where, when known; ``fatal`` when the reader
+    cannot find the next record boundary and the rest of the file is lost."""
+
+    reason: str
+    column: int | None = None
+    fatal: bool = False
+
+
+def _rows_from(header: Iterable[Any], lines: Iterator[Iterable[Any] | Unreadable],
+               ) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     names = [fold(str(h or "")).strip().replace(" ", "_") for h in header]
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise TaskError(422, f"the header row lacks column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}",
                         field="file")
     for number, values in enumerate(lines, start=2):  # row 1 is the header, as a spreadsheet counts
+        if isinstance(values, Unreadable):
+            if values.fatal:
+                raise TaskError(422, f"row {number} cannot be read ({values.reason}), nor can the rest of the "
+                                     "file", field="file")
+            column = names[values.column] if values.column is not None and values.column < len(names) else "row"
+            yield number, RowError(column or "row", values.reason)
+            continue
         values = list(values)
         if not any(v not in (None, "") for v in values):
             continue
         yield number, dict(zip(names, values, strict=False))
 
 
-def csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Numbered rows of a UTF-8 CSV file (a byte stream), read as they come."""
+class _Lines:
+    """The text lines handed to the CSV reader, remembering those of the record being read."""
+
+    def __init__(self, text: Iterator[str]) -> None:
+        self.text = text
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.taken.append(line)
+        return line
+
+
+def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[list[str] | Unreadable]:
+    """The reader's records, with the ones it fails on (a field over the size limit) as ``Unreadable``."""
+    while True:
+        lines.taken.clear()
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            taken = "".join(lines.taken)
+            # The reader drops the rest of the line it failed on. Without a quote in the record that line
+            # ended it, so the next line starts a record; inside a quoted field the next line may be the
+            # field's middle, and reading on would make up rows.
+            if '"' in taken or not lines.taken:
+                yield Unreadable(str(exc), fatal=True)
+                return
+            limit = csv.field_size_limit()
+            fields = taken.rstrip("\r\n").split(",")
+            column = next((n for n, f in enumerate(fields) if len(f) > limit), None)
+            reason = (f"a field is longer than the {limit} characters a CSV field may hold" if column is not None
+                      else f"the row cannot be read: {exc}")
+            yield Unreadable(reason, column)
+
+
+def csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Numbered rows of a UTF-8 CSV file (a byte stream), read as they come; unreadable ones as RowError."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    lines = _Lines(text)
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         raise TaskError(422, "the file is empty", field="file") from None
     except UnicodeDecodeError:
         raise TaskError(422, "the file is not UTF-8 text", field="file") from None
+    except csv.Error as exc:
+        raise TaskError(422, f"the header row cannot be read: {exc}", field="file") from None
     try:
-        yield from _rows_from(header, reader)
+        yield from _rows_from(header, _records(reader, lines))
     except UnicodeDecodeError:
         raise TaskError(422, "the file is not UTF-8 text", field="file") from None
 
 
-def xlsx_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+def xlsx_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Numbered rows of the first sheet of an XLSX workbook, streamed (openpyxl read-only mode)."""
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
@@ -163,13 +229,14 @@ def xlsx_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
 # --- Importing --------------------------------------------------------------------------------------------
 
 
-def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any]]], *, source: str, mode: str,
-                filename: str = "", created_by: int | None = None, batch_size: int = BATCH) -> ProcedureImport:
+def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | RowError]], *, source: str,
+                mode: str, filename: str = "", created_by: int | None = None, batch_size: int = BATCH) -> ProcedureImport:
     """Check and insert rows in batches inside one transaction. ``keep_good`` keeps the good rows;
     ``reject_file`` keeps nothing when any row is bad. Either way every bad row is reported."""
     if mode not in MODES:
         raise TaskError(422, f"mode must be one of {', '.join(MODES)}", field="mode")
     units = unit_lookup(session)
+    filename = CONTROL_CHARACTERS.sub("", filename)  # an uploaded name may carry NUL, which PostgreSQL refuses
     record = ProcedureImport(source=source, filename=filename[:300], mode=mode, status="imported",
                              created_by=created_by, created_at=datetime.now(UTC))
     session.add(record)
@@ -182,6 +249,8 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any]]],
         for number, raw in rows:
             total += 1
             try:
+                if isinstance(raw, RowError):  # the reader already found it bad
+                    raise raw
                 row = parse_row(raw, units)
             except RowError as exc:
                 bad += 1

@@ -6,17 +6,21 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StringConstraints,
 )
 
 from miniapps.tasks.models import Direction, IndicatorSource, Recurrence
 
+# A finite number: strict floats take whole numbers too, but neither strings, booleans, NaN nor infinity
+# (JSON bodies may spell NaN and Infinity, and integers too big for a float would overflow later).
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 Evidence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500,
                                             pattern=r"^(https://|/)\S+$")]
@@ -28,8 +32,8 @@ class IndicatorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     unit_of_measure: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-    baseline: StrictFloat | StrictInt
-    target: StrictFloat | StrictInt
+    baseline: Number
+    target: Number
     direction: Direction = Direction.at_least
     source: IndicatorSource = Field(IndicatorSource.report, description=(
         "report: the unit reports the value; online_rate / on_time_rate: taken from the procedure statistics"))
@@ -55,7 +59,7 @@ class IndicatorValueIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     indicator_id: StrictInt
-    value: StrictFloat | StrictInt
+    value: Number
 
 
 class ReportCreate(BaseModel):

@@ -3,6 +3,8 @@ national task-tracking rules count it. No HTTP here; errors are ``TaskError`` na
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,6 +30,9 @@ from miniapps.tasks.models import (
 )
 
 ASSIGNEE_KINDS = (UnitKind.commune, UnitKind.ward)
+# C0 control characters other than tab and line breaks (CR is kept: browsers send textarea lines as CRLF).
+# PostgreSQL cannot store NUL in text at all, and the others are invisible noise on every page and export.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class TaskError(Exception):
@@ -86,6 +91,21 @@ def end_of_day(day: date) -> datetime:
 def hue_date(moment: datetime) -> date:
     """The calendar day in Hue of an instant."""
     return as_utc(moment).astimezone(HUE_TIME).date()
+
+
+def check_text(value: str, *, field: str) -> str:
+    """``value`` if it holds no control character other than tab or line breaks, else a 422 naming ``field``."""
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise TaskError(422, f"control character U+{ord(found.group()):04X} is not allowed here", field=field)
+    return value
+
+
+def check_number(value: float, *, field: str) -> float:
+    """``value`` if it is a finite number, else a 422 naming ``field`` (NaN and infinity mean nothing here)."""
+    if not math.isfinite(value):
+        raise TaskError(422, "the value must be a finite number", field=field)
+    return value
 
 
 # --- Reporting periods -------------------------------------------------------------------------------------
@@ -234,6 +254,8 @@ def create_task(
         raise TaskError(403, f"you may not assign tasks for {assigner!r}", field="body.assigner_unit_id")
     if not title.strip():
         raise TaskError(422, "the title must not be empty", field="body.title")
+    check_text(title, field="body.title")
+    check_text(description, field="body.description")
     deadline = as_utc(deadline)
     if deadline <= now:
         raise TaskError(422, "the deadline must be in the future", field="body.deadline")
@@ -251,6 +273,10 @@ def create_task(
         if unknown:
             raise TaskError(422, f"not a commune or ward: {', '.join(unknown)}", field="body.unit_ids")
     for n, spec in enumerate(indicators):
+        check_text(spec.name, field=f"body.indicators.{n}.name")
+        check_text(spec.unit_of_measure, field=f"body.indicators.{n}.unit_of_measure")
+        check_number(spec.baseline, field=f"body.indicators.{n}.baseline")
+        check_number(spec.target, field=f"body.indicators.{n}.target")
         if spec.baseline == spec.target:
             raise TaskError(422, "the target must differ from the baseline", field=f"body.indicators.{n}.target")
     task = Task(title=title.strip(), description=description.strip(), assigner_unit_id=assigner,
@@ -411,13 +437,16 @@ def submit_report(session: Session, *, principal: Principal, allows: Any, assign
                         field="body.period")
     if spec.complete and spec.percent != 100:
         raise TaskError(422, "a report that completes the task must say 100 percent", field="body.percent")
+    check_text(spec.note, field="body.note")
+    for n, link in enumerate(spec.evidence):
+        check_text(link, field=f"body.evidence.{n}")
     known = {i.id for i in indicators_of(session, task.id or 0)}
     values: dict[str, float] = {}
     for n, item in enumerate(spec.values):
         if item.indicator_id not in known:
             raise TaskError(422, f"indicator {item.indicator_id} does not belong to this task",
                             field=f"body.values.{n}.indicator_id")
-        values[str(item.indicator_id)] = float(item.value)
+        values[str(item.indicator_id)] = check_number(float(item.value), field=f"body.values.{n}.value")
     report = Report(assignment_id=assignment.id or 0, period=spec.period, percent=spec.percent,
                     complete=spec.complete, note=spec.note.strip(), values=values, evidence=list(spec.evidence),
                     submitted_by=principal.user_id, submitted_at=now)
@@ -445,11 +474,15 @@ def review_report(session: Session, *, principal: Principal, allows: Any, report
         raise TaskError(409, f"this report was already {report.state.value}", field="path.report_id")
     if not accept and not reason.strip():
         raise TaskError(422, "say why the report is returned", field="body.reason")
+    check_text(reason, field="body.reason")
     report.state = ReviewState.accepted if accept else ReviewState.returned
     report.reviewed_by, report.reviewed_at, report.reason = principal.user_id, now, reason.strip()
     if accept:
         assignment.progress = max(assignment.progress, report.percent)
-        if report.complete:
+        # The first accepted completion stands: the status the national rules count (on time or late) is
+        # fixed once the assigning body has accepted the result, so a later complete report is accepted as
+        # part of the history without moving the completion date.
+        if report.complete and assignment.completed_at is None:
             assignment.completed_at = report.submitted_at
         session.add(assignment)
     session.add(report)
