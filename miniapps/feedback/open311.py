@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-25T00:00:00Z"
 MAX_REQUESTS = 1000
+MAX_ID = 2**31 - 1  # report ids are PostgreSQL integers; a larger bound parameter is refused with a 500
 DEFAULT_WINDOW = timedelta(days=90)
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 # Open311 is open/closed; "closed" means the city finished with it (resolved, closed, rejected, duplicate).
@@ -47,6 +48,15 @@ class Open311Error(Exception):
         super().__init__(description)
         self.code = code
         self.description = description
+
+
+def _report_id(text: str) -> int | None:
+    """The report id ``text`` names, or None when it is no id a report can have."""
+    # isdigit() alone also passes "²", which int() refuses; ASCII only, and short, before int() runs
+    digits = text.lstrip("0") or "0"
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID:
+        return None
+    return int(digits)
 
 
 def _format_of(request: Request) -> str:
@@ -254,10 +264,10 @@ async def list_requests(request: Request, fmt: str) -> Response:
         raise Open311Error(400, "status is open, closed or open,closed")
     codes = [c.strip() for c in (params.get("service_code") or "").split(",") if c.strip()]
     if ids_text:
-        try:
-            ids = [int(part) for part in ids_text.split(",") if part.strip()]
-        except ValueError:
-            raise Open311Error(400, "service_request_id is a comma-separated list of ids") from None
+        parsed = [_report_id(part.strip()) for part in ids_text.split(",") if part.strip()]
+        ids = [report_id for report_id in parsed if report_id is not None]
+        if len(ids) != len(parsed):
+            raise Open311Error(400, f"service_request_id is a comma-separated list of ids (at most {MAX_ID})")
 
     def work(session: Session) -> list[dict[str, Any]]:
         where: list[Any] = [col(FeedbackReport.state).not_in(list(service.HIDDEN_STATES))]
@@ -284,11 +294,12 @@ async def list_requests(request: Request, fmt: str) -> Response:
 async def get_request(request: Request, service_request_id: str, fmt: str) -> Response:
     """One request, as a list of one (as the specification says)."""
     fmt = _fmt(fmt)
-    if not service_request_id.isdigit():
+    report_id = _report_id(service_request_id)
+    if report_id is None:  # an id no report can have names no report
         raise Open311Error(404, f"no service request {service_request_id!r}")
 
     def work(session: Session) -> list[dict[str, Any]]:
-        report = session.get(FeedbackReport, int(service_request_id))
+        report = session.get(FeedbackReport, report_id)
         if report is None or report.state in service.HIDDEN_STATES:
             raise Open311Error(404, f"no service request {service_request_id!r}")
         return _views(session, [report], _base(request))

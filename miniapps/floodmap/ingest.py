@@ -1,7 +1,7 @@
 """Sensors push readings: key check, per-reading checks, duplicates, storage and the alert step, in one
 transaction. A batch keeps its good readings and reports each bad one; nothing accepted is lost.
 
-Per reading, in order: an object; a datastream of this sensor; a time with a zone, not in the future;
+Per reading, in order: an object; a datastream of this sensor; a time with a zone, not in the future nor before year 2;
 a finite number that is no sentinel (-999 and the like) and within the sensor's valid range; the
 datastream's unit when one is named; not already stored for that time (a *duplicate*, reported and
 not stored again); no impossible jump from the nearest stored or accepted reading either side.
@@ -34,6 +34,9 @@ from miniapps.floodmap.models import (
 
 SENTINELS = frozenset({-9999.0, -999.9, -999.0, -99.9, -99.0, 999.0, 9999.0, 99999.0, -32768.0, 32767.0, 65535.0})
 FUTURE_SKEW = timedelta(minutes=2)
+# The look-back windows below (hours) are subtracted from a reading's time; a floor this far above
+# datetime.min keeps that arithmetic, and the move to UTC, from overflowing.
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 MAX_BATCH = 1000
 JUMP_WINDOW = timedelta(hours=6)  # neighbours further apart than this are not compared
 MIN_JUMP_SPAN = timedelta(minutes=5)  # a step between close readings may be as big as 5 minutes' change
@@ -185,11 +188,16 @@ def _check(index: int, raw: Any, streams: dict[int, FloodDatastream], now: datet
     if when is None:
         return ReadingResult(index, "rejected", "time must be an ISO 8601 date-time with a zone, "
                                                 "e.g. 2026-11-25T21:00:00+07:00", f"{where}.time", stream.id)
+    # compared before the move to UTC, which overflows at the ends of datetime's range
+    if when < EARLIEST:
+        return ReadingResult(index, "rejected", "reading is from before year 2 (check the sensor's clock)",
+                             f"{where}.time", stream.id)
     if when > now + FUTURE_SKEW:
         return ReadingResult(index, "rejected", "reading is from the future (check the sensor's clock)",
-                             f"{where}.time", stream.id, when)
+                             f"{where}.time", stream.id, _in_utc(when))
+    when = when.astimezone(UTC)
     value = raw.get("value", raw.get("result"))
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         return ReadingResult(index, "rejected", "value must be a finite number", f"{where}.value", stream.id, when)
     value = float(value)
     if value in SENTINELS:
@@ -206,7 +214,22 @@ def _check(index: int, raw: Any, streams: dict[int, FloodDatastream], now: datet
     return _Candidate(index, stream, when, value)
 
 
+def _in_utc(when: datetime) -> datetime | None:
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # late on 9999-12-31 west of UTC: the time is reported without an echo
+        return None
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # JSON integers have no size limit; one too big for a float is no reading
+        return False
+
+
 def _parse_time(raw: Any) -> datetime | None:
+    """An aware datetime in the reading's own zone (the caller range-checks it before moving it to UTC)."""
     if not isinstance(raw, str) or len(raw) > 40:
         return None
     try:
@@ -215,7 +238,7 @@ def _parse_time(raw: Any) -> datetime | None:
         return None
     if parsed.utcoffset() is None:
         return None
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def _series_around(db: Session, candidates: list[_Candidate]) -> list[tuple[datetime, float]]:

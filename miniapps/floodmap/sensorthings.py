@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import DateTime, Select, func, select
+from sqlalchemy import BigInteger, DateTime, Select, SmallInteger, func, select
 from sqlmodel import Session
 
 from core.errors import Problem
@@ -172,7 +172,8 @@ def parse_options(raw: dict[str, str], entity: EntitySet, *, depth: int = 0) -> 
 
 
 def _int_option(name: str, value: str, most: int) -> int:
-    if not value.isdigit() or int(value) > most:
+    # isdigit() alone also passes "²", which int() refuses; the length cap keeps int() off huge strings
+    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > most:
         raise _bad(name, f"a whole number from 0 to {most}")
     return int(value)
 
@@ -189,7 +190,7 @@ def _orderby(value: str, entity: EntitySet) -> list[tuple[str, bool]]:
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|[^\s()]+|[()]")
 _OPERATORS = {"eq": "__eq__", "ne": "__ne__", "gt": "__gt__", "ge": "__ge__", "lt": "__lt__", "le": "__le__"}
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$", re.ASCII)
 
 
 def parse_filter(text: str, entity: EntitySet) -> list[tuple[str, str, Any]]:
@@ -226,14 +227,28 @@ def _literal(token: str, column: Any) -> Any:
             raise _bad("$filter", f"{token!r} is not an ISO 8601 date-time such as 2026-11-25T12:00:00Z") from None
         if value.utcoffset() is None:
             raise _bad("$filter", f"{token!r} needs a time zone (Z or +07:00)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is a year-0 instant, beyond datetime
+            raise _bad("$filter", f"{token!r} is out of range") from None
     if python_type in (int, float):
         if not _NUMBER.match(token):
             raise _bad("$filter", f"{token!r} is not a number")
-        return int(token) if python_type is int and "." not in token and "e" not in token.lower() else float(token)
+        if python_type is int and "." not in token and "e" not in token.lower():
+            value = int(token)
+            if not _fits(column_type, value):  # the database refuses the bound parameter with a 500
+                raise _bad("$filter", f"{token!r} is out of range")
+            return value
+        return float(token)
     if len(token) >= 2 and token[0] == token[-1] == "'":
         return token[1:-1].replace("''", "'")
     raise _bad("$filter", f"{token!r}: quote text values, e.g. name eq 'Kim Long'")
+
+
+def _fits(column_type: Any, value: int) -> bool:
+    """Whether ``value`` fits the integer column type (PostgreSQL's sizes; SQLite's are no smaller)."""
+    bits = 64 if isinstance(column_type, BigInteger) else 16 if isinstance(column_type, SmallInteger) else 32
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
 
 
 def _split_top(text: str, separator: str) -> list[str]:
@@ -367,7 +382,9 @@ def next_link_for(url: str, params: dict[str, str]) -> Callable[[int], str]:
 
 def get_entity(db: Session, entity: EntitySet, entity_id: int) -> Any:
     """The entity with this id; 404 problem when there is none."""
-    obj = db.get(entity.model, entity_id)
+    id_type = entity.model.__table__.c.id.type  # type: ignore[attr-defined]
+    # an id beyond the column's range cannot exist, and the database would refuse the lookup with a 500
+    obj = db.get(entity.model, entity_id) if _fits(id_type, entity_id) else None
     if obj is None:
         raise Problem(404, f"no {entity.name}({entity_id})", field="path.entity_id")
     return obj
