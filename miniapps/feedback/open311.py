@@ -7,6 +7,7 @@ Our detailed states map to the standard's ``open``/``closed``; the detail travel
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
@@ -123,7 +124,12 @@ def _xml_value(parent: ET.Element, key: str, value: Any, item_name: str | None =
     elif isinstance(value, bool):
         node.text = "true" if value else "false"
     elif value is not None:
-        node.text = value.isoformat() if isinstance(value, datetime) else str(value)
+        text = value.isoformat() if isinstance(value, datetime) else str(value)
+        # XML 1.0 cannot carry most control characters; a report's text may hold them, so they go.
+        node.text = _NOT_XML.sub("", text)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def render(fmt: str, body: Any, *, root: str, item: str, status_code: int = 200,

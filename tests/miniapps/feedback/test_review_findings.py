@@ -91,3 +91,15 @@ def test_concurrent_accept_and_reject_do_not_both_succeed(
         final = db.get(FeedbackReport, report["id"]).state.value
     # Both transitions started from 'submitted'; only one may win, the other must get 409.
     assert sorted(results.values()) == [200, 409], (results, events, final)
+
+
+def test_open311_xml_stays_well_formed_when_a_report_holds_control_characters(
+        api: TestClient, resident_a: Persona) -> None:
+    import xml.etree.ElementTree as ET
+
+    filed = file_report(api, resident_a, description="Ổ gà\x07 trước nhà\x0b số 5")
+    assert filed.status_code in (200, 201), filed.text
+    xml = api.get(f"/open311/v2/requests/{filed.json()['id']}.xml")
+    assert xml.status_code == 200
+    [request] = ET.fromstring(xml.content).findall("request")  # raises on malformed XML
+    assert request.findtext("description").startswith("Ổ gà trước nhà")
