@@ -115,19 +115,19 @@ def postgres_url() -> Iterator[str]:
     assert PG_URL
     server = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     name = f"superapp_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    maintenance = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
+        with maintenance.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        admin.dispose()
+        maintenance.dispose()
         require(False, f"PostgreSQL at {PG_URL} ({exc.__class__.__name__})")
     url = server.set(database=name).render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://", 1)
     _migrate_and_load(url)
     yield url
-    with admin.connect() as connection:
+    with maintenance.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    maintenance.dispose()
 
 
 REFERENCE_TABLES = {"org_unit", "alembic_version"}
@@ -216,3 +216,23 @@ def page(browser, live_url: str):
     page = context.new_page()
     yield page
     context.close()
+
+
+# The eight personas and the dev host they sign in to (tests/core/identity/conftest.py), for every test
+# that acts as them: the core feed, the mini-apps and the authorisation matrix. Imported last, because
+# that module imports base_settings from here.
+from tests.core.identity.conftest import (  # noqa: E402, F401
+    admin,
+    anonymous,
+    api,
+    commune_kl,
+    commune_px,
+    department,
+    fast_passwords,
+    make_persona,
+    operator,
+    personas,
+    resident_a,
+    resident_b,
+    sign_in_again,
+)

@@ -12,22 +12,6 @@ from sqlmodel import Session
 
 from core.feed import service
 from core.feed.models import FeedItem
-# The personas and the dev host they sign in to, shared with the identity tests.
-from tests.core.identity.conftest import (  # noqa: F401
-    admin,
-    anonymous,
-    api,
-    commune_kl,
-    commune_px,
-    department,
-    fast_passwords,
-    make_persona,
-    operator,
-    personas,
-    resident_a,
-    resident_b,
-    sign_in_again,
-)
 
 Publish = Callable[..., FeedItem]
 

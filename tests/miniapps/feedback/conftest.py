@@ -12,21 +12,6 @@ from PIL import Image
 from sqlmodel import Session
 
 from miniapps.feedback import service
-from tests.core.identity.conftest import (  # noqa: F401 - fixtures shared with the identity tests
-    admin,
-    anonymous,
-    api,
-    commune_kl,
-    commune_px,
-    department,
-    fast_passwords,
-    make_persona,
-    operator,
-    personas,
-    resident_a,
-    resident_b,
-    sign_in_again,
-)
 
 # Phú Xuân (the Citadel), Kim Long, and a point well outside Hue (Hà Nội).
 PHU_XUAN = (16.4780, 107.5770)

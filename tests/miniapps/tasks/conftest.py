@@ -12,21 +12,6 @@ from sqlmodel import Session
 
 from core.identity.principal import Membership, Principal
 from miniapps.tasks import service
-from tests.core.identity.conftest import (  # noqa: F401  (fixtures, found by name)
-    admin,
-    anonymous,
-    api,
-    commune_kl,
-    commune_px,
-    department,
-    fast_passwords,
-    make_persona,
-    operator,
-    personas,
-    resident_a,
-    resident_b,
-    sign_in_again,
-)
 
 TASKS = "/api/miniapps/tasks"
 
