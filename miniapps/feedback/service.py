@@ -15,9 +15,9 @@ from core.identity.models import User
 from core.identity.principal import Principal
 from core.media import FileBatch, MediaStore, ProcessedPhoto, all_or_nothing
 from core.text import fold
+from core.units import places
 from core.units.models import OrgUnit, UnitKind
 from core.worktime import add_working_hours
-from miniapps.feedback import places
 from miniapps.feedback.models import (
     FeedbackCategory,
     FeedbackEvent,

@@ -6,7 +6,6 @@ unit holding ``floodmap.reports.read``, operators and admins; for anyone else it
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +14,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from core.media import MediaStore, ProcessedPhoto, all_or_nothing
-from core.units.models import OrgUnit
+from core.units import places
 from miniapps.floodmap.models import FloodReport
 
 READ_PERMISSION = "floodmap.reports.read"
-HUE_BOUNDS = (15.9, 16.9, 107.0, 108.3)  # lat min, lat max, lon min, lon max: the city and its communes
 MAX_DEPTH_CM = 300
 
 
@@ -40,14 +38,6 @@ class Reporter:
     user_id: int
 
 
-def nearest_unit(db: Session, lat: float, lon: float) -> str:
-    """The ward or commune whose centroid is nearest to the point."""
-    units = db.execute(select(OrgUnit.id, OrgUnit.lat, OrgUnit.lon).where(
-        OrgUnit.kind.in_(["ward", "commune"]), OrgUnit.lat.is_not(None))).all()
-    scale = math.cos(math.radians(lat))
-    return min(units, key=lambda u: (u.lat - lat) ** 2 + ((u.lon - lon) * scale) ** 2).id
-
-
 def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: float | None, lon: float | None,
                 depth_cm: int, note: str, photo: ProcessedPhoto | None, now: datetime | None = None) -> FloodReport:
     """Store a report and its photo together: either both are kept or neither."""
@@ -55,11 +45,14 @@ def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: floa
         lat, lon = photo.gps
     if lat is None or lon is None:
         raise ReportRefused(422, "send lat and lon (or a photo with its location in it)", field="body.lat")
-    if not (HUE_BOUNDS[0] <= lat <= HUE_BOUNDS[1] and HUE_BOUNDS[2] <= lon <= HUE_BOUNDS[3]):
+    if not places.in_hue(lat, lon):
         raise ReportRefused(422, "this place is outside Hue", field="body.lat")
     if not 0 <= depth_cm <= MAX_DEPTH_CM:
         raise ReportRefused(422, f"depth_cm must be from 0 to {MAX_DEPTH_CM}", field="body.depth_cm")
-    report = FloodReport(user_id=reporter.user_id, unit_id=nearest_unit(db, lat, lon), lat=lat, lon=lon,
+    unit = places.nearest_unit(db, lat, lon)
+    if unit is None:
+        raise ReportRefused(503, "Hue's units are not loaded; run superapp db upgrade", field="body.lat")
+    report = FloodReport(user_id=reporter.user_id, unit_id=unit.id, lat=lat, lon=lon,
                          depth_cm=depth_cm, note=note.strip()[:500], created_at=now or datetime.now(UTC))
     db.add(report)
     db.flush()

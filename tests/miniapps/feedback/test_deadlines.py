@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.units import places
 from core.worktime import HUE_TIME
 from core.worktime import add_working_hours as working_deadline
-from miniapps.feedback import places
 
 
 def hue(*args: int) -> datetime:

@@ -1,4 +1,4 @@
-"""Where a report is: Hue's bounding area, the nearest unit centroid, distances."""
+"""Where a point is: Hue's bounding area, the commune or ward with the nearest centroid, distances."""
 
 from __future__ import annotations
 
