@@ -271,6 +271,14 @@ def reply(session: Session, *, principal: Principal, authorizer: Authorizer, que
     return question, posted
 
 
+def _save(session: Session, question: Question) -> None:
+    """Commit a changed question together with its search index entry (the index must never lag)."""
+    session.add(question)
+    knowledge.index_question(session, question)
+    session.commit()
+    session.refresh(question)
+
+
 def accept(session: Session, *, principal: Principal, authorizer: Authorizer, question_id: int, reply_id: int) -> Question:
     """The asking unit marks the answer that settled its question."""
     question = _visible(session, principal, authorizer, question_id)
@@ -281,10 +289,7 @@ def accept(session: Session, *, principal: Principal, authorizer: Authorizer, qu
     question.accepted_reply_id = chosen.id
     question.status = QuestionStatus.settled
     question.updated_at = utcnow()
-    session.add(question)
-    knowledge.index_question(session, question)
-    session.commit()
-    session.refresh(question)
+    _save(session, question)
     return question
 
 
@@ -312,10 +317,7 @@ def transfer(session: Session, *, principal: Principal, authorizer: Authorizer, 
         question.due_at = routing.first_answer_due(now)
         question.escalated_at = None
     question.updated_at = now
-    session.add(question)
-    knowledge.index_question(session, question)
-    session.commit()
-    session.refresh(question)
+    _save(session, question)
     session.refresh(moved)
     return question, moved
 
@@ -343,10 +345,7 @@ def mark_duplicate(session: Session, *, principal: Principal, authorizer: Author
     if question.first_answered_at is None:
         question.first_answered_at = now  # pointing to an answer is answering
     question.updated_at = now
-    session.add(question)
-    knowledge.index_question(session, question)
-    session.commit()
-    session.refresh(question)
+    _save(session, question)
     return question
 
 
@@ -358,10 +357,7 @@ def set_internal(session: Session, *, principal: Principal, authorizer: Authoriz
             "only the responsible department, or an operator, changes who may read it")
     question.internal = internal
     question.updated_at = utcnow()
-    session.add(question)
-    knowledge.index_question(session, question)
-    session.commit()
-    session.refresh(question)
+    _save(session, question)
     return question
 
 
