@@ -1,0 +1,1 @@
+"""A synthetic Hue at real size, for benchmarks and capacity planning (see bench/README.md, "The city")."""
