@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     # Seconds a verified caller is reused before the database is asked again; revocations are
     # broadcast to every worker at once, so this only bounds a missed broadcast.
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    # Retention (core.retention, daily job and `superapp retention run`): rows older than these many
+    # days are deleted in batches of SUPERAPP_RETENTION_BATCH_SIZE, one short transaction each.
+    retention_enabled: bool = True
+    retention_batch_size: int = Field(5000, ge=100, le=50_000)
+    # Personal inbox items, and notifications themselves (their audiences and remaining inbox rows
+    # go with them, so a notification is kept at least as long as an inbox item).
+    retention_inbox_days: int = Field(180, ge=7, le=3650)
+    retention_notification_days: int = Field(365, ge=30, le=3650)
+    # Push outbox rows that were sent or gave up (pending rows are never deleted).
+    retention_outbox_days: int = Field(14, ge=1, le=365)
+    # The audit log is evidence: at least a year, two by default.
+    retention_audit_days: int = Field(730, ge=365, le=3650)
+    # Sessions and refresh tokens this long after they expired or were revoked; sign-in codes after expiry.
+    retention_session_days: int = Field(30, ge=1, le=365)
+    # Finished runs of scheduled jobs (the latest run of each job is always kept: it holds the claim).
+    retention_job_run_days: int = Field(30, ge=1, le=3650)
     # Extra origins allowed to send cookie-authenticated writes (the host's own is always allowed).
     trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -125,6 +141,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SUPERAPP_FIREBASE_AUTH_EMULATOR_HOST turns Firebase signature checks off; "
                 "it is refused in production"
+            )
+        if self.retention_notification_days < self.retention_inbox_days:
+            raise ValueError(
+                f"SUPERAPP_RETENTION_NOTIFICATION_DAYS ({self.retention_notification_days}) must be at least "
+                f"SUPERAPP_RETENTION_INBOX_DAYS ({self.retention_inbox_days}): inbox items go with their notification"
             )
         if self.firebase_check_revoked and not self.firebase_credentials:
             raise ValueError(
