@@ -1,8 +1,8 @@
 """What every part of the synthetic city shares: the target database, the scale, a seeded random source
 and a fast bulk loader (COPY on PostgreSQL, batched executemany on SQLite).
 
-Each domain module (``people``, ``feed``, ``interaction``, ``feedback``, ``tasks``, ``floodmap``)
-exposes ``load(city: City) -> dict[str, int]`` returning the rows it wrote per table.
+Each domain module (``people``, ``feed``, ``notifications``, ``interaction``, ``feedback``, ``tasks``,
+``floodmap``) exposes ``load(city: City) -> dict[str, int]`` returning the rows it wrote per table.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+
+from core.db import make_engine
 
 # Every synthetic person, report and question is marked so nobody mistakes the city for real data.
 SYNTHETIC = "[synthetic]"
@@ -38,7 +40,9 @@ class City:
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = create_engine(self.url, future=True)
+        # The product's engine factory: on SQLite it turns on WAL, so a part can stream rows it reads
+        # while another connection writes.
+        self.engine = make_engine(self.url)
         self.rng = random.Random(self.seed)
 
     @property
@@ -74,7 +78,8 @@ class City:
         statement = text(f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({marks})')
         with self.engine.begin() as connection:
             for chunk in _chunks(rows, BATCH):
-                connection.execute(statement, [{str(i): v for i, v in enumerate(row)} for row in chunk])
+                connection.execute(
+                    statement, [{str(i): _sqlite_value(v) for i, v in enumerate(row)} for row in chunk])
                 count += len(chunk)
         return count
 
@@ -82,6 +87,10 @@ class City:
         """The highest ``id`` in ``table`` (0 when empty), so generated ids continue after existing rows."""
         with self.engine.connect() as connection:
             return int(connection.execute(text(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"')).scalar_one())
+
+    def columns(self, table: str) -> set[str]:
+        """The columns ``table`` has in the database now (a part fills a newer column only where it exists)."""
+        return {column["name"] for column in inspect(self.engine).get_columns(table)}
 
     def reset_sequence(self, table: str) -> None:
         """After loading explicit ids on PostgreSQL, move the table's id sequence past them."""
@@ -91,6 +100,16 @@ class City:
             connection.execute(text(
                 f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
                 f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM \"{table}\"), 1))"))
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text), so the product's comparisons
+    and ordering on these columns behave as on rows it wrote itself; other values pass unchanged."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is not None:
+            value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 def _chunks(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
