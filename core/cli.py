@@ -324,3 +324,25 @@ def push_worker(once: bool, batch_size: int | None, lease: float | None) -> None
         engine.dispose()
     if once:
         click.echo(f"processed {processed} outbox row(s)")
+
+
+@main.group()
+def retention() -> None:
+    """Data retention: delete old inbox items, notifications, outbox rows, audit events and sessions."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+@_fail_cleanly
+def retention_run(dry_run: bool) -> None:
+    """Delete rows past their SUPERAPP_RETENTION_* age now, in bounded batches (the daily job does the same)."""
+    from core.retention import purge
+
+    settings = _settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    check_reachable(engine)
+    try:
+        for outcome in purge(engine, settings, dry_run=dry_run):
+            click.echo(outcome.describe())
+    finally:
+        engine.dispose()
