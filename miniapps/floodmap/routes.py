@@ -169,7 +169,7 @@ def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.
         links = sensorthings.Links(_base(request))
         if nav.many:
             url = f"{links.base}/{entity.name}({entity_id})/{nav_name}"
-            return sensorthings.read_set(db, target, options, links, where=nav.where(parent),
+            return sensorthings.read_set(db, target, options, links, where=nav.where(parent), nav=nav,
                                          next_link=sensorthings.next_link_for(url, params))
         related = db.scalars(select(target.model).where(nav.where(parent))).first()
         if related is None:
