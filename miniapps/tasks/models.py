@@ -168,4 +168,21 @@ class ProcedureRecord(SQLModel, table=True):
     resolved_on: date | None = None
 
 
-MODELS = (Task, Indicator, Assignment, Report, Notice, PeriodSnapshot, ProcedureImport, ProcedureRecord)
+class ProcedureDay(SQLModel, table=True):
+    """One unit's procedure figures for the records it received on one day, kept up to date by every import.
+
+    The statistics for any date range add these up (at most 40 units x the days in the range) instead of
+    reading every record: two years of Hue's records are about a million rows."""
+
+    __tablename__ = "tasks_procedure_day"
+    day: date = Field(primary_key=True)  # first, so a date range reads one slice of the key
+    unit_id: str = Field(foreign_key="org_unit.id", primary_key=True, max_length=64)
+    received: int = 0
+    online: int = 0
+    resolved: int = 0
+    ahead: int = 0
+    on_time: int = 0
+    late: int = 0
+
+
+MODELS = (Task, Indicator, Assignment, Report, Notice, PeriodSnapshot, ProcedureImport, ProcedureRecord, ProcedureDay)

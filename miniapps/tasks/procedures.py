@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import case, func, insert
+from sqlalchemy import func, insert, text
 from sqlmodel import Session, col, select
 
 from core.text import fold
 from core.units.models import OrgUnit
 from miniapps.tasks import cache
-from miniapps.tasks.models import ProcedureImport, ProcedureRecord
+from miniapps.tasks.models import ProcedureDay, ProcedureImport, ProcedureRecord
 from miniapps.tasks.service import ASSIGNEE_KINDS, CONTROL_CHARACTERS, TaskError
 
 COLUMNS = ("unit_id", "procedure", "received_on", "online", "due_on", "resolved_on")
@@ -272,8 +272,10 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
             record = ProcedureImport(source=source, filename=filename[:300], mode=mode, status="rejected",
                                      created_by=created_by, created_at=datetime.now(UTC))
             session.add(record)
-        elif batch:
-            session.execute(insert(table), batch)
+        else:
+            if batch:
+                session.execute(insert(table), batch)
+            add_to_days(session, record.id or 0)
     except BaseException:
         session.rollback()
         raise
@@ -343,17 +345,37 @@ def pct(rate: float | None) -> float | None:
     return None if rate is None else round(100 * rate, 2)
 
 
+# One import's records added to the daily figures; ON CONFLICT adds to a day other imports already counted.
+_ADD_TO_DAYS = text(
+    "INSERT INTO tasks_procedure_day (day, unit_id, received, online, resolved, ahead, on_time, late) "
+    "SELECT received_on, unit_id, COUNT(*), "
+    "SUM(CASE WHEN online THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN resolved_on IS NOT NULL THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN resolved_on < due_on THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN resolved_on = due_on THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN resolved_on > due_on THEN 1 ELSE 0 END) "
+    "FROM tasks_procedure_record WHERE import_id = :import_id GROUP BY received_on, unit_id "
+    "ON CONFLICT (day, unit_id) DO UPDATE SET "
+    + ", ".join(f"{c} = tasks_procedure_day.{c} + excluded.{c}"
+                for c in ("received", "online", "resolved", "ahead", "on_time", "late"))
+)
+
+
+def add_to_days(session: Session, import_id: int) -> int:
+    """Add an import's records to the daily per-unit figures, in the caller's transaction; returns the
+    (day, unit) rows written. Every import calls it once, right after inserting its records."""
+    return session.execute(_ADD_TO_DAYS, {"import_id": import_id}).rowcount or 0
+
+
 def unit_stats(session: Session, first: date, last: date) -> dict[str, UnitStats]:
-    """Per-unit figures for records received from ``first`` to ``last`` inclusive (one grouped query)."""
-    r = ProcedureRecord
-    resolved = col(r.resolved_on).is_not(None)
+    """Per-unit figures for records received from ``first`` to ``last`` inclusive.
+
+    Read from the daily figures: at most 40 units x the days asked for, however many records there are."""
+    d = ProcedureDay
     query = (
-        select(r.unit_id, func.count(), func.sum(case((col(r.online), 1), else_=0)),
-               func.sum(case((resolved, 1), else_=0)),
-               func.sum(case((col(r.resolved_on) < r.due_on, 1), else_=0)),
-               func.sum(case((col(r.resolved_on) == r.due_on, 1), else_=0)),
-               func.sum(case((col(r.resolved_on) > r.due_on, 1), else_=0)))
-        .where(col(r.received_on) >= first, col(r.received_on) <= last).group_by(r.unit_id)
+        select(d.unit_id, func.sum(d.received), func.sum(d.online), func.sum(d.resolved), func.sum(d.ahead),
+               func.sum(d.on_time), func.sum(d.late))
+        .where(col(d.day) >= first, col(d.day) <= last).group_by(d.unit_id)
     )
     return {unit: UnitStats(unit, *(int(v or 0) for v in values)) for unit, *values in session.exec(query)}
 
@@ -368,8 +390,7 @@ def city_total(per_unit: Mapping[str, UnitStats]) -> UnitStats:
 
 def data_range(session: Session) -> tuple[date, date] | None:
     """The first and last day any record was received, or None without records."""
-    first, last = session.exec(select(func.min(ProcedureRecord.received_on),
-                                      func.max(ProcedureRecord.received_on))).one()
+    first, last = session.exec(select(func.min(ProcedureDay.day), func.max(ProcedureDay.day))).one()
     if first is None:
         return None
     # SQLite hands back text from aggregates
