@@ -51,6 +51,8 @@ class FeedbackReport(SQLModel, table=True):
         # Covers the queue's filters, so counting a unit's 100,000 reports never reads the rows.
         Index("ix_feedback_report_queue_filters", "handling_unit_id", "state", "category_id", "due_at"),
         Index("ix_feedback_report_category_state", "category_id", "state"),
+        Index("ix_feedback_report_unit_newest", "handling_unit_id", "id"),
+        Index("ix_feedback_report_place", "lat", "lon"),
     )
     id: int | None = Field(default=None, primary_key=True)
     token: str = Field(max_length=32, unique=True, description="Open311 token handed out at creation.")
@@ -74,7 +76,7 @@ class FeedbackReport(SQLModel, table=True):
     response: str | None = Field(default=None, max_length=4000, description="The handler's answer.")
     reason: str | None = Field(default=None, max_length=1000, description="Why it was rejected or reopened.")
     created_at: datetime = Field(default_factory=utcnow, index=True)
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
     due_at: datetime = Field(index=True)
     processed_at: datetime | None = Field(default=None, description="First resolved, rejected or duplicate.")
     resolved_at: datetime | None = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -18,8 +19,8 @@ from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.identity.principal import Principal
 from core.media import PhotoRejected, ProcessedPhoto, process_photo
-from miniapps.feedback import apikeys, service, stats
-from miniapps.feedback.models import FeedbackPhoto, FeedbackReport, ReportState
+from miniapps.feedback import apikeys, cache, service, stats
+from miniapps.feedback.models import FeedbackPhoto, ReportState
 from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
 
 log = logging.getLogger(__name__)
@@ -235,31 +236,54 @@ async def rate_report(request: Request, report_id: int, rating: RatingCreate, pr
 # --- officials and operators ------------------------------------------------------------------------
 
 
+def json_bytes(body: Any) -> bytes:
+    """``body`` encoded as compact UTF-8 JSON (datetimes as ISO 8601), as JSONResponse would send it."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_iso).encode("utf-8")
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 @api.get("/queue", operation_id="report_queue")
 async def report_queue(
     request: Request, principal: Annotated[Principal, require_permission(service.HANDLE)],
     unit_id: str | None = None, state: ReportState | None = None, category_id: str | None = None,
     overdue: bool | None = None, urgent: bool | None = None, page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
-    """The reports handled by the caller's units, newest first, filtered; operators see every unit."""
+    before: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
+        "Keyset paging: reports older than this id (the previous page's next_before); page is then ignored."))] = None,
+) -> Response:
+    """The reports handled by the caller's units, newest first, filtered; operators see every unit.
+
+    ``next_before`` continues after the last item at constant cost, however deep the queue.
+    """
     units = authorizer(request).units_for(principal, service.HANDLE)
     if unit_id and units is not None and unit_id not in units:
         raise Problem(403, f"you do not handle reports for {unit_id!r}", field="query.unit_id")
 
-    def work(session: Session) -> dict[str, Any]:
+    def render(session: Session) -> bytes:
         rows, total = service.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
                                     category_id=category_id, overdue=overdue, urgent=urgent, page=page,
-                                    per_page=per_page)
+                                    per_page=per_page, before=before)
         now = service.utcnow()
-        return {"total": min(total, service.COUNT_CAP), "total_exact": total <= service.COUNT_CAP, "page": page,
-                "per_page": per_page, "items": [queue_row(r, now) for r in rows]}
+        return json_bytes({"total": min(total, service.COUNT_CAP), "total_exact": total <= service.COUNT_CAP,
+                           "page": None if before else page, "per_page": per_page,
+                           "next_before": rows[-1].id if len(rows) == per_page else None,
+                           "items": [queue_row(r, now) for r in rows]})
 
-    return await run_db(request, work)
+    # The caller's units are part of the key: an answer is only ever served to callers who handle the same units.
+    key = ("queue", None if units is None else tuple(sorted(units)), unit_id, state, category_id, overdue, urgent,
+           page, per_page, before)
+    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
+        s, key, lambda: render(s)))
+    return Response(body, media_type="application/json")
 
 
-def queue_row(report: FeedbackReport, now: datetime) -> dict[str, Any]:
-    """A compact queue line (no reporter identity)."""
+def queue_row(report: Any, now: datetime) -> dict[str, Any]:
+    """A compact queue line (no reporter identity) from a report or a ``service.QUEUE_COLUMNS`` row."""
     return {"id": report.id, "category_id": report.category_id, "state": report.state.value,
             "urgent": report.urgent, "unit_id": report.unit_id, "handling_unit_id": report.handling_unit_id,
             "description": report.description[:200], "created_at": service.aware(report.created_at),
@@ -268,30 +292,48 @@ def queue_row(report: FeedbackReport, now: datetime) -> dict[str, Any]:
 
 @api.get("/dashboard", operation_id="dashboard")
 async def dashboard(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
-                    since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
-    """Received, processed, on-time rate and satisfaction, city-wide, per unit and per category."""
-    board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
-    return {"total": board["total"].as_dict(), "per_unit": [line.as_dict() for line in board["per_unit"]],
-            "per_category": [line.as_dict() for line in board["per_category"]]}
+                    since: datetime | None = None, until: datetime | None = None) -> Response:
+    """Received, processed, on time, overdue, handling hours and satisfaction, city-wide, per unit and category."""
+    def render(session: Session) -> bytes:
+        board = stats.dashboard(session, since=since, until=until)
+        return json_bytes({"total": board["total"].as_dict(), "per_unit": [line.as_dict() for line in board["per_unit"]],
+                           "per_category": [line.as_dict() for line in board["per_category"]]})
+
+    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
+        s, ("dashboard", since, until), lambda: render(s)))
+    return Response(body, media_type="application/json")
 
 
 @api.get("/dashboard.csv", operation_id="dashboard_csv")
 async def dashboard_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
                         since: datetime | None = None, until: datetime | None = None) -> Response:
-    """The dashboard as CSV."""
+    """The dashboard as CSV, streamed line by line."""
     board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
-    return Response(stats.to_csv(board), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.csv"'})
+    return StreamingResponse(stats.csv_lines(board), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.csv"'})
 
 
 @api.get("/dashboard.xlsx", operation_id="dashboard_xlsx")
 async def dashboard_xlsx(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
                          since: datetime | None = None, until: datetime | None = None) -> Response:
-    """The dashboard as an XLSX workbook."""
+    """The dashboard as an XLSX workbook (written row by row to a spooled file, then streamed)."""
     board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
-    data = await run_in_threadpool(stats.to_xlsx, board)
-    return Response(data, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.xlsx"'})
+    spooled = await run_in_threadpool(stats.to_xlsx, board)
+    return StreamingResponse(stats.chunks_of(spooled),
+                             media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                             headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.xlsx"'})
+
+
+@api.get("/reports.csv", operation_id="export_reports_csv")
+async def export_reports_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
+                             since: datetime | None = None, until: datetime | None = None) -> Response:
+    """Every report created in [since, until) as CSV, one line each, streamed from a server-side cursor.
+
+    Memory stays bounded whatever the window (two years are 360,000 lines); no reporter identity.
+    """
+    engine = request.app.state.engine
+    return StreamingResponse(stats.report_lines(engine, since=since, until=until), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="feedback-reports.csv"'})
 
 
 # --- public map and photos ------------------------------------------------------------------------------
@@ -312,13 +354,17 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
 @api.get("/reports.geojson", operation_id="reports_geojson")
 async def reports_geojson(request: Request, bbox: str | None = None, category_id: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
-    """Public reports as a GeoJSON FeatureCollection (RFC 7946) for the map: no reporter, no photos."""
+    """Public reports as a GeoJSON FeatureCollection (RFC 7946) for the map: no reporter, no photos.
+
+    Bounded: the newest ``limit`` (at most 5,000) in ``bbox``; the layer is rendered once per data version
+    and filter, then served from memory until a report changes (or a minute passes: "overdue" ages).
+    """
     box = _bbox(bbox)
 
-    def work(session: Session) -> dict[str, Any]:
+    def render(session: Session) -> bytes:
         rows = service.public_reports(session, bbox=box, category_id=category_id, limit=limit)
         now = service.utcnow()
-        return {"type": "FeatureCollection", "features": [{
+        return json_bytes({"type": "FeatureCollection", "features": [{
             "type": "Feature", "id": r.id,
             "geometry": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
             "properties": {"id": r.id, "category_id": r.category_id, "state": r.state.value,
@@ -326,9 +372,11 @@ async def reports_geojson(request: Request, bbox: str | None = None, category_id
                            "overdue": service.is_overdue(r, now), "description": r.description[:200],
                            "created_at": service.aware(r.created_at).isoformat(),  # type: ignore[union-attr]
                            "url": f"/m/{service.MINIAPP}/reports/{r.id}"},
-        } for r in rows]}
+        } for r in rows]})
 
-    return JSONResponse(await run_db(request, work), media_type="application/geo+json")
+    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
+        s, ("geojson", box, category_id, limit), lambda: render(s)))
+    return Response(body, media_type="application/geo+json")
 
 
 @api.get("/photos/{photo_id}", operation_id="get_photo")

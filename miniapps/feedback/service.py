@@ -512,15 +512,25 @@ def rate(session: Session, *, principal: Principal, authorizer: Any, report_id: 
 # --- lists -----------------------------------------------------------------------------------------------
 
 
-def is_overdue(report: FeedbackReport, now: datetime) -> bool:
+def is_overdue(report: Any, now: datetime) -> bool:
     """Open past its deadline."""
     return report.state in OPEN_STATES and aware(report.due_at) < now  # type: ignore[operator]
 
 
+QUEUE_COLUMNS = (FeedbackReport.id, FeedbackReport.category_id, FeedbackReport.state, FeedbackReport.urgent,
+                 FeedbackReport.unit_id, FeedbackReport.handling_unit_id, FeedbackReport.description,
+                 FeedbackReport.created_at, FeedbackReport.due_at)
+
+
 def queue(session: Session, *, units: set[str] | None, unit_id: str | None = None, state: str | None = None,
           category_id: str | None = None, overdue: bool | None = None, urgent: bool | None = None,
-          page: int = 1, per_page: int = 50, now: datetime | None = None) -> tuple[list[FeedbackReport], int]:
-    """A queue page for the units the caller handles (None: every unit), newest first, and the total."""
+          page: int = 1, per_page: int = 50, before: int | None = None,
+          now: datetime | None = None) -> tuple[list[Any], int]:
+    """A queue page for the units the caller handles (None: every unit), newest first, and the total.
+
+    ``before`` pages by key (reports with a smaller id: constant cost however deep); ``page`` by offset.
+    Rows carry only the queue's columns (``QUEUE_COLUMNS``), not whole reports.
+    """
     now = now or utcnow()
     where: list[Any] = []
     if units is not None:
@@ -548,8 +558,12 @@ def queue(session: Session, *, units: set[str] | None, unit_id: str | None = Non
     # A queue of 100,000 is not read to the end: counting stops at COUNT_CAP (the page says "10000+").
     capped = select(FeedbackReport.id).where(*where).limit(COUNT_CAP + 1).subquery()
     total = session.exec(select(func.count()).select_from(capped)).one()
-    rows = session.exec(select(FeedbackReport).where(*where).order_by(col(FeedbackReport.id).desc())
-                        .offset((page - 1) * per_page).limit(per_page))
+    listing = select(*QUEUE_COLUMNS).where(*where)
+    if before is not None:
+        listing = listing.where(col(FeedbackReport.id) < before)
+    else:
+        listing = listing.offset((page - 1) * per_page)
+    rows = session.exec(listing.order_by(col(FeedbackReport.id).desc()).limit(per_page))
     return list(rows), int(total)
 
 
@@ -561,16 +575,24 @@ def my_reports(session: Session, *, user_id: int) -> list[FeedbackReport]:
                              .order_by(col(FeedbackReport.id).desc()).limit(200)))
 
 
+MAP_COLUMNS = (FeedbackReport.id, FeedbackReport.lat, FeedbackReport.lon, FeedbackReport.category_id,
+               FeedbackReport.state, FeedbackReport.urgent, FeedbackReport.description, FeedbackReport.created_at,
+               FeedbackReport.due_at)
+
+
 def public_reports(session: Session, *, bbox: tuple[float, float, float, float] | None = None,
-                   category_id: str | None = None, limit: int = 1000) -> list[FeedbackReport]:
-    """Reports the public may see on the map (not rejected, not duplicates), newest first."""
+                   category_id: str | None = None, limit: int = 1000) -> list[Any]:
+    """Reports the public may see on the map (not rejected, not duplicates), newest first, at most ``limit``.
+
+    Rows carry only the map's columns (``MAP_COLUMNS``).
+    """
     where: list[Any] = [col(FeedbackReport.state).not_in([ReportState.rejected, ReportState.duplicate])]
     if bbox is not None:
         west, south, east, north = bbox
         where += [FeedbackReport.lon.between(west, east), FeedbackReport.lat.between(south, north)]
     if category_id:
         where.append(FeedbackReport.category_id == category_id)
-    return list(session.exec(select(FeedbackReport).where(*where).order_by(col(FeedbackReport.id).desc())
+    return list(session.exec(select(*MAP_COLUMNS).where(*where).order_by(col(FeedbackReport.id).desc())
                              .limit(limit)))
 
 

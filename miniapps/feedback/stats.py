@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
 
 from sqlalchemy import and_, case, func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from core.units.models import OrgUnit
 from miniapps.feedback.models import FeedbackCategory, FeedbackReport
+from miniapps.feedback.service import OPEN_STATES
 
 SATISFIED_FROM = 4  # 4 or 5 stars counts as satisfied
+EXPORT_BATCH = 2000  # rows fetched from the server-side cursor at a time
 
 
 @dataclass
@@ -30,6 +35,13 @@ class Line:
     rated: int
     satisfied: int
     rating_sum: int
+    overdue: int = 0
+    processing_hours: float = 0.0  # summed over processed reports, for the average
+
+    @property
+    def average_processing_hours(self) -> float | None:
+        """Mean hours from filing to first processing (resolved, rejected or duplicate)."""
+        return round(self.processing_hours / self.processed, 2) if self.processed else None
 
     @property
     def processed_rate(self) -> float | None:
@@ -54,11 +66,22 @@ class Line:
     def as_dict(self) -> dict[str, Any]:
         """The row with its rates, for JSON."""
         return {**asdict(self), "processed_rate": self.processed_rate, "on_time_rate": self.on_time_rate,
-                "satisfaction": self.satisfaction, "average_rating": self.average_rating}
+                "satisfaction": self.satisfaction, "average_rating": self.average_rating,
+                "average_processing_hours": self.average_processing_hours}
 
 
-def _lines(session: Session, group: Any, names: dict[str, tuple[str, str]], where: list[Any]) -> list[Line]:
+def _hours(session: Session, start: Any, end: Any) -> Any:
+    """``end - start`` in hours, in the database's own date arithmetic."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", end - start) / 3600.0
+    return (func.julianday(end) - func.julianday(start)) * 24.0
+
+
+def _lines(session: Session, group: Any, names: dict[str, tuple[str, str]], where: list[Any],
+           now: datetime) -> list[Line]:
+    # One pass over the window's reports per grouping, every figure a conditional sum: no row reaches Python.
     processed = col(FeedbackReport.processed_at).is_not(None)
+    overdue = and_(col(FeedbackReport.state).in_(list(OPEN_STATES)), FeedbackReport.due_at < now)
     rows = session.exec(select(
         group, func.count(),
         func.sum(case((processed, 1), else_=0)),
@@ -66,30 +89,39 @@ def _lines(session: Session, group: Any, names: dict[str, tuple[str, str]], wher
         func.count(FeedbackReport.rating),
         func.sum(case((FeedbackReport.rating >= SATISFIED_FROM, 1), else_=0)),
         func.coalesce(func.sum(FeedbackReport.rating), 0),
+        func.sum(case((overdue, 1), else_=0)),
+        func.coalesce(func.sum(_hours(session, FeedbackReport.created_at, FeedbackReport.processed_at)), 0),
     ).where(*where).group_by(group))
     lines = [Line(key, *names.get(key, (key, key)), int(n), int(p or 0), int(t or 0), int(r or 0), int(s or 0),
-                  int(total or 0)) for key, n, p, t, r, s, total in rows]
+                  int(total or 0), int(late or 0), float(hours or 0)) for key, n, p, t, r, s, total, late, hours in rows]
     return sorted(lines, key=lambda line: (-line.received, line.key))
 
 
-def dashboard(session: Session, *, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+def dashboard(session: Session, *, since: datetime | None = None, until: datetime | None = None,
+              now: datetime | None = None) -> dict[str, Any]:
     """Totals, per handling unit and per category, for reports created in [since, until)."""
+    now = now or datetime.now(UTC)
+    where = _window(since, until)
+    units = {u.id: (u.name_vi, u.name_en) for u in session.exec(select(OrgUnit))}
+    categories = {c.id: (c.name_vi, c.name_en) for c in session.exec(select(FeedbackCategory))}
+    per_unit = _lines(session, FeedbackReport.handling_unit_id, units, where, now)
+    per_category = _lines(session, FeedbackReport.category_id, categories, where, now)
+    total = Line("all", "Toàn thành phố", "Whole city", *(sum(getattr(line, f) for line in per_unit) for f in (
+        "received", "processed", "on_time", "rated", "satisfied", "rating_sum", "overdue", "processing_hours")))
+    return {"total": total, "per_unit": per_unit, "per_category": per_category}
+
+
+def _window(since: datetime | None, until: datetime | None) -> list[Any]:
     where: list[Any] = []
     if since is not None:
         where.append(FeedbackReport.created_at >= since)
     if until is not None:
         where.append(FeedbackReport.created_at < until)
-    units = {u.id: (u.name_vi, u.name_en) for u in session.exec(select(OrgUnit))}
-    categories = {c.id: (c.name_vi, c.name_en) for c in session.exec(select(FeedbackCategory))}
-    per_unit = _lines(session, FeedbackReport.handling_unit_id, units, where)
-    per_category = _lines(session, FeedbackReport.category_id, categories, where)
-    total = Line("all", "Toàn thành phố", "Whole city", *(sum(getattr(line, f) for line in per_unit) for f in (
-        "received", "processed", "on_time", "rated", "satisfied", "rating_sum")))
-    return {"total": total, "per_unit": per_unit, "per_category": per_category}
+    return where
 
 
 HEADERS = ("group", "key", "name_vi", "name_en", "received", "processed", "processed_rate", "on_time",
-           "on_time_rate", "rated", "satisfaction", "average_rating")
+           "on_time_rate", "overdue", "average_processing_hours", "rated", "satisfaction", "average_rating")
 
 
 def _rows(board: dict[str, Any]) -> list[list[Any]]:
@@ -101,25 +133,70 @@ def _rows(board: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def to_csv(board: dict[str, Any]) -> bytes:
-    """The dashboard as UTF-8 CSV (with a BOM so spreadsheet programs read Vietnamese correctly)."""
+def _csv_line(values: Any) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
-    writer.writerows(["" if v is None else v for v in row] for row in _rows(board))
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    csv.writer(out).writerow(["" if v is None else v for v in values])
+    return out.getvalue()
 
 
-def to_xlsx(board: dict[str, Any]) -> bytes:
-    """The dashboard as an XLSX workbook, one sheet."""
+def csv_lines(board: dict[str, Any]) -> Iterator[str]:
+    """The dashboard as UTF-8 CSV lines (a BOM first, so spreadsheet programs read Vietnamese correctly)."""
+    yield "\ufeff" + _csv_line(HEADERS)
+    for row in _rows(board):
+        yield _csv_line(row)
+
+
+def to_xlsx(board: dict[str, Any]) -> IO[bytes]:
+    """The dashboard as an XLSX workbook written row by row (write-only) to a spooled file, rewound."""
     from openpyxl import Workbook
 
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "feedback"
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("feedback")
     sheet.append(list(HEADERS))
     for row in _rows(board):
         sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    # Past 4 MB it goes to disk, not memory; the caller streams and closes it.
+    spooled = tempfile.SpooledTemporaryFile(max_size=4 * 2**20)  # noqa: SIM115
+    book.save(spooled)
+    spooled.seek(0)
+    return spooled
+
+
+def chunks_of(stream: IO[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
+    """Read ``stream`` in chunks, then close it."""
+    with stream:
+        while chunk := stream.read(size):
+            yield chunk
+
+
+REPORT_HEADERS = ("id", "created_at", "category_id", "unit_id", "handling_unit_id", "state", "urgent", "due_at",
+                  "processed_at", "overdue", "rating", "lat", "lon", "address", "description")
+
+
+def report_lines(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
+                 now: datetime | None = None) -> Iterator[str]:
+    """Every report created in [since, until) as CSV lines, oldest first, read from a server-side cursor.
+
+    Rows arrive ``EXPORT_BATCH`` at a time, so memory stays the same for 100 or 360,000 reports.
+    """
+    now = now or datetime.now(UTC)
+    columns = (FeedbackReport.id, FeedbackReport.created_at, FeedbackReport.category_id, FeedbackReport.unit_id,
+               FeedbackReport.handling_unit_id, FeedbackReport.state, FeedbackReport.urgent, FeedbackReport.due_at,
+               FeedbackReport.processed_at, FeedbackReport.rating, FeedbackReport.lat, FeedbackReport.lon,
+               FeedbackReport.address, FeedbackReport.description)
+    yield "\ufeff" + _csv_line(REPORT_HEADERS)
+    with Session(engine) as session:
+        rows = session.exec(select(*columns).where(*_window(since, until)).order_by(col(FeedbackReport.id))
+                            .execution_options(yield_per=EXPORT_BATCH))
+        for r in rows:
+            due = r.due_at if r.due_at.tzinfo else r.due_at.replace(tzinfo=UTC)
+            yield _csv_line((r.id, _stamp(r.created_at), r.category_id, r.unit_id, r.handling_unit_id, r.state.value,
+                             r.urgent, _stamp(r.due_at), _stamp(r.processed_at), r.state in OPEN_STATES and due < now,
+                             r.rating, r.lat, r.lon, r.address, r.description))
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite gives naive UTC back)."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()

@@ -435,7 +435,7 @@ def test_queue_counts_stop_at_the_cap(api: TestClient, filed, commune_px: Person
     assert answer["total"] == 2 and answer["total_exact"] is False and len(answer["items"]) == 3
     assert api.get("/api/miniapps/feedback/queue", headers=commune_px,
                    params={"category_id": "trees"}).json() | {"items": []} == \
-        {"total": 0, "total_exact": True, "page": 1, "per_page": 50, "items": []}
+        {"total": 0, "total_exact": True, "page": 1, "per_page": 50, "next_before": None, "items": []}
 
 
 def test_the_photos_gps_places_a_report_sent_without_a_point(api: TestClient, resident_a: Persona) -> None:
