@@ -13,6 +13,15 @@ filtered (state, category, overdue) over a unit holding 100,000 reports, each be
 3. Photos: ``process_photo`` timed in this process on the same 3 MB JPEG.
 
     python -m bench.bench_feedback [--seconds S] [--concurrency C] [--rounds R] [--upload-concurrency N]
+
+City size (``--city URL``): a PostgreSQL (or SQLite) database with two years of Hue's reports (360,000 at
+``--scale 1``) made by ``bench.city`` (residents first, then ``bench.city.feedback``), or reused when it
+holds them already. The officials' queue (first page, filters, a keyset page), the dashboard, the public
+map layers and the Open311 listing are driven against ``/bare``; then each is asked again with a query
+no answer is cached for (the cost after a report changed), and the whole reports CSV export is streamed
+once with the server's memory before and after.
+
+    python -m bench.bench_feedback --city postgresql://postgres@127.0.0.1:5432/fb_city [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -30,20 +39,26 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from bench.harness import (
     HOST,
+    ROOT,
     BenchError,
+    Comparison,
     RunningServer,
     Server,
     Target,
     add_load_arguments,
+    child_env,
     compare,
     migrate_and_seed,
     percentile,
+    process_memory_kib,
     report,
     settings_from,
     start_server,
+    superapp_command,
 )
 
 QUEUE_REPORTS = 100_000
@@ -241,6 +256,134 @@ def bench_photos(photos: list[bytes], repeat: int = 5) -> None:
           "thumbnail as JPEG")
 
 
+CITY_REPORTS = 360_000
+
+
+def _city_database(url: str, scale: float) -> None:
+    """Make ``url`` hold the city's reports: reuse them when present, else load residents and reports."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    if target.get_backend_name() == "postgresql":
+        admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+        admin.dispose()
+    env = child_env({"SUPERAPP_DATABASE_URL": url, "SUPERAPP_ENV": "test"})
+    engine = create_engine(url)
+    present = residents = 0
+    if inspect(engine).has_table("feedback_report"):
+        with engine.connect() as conn:
+            present = conn.execute(text("SELECT COUNT(*) FROM feedback_report")).scalar_one()
+            residents = conn.execute(text("SELECT COUNT(*) FROM user_account WHERE kind = 'resident'")).scalar_one()
+    engine.dispose()
+    wanted = round(CITY_REPORTS * scale)
+    if present >= wanted:
+        subprocess.run(superapp_command() + ["db", "upgrade"], env=env, check=True, capture_output=True)
+        print(f"reusing {present:,} reports in the database", file=sys.stderr)
+        return
+    parts = "feedback" if present == 0 and residents > 1000 * scale else "people,feedback"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bench.city", "--url", url, "--scale", str(scale), "--parts", parts],
+                          env=env, cwd=ROOT, text=True, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"bench.city could not load the city: {done.stderr[-3000:]}")
+    print(done.stdout, file=sys.stderr)
+    print(f"loaded {parts} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def _newest_report(url: str, unit: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        newest = conn.execute(text("SELECT MAX(id) FROM feedback_report WHERE handling_unit_id = :u"), {"u": unit})
+        value = int(newest.scalar_one() or 1)
+    engine.dispose()
+    return value
+
+
+def _get(running: RunningServer, path: str, headers: dict[str, str]) -> tuple[float, int, int]:
+    """One GET, the body read to the end: (milliseconds, status, bytes)."""
+    conn = http.client.HTTPConnection(HOST, running.port, timeout=600)
+    started = time.perf_counter()
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    size = 0
+    while chunk := response.read(65536):
+        size += len(chunk)
+    conn.close()
+    return (time.perf_counter() - started) * 1000, response.status, size
+
+
+def bench_city(args: argparse.Namespace) -> None:
+    """The queue, dashboard, map layers and Open311 listing over the city's reports, vs /bare."""
+    _city_database(args.city, args.scale)
+    deep = _newest_report(args.city, "phu-xuan") - 20_000
+    product = Server.product(env={"SUPERAPP_DATABASE_URL": args.city}, prepare=lambda env, workdir: None)
+    official, operator = bearer_of("phuxuan.demo"), bearer_of("operator.demo")
+    api = "/api/miniapps/feedback"
+    phu_xuan = "107.55,16.45,107.60,16.50"
+    queues = [Target("queue unit", product, f"{api}/queue", headers=official),
+              Target("queue filtered", product, f"{api}/queue?state=closed&category_id=trash&overdue=false",
+                     headers=official),
+              Target("queue overdue", product, f"{api}/queue?overdue=true", headers=operator),
+              Target("queue keyset", product, f"{api}/queue?unit_id=phu-xuan&before={deep}", headers=operator)]
+    maps = [Target("map layer", product, f"{api}/reports.geojson"),
+            Target("map bbox", product, f"{api}/reports.geojson?bbox={phu_xuan}&limit=500")]
+    others = [Target("dashboard", product, f"{api}/dashboard", headers=operator),
+              Target("open311 list", product, "/open311/v2/requests.json")]
+    comparison = compare(baseline=Target("bare", Server.bare(), "/bare"), targets=[*queues, *maps, *others],
+                         settings=settings_from(args))
+    count = round(CITY_REPORTS * args.scale)
+    for title, group, floor in ((f"queue over {count:,} reports", queues, 0.4),
+                                (f"public map layers over {count:,} reports", maps, 0.5),
+                                (f"dashboard and Open311 over {count:,} reports", others, None)):
+        labels = {t.label for t in group}
+        part = Comparison(settings=comparison.settings, client=comparison.client, baseline=comparison.baseline,
+                          targets=[m for m in comparison.targets if m.target.label in labels])
+        print()
+        report(part, title=f"{title}, PostgreSQL, vs bare FastAPI GET /bare" if "postgresql" in args.city
+               else f"{title} vs bare FastAPI GET /bare", rps_floor=floor)
+    _cold_answers(args, product, official, operator)
+
+
+def _cold_answers(args: argparse.Namespace, product: Server, official: Any, operator: Any) -> None:
+    """Each answer asked with a page size no cached answer has: what it costs right after a report changed."""
+    api = "/api/miniapps/feedback"
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cold-")))
+        running = stack.enter_context(start_server(product, workdir))
+        headers = {"official": official(running), "operator": operator(running), "public": {}}
+        paths = [("queue unit", "official", f"{api}/queue?per_page={{n}}"),
+                 ("queue filtered", "official", f"{api}/queue?state=closed&category_id=trash&per_page={{n}}"),
+                 ("queue overdue", "operator", f"{api}/queue?overdue=true&per_page={{n}}"),
+                 ("map layer", "public", f"{api}/reports.geojson?limit={{n}}0"),
+                 ("dashboard", "operator", f"{api}/dashboard?since=2024-01-0{{d}}T00:00:00Z"),
+                 ("open311 list", "public", "/open311/v2/requests.json?start_date=2026-09-{d}T00:00:00%2B07:00")]
+        print()
+        print("uncached answers (first request for a query; the cost after any report changed), ms, one at a time")
+        print(f"{'target':<16} {'median':>8} {'p99':>8} {'max':>8} {'bytes':>10}")
+        for label, who, template in paths:
+            timings, size = [], 0
+            for n in range(10, 30):
+                elapsed, status, size = _get(running, template.format(n=n, d=n % 9 + 1), headers[who])
+                if status != 200:
+                    raise BenchError(f"{label}: {template} answered {status}")
+                timings.append(elapsed)
+            ordered = sorted(timings)
+            print(f"{label:<16} {statistics.median(ordered):8.1f} {percentile(ordered, 99):8.1f} "
+                  f"{ordered[-1]:8.1f} {size:>10,}")
+        before = process_memory_kib(running.pid)[0] or 0
+        elapsed, status, size = _get(running, f"{api}/reports.csv", headers["operator"])
+        after, peak = process_memory_kib(running.pid)
+        print(f"\nGET {api}/reports.csv (every report, streamed): {elapsed / 1000:.1f} s, {size / 2**20:.1f} MiB, "
+              f"status {status}; server RSS {before / 1024:.0f} MiB before, {(after or 0) / 1024:.0f} MiB after, "
+              f"peak {(peak or 0) / 1024:.0f} MiB")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the three parts and print their tables."""
     parser = argparse.ArgumentParser(prog="python -m bench.bench_feedback", description=__doc__.splitlines()[0])
@@ -248,7 +391,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--upload-concurrency", type=int, default=4,
                         help="clients posting reports with photos (default %(default)s)")
     parser.add_argument("--skip-queue", action="store_true", help="skip the 100,000-report queue part")
+    parser.add_argument("--city", metavar="URL", help="measure at city size on this database (loaded if empty)")
+    parser.add_argument("--scale", type=float, default=1.0, help="city size for --city (1.0 = 360,000 reports)")
     args = parser.parse_args(argv)
+    if args.city:
+        try:
+            bench_city(args)
+        except BenchError as exc:
+            print(f"bench_feedback: could not measure: {exc}", file=sys.stderr)
+            return 2
+        return 0
     photos = [three_mb_jpeg() for _ in range(2)]
     try:
         if not args.skip_queue:
