@@ -8,6 +8,7 @@ reading: missing data never clears an alert (a silent sensor turns *stale*, see 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -48,6 +49,26 @@ class AlertRules:
             if threshold is not None and value >= threshold - self.hysteresis:
                 return index
         return level
+
+
+    def quiet_band(self, level: int) -> tuple[float, float] | None:
+        """Values in ``[low, high)`` leave a station at ``level``, with no lower level pending, exactly
+        where it is (no threshold reached, none left, no fast rise possible); None when no value does.
+
+        A batch of calm readings is then judged at once instead of reading by reading.
+        """
+        low = -math.inf
+        if level > 0:
+            threshold = self.thresholds[level - 1]
+            if threshold is None:
+                return None
+            low = threshold - self.hysteresis
+        above = [t for t in self.thresholds[level:] if t is not None]
+        high = min(above, default=math.inf)
+        upcoming = self.thresholds[level] if level < len(self.thresholds) else None
+        if self.rise_per_hour is not None and self.rise_near is not None and upcoming is not None and level < 3:
+            high = min(high, upcoming - self.rise_near)
+        return (low, high) if low < high else None
 
 
 @dataclass(frozen=True)

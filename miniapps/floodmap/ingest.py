@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import math
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,10 +42,15 @@ JUMP_WINDOW = timedelta(hours=6)  # neighbours further apart than this are not c
 MIN_JUMP_SPAN = timedelta(minutes=5)  # a step between close readings may be as big as 5 minutes' change
 RISE_WINDOW = timedelta(hours=1)
 MIN_RISE_SPAN = timedelta(minutes=15)
+STORE_ATTEMPTS = 3  # a batch racing another for the same readings is judged again, at most this often
 
 
 class SensorRefused(Exception):
     """The sensor is unknown or its key is wrong (always the same answer: no enumeration)."""
+
+
+class IngestRace(RuntimeError):
+    """Concurrent batches kept storing the same readings first (SQLite only: PostgreSQL locks the station)."""
 
 
 def new_key() -> str:
@@ -136,6 +141,15 @@ def authenticate(db: Session, *, sensor_code: str, key: str | None) -> FloodSens
 def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: datetime | None = None) -> IngestOutcome:
     """Check, store and apply ``readings`` of ``sensor`` in one transaction."""
     now = now or datetime.now(UTC)
+    for _ in range(STORE_ATTEMPTS):
+        outcome = _ingest_once(engine, sensor, readings, now)
+        if outcome is not None:
+            return outcome
+    raise IngestRace(f"sensor {sensor.code!r}: readings kept arriving for the same times; nothing was stored")
+
+
+def _ingest_once(engine: Engine, sensor: FloodSensor, readings: list[Any], now: datetime) -> IngestOutcome | None:
+    """One attempt; None (rolled back) when another request stored some of the same readings meanwhile."""
     with Session(engine, expire_on_commit=False) as db:
         streams = {s.id: s for s in db.scalars(select(FloodDatastream).where(FloodDatastream.sensor_id == sensor.id))}
         results: list[ReadingResult | None] = [None] * len(readings)
@@ -146,22 +160,24 @@ def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: dat
                 results[index] = checked
             else:
                 candidates.append(checked)
+        # Lock the stations first: on PostgreSQL a second batch for the same station waits here, so the
+        # series read below is the whole truth and the insert needs no per-row conflict report.
+        touched = sorted({c.datastream.thing_id for c in candidates})
+        things = {t.id: t for t in db.scalars(select(FloodThing).where(FloodThing.id.in_(touched))
+                                               .order_by(FloodThing.id).with_for_update())} if touched else {}
         accepted: list[_Candidate] = []
         series: dict[int, list[tuple[datetime, float]]] = {}
         for stream_id in sorted({c.stream_id for c in candidates}):
             mine = sorted((c for c in candidates if c.stream_id == stream_id), key=lambda c: (c.time, c.index))
             series[stream_id] = _series_around(db, mine)
             accepted.extend(_against_series(mine, series[stream_id], results))
-        stored = _store(db, accepted, now)
+        if _store(db, accepted, now) != len(accepted):
+            db.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
+            return None
         for candidate in accepted:
-            if (candidate.stream_id, candidate.time) in stored:
-                results[candidate.index] = ReadingResult(candidate.index, "accepted", datastream_id=candidate.stream_id,
-                                                         time=candidate.time)
-            else:  # another request stored the same time a moment ago
-                results[candidate.index] = ReadingResult(candidate.index, "duplicate", "already stored for this time",
-                                                         datastream_id=candidate.stream_id, time=candidate.time)
-        kept = [c for c in accepted if (c.stream_id, c.time) in stored]
-        updates = _apply_alerts(db, kept, series, now)
+            results[candidate.index] = ReadingResult(candidate.index, "accepted", datastream_id=candidate.stream_id,
+                                                     time=candidate.time)
+        updates = _apply_alerts(db, things, accepted, series, now)
         db.commit()
     return IngestOutcome(results=[r for r in results if r is not None], stations=updates)
 
@@ -286,36 +302,44 @@ def _jump(stream: FloodDatastream, c: _Candidate, neighbour: tuple[datetime, flo
     return None
 
 
-def _store(db: Session, accepted: list[_Candidate], now: datetime) -> set[tuple[int, datetime]]:
-    """Insert the accepted readings, skipping any another request stored meanwhile; returns what was stored."""
+def _store(db: Session, accepted: list[_Candidate], now: datetime) -> int:
+    """Insert the accepted readings, skipping any another request stored meanwhile; returns how many were stored."""
     if not accepted:
-        return set()
+        return 0
     dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
     table = FloodObservation.__table__  # type: ignore[attr-defined]
+    # Only the ids come back: their number says whether every reading was stored, which is all we need.
     statement = dialect.insert(table).on_conflict_do_nothing(
-        index_elements=["datastream_id", "phenomenon_time"]).returning(table.c.datastream_id, table.c.phenomenon_time)
-    rows = db.execute(statement, [
+        index_elements=["datastream_id", "phenomenon_time"]).returning(table.c.id)
+    return len(db.execute(statement, [
         {"datastream_id": c.stream_id, "phenomenon_time": c.time, "result_time": now, "result": c.value}
-        for c in accepted])
-    return {(stream_id, at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)) for stream_id, at in rows}
+        for c in accepted]).all())
 
 
-def _apply_alerts(db: Session, kept: list[_Candidate], series: dict[int, list[tuple[datetime, float]]],
-                  now: datetime) -> list[StationUpdate]:
-    """Move each touched station's level through the new readings, oldest first."""
+def _apply_alerts(db: Session, things: dict[int, FloodThing], kept: list[_Candidate],
+                  series: dict[int, list[tuple[datetime, float]]], now: datetime) -> list[StationUpdate]:
+    """Move each touched station's level through the new readings, oldest first (``things`` are locked)."""
     updates = []
     by_thing: dict[int, list[_Candidate]] = {}
     for c in kept:
         if c.datastream.drives_alert:
             by_thing.setdefault(c.datastream.thing_id, []).append(c)
     for thing_id, readings in sorted(by_thing.items()):
-        thing = db.execute(select(FloodThing).where(FloodThing.id == thing_id).with_for_update()).scalars().one()
+        thing = things[thing_id]
         stream = readings[0].datastream
         rules = rules_of(stream)
         state = AlertState(level=thing.level, last_at=thing.last_observed_at, lowering_to=thing.lowering_to,
                            lowering_since=thing.lowering_since)
         change: LevelChange | None = None
+        newest = max(readings, key=lambda r: r.time)
+        band_of = {level: rules.quiet_band(level) for level in range(4)}
         for c in sorted(readings, key=lambda r: r.time):
+            band = band_of[state.level]
+            if state.lowering_since is None and band is not None and band[0] <= c.value < band[1]:
+                # most readings: nothing can move, so the alert step is skipped (only the time advances)
+                if state.last_at is None or c.time > state.last_at:
+                    state = replace(state, last_at=c.time)
+                continue
             previous = _rise_base(series[stream.id], c.time)
             state, moved = step(rules, state, value=c.value, at=c.time, previous=previous)
             if moved is not None:
@@ -323,7 +347,6 @@ def _apply_alerts(db: Session, kept: list[_Candidate], series: dict[int, list[tu
                                         to_level=moved.to_level, reason=moved.reason, value=moved.value))
                 change = moved if change is None else LevelChange(change.from_level, moved.to_level, moved.reason,
                                                                   moved.value, moved.at)
-        newest = max(readings, key=lambda r: r.time)
         came_back = False
         if thing.last_observed_at is None or newest.time > thing.last_observed_at:
             thing.last_value, thing.last_observed_at = newest.value, newest.time

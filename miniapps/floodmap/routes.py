@@ -190,9 +190,12 @@ for _name in sensorthings.ENTITY_SETS:
 
 @api.get("/stations.geojson", operation_id="stations_geojson",
          responses={200: {"content": {"application/geo+json": {}}}, 304: {"description": "Not modified"}})
-def stations_geojson(request: Request) -> Response:
+async def stations_geojson(request: Request) -> Response:
     """Every station as GeoJSON (RFC 7946) with its current level, colour and last reading (at most 2 s old)."""
-    layer = LAYER_CACHE.get(request.app.state.engine)
+    # Served from memory on the event loop; only a stale layer is rebuilt, in the thread pool, so the
+    # many readers of a flood night never queue for a worker thread.
+    engine = request.app.state.engine
+    layer = LAYER_CACHE.fresh(engine) or await run_in_threadpool(LAYER_CACHE.get, engine)
     headers = {"ETag": layer.etag, "Cache-Control": "public, max-age=2", "Vary": "Accept-Encoding"}
     if request.headers.get("if-none-match") == layer.etag:
         return Response(status_code=304, headers=headers)

@@ -127,10 +127,15 @@ class LayerCache:
         self._layers: weakref.WeakKeyDictionary[Engine, Layer] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
+    def fresh(self, engine: Engine) -> Layer | None:
+        """The layer for ``engine`` if it is still fresh, without touching the database (safe on the event loop)."""
+        layer = self._layers.get(engine)
+        return layer if layer is not None and layer.expires > time.monotonic() else None
+
     def get(self, engine: Engine) -> Layer:
         """The current layer for ``engine`` (call from a worker thread: it may query the database)."""
-        layer = self._layers.get(engine)
-        if layer is not None and layer.expires > time.monotonic():
+        layer = self.fresh(engine)
+        if layer is not None:
             return layer
         with self._lock:
             layer = self._layers.get(engine)
