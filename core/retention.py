@@ -135,6 +135,11 @@ def purge(engine: Engine, settings: Settings, *, dry_run: bool = False, now: dat
     return outcomes
 
 
+def scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
+    """The host's own scheduled jobs from this module: the retention job unless SUPERAPP_RETENTION_ENABLED is false."""
+    return [retention_job(settings)] if settings.retention_enabled else []
+
+
 def retention_job(settings: Settings) -> ScheduledJob:
     """The host's daily retention job (run by one worker per day across all workers and machines)."""
 

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from config import SettingsError, load_settings
 from core.db import make_engine
 from core.identity.models import AuditEvent, AuthSession, DevSignInCode, RefreshToken, User, UserKind, utcnow
-from core.retention import JOB_ID, purge, retention_job
+from core.retention import JOB_ID, purge, retention_job, scheduled_jobs
 from core.scheduler import JobRun, run_due
 from plugins.context import HostContext
 from push.models import InboxItem, Notification, NotificationAudience, OutboxKind, OutboxStatus, PushOutbox
@@ -219,6 +219,11 @@ async def test_the_daily_job_runs_once_per_day_across_workers(engine: Engine) ->
     assert await run_due(engine, [job], host=host, worker="a") == [JOB_ID]
     assert await run_due(engine, [job], host=host, worker="b") == []
     assert count(engine, AuditEvent) == 0
+
+
+def test_the_job_is_offered_to_the_host_unless_disabled() -> None:
+    assert [job.id for job in scheduled_jobs(base_settings())] == [JOB_ID]
+    assert scheduled_jobs(base_settings(retention_enabled=False)) == []
 
 
 @pytest.mark.parametrize(("name", "value"), [
