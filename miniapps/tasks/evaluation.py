@@ -86,22 +86,23 @@ def evaluate(session: Session, periods: Sequence[str], *, now: datetime | None =
     windows = {p: period_bounds(p) for p in periods}
     earliest = end_of_day(min(first for first, _ in windows.values())) - timedelta(days=1)
     latest = end_of_day(max(last for _, last in windows.values()))
-    tasks = {t.id: t for t in session.exec(
-        select(Task).where(col(Task.starts_at) <= latest, col(Task.deadline) >= earliest))}
-    # plain columns, not ORM objects: a year of tasks for 40 units is thousands of rows per request
+    # Every query below selects through the same window on tasks (a join, not a list of ids): a year of
+    # tasks for 40 units is thousands of assignments, and one bind parameter each would not scale.
+    window = (col(Task.starts_at) <= latest, col(Task.deadline) >= earliest)
+    tasks = {t.id: t for t in session.exec(select(Task).where(*window))}
+    # plain columns, not ORM objects: thousands of rows per request
     rows = session.exec(select(Assignment.id, Assignment.unit_id, Assignment.task_id, Assignment.completed_at)
-                        .where(col(Assignment.task_id).in_(list(tasks)))).all() if tasks else []
+                        .join(Task, col(Task.id) == Assignment.task_id).where(*window)).all()
     accepted: dict[int, list[tuple[str, datetime, dict[str, float]]]] = defaultdict(list)
     indicators: dict[int, list[Indicator]] = defaultdict(list)
-    ids = [row[0] for row in rows]
-    for chunk in range(0, len(ids), 900):
-        for assignment_id, key, submitted_at, values in session.exec(
-                select(Report.assignment_id, Report.period, Report.submitted_at, Report.values)
-                .where(col(Report.assignment_id).in_(ids[chunk:chunk + 900]), Report.state == ReviewState.accepted)):
-            accepted[assignment_id].append((key, as_utc(submitted_at), values or {}))
-    if tasks:
-        for indicator in session.exec(select(Indicator).where(col(Indicator.task_id).in_(list(tasks)))):
-            indicators[indicator.task_id].append(indicator)
+    for assignment_id, key, submitted_at, values in session.exec(
+            select(Report.assignment_id, Report.period, Report.submitted_at, Report.values)
+            .join(Assignment, col(Assignment.id) == Report.assignment_id)
+            .join(Task, col(Task.id) == Assignment.task_id)
+            .where(*window, Report.state == ReviewState.accepted)):
+        accepted[assignment_id].append((key, as_utc(submitted_at), values or {}))
+    for indicator in session.exec(select(Indicator).join(Task, col(Task.id) == Indicator.task_id).where(*window)):
+        indicators[indicator.task_id].append(indicator)
     needs_stats = any(i.source is not IndicatorSource.report for group in indicators.values() for i in group)
     stats = {p: procedures.unit_stats(session, *windows[p]) for p in periods} if needs_stats else {}
 

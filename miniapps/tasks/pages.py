@@ -34,6 +34,8 @@ from miniapps.tasks.service import (
 )
 
 pages = APIRouter()
+OVERDUE_SHOWN = 50  # the overview lists the most overdue; the count says how many there are in all
+UNIT_TASKS_SHOWN = 100  # a unit's page: its latest assignments (two years of them are hundreds)
 
 
 def _when(moment: datetime | None) -> str:
@@ -63,15 +65,22 @@ def _base(request: Request, principal: Principal, session: Session) -> dict[str,
 
 
 @pages.get("/")
-def overview(request: Request, principal: PrincipalDep, session: SessionDep, status: Status | None = None) -> Response:
-    """The entry page: the caller's tasks by status and the overdue list (a sign-in prompt for others)."""
+def overview(request: Request, principal: PrincipalDep, session: SessionDep, status: Status | None = None,
+             cursor: str | None = None) -> Response:
+    """The entry page: the caller's tasks by status, a page at a time, and the most overdue (a sign-in prompt
+    for others)."""
     if not principal.is_authenticated or not request.app.state.authorizer.allows(principal, "tasks.view"):
         return render_page(request, "tasks/welcome.html", {})
     reach = reach_of(principal)
-    tasks = service.visible_tasks(session, reach, status=status)
-    overdue = sorted(service.visible_assignments(session, reach, status=Status.overdue), key=lambda v: -v.days_overdue)
+    try:
+        page = service.visible_tasks(session, reach, status=status, cursor=cursor)
+    except TaskError:
+        return render_page(request, "tasks/message.html", {"kind": "bad_cursor"}, status_code=422)
+    overdue = service.visible_assignments(session, reach, status=Status.overdue, limit=OVERDUE_SHOWN,
+                                          most_overdue_first=True)
     return render_page(request, "tasks/overview.html", _base(request, principal, session) | {
-        "tasks": tasks, "overdue": overdue[:50], "overdue_count": len(overdue), "status": status,
+        "tasks": page.entries, "next_cursor": page.next_cursor, "overdue": overdue,
+        "overdue_count": service.count_assignments(session, reach, status=Status.overdue), "status": status,
         "may_assign": request.app.state.authorizer.allows(principal, "tasks.assign")})
 
 
@@ -317,11 +326,14 @@ def unit_page(unit_id: str, request: Request, principal: PrincipalDep, session: 
     chart = column_chart([Bar(m["period"][2:], m.get("score"), "" if m.get("score") is None else f"{m['score']:.0f}",
                               tone_for((m.get("score") or 0) / 100)) for m in history],
                          title={"vi": "Điểm theo tháng", "en": "Score by month"}[locale], testid="unit-scores")
-    views = service.visible_assignments(session, reach_of(principal), unit_id=unit_id)
+    reach = reach_of(principal)
+    views = service.visible_assignments(session, reach, unit_id=unit_id, limit=UNIT_TASKS_SHOWN)
+    overdue = service.visible_assignments(session, reach, unit_id=unit_id, status=Status.overdue,
+                                          limit=OVERDUE_SHOWN, most_overdue_first=True)
     span = procedures.data_range(session)
     stats = procedures.unit_stats(session, *span).get(unit_id) if span else None
     return render_page(request, "tasks/unit.html", _base(request, principal, session) | {
-        "unit": unit, "views": views, "overdue": [v for v in views if v.status is Status.overdue],
+        "unit": unit, "views": views, "overdue": overdue,
         "history": history, "chart": chart, "current": history[-1], "stats": stats, "span": span})
 
 

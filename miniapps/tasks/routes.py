@@ -33,6 +33,7 @@ from miniapps.tasks.service import (
 
 api = APIRouter()
 EVIDENCE_MAX_BYTES = 10 * 2**20
+MAX_PAGE = 200  # lists are paged: a city's two years of tasks are thousands of rows
 Viewer = Annotated[Principal, require_permission("tasks.view")]
 Assigner = Annotated[Principal, require_permission("tasks.assign")]
 Reporter = Annotated[Principal, require_permission("tasks.report")]
@@ -52,13 +53,22 @@ def allows_for(request: Request, principal: Principal) -> Any:
 
 
 @api.get("/tasks", operation_id="list_tasks")
-def list_tasks(session: SessionDep, principal: Viewer, q: str | None = None, unit_id: str | None = None,
-               status: Status | None = None) -> list[dict[str, Any]]:
-    """Tasks the caller may see, by text, unit and status, with counts of their units by status."""
-    found = service.visible_tasks(session, reach_of(principal), text=q, unit_id=unit_id, status=status)
+def list_tasks(request: Request, response: Response, session: SessionDep, principal: Viewer, q: str | None = None,
+               unit_id: str | None = None, status: Status | None = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = service.TASK_PAGE,
+               cursor: Annotated[str | None, Query(max_length=100)] = None) -> list[dict[str, Any]]:
+    """Tasks the caller may see, by text, unit and status, with counts of their units by status; newest
+    deadline first, ``limit`` at a time (the next page's URL is in the ``Link: <...>; rel="next"`` header)."""
+    try:
+        page = service.visible_tasks(session, reach_of(principal), text=q, unit_id=unit_id, status=status,
+                                     limit=limit, cursor=cursor)
+    except TaskError as exc:
+        raise problem(exc) from None
+    if page.next_cursor is not None:
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=page.next_cursor)}>; rel="next"'
     return [service.task_json(entry["task"]) | {"units": entry["units"],
                                                  "by_status": {k.value: v for k, v in entry["counts"].items()}}
-            for entry in found]
+            for entry in page.entries]
 
 
 @api.post("/tasks", operation_id="create_task", status_code=201)
@@ -201,11 +211,13 @@ def get_evidence_photo(report_id: int, index: int, session: SessionDep, request:
 
 
 @api.get("/overdue", operation_id="list_overdue")
-def list_overdue(session: SessionDep, principal: Viewer, unit_id: str | None = None) -> list[dict[str, Any]]:
-    """Overdue assignments the caller may see, most overdue first."""
+def list_overdue(session: SessionDep, principal: Viewer, unit_id: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE) -> list[dict[str, Any]]:
+    """Overdue assignments the caller may see, most overdue first (the ``limit`` most overdue)."""
     names = service.unit_names(session)
-    found = service.visible_assignments(session, reach_of(principal), unit_id=unit_id, status=Status.overdue)
-    return [v.as_json(names) for v in sorted(found, key=lambda v: -v.days_overdue)]
+    found = service.visible_assignments(session, reach_of(principal), unit_id=unit_id, status=Status.overdue,
+                                        limit=limit, most_overdue_first=True)
+    return [v.as_json(names) for v in found]
 
 
 def _period(period: str | None) -> str:

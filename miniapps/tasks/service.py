@@ -3,6 +3,8 @@ national task-tracking rules count it. No HTTP here; errors are ``TaskError`` na
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -11,7 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import and_, case, func, or_
+from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session, col, select
 
 from core.identity.principal import Principal
@@ -326,13 +329,20 @@ def view(task: Task, assignment: Assignment, now: datetime) -> AssignmentView:
     return AssignmentView(assignment, task, status, days)
 
 
-def visible_assignments(
-    session: Session, reach: Reach, *, task_id: int | None = None, unit_id: str | None = None,
-    text: str | None = None, status: Status | None = None, now: datetime | None = None, limit: int | None = None,
-) -> list[AssignmentView]:
-    """The assignments the caller may see, newest deadline first, filtered by task, unit, text and status."""
-    now = now or datetime.now(UTC)
-    query = select(Assignment, Task).join(Task, col(Task.id) == Assignment.task_id)
+def status_condition(status: Status, now: datetime) -> ColumnElement[bool]:
+    """The SQL form of ``status_of``: the assignments (joined with their task) that have ``status`` at ``now``."""
+    completed, deadline = col(Assignment.completed_at), col(Task.deadline)
+    return {
+        Status.completed_on_time: and_(completed.is_not(None), completed <= deadline),
+        Status.completed_late: and_(completed.is_not(None), completed > deadline),
+        Status.overdue: and_(completed.is_(None), deadline < now),
+        Status.in_progress: and_(completed.is_(None), deadline >= now),
+    }[status]
+
+
+def _filtered(query: Select[Any], reach: Reach, *, task_id: int | None, unit_id: str | None, text: str | None,
+              status: Status | None, now: datetime) -> Select[Any]:
+    """``query`` (over assignments joined with their tasks) narrowed to what the caller may see and asked for."""
     if not reach.everything:
         query = query.where(or_(col(Task.assigner_unit_id).in_(reach.assigner_units),
                                 col(Assignment.unit_id).in_(reach.assignee_units)))
@@ -342,28 +352,84 @@ def visible_assignments(
         query = query.where(Assignment.unit_id == unit_id)
     for word in fold(text or "").split():  # every word must appear, in any order
         query = query.where(col(Task.search_text).contains(word))
-    if status in (Status.completed_on_time, Status.completed_late):
-        query = query.where(col(Assignment.completed_at).is_not(None))
-    elif status is Status.overdue:
-        query = query.where(col(Assignment.completed_at).is_(None), col(Task.deadline) < now)
-    elif status is Status.in_progress:
-        query = query.where(col(Assignment.completed_at).is_(None), col(Task.deadline) >= now)
-    query = query.order_by(col(Task.deadline).desc(), Task.id, Assignment.unit_id)
-    views = [view(task, assignment, now) for assignment, task in session.exec(query)]
     if status is not None:
-        views = [v for v in views if v.status is status]
-    return views[:limit] if limit else views
+        query = query.where(status_condition(status, now))
+    return query
 
 
-def visible_tasks(session: Session, reach: Reach, **filters: Any) -> list[dict[str, Any]]:
-    """The tasks the caller may see with counts of their visible assignments by status."""
-    grouped: dict[int, dict[str, Any]] = {}
-    for item in visible_assignments(session, reach, **filters):
-        entry = grouped.setdefault(item.task.id or 0, {"task": item.task, "counts": dict.fromkeys(Status, 0),
-                                                     "units": 0})
-        entry["counts"][item.status] += 1
-        entry["units"] += 1
-    return list(grouped.values())
+def visible_assignments(
+    session: Session, reach: Reach, *, task_id: int | None = None, unit_id: str | None = None,
+    text: str | None = None, status: Status | None = None, now: datetime | None = None, limit: int | None = None,
+    most_overdue_first: bool = False,
+) -> list[AssignmentView]:
+    """The assignments the caller may see, newest deadline first (oldest first with ``most_overdue_first``),
+    filtered by task, unit, text and status; at most ``limit`` of them, counted off in the database."""
+    now = now or datetime.now(UTC)
+    query = _filtered(select(Assignment, Task).join(Task, col(Task.id) == Assignment.task_id), reach,
+                      task_id=task_id, unit_id=unit_id, text=text, status=status, now=now)
+    deadline = col(Task.deadline).asc() if most_overdue_first else col(Task.deadline).desc()
+    query = query.order_by(deadline, Task.id, Assignment.unit_id)
+    if limit:
+        query = query.limit(limit)
+    return [view(task, assignment, now) for assignment, task in session.exec(query)]
+
+
+def count_assignments(session: Session, reach: Reach, *, unit_id: str | None = None, status: Status | None = None,
+                      now: datetime | None = None) -> int:
+    """How many assignments the caller may see with ``status`` (one COUNT, whatever the number)."""
+    query = _filtered(select(func.count()).select_from(Assignment).join(Task, col(Task.id) == Assignment.task_id),
+                      reach, task_id=None, unit_id=unit_id, text=None, status=status, now=now or datetime.now(UTC))
+    return int(session.exec(query).one())
+
+
+TASK_PAGE = 50
+_CURSOR_TAG = "t1:"
+
+
+def encode_task_cursor(task: Task) -> str:
+    """An opaque cursor for the task list page after ``task`` (the list is by deadline, newest first)."""
+    raw = f"{_CURSOR_TAG}{as_utc(task.deadline).isoformat()}|{task.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_task_cursor(cursor: str) -> tuple[datetime, int]:
+    """(deadline, id) of the last task of the previous page; 422 naming ``query.cursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        deadline, _, task_id = raw.removeprefix(_CURSOR_TAG).partition("|")
+        if not raw.startswith(_CURSOR_TAG) or not task_id.isdigit() or len(cursor) > 100:
+            raise ValueError(cursor)
+        return as_utc(datetime.fromisoformat(deadline)), int(task_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise TaskError(422, "not a task list cursor; pass back the one the previous page gave", field="query.cursor") \
+            from None
+
+
+@dataclass
+class TaskPage:
+    """One page of the task list and the cursor of the next (None on the last page)."""
+
+    entries: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def visible_tasks(session: Session, reach: Reach, *, text: str | None = None, unit_id: str | None = None,
+                  status: Status | None = None, now: datetime | None = None, limit: int = TASK_PAGE,
+                  cursor: str | None = None) -> TaskPage:
+    """A page of the tasks the caller may see, newest deadline first, each with how many of its visible
+    assignments have each status; the counting is one grouped query, so a page costs the same however
+    many tasks the city has."""
+    now = now or datetime.now(UTC)
+    counts = [func.sum(case((status_condition(s, now), 1), else_=0)) for s in Status]
+    query = _filtered(select(Task, func.count(), *counts).join(Assignment, col(Assignment.task_id) == Task.id),
+                      reach, task_id=None, unit_id=unit_id, text=text, status=status, now=now)
+    if cursor is not None:
+        deadline, task_id = decode_task_cursor(cursor)
+        query = query.where(or_(col(Task.deadline) < deadline, and_(col(Task.deadline) == deadline, col(Task.id) > task_id)))
+    rows = session.exec(query.group_by(col(Task.id)).order_by(col(Task.deadline).desc(), Task.id).limit(limit + 1)).all()
+    entries = [{"task": task, "units": int(units), "counts": {s: int(n or 0) for s, n in zip(Status, by_status, strict=True)}}
+               for task, units, *by_status in rows[:limit]]
+    return TaskPage(entries, encode_task_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
 
 
 def get_task(session: Session, reach: Reach, task_id: int) -> Task:
