@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(check_reachable, app.state.engine)
         await app.state.broker.ping()
         await app.state.events.publish(MiniAppsLoaded(miniapp_ids=[m.id for m in miniapps]))
+        # Notices committed in request threads are announced live on this loop.
+        app.state.notifier.bind_loop(asyncio.get_running_loop())
         listener = asyncio.create_task(app.state.authenticator.listen())
         background = [asyncio.create_task(run()) for run in app.state.background]
         scheduler = None
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            app.state.notifier.bind_loop(None)
             await app.state.broker.close()
             if app.state.firebase is not None:
                 app.state.firebase.close()

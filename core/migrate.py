@@ -24,14 +24,15 @@ from core.identity.models import (
 from core.feed.models import FeedItem, FeedItemUnit
 from core.miniapp_settings.models import MiniAppSettingsRow
 from core.scheduler import JobRun
-from push.models import Device, InboxItem, Notification, PushOutbox, UnitFollow
+from push.models import Device, InboxItem, InboxState, Notification, NotificationAudience, PushOutbox, UnitFollow
 from core.units.models import OrgUnit
 from plugins.registry import MiniApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_MODELS = (
     OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
-    FeedItem, FeedItemUnit, Notification, InboxItem, Device, UnitFollow, PushOutbox, MiniAppSettingsRow,
+    FeedItem, FeedItemUnit, Notification, NotificationAudience, InboxItem, InboxState, Device, UnitFollow, PushOutbox,
+    MiniAppSettingsRow,
 )
 
 

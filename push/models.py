@@ -1,4 +1,11 @@
-"""Delivery tables: notifications, inboxes, devices, followed units and the durable push outbox."""
+"""Delivery tables: notifications, their audiences, inboxes, devices, followed units and the push outbox.
+
+A notification is stored once. Its audiences (``notification_audience``: a unit's residents, the
+holders of a role in a unit, the whole city) are read per person when they open their inbox (fan-out
+on read), so a city-wide notice writes a handful of rows however many people it reaches. Notices to
+named people keep one ``inbox_item`` per person; the same table records a person's read mark on a
+broadcast, and ``inbox_state`` their "all read up to here" mark.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +37,46 @@ class Notification(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # How the recipients were chosen (users, units, roles, FCM topic), for operators reading history.
     target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # What the outbox worker's push planning did (devices planned, muted, held for quiet hours, jobs).
+    delivery: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def unit_audience(unit_id: str) -> str:
+    """The audience key of a commune's or ward's residents (and of those following it)."""
+    return f"unit:{unit_id}"
+
+
+def role_audience(role: str, unit_id: str) -> str:
+    """The audience key of the officials holding ``role`` in ``unit_id``."""
+    return f"role:{role}:{unit_id}"
+
+
+CITY_AUDIENCE = "city"  # every resident
+
+
+class NotificationAudience(SQLModel, table=True):
+    """One audience a broadcast notification is for; each person reads it from their own audiences."""
+
+    __tablename__ = "notification_audience"
+    __table_args__ = (Index("ix_notification_audience_audience_id", "audience", "notification_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", ondelete="CASCADE", index=True)
+    audience: str = Field(max_length=80, description="'unit:<unit>', 'role:<role>:<unit>' or 'city'.")
+    # When it was stored (not the sender's clock): a person sees broadcasts from when they joined.
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class InboxState(SQLModel, table=True):
+    """A person's "everything up to this notification is read" mark (set by 'mark all read')."""
+
+    __tablename__ = "inbox_state"
+    user_id: int = Field(foreign_key="user_account.id", primary_key=True, ondelete="CASCADE")
+    read_through: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class InboxItem(SQLModel, table=True):
-    """A notification in one person's inbox."""
+    """A notice to one named person, or that person's read mark on a broadcast (``personal`` false)."""
 
     __tablename__ = "inbox_item"
     __table_args__ = (
@@ -46,6 +89,7 @@ class InboxItem(SQLModel, table=True):
     notification_id: int = Field(foreign_key="notification.id", ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow)
     read_at: datetime | None = None
+    personal: bool = True
 
 
 class Platform(StrEnum):
@@ -77,13 +121,15 @@ class UnitFollow(SQLModel, table=True):
 
     __tablename__ = "unit_follow"
     user_id: int = Field(foreign_key="user_account.id", primary_key=True, ondelete="CASCADE")
-    unit_id: str = Field(foreign_key="org_unit.id", primary_key=True)
+    unit_id: str = Field(foreign_key="org_unit.id", primary_key=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class OutboxKind(StrEnum):
     """What an outbox row asks the delivery worker to do."""
 
+    plan = "plan"  # find the devices of a notification's audiences and queue ``devices`` rows for them
+    devices = "devices"  # a data message to up to 500 devices (tokens looked up when sending)
     tokens = "tokens"  # a data message to up to 500 registration tokens
     topic = "topic"  # one message to an FCM topic (area-wide warnings)
     subscribe = "subscribe"  # subscribe tokens to a topic

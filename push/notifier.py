@@ -1,13 +1,22 @@
 """The notifier: the one way core and mini-apps reach people.
 
-``notify`` persists the notification once, puts it in every recipient's inbox, queues FCM delivery in
-the durable outbox in the same transaction, and then announces it live on the realtime hub. Push
-respects each resident's muted topics and quiet hours; critical warnings pass quiet hours, and a
-critical warning for whole units also goes out as one FCM topic message per unit.
+``Notifier.send(db, ...)`` writes a notification **in the caller's transaction**: the notification,
+one ``notification_audience`` row per broadcast audience (the residents of a unit, the holders of a
+role in a unit, the whole city), one ``inbox_item`` per person named directly, and the push outbox
+rows. It never touches each recipient of a broadcast: people read broadcasts from their own audiences
+(see ``push.inbox``), and the outbox worker plans push per device later (``push.planner``), so a
+city-wide notice costs the sender the same as a ward notice. When the caller commits, the worker is
+woken and the notice is announced live on the realtime hub; when the caller rolls back, nothing was
+sent. ``await Notifier.notify(...)`` does the same in a transaction of its own, for callers that have
+no domain change to commit with it.
+
+Push respects each person's muted topics and quiet hours (critical notices pass both); a critical
+notice to whole units (or the city) goes out as one FCM topic message per unit instead of per device.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -15,28 +24,37 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import insert, or_
+from pydantic import Field
+
+from sqlalchemy import event, insert, literal, select, true
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from core.feed.models import Severity
-from core.identity.models import Membership, Role, User, UserKind
+from core.identity.models import Membership, User, utcnow
+from core.units.models import OrgUnit, UnitKind
 from core.worktime import HUE_TIME
 from plugins.events import DomainEvent
 from plugins.manifest import LocalizedText
 from push.models import (
-    Device,
+    CITY_AUDIENCE,
     InboxItem,
     Notification,
+    NotificationAudience,
     OutboxKind,
     PushOutbox,
-    UnitFollow,
+    role_audience,
+    unit_audience,
 )
 
 log = logging.getLogger(__name__)
-FCM_BATCH = 500  # the most tokens firebase-admin sends in one batch
 TOPIC_ID = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+# People named directly are written this many at a time (bounded statements whatever the list).
+PERSONAL_CHUNK = 1000
+_PENDING = "superapp.notifier.pending"
+_LISTENING = "superapp.notifier.listening"
+_COLLECT = "superapp.notifier.collect"
 
 
 def unit_topic(unit_id: str) -> str:
@@ -45,41 +63,60 @@ def unit_topic(unit_id: str) -> str:
 
 
 class NotificationSent(DomainEvent):
-    """Published after a notification is committed (inboxes written, push queued)."""
+    """Published after a notification is committed (audiences and personal inboxes written, push queued)."""
 
     name: ClassVar[str] = "core.notification_sent"
     notification_id: int
     miniapp: str
     topic: str
     severity: str
-    recipients: int
+    recipients: int  # people named directly; broadcast audiences are in ``audiences``
+    audiences: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Audience:
-    """Who a notification is for: users, the residents of units, officials holding roles."""
+    """Who a notification is for: people named directly, the residents of units, role holders, the city."""
 
     users: tuple[int, ...] = ()
     units: tuple[str, ...] = ()
     roles: tuple[tuple[str, str], ...] = ()  # (role, unit_id)
+    city: bool = False
+
+    def keys(self) -> list[str]:
+        """The broadcast audience keys (``notification_audience.audience``) of this audience."""
+        keys = [CITY_AUDIENCE] if self.city else []
+        return keys + [unit_audience(u) for u in self.units] + [role_audience(r, u) for r, u in self.roles]
 
     def describe(self) -> dict[str, Any]:
         """A JSON description for the notification's record."""
-        return {"users": list(self.users), "units": list(self.units), "roles": [list(r) for r in self.roles]}
+        return {"users": len(self.users), "units": list(self.units), "roles": [list(r) for r in self.roles],
+                "city": self.city}
 
 
 @dataclass
 class Receipt:
-    """What ``notify`` did: the notification id, how many inboxes, how many push jobs."""
+    """What ``send`` stored: the notification, its broadcast audiences, the people named, the push jobs.
+
+    Push planning per device happens later in the outbox worker; its figures (devices, muted, held
+    for quiet hours) are written to ``notification.delivery`` when it is done.
+    """
 
     notification_id: int
-    recipients: int
+    audiences: list[str]
+    personal: int
     push_jobs: int
-    held_for_quiet_hours: int = 0
-    muted: int = 0
-    user_ids: list[int] = field(default_factory=list, repr=False)
-    # Recipients named directly or by role (not by unit): they are told on their own channel.
-    direct_ids: list[int] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class _Announcement:
+    notification_id: int
+    miniapp: str
+    topic: str
+    severity: Severity
+    audience: Audience
+    personal: int
+    user_ids: list[int] = field(default_factory=list)
 
 
 class NotifierError(ValueError):
@@ -113,8 +150,13 @@ def in_quiet_hours(prefs: Mapping[str, Any], moment: datetime) -> datetime | Non
     return datetime.combine(end_day, end, tzinfo=HUE_TIME).astimezone(UTC)
 
 
+def topic_muted(prefs: Mapping[str, Any], miniapp: str, topic: str) -> bool:
+    """True when the resident muted ``topic`` of ``miniapp``."""
+    return topic in (prefs.get("muted", {}).get(miniapp) or ())
+
+
 class Notifier:
-    """Notify users, a unit's residents, a role, or an FCM topic (see the module docstring)."""
+    """Notify people named directly, a unit's residents, a role's holders or the city (see the module docstring)."""
 
     def __init__(self, *, engine: Engine, events: Any = None, realtime_of: Any = None, wake: Any = None,
                  topics_of: Any = None) -> None:
@@ -124,129 +166,169 @@ class Notifier:
         self._wake = wake or (lambda: None)
         # miniapp id -> {topic id: critical?}; unknown topics are refused so preferences stay meaningful
         self._topics_of = topics_of or (lambda: {})
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def notify(
-        self, *, miniapp: str, topic: str, title: LocalizedText | Mapping[str, str],
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """The event loop live announcements run on (the server's); ``send`` may be called from any thread."""
+        self._loop = loop
+
+    # -- sending in the caller's transaction ---------------------------------------------------------
+
+    def send(
+        self, db: Session, *, miniapp: str, topic: str, title: LocalizedText | Mapping[str, str],
         body: LocalizedText | Mapping[str, str], severity: Severity | str = Severity.info,
         users: Iterable[int] = (), units: Iterable[str] = (), roles: Iterable[tuple[str, str]] = (),
-        url: str | None = None, data: Mapping[str, Any] | None = None, now: datetime | None = None,
+        city: bool = False, url: str | None = None, data: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> Receipt:
-        """Send a notification; returns once it is committed (push happens in the outbox worker)."""
+        """Add a notification to ``db``'s transaction; it is sent when the caller commits, never if it rolls back."""
         severity = Severity(severity)
         known = self._topics_of().get(miniapp)
         if miniapp != "core" and (known is None or topic not in known):
             raise NotifierError(f"mini-app {miniapp!r} declares no notification topic {topic!r}", field="topic")
         if not TOPIC_ID.match(topic):
             raise NotifierError(f"topic {topic!r} must be a lower-case id", field="topic")
-        audience = Audience(tuple(dict.fromkeys(users)), tuple(dict.fromkeys(units)), tuple(dict.fromkeys(roles)))
-        if not (audience.users or audience.units or audience.roles):
+        audience = Audience(tuple(dict.fromkeys(int(u) for u in users)), tuple(dict.fromkeys(units)),
+                            tuple(dict.fromkeys((str(r), str(u)) for r, u in roles)), bool(city))
+        if not (audience.users or audience.units or audience.roles or audience.city):
             raise NotifierError("name at least one user, unit or role", field="audience")
         if url is not None and not url.startswith("/"):
             raise NotifierError("url must be a path in this app, such as /m/feedback/reports/12", field="url")
-        receipt = await run_in_threadpool(
-            self._persist, miniapp=miniapp, topic=topic, title=_text(title, "title", 200),
-            body=_text(body, "body", 2000), severity=severity, audience=audience, url=url,
-            data=dict(data or {}), now=now or datetime.now(UTC),
-        )
-        self._wake()
-        await self._announce(receipt, audience, severity)
-        if self._events is not None:
-            await self._events.publish(NotificationSent(
-                notification_id=receipt.notification_id, miniapp=miniapp, topic=topic, severity=severity.value,
-                recipients=receipt.recipients))
-        return receipt
-
-    # -- persistence (one transaction) ------------------------------------------------------------
-
-    def _persist(self, *, miniapp: str, topic: str, title: LocalizedText, body: LocalizedText, severity: Severity,
-                 audience: Audience, url: str | None, data: dict[str, Any], now: datetime) -> Receipt:
-        with Session(self._engine) as db:
-            note = Notification(miniapp=miniapp, topic=topic, severity=severity, title_vi=title.vi,
-                                title_en=title.en, body_vi=body.vi, body_en=body.en, url=url, data=data,
-                                target=audience.describe(), created_at=now)
-            db.add(note)
-            db.flush()
-            by_unit, direct = self._recipients(db, audience)
-            recipients = by_unit | direct
-            if recipients:
-                db.execute(insert(InboxItem), [
-                    {"user_id": uid, "notification_id": note.id, "created_at": now} for uid in sorted(recipients)])
-            receipt = Receipt(notification_id=note.id, recipients=len(recipients), push_jobs=0,
-                              user_ids=sorted(recipients), direct_ids=sorted(direct))
-            self._queue_push(db, note, recipients, audience, severity, now, receipt)
-            db.commit()
-        return receipt
+        title_text, body_text = _text(title, "title", 200), _text(body, "body", 2000)
+        now = now or utcnow()
+        note = Notification(miniapp=miniapp, topic=topic, severity=severity, title_vi=title_text.vi,
+                            title_en=title_text.en, body_vi=body_text.vi, body_en=body_text.en, url=url,
+                            data=dict(data or {}), target=audience.describe(), created_at=now,
+                            delivery={"status": "queued"})
+        db.add(note)
+        db.flush()
+        stored_at = utcnow()
+        keys = audience.keys()
+        if keys:
+            db.execute(insert(NotificationAudience), [
+                {"notification_id": note.id, "audience": key, "created_at": stored_at} for key in keys])
+        personal = self._write_personal(db, note.id, audience.users, now)
+        push_jobs = self._queue_push(db, note, audience, severity)
+        self._remember(db, _Announcement(note.id, miniapp, topic, severity, audience, personal,
+                                         list(audience.users)))
+        return Receipt(notification_id=note.id, audiences=keys, personal=personal, push_jobs=push_jobs)
 
     @staticmethod
-    def _recipients(db: Session, audience: Audience) -> tuple[set[int], set[int]]:
-        """(residents reached through their units, people named directly or by role)."""
-        found: set[int] = set()
-        direct: set[int] = set()
-        if audience.users:
-            direct.update(db.exec(select(User.id).where(User.id.in_(audience.users), User.is_active)))
-        if audience.units:
-            residents = select(User.id).where(User.kind == UserKind.resident, User.is_active,
-                                              or_(User.home_unit_id.in_(audience.units),
-                                                  User.id.in_(select(UnitFollow.user_id)
-                                                              .where(UnitFollow.unit_id.in_(audience.units)))))
-            found.update(db.exec(residents))
-        for role, unit_id in audience.roles:
-            direct.update(db.exec(select(Membership.user_id).where(Membership.role == Role(role),
-                                                                   Membership.unit_id == unit_id)))
-        return found, direct
+    def _write_personal(db: Session, notification_id: int, users: tuple[int, ...], now: datetime) -> int:
+        """One inbox row per active person named directly, a bounded chunk per statement."""
+        written = 0
+        for start in range(0, len(users), PERSONAL_CHUNK):
+            chunk = users[start:start + PERSONAL_CHUNK]
+            rows = select(User.id, literal(notification_id), literal(now, InboxItem.__table__.c.created_at.type),
+                          true()).where(User.id.in_(chunk), User.is_active)
+            written += len(db.execute(insert(InboxItem).from_select(
+                ["user_id", "notification_id", "created_at", "personal"], rows).returning(InboxItem.id)).all())
+        return written
 
-    def _queue_push(self, db: Session, note: Notification, recipients: set[int], audience: Audience,
-                    severity: Severity, now: datetime, receipt: Receipt) -> None:
-        payload_base = {"notification_id": note.id, "severity": severity.value}
-        via_topic: set[int] = set()
-        if audience.units and severity is Severity.critical:
+    @staticmethod
+    def _queue_push(db: Session, note: Notification, audience: Audience, severity: Severity) -> int:
+        """Outbox rows: a topic message per unit for critical area-wide notices, and one planning job."""
+        base = {"notification_id": note.id, "severity": severity.value}
+        jobs = 0
+        by_topic = severity is Severity.critical and (audience.units or audience.city)
+        if by_topic:
             # An area-wide critical warning: one topic message per unit reaches every device subscribed
-            # to it, which is how a flood warning reaches 15 units within a minute.
-            for unit_id in audience.units:
-                db.add(PushOutbox(kind=OutboxKind.topic, notification_id=note.id, next_attempt_at=now,
-                                  payload={**payload_base, "topic": unit_topic(unit_id)}))
-                receipt.push_jobs += 1
-            via_topic = set(db.exec(select(User.id).where(User.home_unit_id.in_(audience.units))))
-        direct = recipients - via_topic
-        if not direct:
-            return
-        users = {u.id: u for u in db.exec(select(User).where(User.id.in_(direct)))}
-        tokens_by_time: dict[datetime, list[str]] = {}
-        for device in db.exec(select(Device).where(Device.user_id.in_(direct), Device.active)):
-            prefs = users[device.user_id].notification_prefs or {}
-            if topic_muted(prefs, note.miniapp, note.topic) and severity is not Severity.critical:
-                receipt.muted += 1
-                continue
-            due = now
-            if severity is not Severity.critical:
-                held_until = in_quiet_hours(prefs, now)
-                if held_until is not None:
-                    due = held_until
-                    receipt.held_for_quiet_hours += 1
-            tokens_by_time.setdefault(due, []).append(device.token)
-        for due, tokens in tokens_by_time.items():
-            for start in range(0, len(tokens), FCM_BATCH):
-                db.add(PushOutbox(kind=OutboxKind.tokens, notification_id=note.id, next_attempt_at=due,
-                                  payload={**payload_base, "tokens": tokens[start:start + FCM_BATCH]}))
-                receipt.push_jobs += 1
+            # to it (residents and followers), which is how a flood warning reaches 15 units within a minute.
+            unit_ids = audience.units or tuple(db.execute(
+                select(OrgUnit.id).where(OrgUnit.kind.in_([UnitKind.ward, UnitKind.commune])).order_by(OrgUnit.id)
+            ).scalars())
+            for unit_id in unit_ids:
+                db.add(PushOutbox(kind=OutboxKind.topic, notification_id=note.id,
+                                  payload={**base, "topic": unit_topic(unit_id)}))
+                jobs += 1
+        if audience.users or audience.roles or not by_topic:
+            # The devices are found by the outbox worker, streamed in batches, never here.
+            db.add(PushOutbox(kind=OutboxKind.plan, notification_id=note.id,
+                              payload={**base, "units_by_topic": bool(by_topic)}))
+            jobs += 1
+        return jobs
 
-    # -- live -------------------------------------------------------------------------------------
+    # -- after the caller's commit -------------------------------------------------------------------
 
-    async def _announce(self, receipt: Receipt, audience: Audience, severity: Severity) -> None:
-        hub = self._realtime_of()
-        if hub is None:
+    def _remember(self, db: Session, announcement: _Announcement) -> None:
+        db.info.setdefault(_PENDING, []).append(announcement)
+        if not db.info.get(_LISTENING):
+            db.info[_LISTENING] = True
+            event.listen(db, "after_commit", self._after_commit)
+            event.listen(db, "after_rollback", self._after_rollback)
+
+    @staticmethod
+    def _after_rollback(db: Session) -> None:
+        db.info.pop(_PENDING, None)
+
+    def _after_commit(self, db: Session) -> None:
+        pending: list[_Announcement] = db.info.pop(_PENDING, None) or []
+        if not pending:
             return
-        event = {"type": "inbox", "notification_id": receipt.notification_id, "severity": severity.value}
+        self._wake()
+        collect = db.info.get(_COLLECT)
+        if collect is not None:  # ``notify`` awaits them itself
+            collect.extend(pending)
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # no server loop (a script): the inbox and the outbox have it; nobody is listening live
+        for announcement in pending:
+            coroutine = self._announce(announcement)
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                loop.create_task(coroutine)
+            else:
+                asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    # -- a transaction of its own --------------------------------------------------------------------
+
+    async def notify(self, **fields: Any) -> Receipt:
+        """``send`` in a transaction of its own; returns once it is committed and announced live."""
+        receipt, announced = await run_in_threadpool(self._send_alone, fields)
+        for announcement in announced:
+            await self._announce(announcement)
+        return receipt
+
+    def _send_alone(self, fields: dict[str, Any]) -> tuple[Receipt, list[_Announcement]]:
+        announced: list[_Announcement] = []
+        with Session(self._engine) as db:
+            db.info[_COLLECT] = announced
+            receipt = self.send(db, **fields)
+            db.commit()
+        return receipt, announced
+
+    # -- live -----------------------------------------------------------------------------------------
+
+    async def _announce(self, note: _Announcement) -> None:
         try:
-            for unit_id in audience.units:
-                await hub.publish(f"unit:{unit_id}", event)
-            # Residents reached by unit hear it on the unit channel; everyone else on their own.
-            for user_id in receipt.direct_ids if audience.units else receipt.user_ids:
-                await hub.publish(f"user:{user_id}", event)
+            hub = self._realtime_of()
+            if hub is not None:
+                event_body = {"type": "inbox", "notification_id": note.notification_id,
+                              "severity": note.severity.value}
+                for channel in await run_in_threadpool(self._channels, note):
+                    await hub.publish(channel, event_body)
+            if self._events is not None:
+                await self._events.publish(NotificationSent(
+                    notification_id=note.notification_id, miniapp=note.miniapp, topic=note.topic,
+                    severity=note.severity.value, recipients=note.personal, audiences=note.audience.keys()))
         except Exception:  # the inbox has it; a live hiccup must not fail the sender
-            log.exception("could not announce notification %s live", receipt.notification_id)
+            log.exception("could not announce notification %s live", note.notification_id)
 
-
-def topic_muted(prefs: Mapping[str, Any], miniapp: str, topic: str) -> bool:
-    """True when the resident muted ``topic`` of ``miniapp``."""
-    return topic in (prefs.get("muted", {}).get(miniapp) or ())
+    def _channels(self, note: _Announcement) -> list[str]:
+        """Where to announce: unit channels for unit and city audiences, personal channels for the rest."""
+        audience = note.audience
+        units = list(audience.units)
+        users = set(note.user_ids)
+        with Session(self._engine) as db:
+            if audience.city:
+                units = list(db.execute(select(OrgUnit.id).where(
+                    OrgUnit.kind.in_([UnitKind.ward, UnitKind.commune])).order_by(OrgUnit.id)).scalars())
+            for role, unit_id in audience.roles:
+                # Role holders are officials: a bounded set, told on their own channel.
+                users.update(db.execute(select(Membership.user_id).where(
+                    Membership.role == role, Membership.unit_id == unit_id)).scalars())
+        return [f"unit:{u}" for u in dict.fromkeys(units)] + [f"user:{u}" for u in sorted(users)]

@@ -1,8 +1,11 @@
 """The durable push outbox and its delivery worker.
 
-A notification accepted by the API is committed together with its ``push_outbox`` rows (one per
-batch of at most 500 tokens, one per FCM topic, one per topic (un)subscription), so a crash after
-the commit loses nothing: the rows wait in the database until a worker sends them.
+A notification is committed together with its ``push_outbox`` rows (a ``plan`` row, one row per
+FCM topic, one per topic (un)subscription), so a crash after the commit loses nothing: the rows wait
+in the database until a worker takes them. A worker that takes a ``plan`` row finds the devices of
+the notification's audience and writes ``devices`` rows of at most 500 devices (``push.planner``);
+those are sent like any other row, by whichever worker claims them, so more workers (in any number of
+processes) deliver a large notice sooner.
 
 **Claiming.** A worker lists due rows (``pending``, ``next_attempt_at`` passed, no live lease) and
 takes each with a conditional ``UPDATE ... WHERE id = :id AND status = 'pending' AND (lease_until
@@ -54,6 +57,8 @@ from core.feed.models import Severity
 from core.identity.models import utcnow
 from push.fcm import MAX_BATCH, MAX_TOPIC_BATCH, Sender, TokenResult, sender_from_settings
 from push.models import Device, OutboxKind, OutboxStatus, PushOutbox
+from push.planner import LeaseLost
+from push.planner import plan as plan_push
 
 log = logging.getLogger(__name__)
 PUSH_MESSAGES = Counter("superapp_push_messages", "Push messages and subscriptions by outcome", ["kind", "outcome"])
@@ -272,6 +277,10 @@ class OutboxWorker:
     async def _deliver(self, row: ClaimedRow) -> Settlement:
         payload = row.payload
         kind = row.kind
+        if kind is OutboxKind.plan:
+            return await asyncio.to_thread(self._plan, row)
+        if kind is OutboxKind.devices:
+            return await self._deliver_devices(row)
         if kind in (OutboxKind.tokens, OutboxKind.subscribe, OutboxKind.unsubscribe):
             tokens = [str(t) for t in payload.get("tokens") or ()]
             if not tokens:
@@ -293,6 +302,37 @@ class OutboxWorker:
                 collapse_key=payload.get("collapse_key"))
             return self._settle(row, [result], retry_payload=None)
         raise ValueError(f"unknown outbox kind {kind!r}")
+
+    def _plan(self, row: ClaimedRow) -> Settlement:
+        """Plan a notification's push (blocking: runs in a thread); the plan row is done when it is."""
+        try:
+            progress = plan_push(self.engine, row_id=row.id, notification_id=int(row.notification_id or 0),
+                                 payload=row.payload, worker_id=self.worker_id, clock=self.clock, wake=self.wake)
+        except LeaseLost:
+            log.warning("push plan %s: lease lost to another worker, which resumes it", row.id)
+            return Settlement(OutboxStatus.pending, row.attempts)  # not recorded: the row is no longer ours
+        return Settlement(OutboxStatus.sent, row.attempts + 1, payload={**row.payload, "progress": progress.as_dict()})
+
+    async def _deliver_devices(self, row: ClaimedRow) -> Settlement:
+        """Look the devices' current tokens up (bounded: at most 500) and send to them."""
+        wanted = [int(d) for d in row.payload.get("devices") or ()]
+        tokens = await asyncio.to_thread(self._tokens_of, wanted)
+        if not tokens:
+            return Settlement(OutboxStatus.sent, row.attempts + 1)  # every device left meanwhile
+        device_of = {token: device_id for device_id, token in tokens}
+        results = await self.sender.send_to_tokens(
+            list(device_of), notification_id=int(row.payload.get("notification_id", row.notification_id)),
+            severity=row.payload.get("severity", Severity.info), kind=row.payload.get("kind", "notification"),
+            collapse_key=row.payload.get("collapse_key"))
+        return self._settle(row, results, retry_payload=lambda remaining: {
+            **row.payload, "devices": [device_of[t] for t in remaining if t in device_of]})
+
+    def _tokens_of(self, device_ids: list[int]) -> list[tuple[int, str]]:
+        if not device_ids:
+            return []
+        with self.engine.connect() as connection:
+            return [(r.id, r.token) for r in connection.execute(
+                select(Device.id, Device.token).where(Device.id.in_(device_ids[:MAX_BATCH]), Device.active))]
 
     def _settle(self, row: ClaimedRow, results: Sequence[TokenResult],
                 retry_payload: Callable[[list[str]], dict[str, Any]] | None) -> Settlement:

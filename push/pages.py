@@ -9,7 +9,8 @@ from sqlmodel import select
 from core.db import SessionDep
 from core.identity.deps import PrincipalDep
 from core.web import page_locale, render_page
-from push.models import InboxItem, Notification, UnitFollow
+from push import inbox
+from push.models import UnitFollow
 
 router = APIRouter(include_in_schema=False)
 
@@ -20,12 +21,11 @@ def inbox_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Res
     if not principal.is_authenticated:
         return RedirectResponse("/auth/login?next=/inbox", status_code=303)
     locale = page_locale(request)
-    rows = db.exec(select(InboxItem, Notification)
-                   .where(InboxItem.user_id == principal.user_id, InboxItem.notification_id == Notification.id)
-                   .order_by(InboxItem.id.desc()).limit(50))
-    items = [{"id": item.id, "severity": note.severity.value, "read": item.read_at is not None,
-              "title": note.title_en if locale == "en" else note.title_vi,
-              "body": note.body_en if locale == "en" else note.body_vi, "url": note.url} for item, note in rows]
+    entries, _more = inbox.page(db, principal.user_id or 0, limit=50)
+    items = [{"id": e.notification.id, "severity": e.notification.severity.value, "read": e.read,
+              "title": e.notification.title_en if locale == "en" else e.notification.title_vi,
+              "body": e.notification.body_en if locale == "en" else e.notification.body_vi,
+              "url": e.notification.url} for e in entries]
     channels = [f"user:{principal.user_id}"]
     units = {principal.home_unit_id} if principal.home_unit_id else set()
     units |= set(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == principal.user_id)))

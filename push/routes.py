@@ -7,9 +7,9 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.db import SessionDep
@@ -22,7 +22,17 @@ from core.identity.models import utcnow
 from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from plugins.manifest import LocalizedText
-from push.models import Device, InboxItem, Notification, OutboxKind, Platform, PushOutbox, UnitFollow
+from push import inbox
+from push.models import (
+    CITY_AUDIENCE,
+    Device,
+    Notification,
+    NotificationAudience,
+    OutboxKind,
+    Platform,
+    PushOutbox,
+    UnitFollow,
+)
 from push.notifier import NotifierError, unit_topic
 
 router = APIRouter(tags=["notifications"])
@@ -41,7 +51,7 @@ class Strict(BaseModel):
 class InboxEntry(BaseModel):
     """One notification in the caller's inbox, in the caller's language."""
 
-    id: int
+    id: int = Field(description="The notification's id (the same for everyone who received it).")
     notification_id: int
     miniapp: str
     topic: str
@@ -54,7 +64,7 @@ class InboxEntry(BaseModel):
 
 
 class InboxPage(BaseModel):
-    """A page of the inbox, newest first, with the unread count for the badge."""
+    """A page of the inbox, newest first, with the unread count for the badge (at most 999)."""
 
     items: list[InboxEntry]
     unread: int
@@ -63,14 +73,14 @@ class InboxPage(BaseModel):
 
 def encode_cursor(last_id: int) -> str:
     """An opaque cursor for the next page after ``last_id``."""
-    return base64.urlsafe_b64encode(f"i{last_id}".encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(f"n{last_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
     """The id a cursor stands for; Problem 422 naming ``query.cursor`` when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("i") and raw[1:].isdigit():
+        if raw.startswith("n") and raw[1:].isdigit() and len(raw) < 20:
             return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
@@ -82,56 +92,46 @@ def _locale(request: Request, principal: Principal) -> str:
                      default=request.app.state.settings.locale)
 
 
-def _unread(db: Session, user_id: int) -> int:
-    return db.exec(select(func.count()).select_from(InboxItem)
-                   .where(InboxItem.user_id == user_id, InboxItem.read_at.is_(None))).one()
+def entry_view(entry: inbox.Entry, locale: str) -> InboxEntry:
+    """An inbox entry in ``locale``."""
+    note = entry.notification
+    return InboxEntry(id=note.id, notification_id=note.id, miniapp=note.miniapp, topic=note.topic,
+                      severity=note.severity, title=note.title_en if locale == "en" else note.title_vi,
+                      body=note.body_en if locale == "en" else note.body_vi, url=note.url,
+                      created_at=note.created_at, read=entry.read)
 
 
 @router.get("/api/inbox", operation_id="list_inbox", response_model=InboxPage)
 def list_inbox(request: Request, principal: CurrentUser, db: SessionDep, cursor: str | None = None,
                limit: Annotated[int, Query(ge=1, le=50)] = 20) -> InboxPage:
-    """The caller's notifications, newest first; pass ``next_cursor`` for older ones."""
+    """The caller's notifications (personal and broadcast), newest first; pass ``next_cursor`` for older ones."""
     locale = _locale(request, principal)
-    query = (select(InboxItem, Notification).where(InboxItem.user_id == principal.user_id,
-                                                   InboxItem.notification_id == Notification.id))
-    if cursor:
-        query = query.where(InboxItem.id < decode_cursor(cursor))
-    rows = list(db.exec(query.order_by(InboxItem.id.desc()).limit(limit + 1)))
-    items = [
-        InboxEntry(id=item.id, notification_id=note.id, miniapp=note.miniapp, topic=note.topic,
-                   severity=note.severity, title=note.title_en if locale == "en" else note.title_vi,
-                   body=note.body_en if locale == "en" else note.body_vi, url=note.url,
-                   created_at=item.created_at, read=item.read_at is not None)
-        for item, note in rows[:limit]
-    ]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    return InboxPage(items=items, unread=_unread(db, principal.user_id or 0), next_cursor=next_cursor)
+    user_id = principal.user_id or 0
+    entries, more = inbox.page(db, user_id, before=decode_cursor(cursor) if cursor else None, limit=limit)
+    items = [entry_view(entry, locale) for entry in entries]
+    return InboxPage(items=items, unread=inbox.unread(db, user_id),
+                     next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
 @router.get("/api/inbox/badge", operation_id="inbox_badge")
 def inbox_badge(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
-    """How many notifications the caller has not read."""
-    return {"unread": _unread(db, principal.user_id or 0)}
+    """How many notifications the caller has not read (at most 999)."""
+    return {"unread": inbox.unread(db, principal.user_id or 0)}
 
 
 @router.post("/api/inbox/{item_id}/read", operation_id="mark_read", status_code=204)
-def mark_read(item_id: int, principal: CurrentUser, db: SessionDep) -> Response:
-    """Mark one of the caller's notifications read (another person's is 404: it does not exist for you)."""
-    item = db.get(InboxItem, item_id)
-    if item is None or item.user_id != principal.user_id:
+def mark_read(item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], principal: CurrentUser, db: SessionDep) -> Response:
+    """Mark one of the caller's notifications read (one not in your inbox is 404: it does not exist for you)."""
+    if not inbox.mark_read(db, principal.user_id or 0, item_id):
         raise Problem(404, f"no notification {item_id} in your inbox", field="path.item_id")
-    if item.read_at is None:
-        item.read_at = utcnow()
-        db.add(item)
-        db.commit()
+    db.commit()
     return Response(status_code=204)
 
 
 @router.post("/api/inbox/read-all", operation_id="mark_all_read")
 def mark_all_read(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
-    """Mark every notification of the caller read; returns how many changed."""
-    changed = db.execute(update(InboxItem).where(InboxItem.user_id == principal.user_id,
-                                                 InboxItem.read_at.is_(None)).values(read_at=utcnow())).rowcount
+    """Mark every notification of the caller read; returns how many were unread."""
+    changed = inbox.mark_all_read(db, principal.user_id or 0)
     db.commit()
     return {"marked": changed}
 
@@ -271,7 +271,7 @@ def _wake(request: Request) -> None:
 
 
 class NotificationIn(Strict):
-    """A notification an official sends to the residents of units, or to officials by role."""
+    """A notification an official sends to the residents of units (or the city), or to officials by role."""
 
     title: LocalizedText
     body: LocalizedText
@@ -279,47 +279,83 @@ class NotificationIn(Strict):
     units: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default_factory=list, max_length=40)
     roles: list[tuple[Literal["commune_official", "department_official", "operator"],
                       Annotated[str, StringConstraints(max_length=64)]]] = Field(default_factory=list, max_length=50)
+    city: bool = Field(False, description="Every resident of the city (operators, departments and admins only).")
     url: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=500)] | None = None
 
 
 class NotificationReceipt(BaseModel):
-    """What was done with a notification."""
+    """What was stored: the notification and its audiences; push is planned by the delivery worker."""
 
     notification_id: int
-    recipients: int
+    audiences: list[str]
     push_jobs: int
-    held_for_quiet_hours: int
-    muted: int
+    status_url: str
+
+
+class NotificationStatus(BaseModel):
+    """A sent notification and how far its push delivery has come."""
+
+    notification_id: int
+    miniapp: str
+    topic: str
+    severity: Severity
+    created_at: datetime
+    audiences: list[str]
+    delivery: dict[str, Any]
+    outbox: dict[str, int] = Field(description="Push rows by status (pending, sent, dead).")
+
+
+def _city_level(principal: Principal) -> bool:
+    # Departments, operators and admins work city-wide; a commune official speaks for their own unit.
+    return bool(principal.roles & {"department_official", "operator", "admin"})
 
 
 @router.post("/api/notifications", operation_id="send_notification", response_model=NotificationReceipt,
              status_code=202)
-async def send_notification(body: NotificationIn, request: Request, db: SessionDep,
-                            principal=require_permission("core.notifications.send")) -> NotificationReceipt:
-    """Send to the residents of units and/or to officials by role; each target unit must be yours."""
+def send_notification(body: NotificationIn, request: Request, db: SessionDep,
+                      principal=require_permission("core.notifications.send")) -> NotificationReceipt:
+    """Send to the residents of units or the city and/or to officials by role; each target unit must be yours."""
     authorizer = request.app.state.authorizer
-    # Departments, operators and admins work city-wide; a commune official speaks for their own unit.
-    city_level = bool(principal.roles & {"department_official", "operator", "admin"})
+    city_level = _city_level(principal)
     targets = [(f"body.units.{i}", u) for i, u in enumerate(body.units)]
     targets += [(f"body.roles.{i}", u) for i, (_role, u) in enumerate(body.roles)]
-    if not targets:
-        raise Problem(422, "name at least one unit or role to notify", field="body.units")
+    if not targets and not body.city:
+        raise Problem(422, "name at least one unit or role to notify, or the city", field="body.units")
+    if body.city and not city_level:
+        raise Problem(403, "only operators, departments and admins may notify the whole city", field="body.city")
     for where, unit_id in targets:
         if db.get(OrgUnit, unit_id) is None:
             raise Problem(422, f"unknown unit {unit_id!r}", field=where)
         if not city_level and not authorizer.allows(principal, "core.notifications.send", unit_id):
             raise Problem(403, f"you may not notify {unit_id!r}: it is not your unit", field=where)
     try:
-        receipt = await request.app.state.notifier.notify(
-            miniapp="core", topic="announcements", title=body.title, body=body.body, severity=body.severity,
-            units=body.units, roles=body.roles, url=body.url)
+        receipt = request.app.state.notifier.send(
+            db, miniapp="core", topic="announcements", title=body.title, body=body.body, severity=body.severity,
+            units=body.units, roles=body.roles, city=body.city, url=body.url)
     except NotifierError as exc:
         raise Problem(422, str(exc), field=f"body.{exc.field}") from None
-    return NotificationReceipt(notification_id=receipt.notification_id, recipients=receipt.recipients,
-                               push_jobs=receipt.push_jobs, held_for_quiet_hours=receipt.held_for_quiet_hours,
-                               muted=receipt.muted)
+    db.commit()
+    return NotificationReceipt(notification_id=receipt.notification_id, audiences=receipt.audiences,
+                               push_jobs=receipt.push_jobs,
+                               status_url=f"/api/notifications/{receipt.notification_id}")
 
 
-def inbox_counts(db: Session, user_id: int) -> dict[str, Any]:
-    """Unread count for one user (used by the shell page)."""
-    return {"unread": _unread(db, user_id)}
+@router.get("/api/notifications/{notification_id}", operation_id="notification_status",
+            response_model=NotificationStatus)
+def notification_status(notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, db: SessionDep,
+                        principal=require_permission("core.notifications.send")) -> NotificationStatus:
+    """A notification sent to units, roles or the city, with its push delivery so far (senders only)."""
+    note = db.get(Notification, notification_id)
+    audiences = list(db.exec(select(NotificationAudience.audience)
+                             .where(NotificationAudience.notification_id == notification_id)))
+    units = {a.split(":")[-1] for a in audiences if a != CITY_AUDIENCE}
+    allowed = _city_level(principal) or (
+        bool(units) and CITY_AUDIENCE not in audiences
+        and all(request.app.state.authorizer.allows(principal, "core.notifications.send", u) for u in units))
+    if note is None or not audiences or not allowed:
+        raise Problem(404, f"no notification {notification_id} you sent or may follow", field="path.notification_id")
+    counts = dict(db.exec(select(PushOutbox.status, func.count()).where(PushOutbox.notification_id == notification_id)
+                          .group_by(PushOutbox.status)).all())
+    return NotificationStatus(notification_id=note.id, miniapp=note.miniapp, topic=note.topic, severity=note.severity,
+                              created_at=note.created_at, audiences=audiences, delivery=note.delivery or {},
+                              outbox={str(getattr(k, "value", k)): v for k, v in counts.items()})

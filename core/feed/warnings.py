@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from core.feed.events import FeedItemPublished
 from core.feed.models import FeedAudience, FeedItem, FeedKind
-from core.units.models import OrgUnit, UnitKind
 from plugins.registry import EventSubscriber
 
 log = logging.getLogger(__name__)
@@ -22,11 +21,12 @@ def warning_subscriber(app: Any) -> EventSubscriber:
     async def notify_residents(event: FeedItemPublished, host: Any) -> None:
         if event.kind is not FeedKind.warning or event.audience is FeedAudience.officials or event.notified:
             return
-        item, units = await run_in_threadpool(_load, app.state.engine, event)
-        if item is None or not units:
+        item = await run_in_threadpool(_load, app.state.engine, event)
+        if item is None or not (event.city_wide or event.unit_ids):
             return
         await app.state.notifier.notify(
-            miniapp="core", topic="warnings", severity=event.severity, units=units,
+            miniapp="core", topic="warnings", severity=event.severity, units=list(event.unit_ids),
+            city=event.city_wide,
             title={"vi": item.title_vi, "en": item.title_en}, body={"vi": item.body_vi, "en": item.body_en},
             url=f"/feed#item-{item.id}", data={"feed_item_id": item.id},
         )
@@ -34,12 +34,6 @@ def warning_subscriber(app: Any) -> EventSubscriber:
     return EventSubscriber(FeedItemPublished, notify_residents, "core")
 
 
-def _load(engine: Any, event: FeedItemPublished) -> tuple[FeedItem | None, list[str]]:
+def _load(engine: Any, event: FeedItemPublished) -> FeedItem | None:
     with Session(engine) as db:
-        item = db.get(FeedItem, event.item_id)
-        if event.city_wide:
-            units = list(db.exec(select(OrgUnit.id).where(OrgUnit.kind.in_([UnitKind.ward, UnitKind.commune]))
-                                 .order_by(OrgUnit.id)))
-        else:
-            units = list(event.unit_ids)
-    return item, units
+        return db.get(FeedItem, event.item_id)

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 
@@ -43,12 +43,21 @@ class User(SQLModel, table=True):
     firebase_uid: str | None = Field(default=None, max_length=128, unique=True)
     username: str | None = Field(default=None, max_length=64, unique=True)
     password_hash: str | None = Field(default=None, max_length=255)
-    home_unit_id: str | None = Field(default=None, foreign_key="org_unit.id")
+    home_unit_id: str | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    # Since when the resident lives in ``home_unit_id``: they see their unit's broadcasts from then on.
+    home_unit_since: datetime | None = None
     locale: str | None = Field(default=None, max_length=5)
     # {"muted": {"<miniapp>": ["<topic>", ...]}, "quiet_hours": {"start": "22:00", "end": "06:00"}}
     notification_prefs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+
+
+@event.listens_for(User.home_unit_id, "set")
+def _moved_home(target: User, value: str | None, old: Any, _initiator: Any) -> None:
+    """Whoever changes a resident's home unit, the move is dated (the inbox reads from that moment)."""
+    if value != old:
+        target.home_unit_since = utcnow() if value else None
 
 
 class Membership(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,7 +10,11 @@ from sqlmodel import Session, select
 
 from core.app import create_app
 from core.identity.service import create_official, find_or_create_resident, start_session
-from push.models import Device, InboxItem, OutboxKind, PushOutbox, UnitFollow
+from sqlalchemy import func
+
+from push.fcm import TokenResult
+from push.models import InboxItem, Notification, NotificationAudience, OutboxKind, PushOutbox
+from push.outbox import OutboxWorker
 from push.notifier import NotifierError, in_quiet_hours
 from tests.conftest import TEST_SECRET, base_settings
 
@@ -57,27 +61,117 @@ def _outbox(app, **where) -> list[PushOutbox]:
     return [r for r in rows if all(getattr(r, k) == v for k, v in where.items())]
 
 
-async def test_unit_notification_reaches_residents_and_followers_inbox(api) -> None:
+class RecordingSender:
+    """A push sender that accepts everything and remembers what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.topics: list[str] = []
+
+    async def send_to_tokens(self, tokens, **_: object) -> list[TokenResult]:
+        self.tokens.extend(tokens)
+        return [TokenResult(t, "ok") for t in tokens]
+
+    async def send_to_topic(self, topic, **_: object) -> TokenResult:
+        self.topics.append(topic)
+        return TokenResult(topic, "ok")
+
+    async def subscribe(self, tokens, topic) -> list[TokenResult]:
+        return [TokenResult(t, "ok") for t in tokens]
+
+    unsubscribe = subscribe
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _deliver(app, clock=None) -> RecordingSender:
+    """Run a delivery worker until the outbox is empty (planning included); what it sent."""
+    sender = RecordingSender()
+    worker = OutboxWorker(app.state.engine, sender, **({"clock": clock} if clock else {}))
+    await worker.drain()
+    return sender
+
+
+def _rows(app, table) -> int:
+    with Session(app.state.engine) as db:
+        return db.exec(select(func.count()).select_from(table)).one()
+
+
+async def test_unit_notice_is_stored_once_and_read_by_residents_and_followers(api) -> None:
     app = api.app
     lan, lan_h = _resident(app, "+84905000101", "phu-xuan")
     minh, minh_h = _resident(app, "+84905000102", "kim-long")
     hoa, hoa_h = _resident(app, "+84905000103", "kim-long")
-    with Session(app.state.engine) as db:
-        db.add(UnitFollow(user_id=hoa, unit_id="phu-xuan"))
-        db.commit()
+    assert api.put("/api/me/follows/phu-xuan", headers=hoa_h).status_code == 204
     for headers, token in ((lan_h, "tok-lan-" + "a" * 20), (minh_h, "tok-minh-" + "b" * 20), (hoa_h, "tok-hoa-" + "c" * 20)):
         _device(api, headers, token)
     receipt = await app.state.notifier.notify(
         miniapp="core", topic="announcements", title={"vi": "Cắt điện", "en": "Power cut"},
         body={"vi": "Phú Xuân cắt điện 8h-11h", "en": "Phu Xuan power cut 8-11"}, units=["phu-xuan"])
-    assert receipt.recipients == 2 and set(receipt.user_ids) == {lan, hoa}
+    assert receipt.audiences == ["unit:phu-xuan"] and receipt.personal == 0
+    # fan-out on read: one audience row, no inbox row per resident, one planning job
+    assert _rows(app, InboxItem) == 0 and _rows(app, NotificationAudience) == 1
+    assert [r.kind for r in _outbox(app, notification_id=receipt.notification_id)] == [OutboxKind.plan]
     inbox = api.get("/api/inbox", headers={**lan_h, "Accept-Language": "en"}).json()
     assert inbox["unread"] == 1 and inbox["items"][0]["title"] == "Power cut"
+    assert api.get("/api/inbox", headers=hoa_h).json()["items"][0]["id"] == receipt.notification_id
     assert api.get("/api/inbox", headers=minh_h).json()["items"] == []
-    # non-critical: per-device rows, data only (no text, no phone) in the payload
-    [row] = _outbox(app, kind=OutboxKind.tokens)
-    assert sorted(row.payload["tokens"]) == sorted(["tok-lan-" + "a" * 20, "tok-hoa-" + "c" * 20])
-    assert set(row.payload) == {"notification_id", "severity", "tokens"}
+    # the worker plans per device (data only in the payload) and sends to Lan's and Hoa's phones
+    sender = await _deliver(app)
+    assert sorted(sender.tokens) == sorted(["tok-lan-" + "a" * 20, "tok-hoa-" + "c" * 20])
+    [row] = _outbox(app, kind=OutboxKind.devices)
+    assert set(row.payload) == {"notification_id", "severity", "devices"} and row.status == "sent"
+    with Session(app.state.engine) as db:
+        delivery = db.get(Notification, receipt.notification_id).delivery
+    assert delivery["status"] == "planned" and delivery["devices"] == 2 and delivery["jobs"] == 1
+
+
+async def test_a_notice_in_the_callers_transaction_is_sent_on_commit_only(api) -> None:
+    app = api.app
+    lan, lan_h = _resident(app, "+84905000104", "phu-xuan")
+    with Session(app.state.engine) as db:
+        app.state.notifier.send(db, miniapp="core", topic="announcements", title={"vi": "a", "en": "a"},
+                                body={"vi": "b", "en": "b"}, users=[lan], units=["phu-xuan"])
+        db.rollback()  # the domain change failed: the notice goes with it
+    assert api.get("/api/inbox/badge", headers=lan_h).json() == {"unread": 0}
+    assert _outbox(app) == []
+    with Session(app.state.engine) as db:
+        receipt = app.state.notifier.send(db, miniapp="core", topic="announcements", title={"vi": "a", "en": "a"},
+                                          body={"vi": "b", "en": "b"}, users=[lan], units=["phu-xuan"])
+        db.commit()
+    assert receipt.personal == 1
+    # named personally and a resident of the unit: one entry, one unread
+    page = api.get("/api/inbox", headers=lan_h).json()
+    assert [i["id"] for i in page["items"]] == [receipt.notification_id] and page["unread"] == 1
+
+
+async def test_people_see_broadcasts_from_when_they_joined_the_audience(api) -> None:
+    app = api.app
+    lan, lan_h = _resident(app, "+84905000105", "phu-xuan")
+    before = await app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "cũ", "en": "old"},
+                                             body={"vi": "b", "en": "b"}, units=["kim-long"])
+    assert api.get("/api/inbox", headers=lan_h).json()["items"] == []
+    assert api.patch("/api/me", headers=lan_h, json={"home_unit_id": "kim-long"}).status_code == 200
+    after = await app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "mới", "en": "new"},
+                                            body={"vi": "b", "en": "b"}, units=["kim-long"])
+    ids = [i["id"] for i in api.get("/api/inbox", headers=lan_h).json()["items"]]
+    assert ids == [after.notification_id] and before.notification_id not in ids
+    assert api.post(f"/api/inbox/{before.notification_id}/read", headers=lan_h).status_code == 404
+
+
+async def test_role_and_city_broadcasts_reach_only_their_audiences(api) -> None:
+    app = api.app
+    lan, lan_h = _resident(app, "+84905000106", "phu-xuan")
+    px, px_h = _official(app, "px.role", "commune_official", "phu-xuan")
+    kl, kl_h = _official(app, "kl.role", "commune_official", "kim-long")
+    to_role = await app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "r", "en": "r"},
+                                              body={"vi": "b", "en": "b"}, roles=[("commune_official", "phu-xuan")])
+    to_city = await app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "c", "en": "c"},
+                                              body={"vi": "b", "en": "b"}, city=True)
+    assert [i["id"] for i in api.get("/api/inbox", headers=px_h).json()["items"]] == [to_role.notification_id]
+    assert api.get("/api/inbox", headers=kl_h).json()["items"] == []
+    assert [i["id"] for i in api.get("/api/inbox", headers=lan_h).json()["items"]] == [to_city.notification_id]
 
 
 async def test_critical_unit_warning_goes_to_the_unit_topic(api) -> None:
@@ -89,9 +183,12 @@ async def test_critical_unit_warning_goes_to_the_unit_topic(api) -> None:
         body={"vi": "Nước lên nhanh", "en": "Water rising fast"}, severity="critical", units=["phu-xuan", "kim-long"])
     topics = sorted(r.payload["topic"] for r in _outbox(app, kind=OutboxKind.topic))
     assert topics == ["unit_kim-long", "unit_phu-xuan"]
-    # the resident is reached through the topic: no per-token job, and quiet hours do not hold it back
-    assert [r for r in _outbox(app, kind=OutboxKind.tokens) if r.notification_id == receipt.notification_id] == []
-    assert receipt.held_for_quiet_hours == 0 and receipt.recipients == 1
+    # the resident is reached through the topic: no planning job, no per-device job, quiet hours do not apply
+    assert [r for r in _outbox(app) if r.notification_id == receipt.notification_id
+            and r.kind in (OutboxKind.plan, OutboxKind.devices)] == []
+    assert receipt.push_jobs == 2
+    sender = await _deliver(app)
+    assert sorted(sender.topics) == topics and sender.tokens == []
 
 
 async def test_muted_topics_and_quiet_hours(api) -> None:
@@ -100,16 +197,43 @@ async def test_muted_topics_and_quiet_hours(api) -> None:
     sleepy, sleepy_h = _resident(app, "+84905000122", "phu-xuan", quiet_hours={"start": "22:00", "end": "06:00"})
     _device(api, muted_h, "tok-muted-" + "e" * 20)
     _device(api, sleepy_h, "tok-sleepy-" + "f" * 20)
-    night = datetime(2026, 11, 25, 16, 30, tzinfo=UTC)  # 23:30 in Hue
+    # the worker plans at 23:30 in Hue, tomorrow (the planning job is due by then)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    night = datetime.combine(tomorrow, datetime.min.time(), tzinfo=UTC).replace(hour=16, minute=30)
     receipt = await app.state.notifier.notify(
         miniapp="core", topic="announcements", title={"vi": "a", "en": "a"}, body={"vi": "b", "en": "b"},
-        users=[muted, sleepy], now=night)
-    assert receipt.recipients == 2 and receipt.muted == 1 and receipt.held_for_quiet_hours == 1
-    [row] = _outbox(app, kind=OutboxKind.tokens)
-    assert row.payload["tokens"] == ["tok-sleepy-" + "f" * 20]
-    assert row.next_attempt_at.astimezone(UTC) == datetime(2026, 11, 25, 23, 0, tzinfo=UTC)  # 06:00 in Hue
+        users=[muted, sleepy])
+    assert receipt.personal == 2
+    sender = await _deliver(app, clock=lambda: night)
+    assert sender.tokens == []  # one muted, one held until 06:00
+    [row] = _outbox(app, kind=OutboxKind.devices)
+    assert row.next_attempt_at.astimezone(UTC) == night.replace(hour=23, minute=0)  # 06:00 in Hue
+    with Session(app.state.engine) as db:
+        delivery = db.get(Notification, receipt.notification_id).delivery
+    assert (delivery["devices"], delivery["muted"], delivery["held"]) == (1, 1, 1)
     # both still find it in their inbox
     assert api.get("/api/inbox/badge", headers=muted_h).json() == {"unread": 1}
+
+
+async def test_planning_resumes_where_the_last_committed_batch_stopped(api) -> None:
+    app = api.app
+    ids = []
+    for n in range(3):
+        uid, headers = _resident(app, f"+8490500017{n}", "phu-xuan")
+        ids.append(_device(api, headers, f"tok-resume-{n}-" + "r" * 20))
+    receipt = await app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "a", "en": "a"},
+                                              body={"vi": "b", "en": "b"}, units=["phu-xuan"])
+    [plan] = _outbox(app, kind=OutboxKind.plan)
+    # a worker died after committing the batch that ended at the first device
+    with Session(app.state.engine) as db:
+        row = db.get(PushOutbox, plan.id)
+        row.payload = {**row.payload, "progress": {"after": ids[0], "devices": 1, "muted": 0, "held": 0, "jobs": 1}}
+        db.add(row)
+        db.commit()
+    sender = await _deliver(app)
+    assert sorted(sender.tokens) == [f"tok-resume-{n}-" + "r" * 20 for n in (1, 2)]
+    with Session(app.state.engine) as db:
+        assert db.get(Notification, receipt.notification_id).delivery["devices"] == 3
 
 
 def test_quiet_hours_boundaries() -> None:
@@ -127,7 +251,7 @@ async def test_notifier_refuses_undeclared_topics_and_empty_audiences(api) -> No
         await notifier.notify(miniapp="festival", topic="surprise", title={"vi": "a", "en": "a"},
                               body={"vi": "b", "en": "b"}, users=[1])
     assert info.value.field == "topic"
-    with pytest.raises(NotifierError, match="at least one user, unit or role"):
+    with pytest.raises(NotifierError, match="at least one user, unit or role") as info:
         await notifier.notify(miniapp="festival", topic="programme_changes", title={"vi": "a", "en": "a"},
                               body={"vi": "b", "en": "b"})
 
@@ -152,6 +276,18 @@ def test_inbox_read_state_pagination_and_object_level_checks(api) -> None:
     assert api.get("/api/inbox/badge", headers=lan_h).json() == {"unread": 4}
     assert api.post("/api/inbox/read-all", headers=lan_h).json() == {"marked": 4}
     assert api.get("/api/inbox/badge", headers=lan_h).json() == {"unread": 0}
+    # broadcasts: read one by one (a read mark) or all at once (one row, whatever their number)
+    for n in range(3):
+        asyncio.run(app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "u", "en": "u"},
+                                              body={"vi": "b", "en": "b"}, units=["phu-xuan"]))
+    newest = api.get("/api/inbox?limit=1", headers=lan_h).json()
+    assert newest["unread"] == 3 and newest["items"][0]["read"] is False
+    assert api.post(f"/api/inbox/{newest['items'][0]['id']}/read", headers=lan_h).status_code == 204
+    assert api.post(f"/api/inbox/{newest['items'][0]['id']}/read", headers=minh_h).status_code == 404
+    assert api.get("/api/inbox?limit=1", headers=lan_h).json()["items"][0]["read"] is True
+    assert api.post("/api/inbox/read-all", headers=lan_h).json() == {"marked": 2}
+    page = api.get("/api/inbox?limit=50", headers=lan_h).json()
+    assert page["unread"] == 0 and len(page["items"]) == 8 and all(i["read"] for i in page["items"])
     bad = api.get("/api/inbox?cursor=%%%", headers=lan_h)
     assert bad.status_code == 422 and bad.json()["field"] == "query.cursor"
 
@@ -195,7 +331,13 @@ def test_officials_send_within_their_reach(api) -> None:
     _, dept = _official(app, "dept.sender", "department_official", "so-y-te")
     body = {"title": {"vi": "Tiêm chủng", "en": "Vaccination"}, "body": {"vi": "Thứ bảy", "en": "Saturday"}}
     own = api.post("/api/notifications", headers=px, json={**body, "units": ["phu-xuan"]})
-    assert own.status_code == 202 and own.json()["recipients"] == 1
+    assert own.status_code == 202 and own.json()["audiences"] == ["unit:phu-xuan"]
+    status = api.get(own.json()["status_url"], headers=px)
+    assert status.status_code == 200 and status.json()["outbox"] == {"pending": 1}
+    assert api.post("/api/notifications", headers=px, json={**body, "city": True}).status_code == 403
+    city = api.post("/api/notifications", headers=dept, json={**body, "city": True})
+    assert city.status_code == 202 and city.json()["audiences"] == ["city"]
+    assert api.get(city.json()["status_url"], headers=px).status_code == 404  # not a commune's notice
     other = api.post("/api/notifications", headers=px, json={**body, "units": ["kim-long"]})
     assert other.status_code == 403 and other.json()["field"] == "body.units.0"
     assert api.post("/api/notifications", headers=dept, json={**body, "units": ["kim-long"]}).status_code == 202
