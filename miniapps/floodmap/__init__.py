@@ -39,7 +39,7 @@ def superapp_register_permissions(register):
 
 @hookimpl
 def superapp_register_settings(register):
-    """Admins tune the ingest rate limit and how long warnings last."""
+    """Admins tune the ingest rate limit, how long warnings last and how long readings are kept."""
     register(FloodmapSettings)
 
 
@@ -51,8 +51,10 @@ def superapp_register_routes(register):
 
 @hookimpl
 def superapp_register_scheduled_jobs(register):
-    """Stations whose sensor fell silent turn stale, checked every minute."""
+    """Stations whose sensor fell silent turn stale, checked every minute; old readings are folded into
+    hourly summaries every 10 minutes (a run stops after a time budget, the next goes on)."""
     register("mark_stale", jobs.mark_silent_stations_stale, every=timedelta(minutes=1))
+    register("fold_old_readings", jobs.fold_old_readings, every=timedelta(minutes=10))
 
 
 @hookimpl

@@ -1,13 +1,19 @@
-"""Scheduled work: stations whose sensor fell silent turn stale (once a minute, once across workers)."""
+"""Scheduled work, each once per period across workers: stations whose sensor fell silent turn stale
+(every minute); old readings are folded into hourly summaries (every 10 minutes, in bounded batches)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
 
 from miniapps.floodmap.ingest import mark_stale
+from miniapps.floodmap.retention import RetentionOutcome, apply_retention
 from miniapps.floodmap.warnings import Outlets, announce_stale
+
+MINIAPP = "floodmap"
+log = logging.getLogger(__name__)
 
 
 async def mark_silent_stations_stale(host, *, now: datetime | None = None) -> list[int]:
@@ -15,3 +21,13 @@ async def mark_silent_stations_stale(host, *, now: datetime | None = None) -> li
     went = await run_in_threadpool(lambda: mark_stale(host.engine, now=now))
     await announce_stale(Outlets.of_host(host), went)
     return went
+
+
+async def fold_old_readings(host, *, now: datetime | None = None) -> RetentionOutcome:
+    """Apply the retention settings: old readings become hourly summaries, very old summaries go."""
+    settings = await run_in_threadpool(host.miniapp_settings.get, MINIAPP)
+    outcome = await run_in_threadpool(lambda: apply_retention(
+        host.engine, raw_days=settings.raw_readings_days, hourly_days=settings.hourly_readings_days, now=now))
+    log.info("flood readings retention", extra={"folded": outcome.folded, "hours_written": outcome.hours_written,
+                                                "hours_deleted": outcome.hours_deleted, "finished": outcome.finished})
+    return outcome

@@ -122,6 +122,22 @@ class FloodObservation(SQLModel, table=True):
     result: float
 
 
+class FloodObservationHourly(SQLModel, table=True):
+    """An hour of a datastream's readings after retention folded them: how many, lowest, mean, highest.
+
+    Readings older than the retention setting are summarised here and deleted, so history charts keep
+    years of hourly curves while the 10-minute table holds only recent weeks.
+    """
+
+    __tablename__ = "floodmap_observation_hourly"
+    datastream_id: int = Field(foreign_key="floodmap_datastream.id", primary_key=True, ondelete="CASCADE")
+    hour: datetime = Field(primary_key=True, description="Start of the hour (UTC).")
+    count: int
+    minimum: float
+    mean: float
+    maximum: float
+
+
 class FloodLevelChange(SQLModel, table=True):
     """A station's alert level changed (or it went stale or came back): the history operators read."""
 
@@ -175,5 +191,5 @@ class FloodReport(SQLModel, table=True):
 
 ALL_MODELS: tuple[Any, ...] = (
     FloodThing, FloodLocation, FloodSensor, FloodObservedProperty, FloodDatastream, FloodObservation,
-    FloodLevelChange, FloodWarning, FloodReport,
+    FloodObservationHourly, FloodLevelChange, FloodWarning, FloodReport,
 )

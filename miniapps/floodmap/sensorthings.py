@@ -391,9 +391,13 @@ def _after(entity: EntitySet, order: list[tuple[str, bool]], key: list[Any]) -> 
 def _token_value(column: Any, value: Any) -> Any:
     column_type = column.type
     if isinstance(getattr(column_type, "impl", column_type), DateTime):
-        if not isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            when = None
+        if when is None or when.utcoffset() is None:
             raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
-        return _literal(value, column)
+        return when
     if column_type.python_type is str:
         if not isinstance(value, str):
             raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")

@@ -1,0 +1,134 @@
+"""Observation retention: readings older than ``raw_readings_days`` are folded into hourly lowest /
+mean / highest (``floodmap_observation_hourly``) and deleted; hourly summaries older than
+``hourly_readings_days`` (when not 0) are deleted too.
+
+Work goes in bounded batches, each its own short transaction: one datastream's readings of at most
+``BATCH_HOURS`` hours (864 rows at 10-minute readings), summarised by the database in one statement and
+deleted by range in the next. Windows start on whole hours, so an hour is never split between two
+batches; a reading that arrives late for an hour already summarised is merged into that hour's figures.
+A run stops after ``budget_seconds`` and the next run goes on from the oldest readings left, so the
+first run over five years of history spreads over several periods instead of holding one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from miniapps.floodmap.models import (
+    FloodDatastream,
+    FloodObservation,
+    FloodObservationHourly,
+)
+
+BATCH_HOURS = 144  # six days of one datastream per transaction
+HOURLY_BATCH_ROWS = 5000
+
+
+@dataclass
+class RetentionOutcome:
+    """What one run did: readings folded and deleted, hourly rows written and deleted, and whether it finished."""
+
+    folded: int = 0
+    hours_written: int = 0
+    hours_deleted: int = 0
+    finished: bool = True
+    batches: list[tuple[int, datetime, datetime]] = field(default_factory=list)  # (datastream, from, to)
+
+
+def _hour_of(dialect: str):
+    """The SQL for the start of a reading's hour, in the form the hourly table stores."""
+    column = FloodObservation.phenomenon_time
+    if dialect == "postgresql":
+        # timestamptz truncated in UTC whatever the session's time zone
+        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", column)))
+    return func.strftime("%Y-%m-%d %H:00:00.000000", column)  # SQLAlchemy's SQLite datetime text
+
+
+def apply_retention(engine: Engine, *, raw_days: int, hourly_days: int, now: datetime | None = None,
+                    budget_seconds: float = 50.0) -> RetentionOutcome:
+    """Fold and delete what the settings say is too old, batch by batch, for at most ``budget_seconds``."""
+    now = now or datetime.now(UTC)
+    cutoff = (now - timedelta(days=raw_days)).replace(minute=0, second=0, microsecond=0)
+    deadline = time.monotonic() + budget_seconds
+    outcome = RetentionOutcome()
+    with Session(engine) as db:
+        streams = list(db.scalars(select(FloodDatastream.id).order_by(FloodDatastream.id)))
+    for stream_id in streams:
+        while True:
+            if time.monotonic() > deadline:
+                outcome.finished = False
+                return outcome
+            if not _fold_batch(engine, stream_id, cutoff, outcome):
+                break
+    if hourly_days:
+        _drop_old_hours(engine, now - timedelta(days=hourly_days), deadline, outcome)
+    return outcome
+
+
+def _fold_batch(engine: Engine, stream_id: int, cutoff: datetime, outcome: RetentionOutcome) -> bool:
+    """Fold the oldest window of ``stream_id``'s readings before ``cutoff``; False when none are left."""
+    with Session(engine) as db:
+        oldest = db.scalar(select(func.min(FloodObservation.phenomenon_time)).where(
+            FloodObservation.datastream_id == stream_id, FloodObservation.phenomenon_time < cutoff))
+        if oldest is None:
+            return False
+        start = oldest.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        end = min(start + timedelta(hours=BATCH_HOURS), cutoff)
+        in_window = (FloodObservation.datastream_id == stream_id, FloodObservation.phenomenon_time >= start,
+                     FloodObservation.phenomenon_time < end)
+        dialect_name = db.get_bind().dialect.name
+        hour = _hour_of(dialect_name).label("hour")
+        summary = (select(FloodObservation.datastream_id, hour, func.count().label("count"),
+                          func.min(FloodObservation.result), func.avg(FloodObservation.result),
+                          func.max(FloodObservation.result))
+                   .where(*in_window).group_by(FloodObservation.datastream_id, hour))
+        table = FloodObservationHourly.__table__  # type: ignore[attr-defined]
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        statement = dialect.insert(table).from_select(
+            ["datastream_id", "hour", "count", "minimum", "mean", "maximum"], summary)
+        # a late reading for an hour already summarised joins its figures instead of replacing them
+        new = statement.excluded
+        least, greatest = (func.least, func.greatest) if dialect_name == "postgresql" else (func.min, func.max)
+        statement = statement.on_conflict_do_update(index_elements=["datastream_id", "hour"], set_={
+            "count": table.c.count + new.count,
+            "minimum": least(table.c.minimum, new.minimum),
+            "maximum": greatest(table.c.maximum, new.maximum),
+            "mean": (table.c.mean * table.c.count + new.mean * new.count) / (table.c.count + new.count),
+        })
+        written = db.execute(statement).rowcount
+        folded = db.execute(delete(FloodObservation).where(*in_window)).rowcount
+        db.commit()
+    outcome.folded += folded
+    outcome.hours_written += max(written, 0)
+    outcome.batches.append((stream_id, start, end))
+    return True
+
+
+def _drop_old_hours(engine: Engine, before: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Delete hourly summaries from before ``before``, HOURLY_BATCH_ROWS hours of one datastream at a time."""
+    with Session(engine) as db:
+        streams = list(db.scalars(select(FloodDatastream.id).order_by(FloodDatastream.id)))
+    for stream_id in streams:
+        while True:
+            if time.monotonic() > deadline:
+                outcome.finished = False
+                return
+            with Session(engine) as db:
+                # the primary key (datastream, hour) gives the window's last hour straight from the index
+                window = (select(FloodObservationHourly.hour)
+                          .where(FloodObservationHourly.datastream_id == stream_id, FloodObservationHourly.hour < before)
+                          .order_by(FloodObservationHourly.hour).limit(HOURLY_BATCH_ROWS).subquery())
+                last = db.scalar(select(func.max(window.c.hour)))
+                if last is None:
+                    break
+                deleted = db.execute(delete(FloodObservationHourly).where(
+                    FloodObservationHourly.datastream_id == stream_id, FloodObservationHourly.hour <= last)).rowcount
+                db.commit()
+            outcome.hours_deleted += deleted
