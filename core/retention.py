@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, case, delete, exists, func, literal, or_, select, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import SQLModel
@@ -172,21 +172,27 @@ def _apply(engine: Engine, rule: Rule, *, cutoff: datetime, batch: int, dry_run:
 
 def _windows(engine: Engine, rule: Rule, key: Any, cutoff: datetime, batch: int) -> Iterator[ColumnElement[bool]]:
     """Key ranges of at most ``batch`` rows each, from the lowest key up, as conditions on the key."""
+    columns = list(rule.table.primary_key.columns)
+    old = case((rule.age < cutoff, 1), else_=0) if rule.age is not None else literal(1)
     after: tuple[Any, ...] | None = None
     while True:
-        columns = list(rule.table.primary_key.columns)
-        query = select(*columns, *([(rule.age < cutoff).label("old")] if rule.age is not None else []))
+        scan = select(*columns, old.label("old"))
         if after is not None:
-            query = query.where(key > tuple_(*after))
+            scan = scan.where(key > tuple_(*after))
+        window = scan.order_by(*columns).limit(batch).subquery()
+        keys = [window.c[column.name] for column in columns]
+        # One row back per window (its last key, its size, whether it holds an old row), not ``batch``.
+        summary = (select(*keys, func.count().over().label("size"), func.max(window.c.old).over().label("any_old"))
+                   .order_by(*(k.desc() for k in keys)).limit(1))
         with engine.connect() as connection:
-            rows = connection.execute(query.order_by(*columns).limit(batch)).all()
-        if not rows:
+            row = connection.execute(summary).first()
+        if row is None:
             return
-        if rule.age is not None and not any(row.old for row in rows):
+        if not row.any_old:
             return  # keys follow age: everything from here on is younger than the cutoff
-        last = tuple(rows[-1][: len(columns)])
+        last = tuple(row[: len(columns)])
         yield key <= tuple_(*last) if after is None else and_(key > tuple_(*after), key <= tuple_(*last))
-        if len(rows) < batch:
+        if row.size < batch:
             return
         after = last
 
