@@ -35,7 +35,12 @@ FIELD_REPORTS_A_YEAR = 180_000  # "a year brings about 180,000 field reports" (i
 WARNINGS_A_YEAR = 2_450  # "and 2,450 warnings" (issue 13); each is one floodmap_warning and one notification
 FLOOD_STATIONS = 60  # "five years of 10-minute readings for about 60 stations" (issue 13, item 1)
 READINGS_A_YEAR = FLOOD_STATIONS * 6 * 24 * 365  # one reading per station every 10 minutes: 3,153,600
-TASK_MONTHS_GENERATED = 24  # bench.city loads "tasks for 40 units over 24 months" (issue 13, item 1)
+# Where no yearly figure is stated, the synthetic city's spans stand in: bench.city loads a table's rows
+# over this many years (see each bench/city module), so a year is the rows found divided by it.
+NOTIFICATION_YEARS = 2  # bench/city/notifications.py: two years of broadcasts and personal notices
+FEED_YEARS = 4  # bench/city/feed.py: 1,000,000 feed items over four years
+INTERACTION_YEARS = 5  # bench/city/interaction.py: 1,000,000 answered questions over five years (issue 13)
+TASK_YEARS = 2  # bench/city/tasks.py: "tasks for 40 units over 24 months" (issue 13, item 1)
 # Below this many rows a table's bytes per row are mostly empty pages and index roots: not projected.
 MIN_ROWS_TO_PROJECT = 1_000
 
@@ -46,6 +51,7 @@ class Volume:
 
     rows: float | None = None  # rows a year (or, when ``stock``, rows at Hue's size)
     per: str | None = None  # or: this many rows of the table per row of ``per``, as measured, times its volume
+    span_years: float | None = None  # or: the rows found were loaded over this many years
     source: str = ""
     stock: bool = False
 
@@ -54,16 +60,25 @@ VOLUMES: dict[str, Volume] = {
     "user_account": Volume(HUE_RESIDENTS, source="1.3 M residents (stock)", stock=True),
     "device": Volume(HUE_DEVICES, source="900,000 devices (stock)", stock=True),
     "unit_follow": Volume(per="user_account", source="follows per account, measured (stock)", stock=True),
+    "inbox_state": Volume(per="user_account", source="'all read' marks per account, measured (stock)", stock=True),
     "feedback_report": Volume(FIELD_REPORTS_A_YEAR, source="180,000 reports a year"),
     "feedback_photo": Volume(per="feedback_report", source="photos per report, measured"),
     "feedback_event": Volume(per="feedback_report", source="timeline events per report, measured"),
     "feedback_follower": Volume(per="feedback_report", source="followers per report, measured"),
     "floodmap_observation": Volume(READINGS_A_YEAR, source="60 stations every 10 minutes"),
     "floodmap_warning": Volume(WARNINGS_A_YEAR, source="2,450 warnings a year"),
-    "notification": Volume(WARNINGS_A_YEAR, source="2,450 warnings a year (a lower bound: notices add to it)"),
-    "notification_audience": Volume(per="notification", source="audiences per notification, measured"),
-    "tasks_report": Volume(per="tasks_task", source="reports per task, measured"),
-    "tasks_assignment": Volume(per="tasks_task", source="assignments per task, measured"),
+    # Warnings alone are 2,450 a year; the synthetic city adds announcements and personal notices.
+    "notification": Volume(span_years=NOTIFICATION_YEARS, source="synthetic city: 2 years of notices"),
+    "notification_audience": Volume(span_years=NOTIFICATION_YEARS, source="synthetic city: 2 years of notices"),
+    "inbox_item": Volume(span_years=NOTIFICATION_YEARS, source="synthetic city: 2 years of personal notices"),
+    "feed_item": Volume(span_years=FEED_YEARS, source="synthetic city: 4 years of feed"),
+    "feed_item_unit": Volume(span_years=FEED_YEARS, source="synthetic city: 4 years of feed"),
+    "interaction_question": Volume(span_years=INTERACTION_YEARS, source="synthetic city: 5 years of questions"),
+    "interaction_reply": Volume(span_years=INTERACTION_YEARS, source="synthetic city: 5 years of questions"),
+    "interaction_search_entry": Volume(span_years=INTERACTION_YEARS, source="synthetic city: 5 years of questions"),
+    "tasks_task": Volume(span_years=TASK_YEARS, source="synthetic city: 24 months of tasks"),
+    "tasks_report": Volume(span_years=TASK_YEARS, source="synthetic city: 24 months of tasks"),
+    "tasks_assignment": Volume(span_years=TASK_YEARS, source="synthetic city: 24 months of tasks"),
 }
 
 
@@ -106,15 +121,14 @@ def measure(connection: Connection, *, top: int) -> list[TableSize]:
 def yearly_rows(table: str, measured: dict[str, TableSize], *, depth: int = 0) -> float | None:
     """Rows Hue brings to ``table`` a year (or at Hue's size, for stock tables); None when unknown."""
     volume = VOLUMES.get(table)
-    if table == "tasks_task" and table in measured:
-        # bench.city spreads the tasks it loads over TASK_MONTHS_GENERATED months.
-        return measured[table].rows * 12 / TASK_MONTHS_GENERATED
     if volume is None or depth > 3:
         return None
     if volume.rows is not None:
         return volume.rows
-    parent = measured.get(volume.per or "")
     here = measured.get(table)
+    if volume.span_years is not None:
+        return here.rows / volume.span_years if here is not None else None
+    parent = measured.get(volume.per or "")
     parent_rows = yearly_rows(volume.per or "", measured, depth=depth + 1)
     if parent is None or here is None or not parent.rows or parent_rows is None:
         return None
@@ -134,9 +148,7 @@ def report(sizes: Sequence[TableSize]) -> list[str]:
         volume = VOLUMES.get(size.name)
         hue_rows = hue_mib = "-"
         source = "(no stated volume)"
-        if size.name == "tasks_task":
-            source = f"rows loaded over {TASK_MONTHS_GENERATED} months, per 12"
-        elif volume is not None:
+        if volume is not None:
             source = volume.source
         if rows is not None:
             hue_rows = f"{rows:,.0f}"
