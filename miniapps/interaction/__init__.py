@@ -31,7 +31,7 @@ def superapp_register_models(register):
     from miniapps.interaction import models
 
     register(models.InteractionField, models.Question, models.Reply, models.Attachment, models.Transfer,
-             models.Article, models.SearchEntry, migrations=HERE / "migrations")
+             models.Article, models.SearchEntry, models.SearchVersion, migrations=HERE / "migrations")
 
 
 @hookimpl

@@ -12,10 +12,13 @@ them (they are not SQLModel models, so the drift check leaves them alone); ``ind
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import secrets
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
+from cachetools import TTLCache
+from sqlalchemy import Connection, bindparam, text
 from sqlmodel import Session, select
 
 from core.text import fold
@@ -27,6 +30,7 @@ from miniapps.interaction.models import (
     ReplyKind,
     SearchEntry,
     SearchKind,
+    SearchVersion,
     utcnow,
 )
 
@@ -81,7 +85,16 @@ def drop_index_sql(dialect: str) -> list[str]:
 # --- Keeping the index in step --------------------------------------------------------------------------
 
 
+def bump_version(session: Session | Connection) -> None:
+    """Give the knowledge base a new version token in the caller's transaction (kept searches expire)."""
+    table = SearchVersion.__tablename__
+    session.execute(text(f"INSERT INTO {table} (id, version) VALUES (1, :token) "
+                         "ON CONFLICT (id) DO UPDATE SET version = excluded.version"),
+                    {"token": secrets.randbits(62)})
+
+
 def _write_index(session: Session, entry_id: int, title: str, body: str) -> None:
+    bump_version(session)
     folded_title, folded_body = fold(title), fold(body)
     if _dialect(session) == "sqlite":
         for table in (FTS_TABLE, TITLE_FTS_TABLE):
@@ -104,7 +117,8 @@ def _entry(session: Session, kind: SearchKind, ref_id: int) -> SearchEntry:
     return found or SearchEntry(kind=kind, ref_id=ref_id, title="", field_key="", department_id="")
 
 
-def _excerpt(body: str) -> str:
+def excerpt(body: str) -> str:
+    """The first SNIPPET characters of ``body`` on one line, cut at a word."""
     flat = " ".join(body.split())
     return flat if len(flat) <= SNIPPET else flat[: SNIPPET - 1].rsplit(" ", 1)[0] + "…"
 
@@ -120,7 +134,7 @@ def index_question(session: Session, question: Question, replies: Iterable[Reply
     entry = _entry(session, SearchKind.question, question.id)  # type: ignore[arg-type]
     answered = question.status in (QuestionStatus.answered, QuestionStatus.settled) and bool(answers)
     entry.title = question.title
-    entry.snippet = _excerpt(shown.body if shown else question.body)
+    entry.snippet = excerpt(shown.body if shown else question.body)
     entry.field_key = question.field_key
     entry.department_id = question.department_id
     entry.asker_unit_id = question.asker_unit_id
@@ -138,7 +152,7 @@ def index_article(session: Session, article: Article) -> SearchEntry:
     """Write (or rewrite) a handbook article's search entry and full text."""
     entry = _entry(session, SearchKind.article, article.id)  # type: ignore[arg-type]
     entry.title = article.title
-    entry.snippet = _excerpt(article.body)
+    entry.snippet = excerpt(article.body)
     entry.field_key = article.field_key
     entry.department_id = article.department_id
     entry.asker_unit_id = None
@@ -154,6 +168,21 @@ def index_article(session: Session, article: Article) -> SearchEntry:
 # --- Searching -------------------------------------------------------------------------------------------
 
 
+# Ranking reads the text of every candidate, so it is given a bounded set: the newest POOL entries that
+# match, in id order, which both databases walk without sorting (FTS5 rowid order; PostgreSQL's primary
+# key or a bitmap of the GIN index). Common words match a large part of a million-entry base: ranking all
+# of them cost 600-740 ms at 100,000 entries and grew with the base, while the best of the newest POOL
+# stays a few milliseconds whatever its size. Newer answers are also the ones that reflect current rules.
+POOL = 1000
+# Repeated searches (the same words, filters and reader scope) are answered from memory while the base
+# is unchanged: every index write sets a new random token (``SearchVersion``) in its transaction, so one
+# primary-key read per request tells whether a kept result is still right, on every worker.
+CACHE_SIZE = 4096
+CACHE_SECONDS = 600  # only bounds memory held by queries nobody repeats; correctness comes from the token
+_results: TTLCache = TTLCache(maxsize=CACHE_SIZE, ttl=CACHE_SECONDS)
+_results_lock = threading.Lock()  # cachetools caches are not thread-safe; requests run in a thread pool
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which entries a reader may see: every entry (``units`` None), or the public ones plus those of ``units``."""
@@ -161,12 +190,53 @@ class Scope:
     units: frozenset[str] | None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Found:
+    """What a hit shows of its search entry: a plain copy, since hits are kept and shared between requests."""
+
+    id: int
+    kind: SearchKind
+    ref_id: int
+    title: str
+    snippet: str
+    field_key: str
+    department_id: str
+    answered: bool
+
+    @classmethod
+    def of(cls, entry: SearchEntry) -> Found:
+        """The copy of a loaded search entry."""
+        return cls(entry.id, entry.kind, entry.ref_id, entry.title, entry.snippet, entry.field_key,  # type: ignore[arg-type]
+                   entry.department_id, entry.answered)
+
+
+@dataclass(frozen=True)
 class Hit:
     """A search entry and its relevance, 0 to 1."""
 
-    entry: SearchEntry
+    entry: Found
     score: float
+
+
+def knowledge_version(session: Session) -> int | None:
+    """The token of the knowledge base's current content (None when the row is missing: nothing is kept)."""
+    return session.execute(text(f"SELECT version FROM {SearchVersion.__tablename__} WHERE id = 1")).scalar()
+
+
+def _cached(session: Session, key: tuple, compute: Callable[[], list[Hit]]) -> list[Hit]:
+    """``compute()``, or what it returned for ``key`` while the knowledge base was as it is now."""
+    version = knowledge_version(session)  # read before computing: a result is never older than its token
+    if version is None:
+        return compute()
+    full_key = (str(session.get_bind().url), version, *key)
+    with _results_lock:
+        kept = _results.get(full_key)
+    if kept is not None:
+        return kept
+    found = compute()
+    with _results_lock:
+        _results[full_key] = found
+    return found
 
 
 def _match_expression(words: list[str], dialect: str, *, mode: str, prefix_last: bool) -> str:
@@ -203,22 +273,29 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
     Every word first (in title or text, or titles only); when nothing has them all, titles with two of
     the words side by side; then titles with any meaningful word. The fallbacks stay on titles: a
     syllable such as "thu" is in most texts, and ranking most of the base would answer slowly and badly.
+    Each attempt ranks the newest POOL entries that match it and the reader may see.
     """
     words = tokens(raw)
     if prefix_last and len(words) > 1 and len(words[-1]) < 2:
         words = words[:-1]  # a lone letter being typed would expand to a large part of the vocabulary
     if not words:
         return []
+    filters = {"scope": scope, "field_key": field_key, "department_id": department_id, "kind": kind,
+               "answered_only": answered_only, "limit": limit, "offset": offset}
+    key = ("search", tuple(words), prefix_last, title_only, *filters.values())
+    return _cached(session, key, lambda: _search(session, words, prefix_last=prefix_last, title_only=title_only,
+                                                 filters=filters))
+
+
+def _search(session: Session, words: list[str], *, prefix_last: bool, title_only: bool, filters: dict) -> list[Hit]:
     attempts = [("all", words, title_only)]
-    if len(words) > 1 and not offset:
+    if len(words) > 1 and not filters["offset"]:
         attempts.append(("pairs", words, True))
         meaningful = [w for w in words[:-1] if w not in STOPWORDS] + words[-1:]
         attempts.append(("any", meaningful, True))
-    filters = {"scope": scope, "field_key": field_key, "department_id": department_id, "kind": kind,
-               "answered_only": answered_only, "limit": limit, "offset": offset}
     for mode, chosen, titles in attempts:
-        # One word typed into a title matches a large part of the base; ranking all of it would cost more
-        # than it tells, so those suggestions come newest first.
+        # One word typed into a title matches a large part of the base; ranking it would tell little,
+        # so those suggestions come newest first.
         newest_first = titles and len(chosen) == 1
         hits = _run(session, _match_expression(chosen, _dialect(session), mode=mode, prefix_last=prefix_last),
                     title_only=titles, newest_first=newest_first, **filters)
@@ -227,10 +304,13 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
     return []
 
 
+ENTRY_COLUMNS = "e.id, e.kind, e.ref_id, e.title, e.snippet, e.field_key, e.department_id, e.answered"
+
+
 def _run(session: Session, match: str, *, title_only: bool, newest_first: bool, scope: Scope, field_key: str | None,
          department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int, offset: int) -> list[Hit]:
     dialect = _dialect(session)
-    params: dict[str, object] = {"q": match, "limit": limit, "offset": offset}
+    params: dict[str, object] = {"q": match, "limit": limit, "offset": offset, "pool": max(POOL, limit + offset)}
     filters = []
     if scope.units is not None:
         filters.append("(e.public OR e.asker_unit_id IN :units OR e.department_id IN :units)")
@@ -248,26 +328,26 @@ def _run(session: Session, match: str, *, title_only: bool, newest_first: bool, 
         filters.append("e.answered")
     where = "".join(f" AND {f}" for f in filters)
     if dialect == "sqlite":
+        # The pool: FTS5 walks the matches newest first (rowid DESC) and stops at POOL; CROSS JOIN keeps it
+        # the outer loop (the planner could otherwise start from a filter's index and probe the index per
+        # row). bm25 (the column weights favour titles) is computed for the pool only.
         table, weights = (TITLE_FTS_TABLE, "") if title_only else (FTS_TABLE, f", {TITLE_WEIGHT}, 1.0")
-        rank, order = ("0.5", f"{table}.rowid DESC") if newest_first else (f"-bm25({table}{weights})", "rank DESC, e.id DESC")
-        sql = (f"SELECT e.id, {rank} AS rank FROM {table} JOIN interaction_search_entry e ON e.id = {table}.rowid "
-               f"WHERE {table} MATCH :q{where} ORDER BY {order} LIMIT :limit OFFSET :offset")
+        rank = "0.5" if newest_first else f"-bm25({table}{weights})"
+        pool = (f"SELECT {ENTRY_COLUMNS}, {rank} AS rank FROM {table} CROSS JOIN interaction_search_entry e "
+                f"ON e.id = {table}.rowid WHERE {table} MATCH :q{where} ORDER BY {table}.rowid DESC LIMIT :pool")
     else:
         # ts_rank's normalisation 32 maps the rank into [0, 1); weights A (title) and B (body) as indexed.
         column = "title_doc" if title_only else "doc"
-        rank, order = ("0.5", "e.id DESC") if newest_first else (f"ts_rank(f.{column}, query, 32)", "rank DESC, e.id DESC")
-        sql = (f"SELECT e.id, {rank} AS rank "
-               f"FROM {FTS_TABLE} f JOIN interaction_search_entry e ON e.id = f.entry_id, "
-               "to_tsquery('simple', :q) AS query "
-               f"WHERE f.{column} @@ query{where} ORDER BY {order} LIMIT :limit OFFSET :offset")
-    statement = text(sql)
+        rank = "0.5" if newest_first else f"ts_rank(f.{column}, to_tsquery('simple', :q), 32)"
+        pool = (f"SELECT {ENTRY_COLUMNS}, {rank} AS rank FROM {FTS_TABLE} f JOIN interaction_search_entry e "
+                f"ON e.id = f.entry_id WHERE f.{column} @@ to_tsquery('simple', :q){where} "
+                "ORDER BY f.entry_id DESC LIMIT :pool")
+    statement = text(f"SELECT * FROM ({pool}) AS pool ORDER BY rank DESC, id DESC LIMIT :limit OFFSET :offset")
     if "units" in params:
         statement = statement.bindparams(bindparam("units", expanding=True))
-    rows = session.execute(statement, params).all()
-    if not rows:
-        return []
-    entries = {e.id: e for e in session.exec(select(SearchEntry).where(SearchEntry.id.in_([r[0] for r in rows])))}  # type: ignore[union-attr]
-    return [Hit(entries[entry_id], _unit_score(float(rank), dialect)) for entry_id, rank in rows if entry_id in entries]
+    return [Hit(Found(row.id, SearchKind(row.kind), row.ref_id, row.title, row.snippet, row.field_key,
+                      row.department_id, bool(row.answered)), _unit_score(float(row.rank), dialect))
+            for row in session.execute(statement, params)]
 
 
 def _unit_score(rank: float, dialect: str) -> float:
@@ -278,21 +358,26 @@ def _unit_score(rank: float, dialect: str) -> float:
 
 
 def newest(session: Session, *, scope: Scope, field_key: str | None = None, department_id: str | None = None,
-           kind: SearchKind | None = None, limit: int = 20, offset: int = 0) -> list[SearchEntry]:
+           kind: SearchKind | None = None, limit: int = 20, offset: int = 0) -> list[Found]:
     """Browsing without words: the most recently updated entries the reader may see."""
-    query = select(SearchEntry)
-    if scope.units is not None:
-        units = sorted(scope.units)
-        query = query.where(SearchEntry.public | SearchEntry.asker_unit_id.in_(units)  # type: ignore[union-attr]
-                            | SearchEntry.department_id.in_(units))  # type: ignore[attr-defined]
-    if field_key:
-        query = query.where(SearchEntry.field_key == field_key)
-    if department_id:
-        query = query.where(SearchEntry.department_id == department_id)
-    if kind is not None:
-        query = query.where(SearchEntry.kind == kind)
-    query = query.order_by(SearchEntry.updated_at.desc(), SearchEntry.id.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
-    return list(session.exec(query))
+    key = ("newest", scope, field_key, department_id, kind, limit, offset)
+
+    def compute() -> list[Hit]:
+        query = select(SearchEntry)
+        if scope.units is not None:
+            units = sorted(scope.units)
+            query = query.where(SearchEntry.public | SearchEntry.asker_unit_id.in_(units)  # type: ignore[union-attr]
+                                | SearchEntry.department_id.in_(units))  # type: ignore[attr-defined]
+        if field_key:
+            query = query.where(SearchEntry.field_key == field_key)
+        if department_id:
+            query = query.where(SearchEntry.department_id == department_id)
+        if kind is not None:
+            query = query.where(SearchEntry.kind == kind)
+        query = query.order_by(SearchEntry.updated_at.desc(), SearchEntry.id.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
+        return [Hit(Found.of(entry), 0.0) for entry in session.exec(query)]
+
+    return [hit.entry for hit in _cached(session, key, compute)]
 
 
 def rebuild(session: Session) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -138,7 +138,11 @@ class SearchEntry(SQLModel, table=True):
     index ``interaction_fts`` holds its folded text under the same id."""
 
     __tablename__ = "interaction_search_entry"
-    __table_args__ = (UniqueConstraint("kind", "ref_id", name="uq_interaction_search_entry_ref"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "ref_id", name="uq_interaction_search_entry_ref"),
+        # Browsing without words reads the newest entries: walked in this order, not sorted from the base.
+        Index("ix_interaction_search_entry_updated", "updated_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     kind: SearchKind = Field(sa_type=Enum(SearchKind, name="interaction_search_kind"))
     ref_id: int
@@ -151,3 +155,12 @@ class SearchEntry(SQLModel, table=True):
     public: bool = False
     answered: bool = False
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SearchVersion(SQLModel, table=True):
+    """One row (id 1) whose random token changes in every transaction that writes to the knowledge base:
+    searches kept in memory are keyed by it, so no worker serves a result the base has moved past."""
+
+    __tablename__ = "interaction_search_version"
+    id: int = Field(primary_key=True)
+    version: int = Field(sa_type=BigInteger)
