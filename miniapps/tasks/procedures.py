@@ -241,7 +241,6 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
                              created_by=created_by, created_at=datetime.now(UTC))
     session.add(record)
     session.flush()
-    table = ProcedureRecord.__table__  # type: ignore[attr-defined]
     batch: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     total = good = bad = 0
@@ -263,7 +262,7 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
             row["import_id"] = record.id
             batch.append(row)
             if len(batch) >= batch_size:
-                session.execute(insert(table), batch)
+                _write(session, batch)
                 batch.clear()
         if total == 0:
             raise TaskError(422, "the file has no rows", field="file")
@@ -274,7 +273,7 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
             session.add(record)
         else:
             if batch:
-                session.execute(insert(table), batch)
+                _write(session, batch)
             add_to_days(session, record.id or 0)
     except BaseException:
         session.rollback()
@@ -287,6 +286,23 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
     cache.changed(session.bind)
     session.refresh(record)
     return record
+
+
+_RECORD_COLUMNS = ("import_id", *COLUMNS)
+
+
+def _write(session: Session, batch: list[dict[str, Any]]) -> None:
+    """Insert a batch of checked records in the session's transaction: COPY on PostgreSQL (several times
+    faster than a multi-row INSERT for thousands of rows), an executemany INSERT elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        session.execute(insert(ProcedureRecord.__table__), batch)  # type: ignore[attr-defined]
+        return
+    names = ", ".join(_RECORD_COLUMNS)
+    with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        with cursor.copy(f"COPY tasks_procedure_record ({names}) FROM STDIN") as copy:
+            for row in batch:
+                copy.write_row(tuple(row[name] for name in _RECORD_COLUMNS))
 
 
 def import_json(record: ProcedureImport) -> dict[str, Any]:
