@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from bench.harness import (
     Server,
     Target,
     add_load_arguments,
+    child_env,
     compare,
     migrate_and_seed,
     report,
@@ -154,6 +156,30 @@ def _prepare(items: int, keep: Path | None, loaded: dict[str, Path]):
     return prepare
 
 
+def load_city(product: Server, url: str, scale: float) -> None:
+    """Migrate and seed the city database, then load ``bench.city.feed`` into it at ``scale``."""
+    from bench.city import feed
+    from bench.city.base import City
+
+    with tempfile.TemporaryDirectory(prefix="bench-feed-city-") as workdir:
+        migrate_and_seed(child_env(product.env), Path(workdir))
+    started = time.monotonic()
+    written = feed.load(City(url, scale))
+    print(f"loaded the city's feed in {time.monotonic() - started:.0f} s: {written}", file=sys.stderr)
+
+
+def _newest_item(url: str) -> int:
+    """The highest feed item id of a city database (a deep cursor starts half-way down)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT COALESCE(MAX(id), 1) FROM feed_item")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def uncached_app() -> object:
     """The product with the feed's page cache off: every request reads its page from the database."""
     from core.app import create_app_from_env
@@ -201,13 +227,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="keep the loaded database here and reuse it when it exists")
     parser.add_argument("--cached-only", action="store_true",
                         help="leave out the rows measured with the page cache off")
+    parser.add_argument("--url", default=None,
+                        help="serve this city database (PostgreSQL or SQLite URL, loaded by `python -m bench.city` or "
+                             "--load-city) instead of a fresh SQLite file")
+    parser.add_argument("--load-city", type=float, default=None, metavar="SCALE",
+                        help="with --url: migrate, seed and load bench.city.feed at this scale first")
     args = parser.parse_args(argv)
+    if args.load_city is not None and not args.url:
+        parser.error("--load-city needs --url")
     loaded: dict[str, Path] = {}
-    prepare = _prepare(args.items, args.keep_db, loaded)
-    product = Server.product(prepare=prepare)
-    uncached = Server(name="uncached", app="bench.bench_feed:uncached_app", factory=True,
-                      env=dict(product.env), prepare=prepare)
-    deep = f"/api/feed?cursor={encode_cursor(args.items // 2)}"
+    if args.url:
+        # The city database is served as it is: loaded beforehand, or here once with --load-city.
+        product = Server.product(env={"SUPERAPP_DATABASE_URL": args.url}, prepare=lambda env, workdir: None)
+        uncached = Server(name="uncached", app="bench.bench_feed:uncached_app", factory=True,
+                          env=dict(product.env), prepare=lambda env, workdir: None)
+        if args.load_city is not None:
+            load_city(product, args.url, args.load_city)
+    else:
+        prepare = _prepare(args.items, args.keep_db, loaded)
+        product = Server.product(prepare=prepare)
+        uncached = Server(name="uncached", app="bench.bench_feed:uncached_app", factory=True,
+                          env=dict(product.env), prepare=prepare)
+    newest = _newest_item(args.url) if args.url else args.items
+    deep = f"/api/feed?cursor={encode_cursor(newest // 2)}"
     targets = [
         Target("feed first", product, "/api/feed"),
         Target("feed deep", product, deep),
@@ -225,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if loaded.get("db") is not None and loaded["db"] != args.keep_db:
             loaded["db"].unlink(missing_ok=True)
     print()
-    report(comparison, title=f"GET /api/feed (20 items, {args.items:,} feed items in SQLite) vs bare FastAPI GET /bare",
+    where = f"the city database {args.url.rsplit('/', 1)[-1]}" if args.url else "SQLite"
+    report(comparison, title=f"GET /api/feed (20 items, {newest:,} feed items in {where}) vs bare FastAPI GET /bare",
            rps_floor=RPS_FLOOR)
     print(f"target: rps ratio >= {RPS_FLOOR:.2f} (issue), p99 reported beside it. 'feed first': anonymous first page "
           "with pinned items and the mini-apps' cards; 'feed deep': a cursor half-way down the table; 'resident': "
