@@ -143,9 +143,9 @@ def load(city: City) -> dict[str, int]:
     city.reset_sequence("feed_item")
     targets = city.copy("feed_item_unit", ("feed_item_id", "unit_id"),
                         ((item, local[unit]) for item, unit in zip(target_items, target_units, strict=True)))
-    with city.engine.begin() as connection:
-        # Fresh statistics, as autovacuum would leave them: the planner needs them to pick the feed's indexes.
-        connection.execute(text("ANALYZE feed_item" if city.postgres else "ANALYZE"))
-        if city.postgres:
-            connection.execute(text("ANALYZE feed_item_unit"))
+    # Statistics and visibility maps as autovacuum would leave them: the planner needs the first to pick the
+    # feed's indexes, index-only scans of feed_item_unit need the second. VACUUM cannot run in a transaction.
+    with city.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for table in ("feed_item", "feed_item_unit") if city.postgres else ("",):
+            connection.execute(text(f"VACUUM ANALYZE {table}" if city.postgres else "ANALYZE"))
     return {"feed_item": written, "feed_item_unit": targets}
