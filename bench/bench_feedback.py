@@ -362,7 +362,7 @@ def _cold_answers(args: argparse.Namespace, product: Server, official: Any, oper
                  ("queue overdue", "operator", f"{api}/queue?overdue=true&per_page={{n}}"),
                  ("map layer", "public", f"{api}/reports.geojson?limit={{n}}0"),
                  ("dashboard", "operator", f"{api}/dashboard?since=2024-01-0{{d}}T00:00:00Z"),
-                 ("open311 list", "public", "/open311/v2/requests.json?start_date=2026-09-{d}T00:00:00%2B07:00")]
+                 ("open311 list", "public", "/open311/v2/requests.json?start_date=2026-09-{d:02d}T00:00:00%2B07:00")]
         print()
         print("uncached answers (first request for a query; the cost after any report changed), ms, one at a time")
         print(f"{'target':<16} {'median':>8} {'p99':>8} {'max':>8} {'bytes':>10}")

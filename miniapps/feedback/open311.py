@@ -23,14 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import Problem
 from core.units.models import OrgUnit
-from miniapps.feedback import apikeys, cache, service
+from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import (
     FeedbackCategory,
     FeedbackPhoto,
     FeedbackReport,
     ReportState,
 )
-from miniapps.feedback.routes import notify, run_db
+from miniapps.feedback.routes import cached, notify, run_db
 
 log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -304,8 +304,7 @@ async def list_requests(request: Request, fmt: str) -> Response:
     # ids_text is parsed already, so the key is what the query means, not how it was spelled.
     key = ("open311", fmt, _base(request), tuple(ids[:MAX_REQUESTS]) if ids_text else None, start, end,
            tuple(codes), tuple(sorted(set(statuses))))
-    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
-        s, key, lambda: rendered(s)))
+    body = await cached(request, key, rendered)
     return Response(body, media_type="application/json" if fmt == "json" else FORMATS["xml"])
 
 

@@ -87,6 +87,15 @@ async def notify(request: Request, notices: list[service.Notice]) -> None:
         log.exception("feedback: a notification could not be sent")
 
 
+async def cached(request: Request, key: Any, render: Callable[[Session], bytes]) -> bytes:
+    """The answer for ``key`` from the answer cache (no database when fresh), else rendered and stored."""
+    answers = cache.for_engine(request.app.state.engine)
+    body = answers.fresh(key)
+    if body is None:
+        body = await run_db(request, lambda s: answers.answer(s, key, lambda: render(s)))
+    return body
+
+
 def authorizer(request: Request) -> Any:
     """The host's authorizer."""
     return request.app.state.authorizer
@@ -277,8 +286,7 @@ async def report_queue(
     # The caller's units are part of the key: an answer is only ever served to callers who handle the same units.
     key = ("queue", None if units is None else tuple(sorted(units)), unit_id, state, category_id, overdue, urgent,
            page, per_page, before)
-    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
-        s, key, lambda: render(s)))
+    body = await cached(request, key, render)
     return Response(body, media_type="application/json")
 
 
@@ -299,8 +307,7 @@ async def dashboard(request: Request, principal: Annotated[Principal, require_pe
         return json_bytes({"total": board["total"].as_dict(), "per_unit": [line.as_dict() for line in board["per_unit"]],
                            "per_category": [line.as_dict() for line in board["per_category"]]})
 
-    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
-        s, ("dashboard", since, until), lambda: render(s)))
+    body = await cached(request, ("dashboard", since, until), render)
     return Response(body, media_type="application/json")
 
 
@@ -374,8 +381,7 @@ async def reports_geojson(request: Request, bbox: str | None = None, category_id
                            "url": f"/m/{service.MINIAPP}/reports/{r.id}"},
         } for r in rows]})
 
-    body = await run_db(request, lambda s: cache.for_engine(request.app.state.engine).answer(
-        s, ("geojson", box, category_id, limit), lambda: render(s)))
+    body = await cached(request, ("geojson", box, category_id, limit), render)
     return Response(body, media_type="application/geo+json")
 
 
