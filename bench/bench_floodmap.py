@@ -12,11 +12,22 @@
 3. The GeoJSON layer with 1,000 stations: requests per second and p99 against the bare endpoint
    (``bench/harness.py``).
 
+City size (``--city URL``): the same figures on a database holding the synthetic Hue's flood map
+(``bench.city.floodmap``: 60 stations, five years of 10-minute readings, 15.8 million observations),
+loaded first with ``--city-scale`` when the city's stations are not there yet:
+
+4. The GeoJSON layer, and SensorThings pages of one datastream's 263,000 readings (the newest page,
+   a keyset page deep in the past, a two-day ``$filter`` window of a flood, a page with ``$count``),
+   each against ``/bare`` with p99.
+5. Ingest into the city's table against a raw insert of the same rows into it (stations of its own,
+   deleted afterwards).
+
 A report, not a test: exits 0 whatever the figures are.
 
     python -m bench.bench_floodmap [--pg postgresql://postgres@127.0.0.1:5432/test] [--batches 40]
         [--batch-size 500] [--ingest-rounds 4] [--crossings 40] [--stations 1000] [--skip-ingest]
         [--skip-latency] [--skip-layer] [--seconds S] [--concurrency C] [--rounds R]
+    python -m bench.bench_floodmap --city postgresql://postgres@127.0.0.1:5432/flood_city [--city-scale 1.0]
 """
 
 from __future__ import annotations
@@ -153,13 +164,18 @@ def _run_raw(engine: Any, code: str, batches: list[list[tuple[datetime, float]]]
     return time.perf_counter() - started
 
 
-def bench_ingest(label: str, url: str | None, *, batches: int, size: int, rounds: int) -> dict[str, float]:
-    """Observations per second, ingest vs raw insert, interleaved rounds; prints a line per round."""
+def bench_ingest(label: str, url: str | None, *, batches: int, size: int, rounds: int,
+                 reuse: bool = False) -> dict[str, float]:
+    """Observations per second, ingest vs raw insert, interleaved rounds; prints a line per round.
+
+    ``reuse``: write into the database at ``url`` as it is (the city), on stations deleted afterwards.
+    """
     from core.db import make_engine
 
     with tempfile.TemporaryDirectory(prefix="bench-floodmap-") as tmp:
-        target, cleanup = _fresh_database(url, Path(tmp))
+        target, cleanup = (url, _no_cleanup) if reuse and url else _fresh_database(url, Path(tmp))
         engine = make_engine(target)
+        prefix = f"bench-{uuid.uuid4().hex[:6]}"
         try:
             series = _batches(batches, size)
             per = {"ingest": [], "raw": []}
@@ -167,14 +183,31 @@ def bench_ingest(label: str, url: str | None, *, batches: int, size: int, rounds
                 order = ("ingest", "raw") if round_no % 2 == 0 else ("raw", "ingest")
                 for kind in order:
                     run = _run_ingest if kind == "ingest" else _run_raw
-                    seconds = run(engine, f"{kind}-{round_no}", series)
+                    seconds = run(engine, f"{prefix}-{kind}-{round_no}", series)
                     per[kind].append(batches * size / seconds)
                     print(f"  {label} round {round_no + 1}/{rounds} {kind:<6} {per[kind][-1]:10.0f} obs/s",
                           file=sys.stderr, flush=True)
         finally:
+            if reuse:
+                _delete_stations(engine, prefix)
             engine.dispose()
             cleanup()
     return {kind: statistics.median(values) for kind, values in per.items()}
+
+
+def _no_cleanup() -> None:
+    return None
+
+
+def _delete_stations(engine: Any, prefix: str) -> None:
+    """Remove the benchmark's own stations from a reused database (their readings go by cascade)."""
+    from sqlalchemy import delete
+
+    from miniapps.floodmap.models import FloodSensor, FloodThing
+
+    with engine.begin() as connection:
+        connection.execute(delete(FloodThing).where(FloodThing.code.startswith(prefix)))
+        connection.execute(delete(FloodSensor).where(FloodSensor.code.startswith(prefix)))
 
 
 # --- 2. and 3. A served host with stations ------------------------------------------------------------
@@ -285,6 +318,94 @@ def bench_latency(crossings: int) -> dict[str, list[float]]:
         return asyncio.run(_latencies(running, crossings))
 
 
+# --- 4. and 5. The city ---------------------------------------------------------------------------------
+
+
+def _city_engine_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+
+
+def ensure_city(url: str, scale: float) -> None:
+    """Load the city's flood map into ``url`` (migrated and seeded) unless its stations are there already."""
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from bench.city import floodmap as city_floodmap
+    from bench.city.base import City
+    from miniapps.floodmap.models import FloodThing
+
+    city = City(_city_engine_url(url), scale=scale)
+    try:
+        with Session(city.engine) as db:
+            present = db.scalar(select(func.count()).select_from(FloodThing).where(
+                FloodThing.code.startswith(city_floodmap.CODE_PREFIX)))
+        if present:
+            return
+        started = time.perf_counter()
+        written = city_floodmap.load(city)
+        print(f"   loaded the city's flood map in {time.perf_counter() - started:.0f} s: {written}")
+    finally:
+        city.engine.dispose()
+
+
+def _city_paths(url: str) -> dict[str, str]:
+    """The requests of the city benchmark, aimed at the busiest river gauge's datastream."""
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine, func, select
+    from sqlmodel import Session
+
+    from miniapps.floodmap.models import FloodDatastream, FloodObservation, FloodThing
+    from miniapps.floodmap.sensorthings import _encode_token
+
+    engine = create_engine(_city_engine_url(url))
+    try:
+        with Session(engine) as db:
+            stream = db.scalar(select(FloodDatastream.id).join(FloodThing).where(
+                FloodThing.code == "city-river-gauge-01"))
+            if stream is None:
+                raise BenchError("the city's flood map is not loaded (city-river-gauge-01 is missing)")
+            first, last = db.execute(select(func.min(FloodObservation.phenomenon_time),
+                                            func.max(FloodObservation.phenomenon_time))
+                                     .where(FloodObservation.datastream_id == stream)).one()
+    finally:
+        engine.dispose()
+    middle = first + (last - first) / 2
+    flood = datetime(last.year - 1, 11, 1, tzinfo=UTC)
+    base = f"/api/miniapps/floodmap/v1.1/Datastreams({stream})/Observations"
+    window = quote(f"phenomenonTime ge {flood.isoformat().replace('+00:00', 'Z')} and "
+                   f"phenomenonTime lt {(flood + timedelta(days=2)).isoformat().replace('+00:00', 'Z')}")
+    return {
+        "newest 100": f"{base}?$top=100&$orderby=phenomenonTime%20desc",
+        "keyset page mid-history": f"{base}?$top=100&$skiptoken={_encode_token([middle])}",
+        "2-day $filter window": f"{base}?$top=300&$filter={window}",
+        "page with $count": f"{base}?$top=100&$count=true",
+    }
+
+
+def bench_city(url: str, args: argparse.Namespace) -> None:
+    """Layer and SensorThings pages on the city's database vs bare, then ingest into it vs a raw insert."""
+    paths = _city_paths(url)
+
+    def no_migration(env: dict[str, str], workdir: Path) -> None:
+        return None  # the city database is migrated and loaded already
+
+    product = Server.product(env={"SUPERAPP_MINIAPPS": "floodmap", "SUPERAPP_PUSH_WORKER_ENABLED": "false",
+                                  "SUPERAPP_DATABASE_URL": url}, prepare=no_migration)
+    targets = [Target("geojson gzip", product, LAYER_PATH, headers={"Accept-Encoding": "gzip"})]
+    targets += [Target(label, product, path) for label, path in paths.items()]
+    comparison = compare(baseline=Target("bare", Server.bare(), "/bare"), targets=targets,
+                         settings=settings_from(args))
+    print("4. City: the map layer and one datastream's 263,000 readings (of 15.8 million) on PostgreSQL")
+    report(comparison, title="City flood map reads vs bare FastAPI GET /bare", rps_floor=0.5)
+    if not args.skip_ingest:
+        figures = bench_ingest("city", url, batches=args.batches, size=args.batch_size, rounds=args.ingest_rounds,
+                               reuse=True)
+        print(f"5. City ingest ({args.batches} batches of {args.batch_size} into the 15.8-million-row table): "
+              f"ingest {figures['ingest']:.0f} obs/s, raw insert {figures['raw']:.0f} obs/s, "
+              f"ratio {figures['ingest'] / figures['raw']:.2f} (target >= 0.60)")
+
+
 # --- main -----------------------------------------------------------------------------------------------
 
 
@@ -301,8 +422,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-layer", action="store_true")
+    parser.add_argument("--city", default=None, metavar="URL",
+                        help="a migrated, seeded PostgreSQL database: run the city benchmarks (4, 5) on it only")
+    parser.add_argument("--city-scale", type=float, default=1.0,
+                        help="scale of the flood map loaded into --city when it is not there yet")
     args = parser.parse_args(argv)
     try:
+        if args.city:
+            ensure_city(args.city, args.city_scale)
+            bench_city(args.city, args)
+            return 0
         if not args.skip_ingest:
             databases = [("SQLite", None)] + ([("PostgreSQL", args.pg)] if args.pg else [])
             print(f"1. Ingest: {args.batches} batches of {args.batch_size} readings, {args.ingest_rounds} "
