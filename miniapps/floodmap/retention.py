@@ -12,6 +12,7 @@ first run over five years of history spreads over several periods instead of hol
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,3 +134,29 @@ def _drop_old_hours(engine: Engine, before: datetime, deadline: float, outcome: 
                     FloodObservationHourly.datastream_id == stream_id, FloodObservationHourly.hour <= last)).rowcount
                 db.commit()
             outcome.hours_deleted += deleted
+
+
+MAX_HISTORY = timedelta(days=366)
+
+
+def hourly_history(db: Session, stream_id: int, start: datetime, end: datetime) -> list[dict[str, object]]:
+    """A datastream's hours in ``[start, end)`` (at most MAX_HISTORY): the folded summaries and the
+    still-kept readings summarised on the fly, merged, oldest first; what history charts draw."""
+    hourly = FloodObservationHourly
+    hours: dict[datetime, tuple[int, float, float, float]] = {}
+    folded = db.execute(select(hourly.hour, hourly.count, hourly.minimum, hourly.mean, hourly.maximum).where(
+        hourly.datastream_id == stream_id, hourly.hour >= start, hourly.hour < end))
+    hour = _hour_of(db.get_bind().dialect.name).label("hour")
+    kept = db.execute(select(hour, func.count(), func.min(FloodObservation.result), func.avg(FloodObservation.result),
+                             func.max(FloodObservation.result))
+                      .where(FloodObservation.datastream_id == stream_id, FloodObservation.phenomenon_time >= start,
+                             FloodObservation.phenomenon_time < end).group_by(hour))
+    for at, count, low, mean, high in itertools.chain(folded, kept):
+        at = at if isinstance(at, datetime) else datetime.fromisoformat(at)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        if at in hours:  # an hour partly folded, partly still kept
+            c0, l0, m0, h0 = hours[at]
+            count, low, mean, high = c0 + count, min(l0, low), (m0 * c0 + mean * count) / (c0 + count), max(h0, high)
+        hours[at] = (count, low, float(mean), high)
+    return [{"hour": at.isoformat().replace("+00:00", "Z"), "count": c, "min": lo, "mean": round(m, 4), "max": hi}
+            for at, (c, lo, m, hi) in sorted(hours.items())]

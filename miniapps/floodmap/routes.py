@@ -7,7 +7,7 @@ import json
 import math
 import time
 import weakref
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
@@ -22,8 +22,13 @@ from core.identity.authz import require_permission, require_scope
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.media import PhotoRejected, process_photo
 from core.units.models import OrgUnit
-from miniapps.floodmap import cap, ingest, reports, sensorthings
-from miniapps.floodmap.models import FloodReport, FloodThing, FloodWarning
+from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
+from miniapps.floodmap.models import (
+    FloodDatastream,
+    FloodReport,
+    FloodThing,
+    FloodWarning,
+)
 from miniapps.floodmap.schemas import IngestReport, ManualWarning, ReadingBatch
 from miniapps.floodmap.stations import LAYER_CACHE, load_features
 from miniapps.floodmap.warnings import (
@@ -202,6 +207,24 @@ async def stations_geojson(request: Request) -> Response:
     if "gzip" in request.headers.get("accept-encoding", ""):
         return Response(layer.gzipped, media_type="application/geo+json", headers={**headers, "Content-Encoding": "gzip"})
     return Response(layer.body, media_type="application/geo+json", headers=headers)
+
+
+@api.get("/stations/{station_id}/history", operation_id="station_history")
+def station_history(station_id: int, start: datetime, end: datetime, db: SessionDep) -> dict[str, Any]:
+    """A station's alert datastream by the hour (count, min, mean, max) from ``start`` to ``end`` (at most
+    366 days): recent readings and the hourly summaries retention keeps of older ones, as one curve."""
+    for name, value in (("start", start), ("end", end)):
+        if value.utcoffset() is None:
+            raise Problem(422, f"{name} needs a time zone, e.g. 2025-11-01T00:00:00Z", field=f"query.{name}")
+    if not timedelta(0) < end - start <= retention.MAX_HISTORY:
+        raise Problem(422, "end must come after start, at most 366 days later", field="query.end")
+    stream_id = db.exec(select(FloodDatastream.id).where(FloodDatastream.thing_id == station_id,
+                                                        FloodDatastream.drives_alert)).first() \
+        if sensorthings._fits(FloodThing.__table__.c.id.type, station_id) else None  # type: ignore[attr-defined]
+    if stream_id is None:
+        raise Problem(404, f"no measuring station {station_id}", field="path.station_id")
+    return {"station": station_id, "datastream": stream_id,
+            "hours": retention.hourly_history(db, stream_id, start.astimezone(UTC), end.astimezone(UTC))}
 
 
 @api.get("/warnings", operation_id="list_warnings")

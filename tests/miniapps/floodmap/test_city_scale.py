@@ -229,3 +229,21 @@ def test_storms_come_in_october_and_november() -> None:
     assert storms and all(s.start.month in (10, 11, 12) for s in storms)  # a late-November storm may crest in December
     by_year = {year: len(list(group)) for year, group in itertools.groupby(storms, key=lambda s: s.start.year)}
     assert all(1 <= n <= 4 for n in by_year.values())
+
+
+def test_history_joins_folded_hours_and_kept_readings_into_one_curve(fm_app, fm_client) -> None:
+    stream_id = _kim_long_stream(fm_app)
+    station = fm_app.state.test_stations[KIM_LONG]
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    old = now - timedelta(days=100)
+    _store(fm_app, stream_id, [(old + timedelta(minutes=10 * i), 0.5 + 0.1 * (i % 2)) for i in range(12)])
+    apply_retention(fm_app.state.engine, raw_days=90, hourly_days=0, now=now)
+    answer = fm_client.get(f"/api/miniapps/floodmap/stations/{station}/history", params={
+        "start": (old - timedelta(hours=1)).isoformat(), "end": now.isoformat()})
+    assert answer.status_code == 200, answer.text
+    hours = answer.json()["hours"]
+    assert [h["count"] for h in hours[:2]] == [6, 6] and hours[0]["min"] == 0.5 and hours[0]["max"] == 0.6
+    assert len(hours) > 2 and sum(h["count"] for h in hours[2:]) >= 100  # the demo's recent readings, by the hour
+    too_long = fm_client.get(f"/api/miniapps/floodmap/stations/{station}/history", params={
+        "start": (now - timedelta(days=400)).isoformat(), "end": now.isoformat()})
+    assert too_long.status_code == 422 and too_long.json()["field"] == "query.end"
