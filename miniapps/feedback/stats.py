@@ -77,13 +77,14 @@ def _hours(session: Session, start: Any, end: Any) -> Any:
     return (func.julianday(end) - func.julianday(start)) * 24.0
 
 
-def _lines(session: Session, group: Any, names: dict[str, tuple[str, str]], where: list[Any],
-           now: datetime) -> list[Line]:
-    # One pass over the window's reports per grouping, every figure a conditional sum: no row reaches Python.
+def _cells(session: Session, where: list[Any], now: datetime) -> list[tuple[Any, ...]]:
+    """Figures per (handling unit, category) in one pass over the window's reports: conditional sums only,
+    no report reaches Python; the per-unit and per-category lines are added up from these (at most a few
+    hundred) cells."""
     processed = col(FeedbackReport.processed_at).is_not(None)
     overdue = and_(col(FeedbackReport.state).in_(list(OPEN_STATES)), FeedbackReport.due_at < now)
-    rows = session.exec(select(
-        group, func.count(),
+    return list(session.exec(select(
+        FeedbackReport.handling_unit_id, FeedbackReport.category_id, func.count(),
         func.sum(case((processed, 1), else_=0)),
         func.sum(case((and_(processed, FeedbackReport.processed_at <= FeedbackReport.due_at), 1), else_=0)),
         func.count(FeedbackReport.rating),
@@ -91,9 +92,17 @@ def _lines(session: Session, group: Any, names: dict[str, tuple[str, str]], wher
         func.coalesce(func.sum(FeedbackReport.rating), 0),
         func.sum(case((overdue, 1), else_=0)),
         func.coalesce(func.sum(_hours(session, FeedbackReport.created_at, FeedbackReport.processed_at)), 0),
-    ).where(*where).group_by(group))
-    lines = [Line(key, *names.get(key, (key, key)), int(n), int(p or 0), int(t or 0), int(r or 0), int(s or 0),
-                  int(total or 0), int(late or 0), float(hours or 0)) for key, n, p, t, r, s, total, late, hours in rows]
+    ).where(*where).group_by(FeedbackReport.handling_unit_id, FeedbackReport.category_id)))
+
+
+def _lines(cells: list[tuple[Any, ...]], position: int, names: dict[str, tuple[str, str]]) -> list[Line]:
+    sums: dict[str, list[float]] = {}
+    for cell in cells:
+        figures = sums.setdefault(cell[position], [0] * 8)
+        for index, value in enumerate(cell[2:]):
+            figures[index] += value or 0
+    lines = [Line(key, *names.get(key, (key, key)), *(int(v) for v in figures[:7]), float(figures[7]))
+             for key, figures in sums.items()]
     return sorted(lines, key=lambda line: (-line.received, line.key))
 
 
@@ -101,11 +110,11 @@ def dashboard(session: Session, *, since: datetime | None = None, until: datetim
               now: datetime | None = None) -> dict[str, Any]:
     """Totals, per handling unit and per category, for reports created in [since, until)."""
     now = now or datetime.now(UTC)
-    where = _window(since, until)
     units = {u.id: (u.name_vi, u.name_en) for u in session.exec(select(OrgUnit))}
     categories = {c.id: (c.name_vi, c.name_en) for c in session.exec(select(FeedbackCategory))}
-    per_unit = _lines(session, FeedbackReport.handling_unit_id, units, where, now)
-    per_category = _lines(session, FeedbackReport.category_id, categories, where, now)
+    cells = _cells(session, _window(since, until), now)
+    per_unit = _lines(cells, 0, units)
+    per_category = _lines(cells, 1, categories)
     total = Line("all", "Toàn thành phố", "Whole city", *(sum(getattr(line, f) for line in per_unit) for f in (
         "received", "processed", "on_time", "rated", "satisfied", "rating_sum", "overdue", "processing_hours")))
     return {"total": total, "per_unit": per_unit, "per_category": per_category}
