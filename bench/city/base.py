@@ -80,7 +80,8 @@ class City:
                 raw.close()
             return count
         marks = ", ".join(f":{i}" for i in range(len(columns)))
-        statement = text(f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({marks})')
+        quoted = ", ".join(f'"{c}"' for c in columns)  # some columns are SQL words (``values``)
+        statement = text(f'INSERT INTO "{table}" ({quoted}) VALUES ({marks})')
         with self.engine.begin() as connection:
             for chunk in _chunks(rows, BATCH):
                 connection.execute(
