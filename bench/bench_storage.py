@@ -139,8 +139,9 @@ def report(sizes: Sequence[TableSize]) -> list[str]:
     """The printed table, a line per table, then the yearly growth of the projected tables."""
     measured = {size.name: size for size in sizes}
     mib = 2**20
-    lines = [f"{'table':<28}{'rows':>13}{'heap MiB':>10}{'index MiB':>10}{'total MiB':>10}{'B/row':>7}"
-             f"{'Hue rows/yr':>14}{'Hue MiB':>10}  source"]
+    header = (f"{'table':<28}{'rows':>13}{'heap MiB':>10}{'index MiB':>10}{'total MiB':>10}{'B/row':>7}"
+              f"{'Hue rows/yr':>14}{'Hue MiB':>10}  source")
+    lines = [header]
     growth = stock = 0.0
     for size in sizes:
         per_row = f"{size.bytes_per_row:.0f}" if size.bytes_per_row is not None else "-"

@@ -21,13 +21,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, and_, case, delete, exists, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import SQLModel
 
 from config import Settings
-from core.identity.models import AuditEvent, AuthSession, DevSignInCode, RefreshToken, utcnow
+from core.identity.models import (
+    AuditEvent,
+    AuthSession,
+    DevSignInCode,
+    RefreshToken,
+    utcnow,
+)
 from core.scheduler import JobRun
 from plugins.registry import ScheduledJob
 from push.models import InboxItem, Notification, OutboxStatus, PushOutbox

@@ -16,11 +16,26 @@ from sqlmodel import Session
 
 from config import SettingsError, load_settings
 from core.db import make_engine
-from core.identity.models import AuditEvent, AuthSession, DevSignInCode, RefreshToken, User, UserKind, utcnow
+from core.identity.models import (
+    AuditEvent,
+    AuthSession,
+    DevSignInCode,
+    RefreshToken,
+    User,
+    UserKind,
+    utcnow,
+)
 from core.retention import JOB_ID, purge, retention_job, scheduled_jobs
 from core.scheduler import JobRun, run_due
 from plugins.context import HostContext
-from push.models import InboxItem, Notification, NotificationAudience, OutboxKind, OutboxStatus, PushOutbox
+from push.models import (
+    InboxItem,
+    Notification,
+    NotificationAudience,
+    OutboxKind,
+    OutboxStatus,
+    PushOutbox,
+)
 from tests.conftest import base_settings
 
 NOW = utcnow()
@@ -254,13 +269,13 @@ def test_cli_dry_run_and_a_bad_setting(sqlite_url: str) -> None:
         db.commit()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERAPP_")},
            "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_ENV": "test", "SUPERAPP_LOG_JSON": "false"}
-    dry = subprocess.run([str(SUPERAPP), "retention", "run", "--dry-run"], env=env, capture_output=True, text=True,
+    dry = subprocess.run([str(SUPERAPP), "retention", "run", "--dry-run"], check=False, env=env, capture_output=True, text=True,
                          timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert "audit: would delete 1 audit_event row(s)" in dry.stdout
     assert count(engine, AuditEvent) == 1
 
-    bad = subprocess.run([str(SUPERAPP), "retention", "run"], env={**env, "SUPERAPP_RETENTION_AUDIT_DAYS": "7"},
+    bad = subprocess.run([str(SUPERAPP), "retention", "run"], check=False, env={**env, "SUPERAPP_RETENTION_AUDIT_DAYS": "7"},
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "SUPERAPP_RETENTION_AUDIT_DAYS" in bad.stderr
