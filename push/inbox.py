@@ -14,12 +14,11 @@ mark for it (an ``inbox_item`` with ``personal`` false) or its id is at or below
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Integer, String, and_, cast, exists, func, literal, or_, select, union, union_all, update
 from sqlmodel import Session
 
 from core.identity.models import Membership, User, UserKind, utcnow
@@ -55,24 +54,50 @@ class Entry:
     read: bool
 
 
-def audiences_of(db: Session, user_id: int) -> list[JoinedAudience]:
+@dataclass(frozen=True)
+class Reader:
+    """Who is reading: the audiences they belong to and their "all read" mark (one query to learn)."""
+
+    user_id: int
+    audiences: list[JoinedAudience]
+    read_through: int
+
+
+def reader(db: Session, user_id: int) -> Reader:
     """The audiences ``user_id`` belongs to (home unit, followed units, roles, the city) and since when."""
-    user = db.get(User, user_id)
-    if user is None or not user.is_active:
-        return []
+    resident = select(literal("user").label("tag"), cast(User.kind, String).label("a"),
+                      User.home_unit_id.label("b"),
+                      func.coalesce(User.home_unit_since, User.created_at).label("since"),
+                      User.created_at.label("joined"),
+                      select(InboxState.read_through).where(InboxState.user_id == user_id)
+                      .scalar_subquery().label("mark")).where(User.id == user_id, User.is_active)
+    follows = select(literal("follow"), literal(None, String), UnitFollow.unit_id, UnitFollow.created_at,
+                     literal(None, UnitFollow.created_at.type), literal(None, Integer)).where(UnitFollow.user_id == user_id)
+    roles = select(literal("role"), cast(Membership.role, String), Membership.unit_id, Membership.created_at,
+                   literal(None, Membership.created_at.type), literal(None, Integer)).where(Membership.user_id == user_id)
+    rows = db.execute(union_all(resident, follows, roles)).all()
     found: dict[str, datetime] = {}
-    if user.kind == UserKind.resident:
-        found[CITY_AUDIENCE] = user.created_at
-        if user.home_unit_id:
-            found[unit_audience(user.home_unit_id)] = user.home_unit_since or user.created_at
-        for unit_id, since in db.execute(select(UnitFollow.unit_id, UnitFollow.created_at)
-                                         .where(UnitFollow.user_id == user_id)):
-            key = unit_audience(unit_id)
-            found[key] = min(since, found.get(key, since))
-    for role, unit_id, since in db.execute(select(Membership.role, Membership.unit_id, Membership.created_at)
-                                           .where(Membership.user_id == user_id)):
-        found[role_audience(str(role), unit_id)] = since
-    return [JoinedAudience(audience, since) for audience, since in sorted(found.items())]
+    mark = 0
+    if not rows or rows[0].tag != "user":
+        return Reader(user_id, [], 0)  # unknown or deactivated: an empty inbox
+    for row in rows:
+        if row.tag == "user":
+            mark = row.mark or 0
+            if row.a == UserKind.resident.value:
+                found[CITY_AUDIENCE] = row.joined
+                if row.b:
+                    found[unit_audience(row.b)] = row.since
+        elif row.tag == "follow":
+            key = unit_audience(row.b)
+            found[key] = min(row.since, found.get(key, row.since))
+        else:
+            found[role_audience(row.a, row.b)] = row.since
+    return Reader(user_id, [JoinedAudience(a, since) for a, since in sorted(found.items())], mark)
+
+
+def audiences_of(db: Session, user_id: int) -> list[JoinedAudience]:
+    """The audiences ``user_id`` belongs to and since when."""
+    return reader(db, user_id).audiences
 
 
 def _reach(audiences: list[JoinedAudience]) -> Any:
@@ -81,50 +106,38 @@ def _reach(audiences: list[JoinedAudience]) -> Any:
                  for a in audiences))
 
 
-def _read_through(db: Session, user_id: int) -> int:
-    return db.execute(select(InboxState.read_through).where(InboxState.user_id == user_id)).scalar() or 0
-
-
 def page(db: Session, user_id: int, *, before: int | None = None, limit: int = 20) -> tuple[list[Entry], bool]:
     """Up to ``limit`` notifications of ``user_id``, newest first, older than id ``before``; and whether more exist."""
-    audiences = audiences_of(db, user_id)
+    who = reader(db, user_id)
     want = limit + 1
-    ranges: list[list[int]] = []
-    personal = select(InboxItem.notification_id).where(InboxItem.user_id == user_id, InboxItem.personal)
+    personal = select(InboxItem.notification_id.label("id")).where(InboxItem.user_id == user_id, InboxItem.personal)
     if before is not None:
         personal = personal.where(InboxItem.notification_id < before)
-    ranges.append(list(db.execute(personal.order_by(InboxItem.notification_id.desc()).limit(want)).scalars()))
-    for audience in audiences:
-        # One index range per audience: bounded by the page size, whatever the city's size.
-        query = select(NotificationAudience.notification_id).where(
+    ranges = [personal.order_by(InboxItem.notification_id.desc()).limit(want).subquery()]
+    for audience in who.audiences:
+        # One index range per audience, bounded by the page size, whatever the city's size.
+        query = select(NotificationAudience.notification_id.label("id")).where(
             NotificationAudience.audience == audience.audience, NotificationAudience.created_at >= audience.since)
         if before is not None:
             query = query.where(NotificationAudience.notification_id < before)
-        ranges.append(list(db.execute(query.order_by(NotificationAudience.notification_id.desc()).limit(want))
-                           .scalars()))
-    ids: list[int] = []
-    for notification_id in heapq.merge(*ranges, reverse=True):
-        if not ids or ids[-1] != notification_id:
-            ids.append(notification_id)
-        if len(ids) == want:
-            break
+        ranges.append(query.order_by(NotificationAudience.notification_id.desc()).limit(want).subquery())
+    merged = union(*(select(r.c.id) for r in ranges)).subquery()
+    ids = list(db.execute(select(merged.c.id).order_by(merged.c.id.desc()).limit(want)).scalars())
     more = len(ids) > limit
     ids = ids[:limit]
     if not ids:
         return [], False
-    notes = {n.id: n for n in db.execute(select(Notification).where(Notification.id.in_(ids))).scalars()}
-    marks = {row.notification_id: row for row in db.execute(
-        select(InboxItem.notification_id, InboxItem.read_at, InboxItem.personal)
-        .where(InboxItem.user_id == user_id, InboxItem.notification_id.in_(ids)))}
-    read_through = _read_through(db, user_id)
+    rows = db.execute(select(Notification, InboxItem.read_at, InboxItem.personal)
+                      .outerjoin(InboxItem, and_(InboxItem.notification_id == Notification.id,
+                                                 InboxItem.user_id == user_id))
+                      .where(Notification.id.in_(ids)).order_by(Notification.id.desc())).all()
     entries = []
-    for notification_id in ids:
-        mark = marks.get(notification_id)
-        if mark is not None and mark.personal:
-            read = mark.read_at is not None
-        else:
-            read = mark is not None or notification_id <= read_through
-        entries.append(Entry(notes[notification_id], read))
+    for note, read_at, personal_notice in rows:
+        if personal_notice:
+            read = read_at is not None
+        else:  # a broadcast: read when marked one by one, or covered by "all read"
+            read = read_at is not None or note.id <= who.read_through
+        entries.append(Entry(note, read))
     return entries, more
 
 
@@ -133,14 +146,13 @@ def unread(db: Session, user_id: int) -> int:
     personal = db.execute(select(func.count()).select_from(
         select(InboxItem.id).where(InboxItem.user_id == user_id, InboxItem.personal, InboxItem.read_at.is_(None))
         .limit(UNREAD_CAP).subquery())).scalar_one()
-    audiences = audiences_of(db, user_id)
-    if not audiences or personal >= UNREAD_CAP:
+    who = reader(db, user_id)
+    if not who.audiences or personal >= UNREAD_CAP:
         return min(personal, UNREAD_CAP)
     marked = exists().where(InboxItem.user_id == user_id,
                             InboxItem.notification_id == NotificationAudience.notification_id)
     broadcasts = (select(NotificationAudience.notification_id).distinct()
-                  .where(_reach(audiences), NotificationAudience.notification_id > _read_through(db, user_id),
-                         ~marked)
+                  .where(_reach(who.audiences), NotificationAudience.notification_id > who.read_through, ~marked)
                   .limit(UNREAD_CAP - personal))
     return personal + db.execute(select(func.count()).select_from(broadcasts.subquery())).scalar_one()
 
