@@ -86,7 +86,8 @@ class InboxItem(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", ondelete="CASCADE")
-    notification_id: int = Field(foreign_key="notification.id", ondelete="CASCADE")
+    # Indexed: retention and the cascade from a deleted notification find its rows without a scan.
+    notification_id: int = Field(foreign_key="notification.id", ondelete="CASCADE", index=True)
     created_at: datetime = Field(default_factory=utcnow)
     read_at: datetime | None = None
     personal: bool = True
@@ -156,7 +157,7 @@ class PushOutbox(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
     kind: OutboxKind
-    notification_id: int | None = Field(default=None, foreign_key="notification.id", ondelete="CASCADE")
+    notification_id: int | None = Field(default=None, foreign_key="notification.id", ondelete="CASCADE", index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: OutboxStatus = OutboxStatus.pending
     attempts: int = 0
