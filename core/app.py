@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from config import Settings, load_settings
 from config.logging import configure_logging
-from core import __version__
+from core import __version__, retention
 from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
 from core.events import EventBus
@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = asyncio.create_task(app.state.authenticator.listen())
         background = [asyncio.create_task(run()) for run in app.state.background]
         scheduler = None
-        jobs = [job for m in miniapps for job in m.jobs]
+        # The host's own jobs (retention) run beside the mini-apps', one worker per period across machines.
+        jobs = [*retention.scheduled_jobs(settings), *(job for m in miniapps for job in m.jobs)]
         if settings.scheduler_enabled and jobs:
             worker = f"{socket.gethostname()}:{os.getpid()}"
             scheduler = asyncio.create_task(
