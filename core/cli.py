@@ -103,11 +103,18 @@ def db_upgrade() -> None:
 
 
 def _upgrade(engine: Any, miniapps: list[Any]) -> None:
+    from sqlmodel import Session
+
     from core.migrate import upgrade
+    from core.units.service import load_reference_units
 
     click.echo("migrating core" + "".join(f", {m.id}" for m in miniapps if m.migrations_dir) + " ...")
     upgrade(engine, miniapps)
-    click.echo("database is up to date")
+    # Hue's city, departments and 40 communes and wards are reference data every deployment needs
+    # (production included, where `seed demo` is refused); loading them again changes nothing.
+    with Session(engine) as db:
+        added = load_reference_units(db)
+    click.echo("database is up to date" + (f" ({added} reference units added)" if added else ""))
 
 
 @db.command("check")
