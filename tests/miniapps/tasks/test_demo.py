@@ -11,7 +11,7 @@ from core.identity.models import User
 from core.seed import DEMO_PASSWORD, seed_demo
 from miniapps.tasks import demo, jobs
 from miniapps.tasks.models import ProcedureRecord, Report, Task
-from push.models import InboxItem, Notification
+from tests.inbox import inbox_of
 from tests.miniapps.tasks.conftest import TASKS
 
 
@@ -40,8 +40,7 @@ def test_the_demo_scenario(api: TestClient, fast_passwords) -> None:
     assert anyio.run(jobs.send_deadline_notices, api.app.state.host) == 1
     with Session(engine) as db:
         kimlong = db.exec(select(User).where(User.username == "kimlong.demo")).one()
-        topics = db.exec(select(Notification.topic).join(InboxItem, InboxItem.notification_id == Notification.id)
-                         .where(InboxItem.user_id == kimlong.id, Notification.miniapp == "tasks")).all()
+        topics = [n.topic for n in inbox_of(db, kimlong.id, miniapp="tasks")]
     assert topics == ["overdue_notices"]
 
     ranking = api.get(f"{TASKS}/rankings", headers=noivu).json()["rows"]

@@ -13,7 +13,7 @@ from miniapps.tasks import evaluation, jobs
 from miniapps.tasks.models import Notice
 from miniapps.tasks.search import search_tasks
 from plugins.search import SearchQuery
-from push.models import InboxItem, Notification
+from tests.inbox import inbox_of
 from tests.miniapps.tasks.conftest import (
     TASKS,
     assignment_id,
@@ -89,9 +89,8 @@ def test_reminders_and_overdue_notices_are_sent_once(api: TestClient, engine, ma
         sent = {(n.kind, n.assignment_id) for n in db.exec(select(Notice))}
         assert sent == {("reminder", assignment_id(engine, soon, "phu-xuan")),
                         ("overdue", assignment_id(engine, late, "kim-long"))}
-        inbox = {(i.user_id, n.topic, n.title_vi) for i, n in db.exec(
-            select(InboxItem, Notification).join(Notification, Notification.id == InboxItem.notification_id)
-            .where(Notification.miniapp == "tasks"))}
+        inbox = {(user_id, n.topic, n.title_vi) for user_id in (px_official.user_id, kl_official.user_id)
+                 for n in inbox_of(db, user_id, miniapp="tasks")}
     assert inbox == {(px_official.user_id, "deadline_reminders", "Sắp đến hạn: Sắp đến hạn"),
                      (kl_official.user_id, "overdue_notices", "Quá hạn: Đã quá hạn")}
     assert far  # far from its deadline: nothing sent
