@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from bench.city.base import SYNTHETIC, City
+from bench.city.base import SYNTHETIC, City, CityError
 from core.identity.models import User, UserKind
 
 YEARS = 2
@@ -143,6 +143,11 @@ class Personal:
 
 def load(city: City) -> dict[str, int]:
     """Load two years of broadcasts with their audiences, personal notices and "all read" marks."""
+    with city.engine.connect() as connection:
+        if connection.execute(text("SELECT 1 FROM notification WHERE title_en LIKE :mark LIMIT 1"),
+                              {"mark": f"{SYNTHETIC}%"}).first():
+            raise CityError("this database already holds the synthetic notification history; "
+                            "start from an empty database to load it again")
     end = city.now.timestamp()
     start = end - YEARS * YEAR
     units, devices_by_unit = _units(city)

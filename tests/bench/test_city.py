@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from bench.city import PartResult, generate, report
+from bench.city import PartResult, generate, notifications, report
 from bench.city.__main__ import main
 from bench.city.base import City, CityError
 from bench.city.notifications import FLOOD, YEAR, Broadcast, Personal, _broadcasts, _timeline
@@ -190,6 +190,8 @@ def test_a_second_run_is_refused(loaded) -> None:
         generate(city.url, scale=SCALE, parts="people", echo=lambda _: None)
     [(residents,)] = _rows(city, f"SELECT COUNT(*) {GENERATED_RESIDENTS}")
     assert residents == EXPECTED_RESIDENTS
+    with pytest.raises(CityError, match="already holds the synthetic notification history"):
+        notifications.load(city)
 
 
 @pytest.mark.parametrize("arguments, message", [
