@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from config import Settings
 from core.db import make_engine
 from core.identity import service as identity
-from push.models import InboxItem, Notification
 from tests.conftest import base_settings
 from tests.core.identity.conftest import PASSWORD
+from tests.inbox import inbox_of
 from tests.miniapps.feedback.conftest import PHU_XUAN, jpeg
 
 
@@ -127,9 +127,7 @@ def test_resident_files_official_resolves_resident_rates(page, live_url: str, pe
     assert page.get_by_test_id("report-rating").inner_text().startswith("4/5")
     engine = make_engine(settings.database_url)
     with Session(engine) as db:
-        told = db.exec(select(Notification.title_en).join(InboxItem, InboxItem.notification_id == Notification.id)
-                       .where(InboxItem.user_id == people.resident_id, Notification.topic == "report_updates")
-                       .order_by(Notification.id)).all()
+        told = [n.title_en for n in inbox_of(db, people.resident_id, topic="report_updates")]
     engine.dispose()
     assert told == [f"Report #{report_id}: {step}" for step in ("Submitted", "Accepted", "In progress", "Resolved")]
 

@@ -18,8 +18,9 @@ from miniapps.feedback.models import (
     FeedbackReport,
     ReportState,
 )
-from push.models import InboxItem, Notification
+from push.models import Notification
 from tests.core.identity.conftest import Persona
+from tests.inbox import inbox_of
 from tests.miniapps.feedback.conftest import (
     HANOI,
     KIM_LONG,
@@ -41,10 +42,7 @@ def _media_files(api: TestClient) -> list[Path]:
 
 def _inbox(api: TestClient, user_id: int | None, topic: str) -> list[str]:
     with _db(api) as db:
-        rows = db.exec(select(Notification.title_en).join(InboxItem, InboxItem.notification_id == Notification.id)
-                       .where(InboxItem.user_id == user_id, Notification.miniapp == "feedback",
-                              Notification.topic == topic).order_by(Notification.id))
-        return list(rows)
+        return [n.title_en for n in inbox_of(db, user_id, miniapp="feedback", topic=topic)]
 
 
 def test_report_with_photo_goes_to_the_ward_and_through_to_closed(
