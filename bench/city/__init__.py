@@ -147,8 +147,8 @@ def table_sizes(city: City, tables: Sequence[str]) -> dict[str, tuple[int, int |
 def report(city: City, results: Sequence[PartResult]) -> list[str]:
     """The table printed at the end: per part and table, rows written, seconds, size and bytes per row."""
     sizes = table_sizes(city, sorted({table for result in results for table in result.rows}))
-    lines = [f"{'part':<14}{'table':<26}{'rows written':>14}{'seconds':>9}{'table rows':>13}"
-             f"{'size (MiB)':>12}{'bytes/row':>11}"]
+    lines = [(f"{'part':<14}{'table':<26}{'rows written':>14}{'seconds':>9}{'table rows':>13}"
+             f"{'size (MiB)':>12}{'bytes/row':>11}")]
     for result in results:
         if result.skipped:
             lines.append(f"{result.name:<14}{'(skipped: ' + result.skipped + ')'}")

@@ -60,28 +60,28 @@ def _kind(miniapp: str, topic: str, severity: str, vi: tuple[str, str], en: tupl
 
 FLOOD = (
     _kind("floodmap", "flood_warnings", "warning",
-          ("Cảnh báo ngập: mực nước sông Hương đang lên", "Mực nước tại trạm Kim Long vượt báo động II. "
-           "Hạn chế đi lại qua vùng trũng, kê cao tài sản."),
-          ("Flood warning: the Perfume River is rising", "The Kim Long gauge is above alarm level II. "
-           "Avoid low-lying roads and raise your belongings."), "/m/floodmap/"),
+          ("Cảnh báo ngập: mực nước sông Hương đang lên", ("Mực nước tại trạm Kim Long vượt báo động II. "
+           "Hạn chế đi lại qua vùng trũng, kê cao tài sản.")),
+          ("Flood warning: the Perfume River is rising", ("The Kim Long gauge is above alarm level II. "
+           "Avoid low-lying roads and raise your belongings.")), "/m/floodmap/"),
     _kind("floodmap", "flood_warnings", "critical",
-          ("Khẩn cấp: báo động III, rời khỏi vùng trũng", "Mực nước vượt báo động III. Di chuyển đến nơi "
-           "an toàn theo hướng dẫn của chính quyền địa phương."),
-          ("Emergency: alarm level III, leave low-lying areas", "The water is above alarm level III. Move to "
-           "safety as your commune or ward directs."), "/m/floodmap/"),
+          ("Khẩn cấp: báo động III, rời khỏi vùng trũng", ("Mực nước vượt báo động III. Di chuyển đến nơi "
+           "an toàn theo hướng dẫn của chính quyền địa phương.")),
+          ("Emergency: alarm level III, leave low-lying areas", ("The water is above alarm level III. Move to "
+           "safety as your commune or ward directs.")), "/m/floodmap/"),
 )
 WEATHER = (
     _kind("core", "warnings", "warning",
           ("Cảnh báo mưa lớn và gió mạnh", "Dự báo mưa 100-200 mm trong 24 giờ tới, gió giật cấp 7."),
-          ("Heavy rain and strong wind warning", "100-200 mm of rain expected in the next 24 hours, "
-           "gusts of force 7."), "/feed"),
+          ("Heavy rain and strong wind warning", ("100-200 mm of rain expected in the next 24 hours, "
+           "gusts of force 7.")), "/feed"),
     _kind("core", "warnings", "warning",
           ("Nguy cơ sạt lở đất", "Đất đã bão hòa nước; không đi qua các taluy và đèo dốc."),
           ("Landslide risk", "The ground is saturated; keep away from cut slopes and mountain passes."), "/feed"),
     _kind("core", "warnings", "critical",
           ("Bão mạnh đổ bộ: ở trong nhà", "Bão đổ bộ trong đêm nay. Không ra khỏi nhà, chằng chống nhà cửa."),
-          ("A strong storm makes landfall: stay indoors", "The storm reaches the coast tonight. Stay inside and "
-           "secure your house."), "/feed"),
+          ("A strong storm makes landfall: stay indoors", ("The storm reaches the coast tonight. Stay inside and "
+           "secure your house.")), "/feed"),
 )
 ANNOUNCEMENTS = (
     _kind("core", "announcements", "info",

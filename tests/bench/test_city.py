@@ -5,6 +5,7 @@ pure functions, which touch no database."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import re
@@ -21,7 +22,14 @@ from sqlmodel import Session
 from bench.city import PartResult, generate, notifications, report
 from bench.city.__main__ import main
 from bench.city.base import City, CityError
-from bench.city.notifications import FLOOD, YEAR, Broadcast, Personal, _broadcasts, _timeline
+from bench.city.notifications import (
+    FLOOD,
+    YEAR,
+    Broadcast,
+    Personal,
+    _broadcasts,
+    _timeline,
+)
 from bench.city.people import RESIDENTS, RESIDENTS_BY_UNIT_CODE, apportion
 from core.db import make_engine
 from core.identity.routes import NotificationPrefs
@@ -192,6 +200,19 @@ def test_a_second_run_is_refused(loaded) -> None:
     assert residents == EXPECTED_RESIDENTS
     with pytest.raises(CityError, match="already holds the synthetic notification history"):
         notifications.load(city)
+
+
+def test_a_part_not_written_yet_is_reported_as_skipped(loaded, monkeypatch) -> None:
+    city, _ = loaded
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "bench.city.feed" else real_find_spec(name, *args))
+    lines: list[str] = []
+    again, results = generate(city.url, scale=SCALE, parts="feed", echo=lines.append)
+    again.engine.dispose()
+    assert [(r.name, r.skipped, r.rows) for r in results] == [("feed", "module not written yet", {})]
+    assert "feed: skipped (bench/city/feed.py does not exist)" in lines
+    assert "(skipped: module not written yet)" in report(city, results)[1]
 
 
 @pytest.mark.parametrize("arguments, message", [
