@@ -176,10 +176,10 @@ def _shuffled_homes(city: City, per_unit: Mapping[str, int]) -> list[str]:
     return homes
 
 
-def _names(city: City) -> list[str]:
-    """A pool of synthetic Vietnamese names, marked synthetic."""
+def _names(city: City, count: int) -> list[str]:
+    """``count`` synthetic Vietnamese names, marked synthetic."""
     rng = city.rng
-    surnames = rng.choices([name for name, _ in _SURNAMES], [share for _, share in _SURNAMES], k=_NAME_POOL)
+    surnames = rng.choices([name for name, _ in _SURNAMES], [share for _, share in _SURNAMES], k=count)
     pool = []
     for surname in surnames:
         sex = "f" if rng.random() < 0.51 else "m"
@@ -206,7 +206,7 @@ def _phones(count: int, taken: set[str]) -> Iterator[str]:
 
 def _load_residents(city: City, first_id: int, joined: array, homes: list[str], locales: list[Any]) -> int:
     rng = city.rng
-    names = _names(city)
+    names = _names(city, _NAME_POOL)
     with city.engine.connect() as connection:
         # Only the demo's few accounts can be here (a loaded city is refused before this part runs).
         taken = set(connection.execute(text(
@@ -306,11 +306,10 @@ def _load_officials(city: City, per_unit: Mapping[str, int]) -> tuple[int, int]:
     seats += [("operator", "hue")] * city.size(OPERATORS)
     first_id = city.max_id("user_account") + 1
     since = city.now - timedelta(days=SIGN_UP_YEARS * 365)
-    names = _names(city)
-    rng = city.rng
+    names = _names(city, len(seats))
     accounts = city.copy(
         "user_account", ["id", "kind", "display_name", "username", "notification_prefs", "is_active", "created_at"],
-        ((first_id + n, "official", rng.choice(names), f"synthetic.{unit}.{role.split('_')[0]}.{first_id + n}",
+        ((first_id + n, "official", names[n], f"synthetic.{unit}.{role.split('_')[0]}.{first_id + n}",
           "{}", True, since) for n, (role, unit) in enumerate(seats)))
     memberships = city.copy(
         "membership", ["user_id", "role", "unit_id", "created_at"],
