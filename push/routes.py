@@ -301,6 +301,7 @@ class NotificationStatus(BaseModel):
     severity: Severity
     created_at: datetime
     audiences: list[str]
+    reach: int = Field(description="How many people have it in their inbox.")
     delivery: dict[str, Any]
     outbox: dict[str, int] = Field(description="Push rows by status (pending, sent, dead).")
 
@@ -357,5 +358,6 @@ def notification_status(notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)
     counts = dict(db.exec(select(PushOutbox.status, func.count()).where(PushOutbox.notification_id == notification_id)
                           .group_by(PushOutbox.status)).all())
     return NotificationStatus(notification_id=note.id, miniapp=note.miniapp, topic=note.topic, severity=note.severity,
-                              created_at=note.created_at, audiences=audiences, delivery=note.delivery or {},
+                              created_at=note.created_at, audiences=audiences,
+                              reach=inbox.reach(db, notification_id), delivery=note.delivery or {},
                               outbox={str(getattr(k, "value", k)): v for k, v in counts.items()})
