@@ -50,6 +50,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, WebSocket
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from core.errors import Problem
 from core.identity.authn import INVALIDATION_CHANNEL, SESSION_COOKIE
@@ -69,24 +74,44 @@ MAX_CHANNEL_LENGTH = 200
 ANY_UNIT_ROLES = frozenset({"operator", "admin"})
 
 
-def _frame(payload: dict[str, Any]) -> dict[str, Any]:
-    """An ASGI send message for one JSON text frame."""
-    return {"type": "websocket.send", "text": json.dumps(payload, separators=(",", ":"), ensure_ascii=False)}
+class Outgoing:
+    """One text frame for any number of connections: its ASGI message, and its bytes on the wire.
+
+    The bytes are built once, on first use, and then written as they are to every connection that
+    negotiated no extension: a server's frames are not masked, so they are the same for everyone.
+    """
+
+    __slots__ = ("message", "_wire")
+
+    def __init__(self, text: str) -> None:
+        self.message = {"type": "websocket.send", "text": text}
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        """The serialised frame (header and UTF-8 payload)."""
+        if self._wire is None:
+            self._wire = Frame(Opcode.TEXT, self.message["text"].encode()).serialize(mask=False)
+        return self._wire
+
+
+def _frame(payload: dict[str, Any]) -> Outgoing:
+    """One JSON text frame."""
+    return Outgoing(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
 
 
 PING = _frame({"type": "ping"})
 PONG = _frame({"type": "pong"})
 
 
-def _error(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+def _error(code: str, detail: str, **extra: Any) -> Outgoing:
     return _frame({"type": "error", "code": code, "detail": detail, **extra})
 
 
-def _event_frame(event: Event) -> dict[str, Any]:
+def _event_frame(event: Event) -> Outgoing:
     # Built by concatenation: the JSON of the data is already there, and channel names and ids
     # are restricted to characters that need no escaping.
-    return {"type": "websocket.send",
-            "text": f'{{"type":"event","channel":"{event.channel}","id":"{event.id}","data":{event.raw}}}'}
+    return Outgoing(f'{{"type":"event","channel":"{event.channel}","id":"{event.id}","data":{event.raw}}}')
 
 
 def _close_reason(text: str) -> str:
@@ -95,31 +120,84 @@ def _close_reason(text: str) -> str:
     return text if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "..."
 
 
-class Connection:
-    """One WebSocket: who is on it, its channels and its bounded send queue.
+class DirectSocket:
+    """Writes frames straight to a connection that uvicorn's ``websockets-sansio`` protocol serves.
 
-    A frame for an idle connection is written on the spot: the ASGI send runs to completion without
-    a task, as it does whenever the socket can take the bytes. Only when the server has to wait for
-    the client (its socket buffer is full) does a writer task take over, and frames queue behind it
-    up to ``queue_size``. So a fan-out to ten thousand connections allocates no task, handle or
-    future per connection, which keeps it fast and keeps the garbage collector's long full passes
-    rare; and an idle connection holds no task at all.
+    What ``websockets.broadcast`` does for its own server: when the socket can take the bytes, write
+    the frame to the transport at once, without an ASGI ``send`` coroutine per connection (and the
+    middleware wrappers around it). Used only where that is what the ASGI send would do anyway: the
+    connection is open, has sent no close, negotiated no extension (a compressed connection needs
+    its own encoding of every frame) and its transport is not paused. Otherwise the caller falls
+    back to the ASGI send, which waits for the client. Other servers always take the ASGI path.
     """
 
-    __slots__ = ("hub", "ws", "send", "principal", "token", "channels", "replaying", "queue", "limit",
+    __slots__ = ("protocol", "transport", "writable", "websocket")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.writable = protocol.writable
+        self.websocket = protocol.conn
+
+    @classmethod
+    def of(cls, receive: Receive) -> DirectSocket | None:
+        """The direct path for the connection whose ASGI ``receive`` this is, if the server offers one."""
+        protocol = getattr(receive, "__self__", None)
+        if _SANSIO_PROTOCOL is None or not isinstance(protocol, _SANSIO_PROTOCOL):
+            return None
+        if protocol.conn.extensions or protocol.conn.state is not State.OPEN:
+            return None
+        return cls(protocol)
+
+    def write(self, frame: Outgoing) -> bool:
+        """Write ``frame`` now and return True, or return False when the ASGI send must do it."""
+        if (self.writable.is_set() and self.websocket.state is State.OPEN and not self.protocol.close_sent
+                and not self.protocol.disconnected):
+            self.transport.write(frame.wire)
+            return True
+        return False
+
+
+def _sansio_protocol() -> type | None:
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # another ASGI server: every frame goes through the ASGI send
+        return None
+    return WebSocketsSansIOProtocol
+
+
+_SANSIO_PROTOCOL = _sansio_protocol()
+
+
+class Connection:
+    """One WebSocket: who is on it, its channels and, only while it waits for the client, a send queue.
+
+    A frame for an idle connection is written on the spot, straight to the transport when the server
+    allows it (``DirectSocket``), else by running the ASGI send to completion without a task, as it
+    does whenever the socket can take the bytes. Only when the server has to wait for the client (its
+    socket buffer is full) does a writer task take over, and frames queue behind it up to
+    ``queue_size``. So a fan-out to ten thousand connections allocates no task, handle, future or
+    coroutine per connection, and an idle connection holds no task, queue or replay buffer at all:
+    those are created when needed and dropped when done (memory per idle connection is what limits
+    how many a worker holds).
+    """
+
+    __slots__ = ("hub", "ws", "send", "direct", "principal", "token", "channels", "replaying", "queue",
                  "room", "last_seen", "closed", "writer", "task", "closing", "aborted")
 
-    def __init__(self, hub: RealtimeHub, ws: WebSocket, principal: Principal, token: str) -> None:
+    def __init__(self, hub: RealtimeHub, ws: WebSocket, principal: Principal, token: str,
+                 direct: DirectSocket | None = None) -> None:
         self.hub = hub
         self.ws = ws
         self.send = ws.send
+        self.direct = direct
         self.principal = principal
         self.token = token
         self.channels: set[str] = set()
         # Channels being replayed: live events wait here so they follow the replay, in order.
-        self.replaying: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        self.queue: deque[dict[str, Any]] = deque()
-        self.limit = hub.queue_size
+        self.replaying: dict[str, list[tuple[str, Outgoing]]] | None = None
+        # Frames waiting behind a blocked write (created with the writer task, dropped with it).
+        self.queue: deque[dict[str, Any]] | None = None
         self.room: asyncio.Future[None] | None = None
         self.last_seen = time.monotonic()
         self.closed = False
@@ -128,16 +206,17 @@ class Connection:
         self.closing: asyncio.Task[None] | None = None
         self.aborted = False
 
-    def offer(self, message: dict[str, Any]) -> None:
-        """Send ``message`` now, or queue it behind a waiting write; a full queue closes a slow consumer."""
+    def offer(self, frame: Outgoing) -> None:
+        """Send ``frame`` now, or queue it behind a waiting write; a full queue closes a slow consumer."""
         if self.closed:
             return
         if self.writer is None:
-            self._send_now(message)
-        elif len(self.queue) >= self.limit:
+            if self.direct is None or not self.direct.write(frame):
+                self._send_now(frame.message)
+        elif len(self.queue) >= self.hub.queue_size:
             self.hub.close(self, CLOSE_SLOW_CONSUMER, "slow consumer: send queue overflowed")
         else:
-            self.queue.append(message)
+            self.queue.append(frame.message)
 
     def _send_now(self, message: dict[str, Any]) -> None:
         coroutine = self.send(message)
@@ -150,35 +229,36 @@ class Connection:
             self.hub.forget(self)
             return
         # The server waits for the client to read: a task finishes this frame, then the queue.
+        self.queue = deque()
         self.writer = self.hub.loop.create_task(self._write(coroutine, waiting))
 
-    def deliver(self, event: Event, message: dict[str, Any]) -> None:
+    def deliver(self, channel: str, event_id: str, frame: Outgoing) -> None:
         """A live event: sent, or held back while its channel's replay is being sent."""
-        held = self.replaying.get(event.channel)
+        held = self.replaying.get(channel) if self.replaying else None
         if held is None:
-            self.offer(message)
-        elif len(held) >= self.limit:
+            self.offer(frame)
+        elif len(held) >= self.hub.queue_size:
             self.hub.close(self, CLOSE_SLOW_CONSUMER, "slow consumer: send queue overflowed")
         else:
-            held.append((event.id, message))
+            held.append((event_id, frame))
 
-    async def put(self, message: dict[str, Any]) -> None:
-        """Send ``message``, waiting for room instead of overflowing (replays are bursts we chose)."""
-        while not self.closed and self.writer is not None and len(self.queue) >= self.limit // 2:
+    async def put(self, frame: Outgoing) -> None:
+        """Send ``frame``, waiting for room instead of overflowing (replays are bursts we chose)."""
+        while not self.closed and self.writer is not None and len(self.queue) >= self.hub.queue_size // 2:
             if self.room is None or self.room.done():
                 self.room = asyncio.get_running_loop().create_future()
             await self.room
-        self.offer(message)
+        self.offer(frame)
 
     async def _write(self, coroutine: Any, waiting: Any) -> None:
         """Finish a send that had to wait, then send what queued up meanwhile, in order."""
-        queue, send = self.queue, self.send
+        queue, send, half = self.queue, self.send, self.hub.queue_size // 2
         try:
             await _finish(coroutine, waiting)
             while queue:
                 await send(queue.popleft())
                 room = self.room
-                if room is not None and not room.done() and len(queue) < self.limit // 2:
+                if room is not None and not room.done() and len(queue) < half:
                     room.set_result(None)
         except asyncio.CancelledError:
             raise
@@ -187,8 +267,8 @@ class Connection:
             self.hub.forget(self)
         finally:
             if self.writer is asyncio.current_task():
-                self.writer = None
-            room = self.room
+                self.writer = self.queue = None
+            room, self.room = self.room, None
             if room is not None and not room.done():
                 room.set_result(None)  # a replay waiting for room must see the end too
 
@@ -337,14 +417,20 @@ class RealtimeHub:
         if not conns:
             return
         self.stats["events"] += 1
-        message = _event_frame(event)
+        # Serialised once for every connection: the same bytes go to each of them.
+        frame = _event_frame(event)
+        channel, event_id = event.channel, event.id
         for conn in tuple(conns):
-            conn.deliver(event, message)
+            conn.deliver(channel, event_id, frame)
 
     # --- connections ------------------------------------------------------------------------------
 
-    async def serve(self, ws: WebSocket) -> None:
-        """Run one WebSocket from handshake to close."""
+    async def serve(self, ws: WebSocket, receive: Receive | None = None) -> None:
+        """Run one WebSocket from handshake to close.
+
+        ``receive`` is the server's own ASGI receive when the caller has it: messages are read from it
+        without Starlette's bookkeeping, and it tells whether frames may be written directly.
+        """
         token, problem = _token_of(ws)
         await ws.accept()
         principal = None
@@ -358,13 +444,13 @@ class RealtimeHub:
             await _refuse(ws, problem or "this access token does not belong to a signed-in user")
             return
         await self.start()
-        conn = Connection(self, ws, principal, token)
+        conn = Connection(self, ws, principal, token, DirectSocket.of(receive) if receive is not None else None)
         conn.task = asyncio.current_task()
         self.connections.add(conn)
         self.by_user.setdefault(principal.user_id, set()).add(conn)
         self.stats["connected"] += 1
         try:
-            await self._read(conn)
+            await self._read(conn, receive or ws.receive)
         except asyncio.CancelledError:
             if not conn.aborted:
                 raise
@@ -379,8 +465,7 @@ class RealtimeHub:
             if conn.closing is not None and conn.closing is not asyncio.current_task() and not conn.aborted:
                 await asyncio.gather(conn.closing, return_exceptions=True)
 
-    async def _read(self, conn: Connection) -> None:
-        receive = conn.ws.receive
+    async def _read(self, conn: Connection, receive: Receive) -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -448,6 +533,8 @@ class RealtimeHub:
         new = [c for c in accepted if c not in conn.channels]
         for channel in new:
             conn.channels.add(channel)
+            if conn.replaying is None:
+                conn.replaying = {}
             conn.replaying[channel] = []
             self.channels.setdefault(channel, set()).add(conn)
         if new and self._subscription is not None:
@@ -478,7 +565,7 @@ class RealtimeHub:
             events = replays.get(channel, ())
             for event in events:
                 await conn.put(_event_frame(event))
-            held = conn.replaying.pop(channel, [])
+            held = _stop_holding(conn, channel)
             if conn.closed:
                 return
             threshold = events[-1].id if events else cursors.get(channel)
@@ -503,7 +590,7 @@ class RealtimeHub:
         if channel not in conn.channels:
             return
         conn.channels.discard(channel)
-        conn.replaying.pop(channel, None)
+        _stop_holding(conn, channel)
         conns = self.channels.get(channel)
         if conns is not None:
             conns.discard(conn)
@@ -665,6 +752,16 @@ class RealtimeHub:
         return result is True
 
 
+def _stop_holding(conn: Connection, channel: str) -> list[tuple[str, Outgoing]]:
+    """The live events held back during ``channel``'s replay (none left held afterwards)."""
+    if conn.replaying is None:
+        return []
+    held = conn.replaying.pop(channel, [])
+    if not conn.replaying:
+        conn.replaying = None
+    return held
+
+
 def _publishable(channel: Any) -> bool:
     if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_LENGTH or not CHANNEL_NAME.match(channel):
         return False
@@ -676,21 +773,24 @@ def _publishable(channel: Any) -> bool:
 
 def _token_of(ws: WebSocket) -> tuple[str | None, str | None]:
     """(token, problem): from ``Authorization: Bearer``, the ``token`` query parameter, or the cookie."""
-    header = ws.headers.get("authorization")
+    # Parsed from the scope here rather than through ``ws.headers`` and friends, which would stay
+    # cached on the WebSocket for as long as the connection is open.
+    headers = Headers(scope=ws.scope)
+    header = headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None, "Authorization header must be 'Bearer <token>'"
         return token.strip(), None
-    token = ws.query_params.get("token")
+    token = QueryParams(ws.scope["query_string"]).get("token")
     if token:
         return token, None
-    cookie = ws.cookies.get(SESSION_COOKIE)
+    cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
     if cookie:
         # The shell's own pages sign in with an httpOnly cookie their scripts cannot read. Browsers
         # send cookies on cross-site WebSocket handshakes too, so only our own origin may use it.
-        origin = (ws.headers.get("origin") or "").rstrip("/")
-        own = {f"http://{ws.headers.get('host', '')}", f"https://{ws.headers.get('host', '')}"}
+        origin = (headers.get("origin") or "").rstrip("/")
+        own = {f"http://{headers.get('host', '')}", f"https://{headers.get('host', '')}"}
         trusted = {o.rstrip("/") for o in ws.app.state.settings.trusted_origins}
         if origin in own or origin in trusted:
             return cookie, None
@@ -706,9 +806,40 @@ async def _refuse(ws: WebSocket, detail: str) -> None:
         pass
 
 
+async def realtime_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/ws`` as a plain ASGI app: hand the connection to the app's hub (protocol: the module docstring)."""
+    await scope["app"].state.realtime.serve(WebSocket(scope, receive, send), receive)
+
+
+class RealtimeSocketMiddleware:
+    """Serves ``/ws`` ahead of the routing (``install`` adds it), for memory.
+
+    An open WebSocket keeps its whole ASGI call stack alive for as long as it is open. Through the
+    router that is a dozen more coroutines, a FastAPI exit stack, a second WebSocket object and the
+    exception handlers' wrappers on every connection, about a fifth of what an idle one costs; none
+    of them does anything for ``/ws``, which answers errors in its own protocol. HTTP requests and
+    other WebSocket paths go on to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/ws`` to the hub, everything else to the app."""
+        if scope["type"] == "websocket" and _route_path(scope) == "/ws":
+            await realtime_socket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 @router.websocket("/ws")
-async def realtime_socket(websocket: WebSocket) -> None:
-    """The realtime endpoint; see the module docstring for the protocol."""
+async def realtime_route(websocket: WebSocket) -> None:
+    """``/ws`` as a route: names the path for route listings, and serves it in an app built without ``install``."""
     await websocket.app.state.realtime.serve(websocket)
 
 
@@ -744,6 +875,7 @@ def install(app: FastAPI) -> list[Callable[[], Awaitable[None]]]:
         host_of=lambda: getattr(app.state, "host", None),
     )
     app.state.realtime = hub
+    app.add_middleware(RealtimeSocketMiddleware)
     _redact_tokens_in_server_logs()
     _announce_miniapp_feed_items(app, hub)
     return [hub.run_fan_in, hub.run_heartbeats]

@@ -472,3 +472,32 @@ def test_feed_items_a_miniapp_publishes_arrive_live(live: LiveHost) -> None:
             unit_ids=["phu-xuan"]))
         event = receive(ws)
         assert (event["channel"], event["data"]["item_id"]) == ("unit:phu-xuan", targeted)
+
+
+# --- What an idle connection holds ------------------------------------------------------------------
+
+
+def test_an_idle_connection_holds_no_queue_and_is_served_ahead_of_the_router(live: LiveHost) -> None:
+    """Under uvicorn's websockets-sansio (as ``superapp serve``) events are written straight to the
+    socket of a connection without compression, and an idle connection keeps no queue, replay buffer
+    or router frames alive."""
+    account = live.account()
+    channel = f"user:{account.user_id}"
+    first = live.publish(channel, {"n": 0})
+    with live.connect(account) as compressed:  # the client offers permessage-deflate by default
+        subscribe(compressed, channel)
+        assert next(iter(live.hub.by_user[account.user_id])).direct is None  # each frame is compressed for it
+    wait_until(lambda: account.user_id not in live.hub.by_user)
+    with live.connect(account, compression=None) as ws:
+        assert subscribe(ws, channel, cursor={channel: first})["recovered"] == {channel: True}
+        conn = next(iter(live.hub.by_user[account.user_id]))
+        assert conn.direct is not None, "uvicorn's protocol changed: frames go through the ASGI send again"
+        assert (conn.queue, conn.replaying, conn.writer) == (None, None, None)
+        stack, coroutine = [], conn.task.get_coro()
+        while coroutine is not None and hasattr(coroutine, "cr_code"):
+            stack.append(coroutine.cr_code.co_qualname)
+            coroutine = coroutine.cr_await
+        assert "RealtimeSocketMiddleware.__call__" in stack and "Router.__call__" not in stack, stack
+        for n in range(1, 4):
+            live.publish(channel, {"n": n})
+        assert [receive(ws)["data"]["n"] for _ in range(3)] == [1, 2, 3]
