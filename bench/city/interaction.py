@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
+from sqlmodel import Session
 
 from bench.city.base import SYNTHETIC, City
 from core.text import fold
-from miniapps.interaction import knowledge
+from miniapps.interaction import knowledge, routing
 
 QUESTIONS = 1_000_000
 YEARS = 5
@@ -174,14 +175,9 @@ def fold_parts(parts: Sequence[str]) -> str:
 
 
 def _topics(connection) -> list[Topic]:
-    routes = dict(connection.execute(text("SELECT key, department_id FROM interaction_field")).all())
-    names = dict(connection.execute(text("SELECT key, name_vi FROM interaction_field")).all())
-    topics = [Topic(key, department, procedure)
-              for key, department in sorted(routes.items())
-              for procedure in PROCEDURES.get(key, (names[key].lower(),))]
-    if not topics:
-        raise ValueError("interaction_field is empty: run `superapp db upgrade` first")
-    return topics
+    rows = connection.execute(text("SELECT key, department_id, name_vi FROM interaction_field ORDER BY key")).all()
+    return [Topic(key, department, procedure) for key, department, name in rows
+            for procedure in PROCEDURES.get(key, (name.lower(),))]
 
 
 def _officials(connection, role: str) -> dict[str, int]:
@@ -217,8 +213,7 @@ def generate(city: City, count: int, topics: list[Topic], units: list[str], aske
         opening = (lead, topic.procedure) if lead else (_capitalised(topic.procedure),)
         title = (f"{SYNTHETIC} ", *opening, " ", case, *detail)
         body = (f"{SYNTHETIC} Đơn vị nhận được đề nghị của ", rng.choice(PEOPLE), " về ", topic.procedure, " ", case,
-                *detail, ". ", rng.choice(SITUATIONS), ". Đề nghị sở hướng dẫn thủ tục, thẩm quyền và thành phần hồ sơ. "
-                "Mã hồ sơ ", f"{unit.upper()}-{n + 1:07d}", ".")
+                *detail, ". ", rng.choice(SITUATIONS), ". Đề nghị sở hướng dẫn thủ tục, thẩm quyền và thành phần hồ sơ. Mã hồ sơ ", f"{unit.upper()}-{n + 1:07d}", ".")
         created = start + step * n + timedelta(seconds=rng.randrange(600))
         answered = created + timedelta(hours=rng.randrange(2, 72))
         rule, other = rng.sample(ANSWER_RULES, 2)
@@ -242,6 +237,8 @@ def _capitalised(phrase: str) -> str:
 def load(city: City) -> dict[str, int]:
     """Write the answered questions, their replies, search entries and full-text rows; rows per table."""
     count = city.size(QUESTIONS)
+    with Session(city.engine) as session:
+        routing.ensure_fields(session)  # the routing table as the mini-app seeds it when it is empty
     with city.engine.connect() as connection:
         topics = _topics(connection)
         units = [r[0] for r in connection.execute(text(
@@ -324,8 +321,8 @@ def _start_staging(city: City) -> None:
 
 def _finish_index(city: City) -> None:
     """PostgreSQL: turn the staged text into the index rows the mini-app writes, with its GIN indexes rebuilt
-    once at the end (far faster than a million incremental GIN insertions). Both: refresh the planner's
-    statistics."""
+    once at the end (far faster than a million incremental GIN insertions). Both: a new version token, so
+    searches kept in memory by running servers do not outlive the load."""
     with city.engine.begin() as connection:
         if city.postgres:
             indexes = [sql for sql in knowledge.create_index_sql("postgresql") if sql.startswith("CREATE INDEX")]
@@ -339,7 +336,4 @@ def _finish_index(city: City) -> None:
             for sql in indexes:
                 connection.execute(text(sql))
             connection.execute(text(f"DROP TABLE {STAGING}"))
-        knowledge.bump_version(connection)  # searches kept by running servers must not outlive the load
-    with city.engine.connect() as connection:
-        connection.execute(text("ANALYZE"))
-        connection.commit()
+        knowledge.bump_version(connection)

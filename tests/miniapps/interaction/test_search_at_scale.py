@@ -1,0 +1,131 @@
+"""Search at city size: a bounded pool of candidates, results kept per version of the knowledge base,
+and the synthetic city's questions written exactly as the mini-app indexes them."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import pytest
+from sqlalchemy import event, func, text
+from sqlmodel import Session, select
+
+from bench.city import interaction as city_interaction
+from bench.city.base import SYNTHETIC, City
+from core.text import fold
+from miniapps.interaction import knowledge
+from miniapps.interaction.knowledge import Scope, knowledge_version, search
+from miniapps.interaction.models import Question, QuestionStatus, Reply, SearchEntry
+from tests.miniapps.interaction.conftest import API, answer, ask
+
+
+class StatementCounter:
+    """Counts the SQL statements run on one connection while it is active (background jobs use others)."""
+
+    def __init__(self, connection) -> None:
+        self.engine, self.count = connection, 0
+
+    def _seen(self, *_args) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Self:
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def _search_ids(host, who, q: str) -> list[int]:
+    response = host.get(f"{API}/search", params={"q": q}, headers=who.headers)
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+def test_a_repeated_search_reads_only_the_version_token(host, kim_long, tu_phap) -> None:
+    question = ask(host, kim_long, title="Ghi chú ly hôn ở nước ngoài", body="Bản án của tòa Nhật Bản.",
+                   field="civil-status")
+    answer(host, tu_phap, question["id"], "Ghi chú vào sổ hộ tịch trước.")
+    engine = host.app.state.engine
+    with Session(engine) as db:
+        first = search(db, "ghi chu ly hon", scope=Scope(units=None))
+        with StatementCounter(db.connection()) as counter:
+            again = search(db, "ghi chu ly hon", scope=Scope(units=None))
+    assert [h.entry.ref_id for h in again] == [h.entry.ref_id for h in first] == [question["id"]]
+    assert counter.count == 1  # the token; no full-text query
+
+
+def test_a_new_answer_changes_the_token_and_is_found_at_once(host, kim_long, phu_vang, tu_phap) -> None:
+    older = ask(host, kim_long, title="Trích lục khai sinh bản sao", body="Người dân ở xa.", field="civil-status")
+    answer(host, tu_phap, older["id"], "Cấp trích lục qua dịch vụ công.")
+    assert _search_ids(host, phu_vang, "trich luc khai sinh") == [older["id"]]
+    with Session(host.app.state.engine) as db:
+        before = knowledge_version(db)
+    newer = ask(host, kim_long, title="Trích lục khai sinh cho người cao tuổi", body="Không đi lại được.",
+                field="civil-status")
+    answer(host, tu_phap, newer["id"], "Ủy quyền cho người thân.")
+    with Session(host.app.state.engine) as db:
+        assert knowledge_version(db) != before
+    assert set(_search_ids(host, phu_vang, "trich luc khai sinh")) == {older["id"], newer["id"]}
+
+
+def test_readers_with_different_scopes_do_not_share_kept_results(host, kim_long, phu_vang, tu_phap) -> None:
+    internal = ask(host, kim_long, title="Hồ sơ nội bộ về giám hộ", body="Chỉ phường biết.", field="civil-status")
+    answer(host, tu_phap, internal["id"], "Trả lời nội bộ.")
+    hidden = host.put(f"{API}/questions/{internal['id']}/visibility", json={"internal": True}, headers=tu_phap.headers)
+    assert hidden.status_code == 200, hidden.text
+    assert _search_ids(host, kim_long, "ho so noi bo giam ho") == [internal["id"]]
+    assert internal["id"] not in _search_ids(host, phu_vang, "ho so noi bo giam ho")
+
+
+def test_only_the_newest_pool_of_matches_is_ranked(host, kim_long, tu_phap, monkeypatch) -> None:
+    made = []
+    for n in range(5):
+        question = ask(host, kim_long, title=f"Đăng ký giám hộ trường hợp {n}", body="Người chưa thành niên.",
+                       field="civil-status")
+        answer(host, tu_phap, question["id"], "Theo Luật Hộ tịch.")
+        made.append(question["id"])
+    monkeypatch.setattr(knowledge, "POOL", 3)
+    with Session(host.app.state.engine) as db:
+        knowledge.bump_version(db)  # forget what earlier searches kept
+        db.commit()
+        ranked = search(db, "dang ky giam ho", scope=Scope(units=None), limit=3)
+    assert sorted(h.entry.ref_id for h in ranked) == sorted(made[-3:])
+
+
+@pytest.mark.parametrize("scale", [0.0005])
+def test_the_city_loader_writes_what_the_mini_app_would_index(host, scale) -> None:
+    engine = host.app.state.engine
+    city = City(str(engine.url.render_as_string(hide_password=False)), scale=scale)
+    with Session(engine) as db:
+        before = knowledge_version(db)
+    rows = city_interaction.load(city)
+    city.engine.dispose()
+    wanted = round(city_interaction.QUESTIONS * scale)
+    assert rows["interaction_question"] == rows["interaction_search_entry"] == rows[knowledge.FTS_TABLE] == wanted
+    with Session(engine) as db:
+        assert knowledge_version(db) != before
+        questions = db.exec(select(Question)).all()
+        assert {q.status for q in questions} <= {QuestionStatus.answered, QuestionStatus.settled}
+        assert all(q.title.startswith(SYNTHETIC) and q.body.startswith(SYNTHETIC) for q in questions)
+        settled = next(q for q in questions if q.status is QuestionStatus.settled)
+        assert db.get(Reply, settled.accepted_reply_id).question_id == settled.id
+        assert db.exec(select(func.count()).select_from(Reply)).one() == rows["interaction_reply"] >= wanted
+        # Re-indexing a loaded question through the mini-app gives the same entry and full text.
+        sample = questions[len(questions) // 2]
+        entry = db.exec(select(SearchEntry).where(SearchEntry.ref_id == sample.id)).one()
+        stored = (entry.title, entry.snippet, entry.public, entry.answered, _full_text(db, entry.id))
+        knowledge.index_question(db, sample)
+        db.flush()
+        db.refresh(entry)
+        assert (entry.title, entry.snippet, entry.public, entry.answered, _full_text(db, entry.id)) == stored
+        db.rollback()
+        hits = search(db, fold(sample.title.removeprefix(SYNTHETIC)), scope=Scope(units=None), limit=50)
+    assert sample.id in [hit.entry.ref_id for hit in hits]
+
+
+def _full_text(db: Session, entry_id: int) -> tuple:
+    if db.get_bind().dialect.name == "sqlite":
+        return tuple(db.execute(text(f"SELECT title, body FROM {knowledge.FTS_TABLE} WHERE rowid = :id"),
+                                {"id": entry_id}).one())
+    return tuple(db.execute(text(f"SELECT doc::text, title_doc::text FROM {knowledge.FTS_TABLE} "
+                                 "WHERE entry_id = :id"), {"id": entry_id}).one())
