@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from core.worktime import HUE_TIME
 from miniapps.interaction.jobs import escalate_overdue
 from miniapps.interaction.models import Question
 from miniapps.interaction.routing import FIRST_ANSWER_WORKING_DAYS, first_answer_due
-from push.models import InboxItem
+from tests.inbox import inbox_of
 from tests.miniapps.interaction.conftest import API, answer, ask
 
 
@@ -51,5 +51,6 @@ def test_overdue_questions_are_flagged_and_escalated_once(host, phu_vang, nnmt, 
     assert host.portal.call(escalate_overdue, host.app.state.host) == 0  # once per question
     with Session(host.app.state.engine) as db:
         assert db.get(Question, late["id"]).escalated_at is not None
-        told = set(db.exec(select(InboxItem.user_id)))
-    assert {operator.user_id, nnmt.user_id} <= told
+        told = {user_id for user_id in (operator.user_id, nnmt.user_id)
+                if any(n.topic == "question_overdue" for n in inbox_of(db, user_id, miniapp="interaction"))}
+    assert told == {operator.user_id, nnmt.user_id}
