@@ -53,7 +53,7 @@ def load_demo(host: Any) -> Iterator[str]:
         store = _NoPhotos()
         now = datetime.now(UTC)
         for category, text, lat, lon, actions, days in DEMO_REPORTS:
-            report, _ = service.file_report(session, store=store, reporter_id=resident.id, category_id=category,
+            report = service.file_report(session, store=store, reporter_id=resident.id, category_id=category,
                                             description=text, lat=lat, lon=lon, now=now - timedelta(days=days))
             for step, action in enumerate(actions, start=1):
                 service.act(session, store=store, principal=acting, authorizer=feedback_authorizer(),

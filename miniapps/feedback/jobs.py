@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from miniapps.feedback import service
 
 
-async def escalate_overdue(host: Any) -> None:
-    """Flag reports past their deadline and tell the operators (once per report)."""
-    def work() -> list[service.Notice]:
-        with host.session() as session:
-            return service.escalate_overdue(session)
-
-    await service.send(host.notifier, await run_in_threadpool(work))
+def escalate_overdue(host: Any) -> None:
+    """Flag reports past their deadline and tell the operators (once per report, in the same transaction)."""
+    with host.session() as session:
+        service.escalate_overdue(session, notifier=host.notifier)
 
 
 def close_stale(host: Any) -> None:

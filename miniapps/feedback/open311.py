@@ -30,7 +30,7 @@ from miniapps.feedback.models import (
     FeedbackReport,
     ReportState,
 )
-from miniapps.feedback.routes import cached, notify, run_db
+from miniapps.feedback.routes import cached, run_db
 
 log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -366,19 +366,19 @@ async def create_request(request: Request, fmt: str) -> Response:
                                           str(form.get("phone") or "").strip()) if part) or None
     store = request.app.state.media
 
-    def work(session: Session) -> tuple[FeedbackReport, list[service.Notice]]:
+    def work(session: Session) -> FeedbackReport:
         return service.file_report(session, store=store, reporter_id=None, category_id=code,
                                    description=description[:4000], lat=lat, lon=lon,
                                    address=str(form.get("address_string") or "") or None, urgent=urgent,
-                                   source=f"open311:{key_row.id}", contact=contact[:300] if contact else None)
+                                   source=f"open311:{key_row.id}", contact=contact[:300] if contact else None,
+                                   notifier=request.app.state.notifier)
 
     try:
-        report, notices = await run_db(request, work)
+        report = await run_db(request, work)
     except service.FeedbackError as exc:
         names = {"category_id": "service_code", "lat": "lat", "description": "description"}
         field = names.get(exc.field or "", exc.field)
         raise Open311Error(400, f"{field}: {exc.detail}") from None
-    await notify(request, notices)
     body = [{"service_request_id": str(report.id), "token": report.token,
              "service_notice": f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}",  # type: ignore[union-attr]
              "account_id": None}]

@@ -20,7 +20,6 @@ from miniapps.feedback.models import ReportState
 from miniapps.feedback.routes import (
     DASHBOARD,
     FILE,
-    notify,
     place_of,
     read_photos,
     run_db,
@@ -110,18 +109,18 @@ async def submit_report(request: Request, principal: PrincipalDep) -> Response:
         photos = await read_photos(request, uploads)  # type: ignore[arg-type]
         lat, lon = place_of(lat, lon, photos)
 
-        def work(session: Session) -> tuple[int, list[service.Notice]]:
-            report, notices = service.file_report(
+        def work(session: Session) -> int:
+            report = service.file_report(
                 session, store=store, reporter_id=principal.user_id, category_id=values["category_id"],
                 description=values["description"], lat=lat, lon=lon, unit_id=values["unit_id"] or None,
-                address=values["address"], urgent=values["urgent"], photos=photos)
-            return report.id or 0, notices
+                address=values["address"], urgent=values["urgent"], photos=photos,
+                notifier=request.app.state.notifier)
+            return report.id or 0
 
-        report_id, notices = await run_db(request, work)
+        report_id = await run_db(request, work)
     except service.FeedbackError as exc:
         return await _form(request, values=values, status=exc.status,
                            error={"field": exc.field or "", "vi": exc.detail, "en": exc.detail})
-    await notify(request, notices)
     return RedirectResponse(f"/m/feedback/reports/{report_id}?lang={page_locale(request)}", status_code=303)
 
 
@@ -194,19 +193,18 @@ async def act_page(request: Request, report_id: int, principal: PrincipalDep) ->
         duplicate_of = int(text["duplicate_of"]) if text["duplicate_of"] else None
         assignee_id = int(text["assignee_id"]) if text["assignee_id"] else None
 
-        def work(session: Session) -> list[service.Notice]:
-            _report, notices = service.act(
+        def work(session: Session) -> None:
+            service.act(
                 session, store=store, principal=principal, authorizer=authorizer, report_id=report_id,
                 action=text["action"] or "", note=text["note"], reason=text["reason"], response=text["response"],
-                unit_id=text["unit_id"], duplicate_of=duplicate_of, assignee_id=assignee_id, photos=photos)
-            return notices
+                unit_id=text["unit_id"], duplicate_of=duplicate_of, assignee_id=assignee_id, photos=photos,
+                notifier=request.app.state.notifier)
 
-        notices = await run_db(request, work)
+        await run_db(request, work)
     except ValueError:
         return _failed(request, report_id, service.FeedbackError(422, "not a number", field="duplicate_of"))
     except service.FeedbackError as exc:
         return _failed(request, report_id, exc)
-    await notify(request, notices)
     return _back(request, report_id)
 
 
@@ -219,14 +217,13 @@ async def rate_page(request: Request, report_id: int, principal: PrincipalDep) -
     authorizer = request.app.state.authorizer
     try:
         stars = int(str(form.get("stars") or "0"))
-        _report, notices = await run_db(request, lambda s: service.rate(
+        await run_db(request, lambda s: service.rate(
             s, principal=principal, authorizer=authorizer, report_id=report_id, stars=stars,
-            comment=str(form.get("comment") or "")))
+            comment=str(form.get("comment") or ""), notifier=request.app.state.notifier))
     except ValueError:
         return _failed(request, report_id, service.FeedbackError(422, "choose 1 to 5 stars", field="stars"))
     except service.FeedbackError as exc:
         return _failed(request, report_id, exc)
-    await notify(request, notices)
     return _back(request, report_id)
 
 

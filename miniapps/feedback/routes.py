@@ -79,14 +79,6 @@ def place_of(lat: float | None, lon: float | None, photos: list[ProcessedPhoto])
     return found
 
 
-async def notify(request: Request, notices: list[service.Notice]) -> None:
-    """Send the notices; the change is committed already, so a failed notification is logged, not raised."""
-    try:
-        await service.send(request.app.state.notifier, notices)
-    except Exception:
-        log.exception("feedback: a notification could not be sent")
-
-
 async def cached(request: Request, key: Any, render: Callable[[Session], bytes]) -> bytes:
     """The answer for ``key`` from the answer cache (no database when fresh), else rendered and stored."""
     answers = cache.for_engine(request.app.state.engine)
@@ -156,15 +148,14 @@ async def file_report(
         raise Problem(exc.status, exc.detail, field=exc.field) from None
     store = request.app.state.media
 
-    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
-        report, notices = service.file_report(
+    def work(session: Session) -> dict[str, Any]:
+        report = service.file_report(
             session, store=store, reporter_id=principal.user_id, category_id=category_id, description=description,
-            lat=lat, lon=lon, unit_id=unit_id or None, address=address, urgent=urgent, photos=processed)
-        return service.view(session, report, "reporter"), notices
+            lat=lat, lon=lon, unit_id=unit_id or None, address=address, urgent=urgent, photos=processed,
+            notifier=request.app.state.notifier)
+        return service.view(session, report, "reporter")
 
-    body, notices = await api_db(request, work)
-    await notify(request, notices)
-    return body
+    return await api_db(request, work)
 
 
 @api.get("/reports/mine", operation_id="my_reports")
@@ -216,30 +207,26 @@ async def act_on_report(
         raise Problem(exc.status, exc.detail, field=exc.field) from None
     store = request.app.state.media
 
-    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
-        report, notices = service.act(
+    def work(session: Session) -> dict[str, Any]:
+        report = service.act(
             session, store=store, principal=principal, authorizer=authorizer(request), report_id=report_id,
             action=action, note=note, reason=reason, response=response, unit_id=unit_id, duplicate_of=duplicate_of,
-            assignee_id=assignee_id, photos=processed)
+            assignee_id=assignee_id, photos=processed, notifier=request.app.state.notifier)
         level = service.access(principal, report, authorizer(request), session) or "public"
-        return service.view(session, report, level), notices
+        return service.view(session, report, level)
 
-    body, notices = await api_db(request, work)
-    await notify(request, notices)
-    return body
+    return await api_db(request, work)
 
 
 @api.post("/reports/{report_id}/rating", operation_id="rate_report")
 async def rate_report(request: Request, report_id: int, rating: RatingCreate, principal: CurrentUser) -> dict[str, Any]:
     """The reporter rates the handling 1-5 with a comment, after resolution."""
-    def work(session: Session) -> tuple[dict[str, Any], list[service.Notice]]:
-        report, notices = service.rate(session, principal=principal, authorizer=authorizer(request),
-                                       report_id=report_id, stars=rating.stars, comment=rating.comment)
-        return service.view(session, report, "reporter"), notices
+    def work(session: Session) -> dict[str, Any]:
+        report = service.rate(session, principal=principal, authorizer=authorizer(request), report_id=report_id,
+                              stars=rating.stars, comment=rating.comment, notifier=request.app.state.notifier)
+        return service.view(session, report, "reporter")
 
-    body, notices = await api_db(request, work)
-    await notify(request, notices)
-    return body
+    return await api_db(request, work)
 
 
 # --- officials and operators ------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class FeedbackError(Exception):
 
 @dataclass
 class Notice:
-    """A notification to send once the change is committed."""
+    """A notification written in the same transaction as the change it tells of (see ``stage``)."""
 
     topic: str
     title: dict[str, str]
@@ -191,9 +191,9 @@ def file_report(
     session: Session, *, store: MediaStore, reporter_id: int | None, category_id: str, description: str,
     lat: float, lon: float, unit_id: str | None = None, address: str | None = None, urgent: bool = False,
     photos: Sequence[ProcessedPhoto] = (), source: str = "app", contact: str | None = None,
-    now: datetime | None = None,
-) -> tuple[FeedbackReport, list[Notice]]:
-    """File a report with its processed photos in one transaction; the photos are stored or nothing is."""
+    now: datetime | None = None, notifier: Any = None,
+) -> FeedbackReport:
+    """File a report with its photos and its notices in one transaction: all are stored or nothing is."""
     now = now or utcnow()
     description = description.strip()
     if not description:
@@ -221,22 +221,23 @@ def file_report(
                                       actor_role="open311" if source.startswith("open311") else "resident",
                                       action="submitted", to_state=ReportState.submitted, unit_id=handler,
                                       note="urgent" if urgent else None))
+            role = official_role_of(session, handler)
+            notices = [Notice(
+                topic="urgent_reports" if urgent else "new_reports", severity="critical" if urgent else "info",
+                title={"vi": f"{'KHẨN: ' if urgent else ''}Phản ánh mới #{report.id}",
+                       "en": f"{'URGENT: ' if urgent else ''}New report #{report.id}"},
+                body={"vi": f"{category.name_vi}: {description[:160]}", "en": f"{category.name_en}: {description[:160]}"},
+                url=f"/m/{MINIAPP}/reports/{report.id}", roles=[(role, handler)],
+            )]
+            if reporter_id is not None:
+                notices.append(_step_notice(report, [reporter_id], "submitted"))
+            stage(session, notifier, notices)
             session.commit()
     except BaseException:
         session.rollback()
         raise
     session.refresh(report)
-    role = official_role_of(session, handler)
-    notices = [Notice(
-        topic="urgent_reports" if urgent else "new_reports", severity="critical" if urgent else "info",
-        title={"vi": f"{'KHẨN: ' if urgent else ''}Phản ánh mới #{report.id}",
-               "en": f"{'URGENT: ' if urgent else ''}New report #{report.id}"},
-        body={"vi": f"{category.name_vi}: {description[:160]}", "en": f"{category.name_en}: {description[:160]}"},
-        url=f"/m/{MINIAPP}/reports/{report.id}", roles=[(role, handler)],
-    )]
-    if reporter_id is not None:
-        notices.append(_step_notice(report, [reporter_id], "submitted"))
-    return report, notices
+    return report
 
 
 def _attach_photos(session: Session, files: FileBatch, report: FeedbackReport, photos: Sequence[ProcessedPhoto],
@@ -338,9 +339,9 @@ def act(
     session: Session, *, store: MediaStore, principal: Principal, authorizer: Any, report_id: int, action: str,
     note: str | None = None, reason: str | None = None, response: str | None = None, unit_id: str | None = None,
     duplicate_of: int | None = None, assignee_id: int | None = None, photos: Sequence[ProcessedPhoto] = (),
-    now: datetime | None = None,
-) -> tuple[FeedbackReport, list[Notice]]:
-    """Move a report through its states, recording who and when; returns the notices to send."""
+    now: datetime | None = None, notifier: Any = None,
+) -> FeedbackReport:
+    """Move a report through its states, recording who and when, and tell those concerned, in one transaction."""
     now = now or utcnow()
     if action not in TRANSITIONS:
         raise FeedbackError(422, f"unknown action {action!r}; one of {sorted(TRANSITIONS)}", field="action")
@@ -408,11 +409,19 @@ def act(
                 action=action, from_state=before.value, to_state=target.value, unit_id=report.handling_unit_id,
                 note=(reason if action in ("reject", "reopen") else response if action == "resolve" else note) or note))
             session.add(report)
+            session.flush()
+            stage(session, notifier, _action_notices(session, report, action, target, extra_users))
             session.commit()
     except BaseException:
         session.rollback()
         raise
     session.refresh(report)
+    return report
+
+
+def _action_notices(session: Session, report: FeedbackReport, action: str, target: ReportState,
+                    extra_users: list[int]) -> list[Notice]:
+    """Who is told of an action: the reporter and followers, and the unit a report moves or returns to."""
     notices = [_step_notice(report, audience(session, report) + extra_users, target.value)]
     if action == "transfer":
         notices.append(Notice(
@@ -426,7 +435,7 @@ def act(
             topic="new_reports", title={"vi": f"Phản ánh #{report.id} bị mở lại", "en": f"Report #{report.id} reopened"},
             body={"vi": report.reason or "", "en": report.reason or ""}, url=f"/m/{MINIAPP}/reports/{report.id}",
             roles=[(official_role_of(session, report.handling_unit_id), report.handling_unit_id)]))
-    return report, [n for n in notices if n.users or n.roles]
+    return [n for n in notices if n.users or n.roles]
 
 
 def _required(text: str | None, name: str) -> str:
@@ -480,7 +489,7 @@ def _step_notice(report: FeedbackReport, users: list[int], state: str) -> Notice
 
 
 def rate(session: Session, *, principal: Principal, authorizer: Any, report_id: int, stars: int,
-         comment: str | None = None, now: datetime | None = None) -> tuple[FeedbackReport, list[Notice]]:
+         comment: str | None = None, now: datetime | None = None, notifier: Any = None) -> FeedbackReport:
     """The reporter rates the handling 1-5 after resolution; a resolved report is closed by it."""
     now = now or utcnow()
     report, level = visible_report(session, principal=principal, authorizer=authorizer, report_id=report_id)
@@ -499,14 +508,14 @@ def rate(session: Session, *, principal: Principal, authorizer: Any, report_id: 
                               action="rated", from_state=before.value, to_state=ReportState.closed.value,
                               unit_id=report.handling_unit_id, note=f"{stars}/5"))
     session.add(report)
+    stage(session, notifier, [Notice(
+        topic="report_updates", url=f"/m/{MINIAPP}/reports/{report.id}",
+        roles=[(official_role_of(session, report.handling_unit_id), report.handling_unit_id)],
+        title={"vi": f"Phản ánh #{report.id} được đánh giá {stars}/5", "en": f"Report #{report.id} rated {stars}/5"},
+        body={"vi": report.rating_comment or f"{stars}/5 sao", "en": report.rating_comment or f"{stars}/5 stars"})])
     session.commit()
     session.refresh(report)
-    notice = Notice(topic="report_updates", url=f"/m/{MINIAPP}/reports/{report.id}",
-                    roles=[(official_role_of(session, report.handling_unit_id), report.handling_unit_id)],
-                    title={"vi": f"Phản ánh #{report.id} được đánh giá {stars}/5",
-                           "en": f"Report #{report.id} rated {stars}/5"},
-                    body={"vi": report.rating_comment or f"{stars}/5 sao", "en": report.rating_comment or f"{stars}/5 stars"})
-    return report, [notice]
+    return report
 
 
 # --- lists -----------------------------------------------------------------------------------------------
@@ -681,8 +690,9 @@ def view(session: Session, report: FeedbackReport, level: str, *, now: datetime 
 # --- escalation -------------------------------------------------------------------------------------------
 
 
-def escalate_overdue(session: Session, *, now: datetime | None = None, limit: int = 500) -> list[Notice]:
-    """Flag open reports past their deadline once, record it, and return the operators' notice."""
+def escalate_overdue(session: Session, *, now: datetime | None = None, limit: int = 500,
+                     notifier: Any = None) -> int:
+    """Flag open reports past their deadline once and tell the operators, in one transaction; returns how many."""
     now = now or utcnow()
     late = list(session.exec(select(FeedbackReport).where(
         col(FeedbackReport.state).in_(list(OPEN_STATES)), FeedbackReport.due_at < now,
@@ -693,13 +703,16 @@ def escalate_overdue(session: Session, *, now: datetime | None = None, limit: in
         session.add(FeedbackEvent(report_id=report.id, at=now, actor_role="system", action="escalated",
                                   from_state=report.state.value, to_state=report.state.value,
                                   unit_id=report.handling_unit_id, note="overdue"))
+    if late:
+        # The flag and the operators' notice commit together: if telling them fails, nothing is flagged
+        # and the next run tries again (it was once committed first, and a failed send lost the notice).
+        ids = ", ".join(f"#{r.id}" for r in late[:20]) + (" …" if len(late) > 20 else "")
+        stage(session, notifier, [Notice(
+            topic="overdue_reports", roles=[("operator", "hue")], url=f"/m/{MINIAPP}/queue?overdue=true",
+            title={"vi": f"{len(late)} phản ánh quá hạn", "en": f"{len(late)} overdue reports"},
+            body={"vi": f"Quá hạn xử lý: {ids}", "en": f"Past their deadline: {ids}"}, severity="warning")])
     session.commit()
-    if not late:
-        return []
-    ids = ", ".join(f"#{r.id}" for r in late[:20]) + (" …" if len(late) > 20 else "")
-    return [Notice(topic="overdue_reports", roles=[("operator", "hue")], url=f"/m/{MINIAPP}/queue?overdue=true",
-                   title={"vi": f"{len(late)} phản ánh quá hạn", "en": f"{len(late)} overdue reports"},
-                   body={"vi": f"Quá hạn xử lý: {ids}", "en": f"Past their deadline: {ids}"}, severity="warning")]
+    return len(late)
 
 
 def close_stale_resolutions(session: Session, *, now: datetime | None = None) -> int:
@@ -717,10 +730,10 @@ def close_stale_resolutions(session: Session, *, now: datetime | None = None) ->
     return len(stale)
 
 
-async def send(notifier: Any, notices: Iterable[Notice]) -> None:
-    """Send notices through the host's notifier (after the change is committed)."""
+def stage(session: Session, notifier: Any, notices: Iterable[Notice]) -> None:
+    """Write ``notices`` through the host's notifier into ``session``'s transaction (sent when it commits)."""
     if notifier is None:
         return
     for notice in notices:
-        await notifier.notify(miniapp=MINIAPP, topic=notice.topic, title=notice.title, body=notice.body,
-                              users=notice.users, roles=notice.roles, url=notice.url, severity=notice.severity)
+        notifier.send(session, miniapp=MINIAPP, topic=notice.topic, title=notice.title, body=notice.body,
+                      users=notice.users, roles=notice.roles, url=notice.url, severity=notice.severity)

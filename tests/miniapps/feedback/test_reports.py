@@ -323,6 +323,35 @@ def test_escalation_flags_overdue_reports_once_and_tells_operators(
     assert api.get(f"/api/miniapps/feedback/reports/{late['id']}", headers=operator).json()["overdue"] is True
 
 
+def test_a_failed_escalation_notice_loses_nothing(api: TestClient, filed, operator: Persona,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flag and the operators' notice commit together: a send that fails leaves the report to the next run."""
+    from miniapps.feedback import jobs
+
+    late = filed()
+    with _db(api) as db:
+        row = db.get(FeedbackReport, late["id"])
+        row.due_at = datetime.now(UTC) - timedelta(minutes=5)
+        db.add(row)
+        db.commit()
+    host = api.app.state.host
+
+    def broken_send(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the notification store is away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(host.notifier, "send", broken_send)
+        with pytest.raises(RuntimeError, match="store is away"):
+            jobs.escalate_overdue(host)
+    with _db(api) as db:
+        assert db.get(FeedbackReport, late["id"]).escalated_at is None  # not flagged: it will be tried again
+    assert _inbox(api, operator.user_id, "overdue_reports") == []
+    jobs.escalate_overdue(host)
+    with _db(api) as db:
+        assert db.get(FeedbackReport, late["id"]).escalated_at is not None
+    assert _inbox(api, operator.user_id, "overdue_reports") == ["1 overdue reports"]
+
+
 def test_stale_resolutions_are_closed(api: TestClient, filed, commune_px: Persona) -> None:
     report = filed()
     for action in ("accept", "resolve"):
