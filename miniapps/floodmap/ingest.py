@@ -18,7 +18,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -63,7 +73,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class ReadingResult:
     """What happened to one reading of a batch."""
 
@@ -109,23 +119,81 @@ class IngestOutcome:
         return sum(1 for r in self.results if r.status == status)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """What the checks and the alert step need of one datastream, read as plain columns once per batch."""
+
+    id: int
+    thing_id: int
+    unit_symbol: str
+    valid_min: float
+    valid_max: float
+    max_change_per_hour: float
+    drives_alert: bool
+    rules: AlertRules
+
+
+@dataclass(slots=True)
+class _Station:
+    """A station's alert state as read (and locked) at the start of a batch; written back once at the end."""
+
+    id: int
+    level: int
+    stale: bool
+    level_since: datetime | None
+    lowering_to: int | None
+    lowering_since: datetime | None
+    last_value: float | None
+    last_observed_at: datetime | None
+
+
 @dataclass(slots=True)
 class _Candidate:
     index: int
-    datastream: FloodDatastream
+    stream: _Stream
     time: datetime
     value: float
-    stream_id: int = 0
-
-    def __post_init__(self) -> None:
-        self.stream_id = self.datastream.id
 
 
-def rules_of(stream: FloodDatastream) -> AlertRules:
-    """The alert rules a datastream carries."""
-    return AlertRules(thresholds=(stream.level_1, stream.level_2, stream.level_3), hysteresis=stream.hysteresis,
-                      hold_down=timedelta(minutes=stream.hold_down_minutes), rise_per_hour=stream.rise_per_hour,
-                      rise_near=stream.rise_near)
+_D, _T = FloodDatastream, FloodThing
+# One query gives the sensor's datastreams and locks their stations (in id order, so two batches of
+# different sensors on one station cannot deadlock): on PostgreSQL a second batch for the same station
+# waits here, so the series read afterwards is the whole truth.
+_STREAMS_AND_STATIONS = (
+    select(_D.id, _D.thing_id, _D.unit_symbol, _D.valid_min, _D.valid_max, _D.max_change_per_hour, _D.drives_alert,
+           _D.level_1, _D.level_2, _D.level_3, _D.hysteresis, _D.hold_down_minutes, _D.rise_per_hour, _D.rise_near,
+           _T.level, _T.stale, _T.level_since, _T.lowering_to, _T.lowering_since, _T.last_value, _T.last_observed_at)
+    .join(_T, _T.id == _D.thing_id).where(_D.sensor_id == bindparam("sensor"))
+    .order_by(_T.id, _D.id).with_for_update(of=_T)
+)
+_OBSERVATIONS = FloodObservation.__table__  # type: ignore[attr-defined]
+_STATIONS = FloodThing.__table__  # type: ignore[attr-defined]
+_SAVE_STATION = update(_STATIONS).where(_STATIONS.c.id == bindparam("station")).values(
+    level=bindparam("level"), stale=bindparam("stale"), level_since=bindparam("level_since"),
+    lowering_to=bindparam("lowering_to"), lowering_since=bindparam("lowering_since"),
+    last_value=bindparam("last_value"), last_observed_at=bindparam("last_observed_at"))
+
+
+def _store_rows_statement() -> Any:
+    """PostgreSQL: the accepted readings as three arrays unnested into one INSERT that counts what it
+    stored. Three bind parameters whatever the batch's size, one round trip, no per-row SQL to parse."""
+    rows = func.unnest(bindparam("streams", type_=postgresql.ARRAY(Integer)),
+                       bindparam("times", type_=postgresql.ARRAY(DateTime(timezone=True))),
+                       bindparam("values", type_=postgresql.ARRAY(Float))
+                       ).table_valued("datastream_id", "phenomenon_time", "result").render_derived()
+    stored = (postgresql.insert(_OBSERVATIONS)
+              .from_select(["datastream_id", "phenomenon_time", "result_time", "result"],
+                           select(rows.c.datastream_id, rows.c.phenomenon_time,
+                                  bindparam("now", type_=DateTime(timezone=True)), rows.c.result))
+              .on_conflict_do_nothing(index_elements=["datastream_id", "phenomenon_time"])
+              .returning(_OBSERVATIONS.c.id).cte("stored"))
+    return select(func.count()).select_from(stored)
+
+
+_STORE_ARRAYS = _store_rows_statement()
+# SQLite has no arrays: one multi-row INSERT (SQLAlchemy's insertmanyvalues) whose returned ids are counted.
+_STORE_ROWS = sqlite.insert(_OBSERVATIONS).on_conflict_do_nothing(
+    index_elements=["datastream_id", "phenomenon_time"]).returning(_OBSERVATIONS.c.id)
 
 
 def authenticate(db: Session, *, sensor_code: str, key: str | None) -> FloodSensor:
@@ -142,47 +210,59 @@ def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: dat
     """Check, store and apply ``readings`` of ``sensor`` in one transaction."""
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):
-        outcome = _ingest_once(engine, sensor, readings, now)
+        outcome = _ingest_once(engine, sensor.id, readings, now)
         if outcome is not None:
             return outcome
     raise IngestRace(f"sensor {sensor.code!r}: readings kept arriving for the same times; nothing was stored")
 
 
-def _ingest_once(engine: Engine, sensor: FloodSensor, readings: list[Any], now: datetime) -> IngestOutcome | None:
+def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datetime) -> IngestOutcome | None:
     """One attempt; None (rolled back) when another request stored some of the same readings meanwhile."""
-    with Session(engine, expire_on_commit=False) as db:
-        streams = {s.id: s for s in db.scalars(select(FloodDatastream).where(FloodDatastream.sensor_id == sensor.id))}
+    with engine.connect() as connection:
+        streams, stations = _streams_and_stations(connection, sensor_id)
         results: list[ReadingResult | None] = [None] * len(readings)
         candidates: list[_Candidate] = []
         for index, raw in enumerate(readings):
             checked = _check(index, raw, streams, now)
-            if isinstance(checked, ReadingResult):
-                results[index] = checked
-            else:
+            if type(checked) is _Candidate:
                 candidates.append(checked)
-        # Lock the stations first: on PostgreSQL a second batch for the same station waits here, so the
-        # series read below is the whole truth and the insert needs no per-row conflict report.
-        touched = sorted({c.datastream.thing_id for c in candidates})
-        things = {t.id: t for t in db.scalars(select(FloodThing).where(FloodThing.id.in_(touched))
-                                               .order_by(FloodThing.id).with_for_update())} if touched else {}
+            else:
+                results[index] = checked
+        by_stream: dict[int, list[_Candidate]] = {}
+        for c in candidates:
+            by_stream.setdefault(c.stream.id, []).append(c)
         accepted: list[_Candidate] = []
         series: dict[int, list[tuple[datetime, float]]] = {}
-        for stream_id in sorted({c.stream_id for c in candidates}):
-            mine = sorted((c for c in candidates if c.stream_id == stream_id), key=lambda c: (c.time, c.index))
-            series[stream_id] = _series_around(db, mine)
+        for stream_id, mine in sorted(by_stream.items()):
+            mine.sort(key=lambda c: (c.time, c.index))
+            series[stream_id] = _series_around(connection, mine)
             accepted.extend(_against_series(mine, series[stream_id], results))
-        if _store(db, accepted, now) != len(accepted):
-            db.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
+        if _store(connection, accepted, now) != len(accepted):
+            connection.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
             return None
-        for candidate in accepted:
-            results[candidate.index] = ReadingResult(candidate.index, "accepted", datastream_id=candidate.stream_id,
-                                                     time=candidate.time)
-        updates = _apply_alerts(db, things, accepted, series, now)
-        db.commit()
+        for c in accepted:
+            results[c.index] = ReadingResult(c.index, "accepted", datastream_id=c.stream.id, time=c.time)
+        updates = _apply_alerts(connection, stations, accepted, series, now)
+        connection.commit()
     return IngestOutcome(results=[r for r in results if r is not None], stations=updates)
 
 
-def _check(index: int, raw: Any, streams: dict[int, FloodDatastream], now: datetime) -> _Candidate | ReadingResult:
+def _streams_and_stations(connection: Connection, sensor_id: int) -> tuple[dict[int, _Stream], dict[int, _Station]]:
+    """The sensor's datastreams and their stations' state, the stations locked until the batch commits."""
+    streams: dict[int, _Stream] = {}
+    stations: dict[int, _Station] = {}
+    for row in connection.execute(_STREAMS_AND_STATIONS, {"sensor": sensor_id}):
+        rules = AlertRules(thresholds=(row.level_1, row.level_2, row.level_3), hysteresis=row.hysteresis,
+                           hold_down=timedelta(minutes=row.hold_down_minutes), rise_per_hour=row.rise_per_hour,
+                           rise_near=row.rise_near)
+        streams[row.id] = _Stream(row.id, row.thing_id, row.unit_symbol, row.valid_min, row.valid_max,
+                                  row.max_change_per_hour, row.drives_alert, rules)
+        stations[row.thing_id] = _Station(row.thing_id, row.level, row.stale, row.level_since, row.lowering_to,
+                                          row.lowering_since, row.last_value, row.last_observed_at)
+    return streams, stations
+
+
+def _check(index: int, raw: Any, streams: dict[int, _Stream], now: datetime) -> _Candidate | ReadingResult:
     where = f"readings[{index}]"
     if not isinstance(raw, dict):
         return ReadingResult(index, "rejected", "a reading is an object with time and value", where)
@@ -257,21 +337,21 @@ def _parse_time(raw: Any) -> datetime | None:
     return parsed
 
 
-def _series_around(db: Session, candidates: list[_Candidate]) -> list[tuple[datetime, float]]:
+def _series_around(connection: Connection, candidates: list[_Candidate]) -> list[tuple[datetime, float]]:
     """The stored readings of the candidates' datastream from a window before the first to after the last."""
-    rows = db.execute(select(FloodObservation.phenomenon_time, FloodObservation.result).where(
-        FloodObservation.datastream_id == candidates[0].datastream.id,
+    rows = connection.execute(select(FloodObservation.phenomenon_time, FloodObservation.result).where(
+        FloodObservation.datastream_id == candidates[0].stream.id,
         FloodObservation.phenomenon_time >= candidates[0].time - JUMP_WINDOW,
         FloodObservation.phenomenon_time <= candidates[-1].time + JUMP_WINDOW,
-    )).all()
-    return sorted((t.astimezone(UTC), v) for t, v in rows)
+    ).order_by(FloodObservation.phenomenon_time)).all()
+    return [(t, v) for t, v in rows]  # UTC-aware already (UTCDateTime), in time order from the unique index
 
 
 def _against_series(candidates: list[_Candidate], series: list[tuple[datetime, float]],
                     results: list[ReadingResult | None]) -> list[_Candidate]:
     """Duplicates and impossible jumps, judged against the stored series and the batch's accepted readings;
     the accepted ones join ``series``."""
-    stream = candidates[0].datastream
+    stream = candidates[0].stream
     times = [t for t, _ in series]
     accepted = []
     for c in candidates:
@@ -291,77 +371,90 @@ def _against_series(candidates: list[_Candidate], series: list[tuple[datetime, f
     return accepted
 
 
-def _jump(stream: FloodDatastream, c: _Candidate, neighbour: tuple[datetime, float] | None) -> str | None:
-    if neighbour is None or abs(neighbour[0] - c.time) > JUMP_WINDOW:
+def _jump(stream: _Stream, c: _Candidate, neighbour: tuple[datetime, float] | None) -> str | None:
+    if neighbour is None:
         return None
-    span = max(abs(neighbour[0] - c.time), MIN_JUMP_SPAN)
-    allowed = stream.max_change_per_hour * span.total_seconds() / 3600
+    apart = abs(neighbour[0] - c.time)
+    if apart > JUMP_WINDOW:
+        return None
+    allowed = stream.max_change_per_hour * max(apart, MIN_JUMP_SPAN).total_seconds() / 3600
     if abs(c.value - neighbour[1]) > allowed + 1e-9:
         return (f"impossible jump: {c.value:g} {stream.unit_symbol} against {neighbour[1]:g} at "
                 f"{neighbour[0].isoformat()} (at most {stream.max_change_per_hour:g} {stream.unit_symbol} an hour)")
     return None
 
 
-def _store(db: Session, accepted: list[_Candidate], now: datetime) -> int:
+def _store(connection: Connection, accepted: list[_Candidate], now: datetime) -> int:
     """Insert the accepted readings, skipping any another request stored meanwhile; returns how many were stored."""
     if not accepted:
         return 0
-    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    table = FloodObservation.__table__  # type: ignore[attr-defined]
+    if connection.dialect.name == "postgresql":
+        return connection.execute(_STORE_ARRAYS, {
+            "streams": [c.stream.id for c in accepted], "times": [c.time for c in accepted],
+            "values": [c.value for c in accepted], "now": now}).scalar_one()
     # Only the ids come back: their number says whether every reading was stored, which is all we need.
-    statement = dialect.insert(table).on_conflict_do_nothing(
-        index_elements=["datastream_id", "phenomenon_time"]).returning(table.c.id)
-    return len(db.execute(statement, [
-        {"datastream_id": c.stream_id, "phenomenon_time": c.time, "result_time": now, "result": c.value}
+    return len(connection.execute(_STORE_ROWS, [
+        {"datastream_id": c.stream.id, "phenomenon_time": c.time, "result_time": now, "result": c.value}
         for c in accepted]).all())
 
 
-def _apply_alerts(db: Session, things: dict[int, FloodThing], kept: list[_Candidate],
+def _apply_alerts(connection: Connection, stations: dict[int, _Station], kept: list[_Candidate],
                   series: dict[int, list[tuple[datetime, float]]], now: datetime) -> list[StationUpdate]:
-    """Move each touched station's level through the new readings, oldest first (``things`` are locked)."""
+    """Move each touched station's level through the new readings, oldest first (``stations`` are locked),
+    then write the stations' state and their level changes, one statement each."""
     updates = []
+    changes: list[dict[str, Any]] = []
     by_thing: dict[int, list[_Candidate]] = {}
     for c in kept:
-        if c.datastream.drives_alert:
-            by_thing.setdefault(c.datastream.thing_id, []).append(c)
+        if c.stream.drives_alert:
+            by_thing.setdefault(c.stream.thing_id, []).append(c)
     for thing_id, readings in sorted(by_thing.items()):
-        thing = things[thing_id]
-        stream = readings[0].datastream
-        rules = rules_of(stream)
-        state = AlertState(level=thing.level, last_at=thing.last_observed_at, lowering_to=thing.lowering_to,
-                           lowering_since=thing.lowering_since)
+        station = stations[thing_id]
+        stream = readings[0].stream
+        rules = stream.rules
+        state = AlertState(level=station.level, last_at=station.last_observed_at, lowering_to=station.lowering_to,
+                           lowering_since=station.lowering_since)
         change: LevelChange | None = None
-        newest = max(readings, key=lambda r: r.time)
+        readings.sort(key=lambda r: r.time)
+        newest = readings[-1]
         band_of = {level: rules.quiet_band(level) for level in range(4)}
-        for c in sorted(readings, key=lambda r: r.time):
+        last_at = state.last_at
+        for c in readings:
             band = band_of[state.level]
             if state.lowering_since is None and band is not None and band[0] <= c.value < band[1]:
                 # most readings: nothing can move, so the alert step is skipped (only the time advances)
-                if state.last_at is None or c.time > state.last_at:
-                    state = replace(state, last_at=c.time)
+                if last_at is None or c.time > last_at:
+                    last_at = c.time
                 continue
             previous = _rise_base(series[stream.id], c.time)
-            state, moved = step(rules, state, value=c.value, at=c.time, previous=previous)
+            state, moved = step(rules, replace(state, last_at=last_at), value=c.value, at=c.time, previous=previous)
+            last_at = state.last_at
             if moved is not None:
-                db.add(FloodLevelChange(thing_id=thing_id, at=moved.at, from_level=moved.from_level,
-                                        to_level=moved.to_level, reason=moved.reason, value=moved.value))
+                changes.append({"thing_id": thing_id, "at": moved.at, "from_level": moved.from_level,
+                                "to_level": moved.to_level, "reason": moved.reason, "value": moved.value})
                 change = moved if change is None else LevelChange(change.from_level, moved.to_level, moved.reason,
                                                                   moved.value, moved.at)
         came_back = False
-        if thing.last_observed_at is None or newest.time > thing.last_observed_at:
-            thing.last_value, thing.last_observed_at = newest.value, newest.time
-            if thing.stale:
+        if station.last_observed_at is None or newest.time > station.last_observed_at:
+            station.last_value, station.last_observed_at = newest.value, newest.time
+            if station.stale:
                 came_back = True
-                db.add(FloodLevelChange(thing_id=thing_id, at=now, from_level=thing.level, to_level=state.level,
-                                        reason="fresh", value=newest.value))
-            thing.stale = False
+                changes.append({"thing_id": thing_id, "at": now, "from_level": station.level,
+                                "to_level": state.level, "reason": "fresh", "value": newest.value})
+            station.stale = False
         if change is not None and change.from_level == change.to_level:
             change = None  # up and back down within one batch
-        if state.level != thing.level:
-            thing.level_since = state.last_at
-        thing.level, thing.lowering_to, thing.lowering_since = state.level, state.lowering_to, state.lowering_since
-        db.add(thing)
+        if state.level != station.level:
+            station.level_since = last_at
+        station.level, station.lowering_to, station.lowering_since = state.level, state.lowering_to, state.lowering_since
         updates.append(StationUpdate(thing_id=thing_id, change=change, came_back=came_back))
+    if updates:
+        connection.execute(_SAVE_STATION, [
+            {"station": s.id, "level": s.level, "stale": s.stale, "level_since": s.level_since,
+             "lowering_to": s.lowering_to, "lowering_since": s.lowering_since, "last_value": s.last_value,
+             "last_observed_at": s.last_observed_at} for s in (stations[u.thing_id] for u in updates)])
+    if changes:
+        connection.execute(insert(FloodLevelChange.__table__), changes)  # type: ignore[attr-defined]
     return updates
 
 
