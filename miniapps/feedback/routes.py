@@ -79,7 +79,7 @@ def place_of(lat: float | None, lon: float | None, photos: list[ProcessedPhoto])
     return found
 
 
-async def cached(request: Request, key: Any, render: Callable[[Session], bytes]) -> bytes:
+async def cached(request: Request, key: Any, render: Callable[[Session], T]) -> T:
     """The answer for ``key`` from the answer cache (no database when fresh), else rendered and stored."""
     answers = cache.for_engine(request.app.state.engine)
     body = answers.fresh(key)
@@ -345,20 +345,22 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return west, south, east, north
 
 
-@api.get("/reports.geojson", operation_id="reports_geojson")
+@api.get("/reports.geojson", operation_id="reports_geojson",
+         responses={200: {"content": {"application/geo+json": {}}}, 304: {"description": "Not modified"}})
 async def reports_geojson(request: Request, bbox: str | None = None, category_id: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
     """Public reports as a GeoJSON FeatureCollection (RFC 7946) for the map: no reporter, no photos.
 
-    Bounded: the newest ``limit`` (at most 5,000) in ``bbox``; the layer is rendered once per data version
-    and filter, then served from memory until a report changes (or a minute passes: "overdue" ages).
+    Bounded: the newest ``limit`` (at most 5,000) in ``bbox``; the layer is rendered and gzipped once per
+    data version and filter, then served from memory until a report changes (or a minute passes:
+    "overdue" ages). Gzipped when the client accepts it; 304 when its ``If-None-Match`` names the layer.
     """
     box = _bbox(bbox)
 
-    def render(session: Session) -> bytes:
+    def render(session: Session) -> cache.EncodedAnswer:
         rows = service.public_reports(session, bbox=box, category_id=category_id, limit=limit)
         now = service.utcnow()
-        return json_bytes({"type": "FeatureCollection", "features": [{
+        return cache.EncodedAnswer.of(json_bytes({"type": "FeatureCollection", "features": [{
             "type": "Feature", "id": r.id,
             "geometry": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
             "properties": {"id": r.id, "category_id": r.category_id, "state": r.state.value,
@@ -366,10 +368,22 @@ async def reports_geojson(request: Request, bbox: str | None = None, category_id
                            "overdue": service.is_overdue(r, now), "description": r.description[:200],
                            "created_at": service.aware(r.created_at).isoformat(),  # type: ignore[union-attr]
                            "url": f"/m/{service.MINIAPP}/reports/{r.id}"},
-        } for r in rows]})
+        } for r in rows]}))
 
-    body = await cached(request, ("geojson", box, category_id, limit), render)
-    return Response(body, media_type="application/geo+json")
+    layer = await cached(request, ("geojson", box, category_id, limit), render)
+    return encoded_response(request, layer, media_type="application/geo+json")
+
+
+def encoded_response(request: Request, answer: cache.EncodedAnswer, *, media_type: str) -> Response:
+    """``answer`` as the client can best take it: 304 when it holds it already, gzipped when it accepts that."""
+    # no-cache: a client keeps the layer but asks each time (a 304 is a few bytes), since a report may
+    # have changed; the ETag is the layer's content hash, so equal layers from two workers match.
+    headers = {"ETag": answer.etag, "Cache-Control": "public, no-cache", "Vary": "Accept-Encoding"}
+    if answer.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(answer.gzipped, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(answer.body, media_type=media_type, headers=headers)
 
 
 @api.get("/photos/{photo_id}", operation_id="get_photo")

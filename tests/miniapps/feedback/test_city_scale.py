@@ -71,6 +71,32 @@ def test_answer_cache_is_bounded_in_bytes(api: TestClient) -> None:
         assert answers.answer(db, "too big", lambda: b"x" * 2000) == b"x" * 2000  # served, never stored
 
 
+def test_map_layer_is_sent_gzipped_or_not_at_all_when_the_client_holds_it(api: TestClient, filed) -> None:
+    report = filed()
+    plain = api.get(f"{API}/reports.geojson", headers={"Accept-Encoding": "identity"})
+    assert plain.headers.get("content-encoding") is None and "Accept-Encoding" in plain.headers["vary"]
+    packed = api.get(f"{API}/reports.geojson", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["etag"] == plain.headers["etag"]
+    assert packed.json() == plain.json()  # the client decoded the gzip into the same layer
+    held = api.get(f"{API}/reports.geojson", headers={"If-None-Match": plain.headers["etag"]})
+    assert held.status_code == 304 and held.content == b""
+    newer = filed(point=KIM_LONG, category="trees")
+    changed = api.get(f"{API}/reports.geojson", headers={"If-None-Match": plain.headers["etag"]})
+    assert changed.status_code == 200 and [f["id"] for f in changed.json()["features"]] == [newer["id"], report["id"]]
+
+
+def test_a_lapsed_version_is_read_again_by_one_caller_while_the_others_are_served(api: TestClient) -> None:
+    answers = cache.AnswerCache(version_seconds=60.0)
+    with Session(api.app.state.engine) as db:
+        assert answers.answer(db, "layer", lambda: b"rendered") == b"rendered"
+    assert answers.fresh("layer") == b"rendered"
+    answers._version_read -= 120  # the version read a while ago is no longer trusted
+    assert answers.fresh("layer") is None  # the first caller after the lapse reads it again,
+    assert answers.fresh("layer") == b"rendered"  # while the callers after it are served the stored answer
+    answers.forget_version()  # until this process commits: then nobody is served the old answer
+    assert answers.fresh("layer") is None and answers.fresh("layer") is None
+
+
 def test_dashboard_counts_overdue_and_handling_hours(api: TestClient, filed, commune_px: Persona,
                                                      operator: Persona) -> None:
     late, handled = filed(), filed()
