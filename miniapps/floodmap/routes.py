@@ -137,28 +137,33 @@ def sensorthings_root(request: Request) -> dict[str, Any]:
     return sensorthings.service_document(_base(request))
 
 
+# The SensorThings reads answer with the JSON they built (plain dicts of strings and numbers) and skip
+# FastAPI's response encoding, which walks every value of a page of up to 1,000 entities once more.
+_DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"]}
+
+
 def _collection_route(name: str):
     entity = sensorthings.ENTITY_SETS[name]
 
-    def read_collection(request: Request, db: SessionDep) -> dict[str, Any]:
+    def read_collection(request: Request, db: SessionDep) -> JSONResponse:
         params = _params(request)
         options = sensorthings.parse_options(params, entity)
         links = sensorthings.Links(_base(request))
-        return sensorthings.read_set(db, entity, options, links,
-                                     next_link=sensorthings.next_link_for(f"{links.base}/{name}", params))
+        return JSONResponse(sensorthings.read_set(
+            db, entity, options, links, next_link=sensorthings.next_link_for(f"{links.base}/{name}", params)))
 
     read_collection.__doc__ = f"SensorThings {name}: $top, $skip, $count, $orderby, $filter, $expand."
-    api.add_api_route(f"/{sensorthings.VERSION}/{name}", read_collection, methods=["GET"],
-                      operation_id=f"sensorthings_{name.lower()}")
+    api.add_api_route(f"/{sensorthings.VERSION}/{name}", read_collection, operation_id=f"sensorthings_{name.lower()}",
+                      **_DOCUMENT)
 
-    def read_entity(request: Request, db: SessionDep, entity_id: int) -> dict[str, Any]:
+    def read_entity(request: Request, db: SessionDep, entity_id: int) -> JSONResponse:
         options = sensorthings.parse_options(_params(request), entity)
         obj = sensorthings.get_entity(db, entity, entity_id)
-        return sensorthings.render(db, entity, obj, options, sensorthings.Links(_base(request)))
+        return JSONResponse(sensorthings.render(db, entity, obj, options, sensorthings.Links(_base(request))))
 
     read_entity.__doc__ = f"One of the {name}, with $expand."
-    api.add_api_route(f"/{sensorthings.VERSION}/{name}({{entity_id}})", read_entity, methods=["GET"],
-                      operation_id=f"sensorthings_{name.lower()}_entity")
+    api.add_api_route(f"/{sensorthings.VERSION}/{name}({{entity_id}})", read_entity,
+                      operation_id=f"sensorthings_{name.lower()}_entity", **_DOCUMENT)
 
     for nav_name, nav in entity.navs.items():
         _nav_route(entity, nav_name, nav)
@@ -167,23 +172,23 @@ def _collection_route(name: str):
 def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.Nav) -> None:
     target = sensorthings.ENTITY_SETS[nav.target]
 
-    def read_related(request: Request, db: SessionDep, entity_id: int) -> dict[str, Any]:
+    def read_related(request: Request, db: SessionDep, entity_id: int) -> JSONResponse:
         parent = sensorthings.get_entity(db, entity, entity_id)
         params = _params(request)
         options = sensorthings.parse_options(params, target)
         links = sensorthings.Links(_base(request))
         if nav.many:
             url = f"{links.base}/{entity.name}({entity_id})/{nav_name}"
-            return sensorthings.read_set(db, target, options, links, where=nav.where(parent), nav=nav,
-                                         next_link=sensorthings.next_link_for(url, params))
-        related = db.scalars(select(target.model).where(nav.where(parent))).first()
+            return JSONResponse(sensorthings.read_set(db, target, options, links, where=nav.where(parent), nav=nav,
+                                                      next_link=sensorthings.next_link_for(url, params)))
+        related = sensorthings.related_one(db, target, nav.where(parent))
         if related is None:
             raise Problem(404, f"{entity.name}({entity_id}) has no {nav_name}", field="path.entity_id")
-        return sensorthings.render(db, target, related, options, links)
+        return JSONResponse(sensorthings.render(db, target, related, options, links))
 
     read_related.__doc__ = f"The {nav_name} of one of the {entity.name}."
     api.add_api_route(f"/{sensorthings.VERSION}/{entity.name}({{entity_id}})/{nav_name}", read_related,
-                      methods=["GET"], operation_id=f"sensorthings_{entity.name.lower()}_{nav_name.lower()}")
+                      operation_id=f"sensorthings_{entity.name.lower()}_{nav_name.lower()}", **_DOCUMENT)
 
 
 for _name in sensorthings.ENTITY_SETS:

@@ -87,13 +87,22 @@ class Nav:
 
 @dataclass(frozen=True)
 class EntitySet:
-    """One SensorThings entity set backed by one table."""
+    """One SensorThings entity set backed by one table.
+
+    Entities are read as rows of plain columns, not ORM objects: a page of 100-1000 Observations is then
+    a tuple per reading for ``to_json`` to turn into a dict, with no instance state built and discarded.
+    """
 
     name: str
     model: Any
     fields: dict[str, Any]
     navs: dict[str, Nav]
     to_json: Callable[[Any], dict[str, Any]]
+    hidden: frozenset[str] = frozenset()  # columns never read for the API (a sensor's key hash)
+
+    def select(self) -> Select:
+        """The entity's columns (without ``hidden`` ones), as a query to narrow."""
+        return select(*(c for c in self.model.__table__.columns if c.key not in self.hidden))
 
 
 def _thing(t: FloodThing) -> dict[str, Any]:
@@ -138,7 +147,7 @@ ENTITY_SETS: dict[str, EntitySet] = {
     }, _location),
     "Sensors": EntitySet("Sensors", FloodSensor, {"id": FloodSensor.id, "name": FloodSensor.name}, {
         "Datastreams": Nav("Datastreams", True, lambda s: FloodDatastream.sensor_id == s.id),
-    }, _sensor),
+    }, _sensor, hidden=frozenset({"key_hash"})),
     "ObservedProperties": EntitySet("ObservedProperties", FloodObservedProperty, {
         "id": FloodObservedProperty.id, "name": FloodObservedProperty.name}, {
         "Datastreams": Nav("Datastreams", True, lambda p: FloodDatastream.observed_property_id == p.id),
@@ -420,8 +429,9 @@ class Links:
 
 
 def render(db: Session, entity: EntitySet, obj: Any, options: Options, links: Links) -> dict[str, Any]:
-    """One entity with its links and whatever ``options.expand`` asks to inline."""
-    body: dict[str, Any] = {"@iot.id": obj.id, "@iot.selfLink": links.entity(entity, obj)}
+    """One entity (a row of ``entity.select()``) with its links and whatever ``options.expand`` asks to inline."""
+    self_link = f"{links.base}/{entity.name}({obj.id})"
+    body: dict[str, Any] = {"@iot.id": obj.id, "@iot.selfLink": self_link}
     body.update(entity.to_json(obj))
     for name, nav in entity.navs.items():
         if name in options.expand:
@@ -433,18 +443,23 @@ def render(db: Session, entity: EntitySet, obj: Any, options: Options, links: Li
                 if "@iot.count" in page:
                     body[f"{name}@iot.count"] = page["@iot.count"]
             else:
-                related = db.scalars(select(target.model).where(nav.where(obj))).first()
+                related = related_one(db, target, nav.where(obj))
                 body[name] = render(db, target, related, sub, links) if related is not None else None
         else:
-            body[f"{name}@iot.navigationLink"] = f"{links.entity(entity, obj)}/{name}"
+            body[f"{name}@iot.navigationLink"] = f"{self_link}/{name}"
     return body
+
+
+def related_one(db: Session, entity: EntitySet, where: Any) -> Any:
+    """The one entity (a row) that ``where`` selects, or None."""
+    return db.execute(entity.select().where(where).limit(1)).first()
 
 
 def read_set(db: Session, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
              nav: Nav | None = None, next_link: Callable[[str], str] | None = None) -> dict[str, Any]:
     """A page of an entity set (of the entities related through ``nav`` when ``where`` selects them):
     ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed."""
-    query = select(entity.model)
+    query = entity.select()
     if where is not None:
         query = query.where(where)
     query = _apply(query, entity, options)
@@ -456,7 +471,7 @@ def read_set(db: Session, entity: EntitySet, options: Options, links: Links, *, 
         query = query.where(_after(entity, order, options.after))
     columns = [entity.fields[name] for name, _ in order]
     query = query.order_by(*[c.desc() if desc else c.asc() for c, (_, desc) in zip(columns, order, strict=True)])
-    rows = list(db.scalars(query.offset(options.skip).limit(options.top + 1)))
+    rows = db.execute(query.offset(options.skip).limit(options.top + 1)).all()
     more = len(rows) > options.top
     rows = rows[: options.top]
     if more and next_link is not None and rows:
@@ -495,10 +510,10 @@ def next_link_for(url: str, params: dict[str, str]) -> Callable[[str], str]:
 
 
 def get_entity(db: Session, entity: EntitySet, entity_id: int) -> Any:
-    """The entity with this id; 404 problem when there is none."""
-    id_type = entity.model.__table__.c.id.type  # type: ignore[attr-defined]
+    """The entity with this id (a row of ``entity.select()``); 404 problem when there is none."""
+    id_column = entity.model.__table__.c.id  # type: ignore[attr-defined]
     # an id beyond the column's range cannot exist, and the database would refuse the lookup with a 500
-    obj = db.get(entity.model, entity_id) if _fits(id_type, entity_id) else None
+    obj = related_one(db, entity, id_column == entity_id) if _fits(id_column.type, entity_id) else None
     if obj is None:
         raise Problem(404, f"no {entity.name}({entity_id})", field="path.entity_id")
     return obj
