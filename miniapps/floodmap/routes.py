@@ -173,14 +173,14 @@ def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.
     target = sensorthings.ENTITY_SETS[nav.target]
 
     def read_related(request: Request, db: SessionDep, entity_id: int) -> JSONResponse:
-        parent = sensorthings.get_entity(db, entity, entity_id)
         params = _params(request)
         options = sensorthings.parse_options(params, target)
         links = sensorthings.Links(_base(request))
         if nav.many:
             url = f"{links.base}/{entity.name}({entity_id})/{nav_name}"
-            return JSONResponse(sensorthings.read_set(db, target, options, links, where=nav.where(parent), nav=nav,
-                                                      next_link=sensorthings.next_link_for(url, params)))
+            return JSONResponse(sensorthings.read_related_set(db, entity, entity_id, nav, options, links,
+                                                              next_link=sensorthings.next_link_for(url, params)))
+        parent = sensorthings.get_entity(db, entity, entity_id)
         related = sensorthings.related_one(db, target, nav.where(parent))
         if related is None:
             raise Problem(404, f"{entity.name}({entity_id}) has no {nav_name}", field="path.entity_id")
