@@ -36,8 +36,8 @@ from miniapps.interaction.models import (
 
 FTS_TABLE = "interaction_fts"
 TITLE_FTS_TABLE = "interaction_fts_title"  # SQLite only; PostgreSQL keeps a second tsvector in FTS_TABLE
-TITLE_WEIGHT = 4.0  # a word in the title counts four times one in the body (SQLite bm25 column weights)
 MAX_TOKENS = 12
+PREFIX_INDEXED = 3  # FTS5 keeps prefix indexes of 2 and 3 letters (create_index_sql)
 SNIPPET = 300
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Very common Vietnamese syllables (folded): left out of the last fallback ("any word"), so it ranks
@@ -168,11 +168,10 @@ def index_article(session: Session, article: Article) -> SearchEntry:
 # --- Searching -------------------------------------------------------------------------------------------
 
 
-# Ranking reads the text of every candidate, so it is given a bounded set: the newest POOL entries that
-# match, in id order, which both databases walk without sorting (FTS5 rowid order; PostgreSQL's primary
-# key or a bitmap of the GIN index). Common words match a large part of a million-entry base: ranking all
-# of them cost 600-740 ms at 100,000 entries and grew with the base, while the best of the newest POOL
-# stays a few milliseconds whatever its size. Newer answers are also the ones that reflect current rules.
+# Ranking looks at a bounded set: the newest POOL entries that match, in id order, which both databases
+# walk without sorting (FTS5 rowid order; PostgreSQL's primary key, or the GIN index for rarer words).
+# Common words match a large part of a million-entry base: ranking all of them cost 600-740 ms at 100,000
+# entries and grew with the base. Newer answers are also the ones that reflect current rules.
 POOL = 200
 # Repeated searches (the same words, filters and reader scope) are answered from memory while the base
 # is unchanged: every index write sets a new random token (``SearchVersion``) in its transaction, so one
@@ -288,29 +287,71 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
 
 
 def _search(session: Session, words: list[str], *, prefix_last: bool, title_only: bool, filters: dict) -> list[Hit]:
-    attempts = [("all", words, title_only)]
+    # In the full text a longer last word is matched whole: a prefix beyond FTS5's prefix indexes (2 and 3
+    # letters) merges the full posting list of every word it starts (100-130 ms for "truong*" at a million
+    # entries, against 0.3 ms for "truong"). Titles are small enough to keep it a prefix at any length, as
+    # the reader typing a title needs.
+    text_prefix = prefix_last and len(words[-1]) <= PREFIX_INDEXED
+    attempts = [("all", words, title_only, prefix_last if title_only else text_prefix)]
     if len(words) > 1 and not filters["offset"]:
-        attempts.append(("pairs", words, True))
+        attempts.append(("pairs", words, True, prefix_last))
         meaningful = [w for w in words[:-1] if w not in STOPWORDS] + words[-1:]
-        attempts.append(("any", meaningful, True))
-    for mode, chosen, titles in attempts:
-        # One word typed into a title matches a large part of the base; ranking it would tell little,
-        # so those suggestions come newest first.
-        newest_first = titles and len(chosen) == 1
-        hits = _run(session, _match_expression(chosen, _dialect(session), mode=mode, prefix_last=prefix_last),
-                    title_only=titles, newest_first=newest_first, **filters)
-        if hits:
-            return hits
+        attempts.append(("any", meaningful, True, prefix_last))
+    for mode, chosen, titles, prefix in attempts:
+        match = _match_expression(chosen, _dialect(session), mode=mode, prefix_last=prefix)
+        pool = _pool(session, match, title_only=titles, **filters)
+        if pool:
+            ranked = sorted(((relevance(chosen, entry.title, prefix_last=prefix, recency=1 - n / len(pool)), entry)
+                             for n, entry in enumerate(pool)), key=lambda scored: (-scored[0], -scored[1].id))
+            return [Hit(entry, score) for score, entry in ranked[filters["offset"]:filters["offset"] + filters["limit"]]]
     return []
+
+
+# The score of a pooled entry, computed in Python on the pool alone. FTS5's bm25 counts, once per query,
+# how many documents of the whole index hold each word (reading every posting list in full: 100-540 ms
+# for common words at a million entries, whatever the pool), and ts_rank reads each candidate's whole
+# tsvector; neither is bounded by the pool. What tells an official the answer fits is in the title: how
+# many of the words it has (syllables in STOPWORDS count little), whether they stand side by side as
+# typed (most Vietnamese words are two syllables), and how little else it says. Recency breaks near-ties.
+COVERAGE, ADJACENCY, FOCUS, RECENCY = 0.55, 0.25, 0.12, 0.07  # sums to 0.99: scores stay in [0, 1)
+STOPWORD_WEIGHT = 0.3
+
+
+def relevance(words: list[str], title: str, *, prefix_last: bool, recency: float) -> float:
+    """How well a title answers the folded query ``words``, in [0, 1); ``recency`` is 1 for the newest of the pool."""
+    title_words = _TOKEN.findall(fold(title))
+    if not title_words:
+        return RECENCY * recency
+    present = set(title_words)
+    last = len(words) - 1
+
+    def has(index: int, word: str) -> bool:
+        if word in present:
+            return True
+        return prefix_last and index == last and any(t.startswith(word) for t in present)
+
+    weights = [STOPWORD_WEIGHT if w in STOPWORDS else 1.0 for w in words]
+    coverage = sum(wt for i, (w, wt) in enumerate(zip(words, weights)) if has(i, w)) / sum(weights)
+    if len(words) > 1:
+        bigrams = set(zip(title_words, title_words[1:]))
+        adjacent = sum(1 for i in range(last) if (words[i], words[i + 1]) in bigrams
+                       or (prefix_last and i + 1 == last and any(a == words[i] and b.startswith(words[last])
+                                                                 for a, b in bigrams)))
+        adjacency = adjacent / last
+    else:
+        adjacency = coverage
+    focus = sum(1 for t in title_words if t in words or (prefix_last and t.startswith(words[last]))) / len(title_words)
+    return COVERAGE * coverage + ADJACENCY * adjacency + FOCUS * min(focus, 1.0) + RECENCY * recency
 
 
 ENTRY_COLUMNS = "e.id, e.kind, e.ref_id, e.title, e.snippet, e.field_key, e.department_id, e.answered"
 
 
-def _run(session: Session, match: str, *, title_only: bool, newest_first: bool, scope: Scope, field_key: str | None,
-         department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int, offset: int) -> list[Hit]:
+def _pool(session: Session, match: str, *, title_only: bool, scope: Scope, field_key: str | None,
+          department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int, offset: int) -> list[Found]:
+    """The newest entries (at most POOL, or the page's end) matching ``match`` that pass the filters, newest first."""
     dialect = _dialect(session)
-    params: dict[str, object] = {"q": match, "limit": limit, "offset": offset, "pool": max(POOL, limit + offset)}
+    params: dict[str, object] = {"q": match, "pool": max(POOL, limit + offset)}
     filters = []
     if scope.units is not None:
         filters.append("(e.public OR e.asker_unit_id IN :units OR e.department_id IN :units)")
@@ -328,60 +369,93 @@ def _run(session: Session, match: str, *, title_only: bool, newest_first: bool, 
         filters.append("e.answered")
     where = "".join(f" AND {f}" for f in filters)
     if dialect == "sqlite":
-        # The pool: FTS5 walks the matches newest first (rowid DESC) and stops at POOL; CROSS JOIN keeps it
-        # the outer loop (the planner could otherwise start from a filter's index and probe the index per
-        # row). bm25 (the column weights favour titles) is computed for the pool only.
-        table, weights = (TITLE_FTS_TABLE, "") if title_only else (FTS_TABLE, f", {TITLE_WEIGHT}, 1.0")
-        rank = "0.5" if newest_first else f"-bm25({table}{weights})"
-        pool = (f"SELECT {ENTRY_COLUMNS}, {rank} AS rank FROM {table} CROSS JOIN interaction_search_entry e "
-                f"ON e.id = {table}.rowid WHERE {table} MATCH :q{where} ORDER BY {table}.rowid DESC LIMIT :pool")
+        # FTS5 walks the matches newest first (rowid DESC) and stops at the pool's size; CROSS JOIN keeps it
+        # the outer loop (the planner could otherwise start from a filter's index and probe FTS per row).
+        table = TITLE_FTS_TABLE if title_only else FTS_TABLE
+        statement = text(f"SELECT {ENTRY_COLUMNS} FROM {table} CROSS JOIN interaction_search_entry e "
+                         f"ON e.id = {table}.rowid WHERE {table} MATCH :q{where} ORDER BY {table}.rowid DESC LIMIT :pool")
     else:
-        # ts_rank's normalisation 32 maps the rank into [0, 1); weights A (title) and B (body) as indexed.
-        column = "title_doc" if title_only else "doc"
-        rank = "0.5" if newest_first else f"ts_rank(f.{column}, to_tsquery('simple', :q), 32)"
-        params["ids"] = _newest_matches(session, column, where, params)
-        pool = (f"SELECT {ENTRY_COLUMNS}, {rank} AS rank FROM {FTS_TABLE} f JOIN interaction_search_entry e "
-                "ON e.id = f.entry_id WHERE f.entry_id = ANY(:ids)")
-    statement = text(f"SELECT * FROM ({pool}) AS pool ORDER BY rank DESC, id DESC LIMIT :limit OFFSET :offset")
+        params["ids"] = _newest_matches(session, "title_doc" if title_only else "doc", where, params)
+        statement = text(f"SELECT {ENTRY_COLUMNS} FROM interaction_search_entry e WHERE e.id = ANY(:ids) "
+                         "ORDER BY e.id DESC")
     if "units" in params and dialect == "sqlite":  # PostgreSQL applied the filters when it chose the ids
         statement = statement.bindparams(bindparam("units", expanding=True))
-    return [Hit(Found(row.id, SearchKind(row.kind), row.ref_id, row.title, row.snippet, row.field_key,
-                      row.department_id, bool(row.answered)), _unit_score(float(row.rank), dialect))
-            for row in session.execute(statement, params)]
+    return [Found(row.id, SearchKind(row.kind), row.ref_id, row.title, row.snippet, row.field_key,
+                  row.department_id, bool(row.answered)) for row in session.execute(statement, params)]
 
 
-# PostgreSQL finds the pool in two steps. The newest NEWEST_RANGE entries are read in id order through the
-# primary key (20-60 ms at a million entries), which holds the whole pool whenever the words are common.
-# Only when it does not (rarer words) is the GIN index asked for the older matches: its bitmap of a common
-# word names a large part of the table, and fetching every row of it took 0.4-2 s at a million entries;
-# the planner, which multiplies the words' frequencies as if they were independent, expects a few rows and
-# picks the bitmap anyway, hence ``IS TRUE`` (not an indexable form) in the first step.
-NEWEST_RANGE = 50_000
+# PostgreSQL has no index that yields a word's matches newest first (GIN answers a bitmap of all of them,
+# and each row it names is then read from the heap), so the pool is found in steps whose cost is bounded by
+# what the first step observed, not by the planner's guess (it multiplies the words' frequencies as if they
+# were independent: "xin & huong:*" was expected in 11,842 titles and is in none, and it then walked 950,000
+# rows by primary key looking for them).
+# 1. Walk the newest WALK entries by primary key, testing each ("IS TRUE" is not an indexable form, so the
+#    GIN index stays out): common words fill the pool here, after a few hundred rows.
+# 2. From the share of WALK that matched, estimate both ways to the rest: walking on (the rows until the
+#    missing matches, sequential and cheap) or asking GIN (every older match, one random heap read each,
+#    FETCH_COST walked rows apiece: 70 us against 5 us measured on a cold cache). Dense words walk on for
+#    twice the expected distance; rarer ones go to GIN, ordered by ``entry_id + 0`` so the planner cannot
+#    turn it back into a primary-key walk. Either way the rows read stay near sqrt(POOL x base x FETCH_COST)
+#    (about 55,000 walked or 3,700 fetched at a million entries), whatever the words.
+WALK = 3_000
+FETCH_COST = 15
 
 
 def _newest_matches(session: Session, column: str, where: str, params: dict[str, object]) -> list[int]:
     """PostgreSQL: the ids of the newest ``params['pool']`` entries matching ``:q`` and the filters."""
+    pool = int(params["pool"])  # type: ignore[call-overload]
     newest = session.execute(text(f"SELECT MAX(entry_id) FROM {FTS_TABLE}")).scalar() or 0
-    floor = max(0, newest - NEWEST_RANGE)
     found: list[int] = []
-    for match, bounds in ((f"(f.{column} @@ to_tsquery('simple', :q)) IS TRUE", "f.entry_id > :floor"),
-                          (f"f.{column} @@ to_tsquery('simple', :q)", "f.entry_id <= :floor")):
-        statement = text(f"SELECT f.entry_id FROM {FTS_TABLE} f JOIN interaction_search_entry e ON e.id = f.entry_id "
-                         f"WHERE {bounds} AND {match}{where} ORDER BY f.entry_id DESC LIMIT :need")
-        if "units" in params:
-            statement = statement.bindparams(bindparam("units", expanding=True))
-        need = int(params["pool"]) - len(found)  # type: ignore[call-overload]
-        found += session.execute(statement, {**params, "floor": floor, "need": need}).scalars()
-        if len(found) >= int(params["pool"]) or not floor:  # type: ignore[call-overload]
-            break
+
+    def walk(low: int, high: int) -> None:
+        found.extend(_matches(session, f"(f.{column} @@ to_tsquery('simple', :q)) IS TRUE",
+                              "f.entry_id > :low AND f.entry_id <= :high", "f.entry_id DESC", where,
+                              {**params, "low": low, "high": high}, pool - len(found)))
+
+    walk(newest - WALK, newest)
+    older = newest - WALK
+    if len(found) >= pool or older <= 0:
+        return found
+    density = (len(found) + 1) / WALK
+    to_walk = (pool - len(found)) / density
+    if to_walk < FETCH_COST * density * older:
+        span = int(2 * to_walk)
+        walk(older - span, older)
+        older -= span
+        if len(found) >= pool or older <= 0:
+            return found
+    found.extend(_matches(session, f"f.{column} @@ to_tsquery('simple', :q)", "f.entry_id <= :high",
+                          "f.entry_id + 0 DESC", where, {**params, "high": older}, pool - len(found)))
     return found
 
 
-def _unit_score(rank: float, dialect: str) -> float:
-    """Map the database's rank into [0, 1): bm25 is unbounded, ts_rank with normalisation 32 is already there."""
-    if dialect == "sqlite":
-        return rank / (1.0 + rank) if rank > 0 else 0.0
-    return max(0.0, min(rank, 0.999))
+# The filters (reader scope, kind, answered) are checked on the newest matches only, not on every match the
+# GIN index names: joining the entries inside the match query looked up all of them (3,755 random reads,
+# 420 ms cold, for "dang ky khai sinh") before keeping 190. Most entries pass the reader's filters, so twice
+# the missing number is asked for, and the next older batch only when the filters threw too many away.
+FILTER_ROUNDS = 4
+
+
+def _matches(session: Session, match: str, bounds: str, order: str, where: str, params: dict[str, object],
+             need: int) -> list[int]:
+    """Up to ``need`` ids matching ``match`` within ``bounds`` and passing the filters ``where``, in ``order``."""
+    kept: list[int] = []
+    high = params.get("high")
+    for _ in range(FILTER_ROUNDS):
+        take = need - len(kept) if not where else 2 * (need - len(kept))
+        ids = list(session.execute(text(f"SELECT f.entry_id FROM {FTS_TABLE} f WHERE {bounds} AND {match} "
+                                        f"ORDER BY {order} LIMIT :take"), {**params, "high": high, "take": take}).scalars())
+        if not where:
+            return ids
+        statement = text(f"SELECT e.id FROM interaction_search_entry e WHERE e.id = ANY(:ids){where} "
+                         "ORDER BY e.id DESC LIMIT :need")
+        if "units" in params:
+            statement = statement.bindparams(bindparam("units", expanding=True))
+        kept += session.execute(statement, {**params, "ids": ids, "need": need - len(kept)}).scalars()
+        if len(kept) >= need or len(ids) < take:
+            break
+        high = ids[-1] - 1  # the older matches, past the ones the filters were given
+    return kept
 
 
 def newest(session: Session, *, scope: Scope, field_key: str | None = None, department_id: str | None = None,
