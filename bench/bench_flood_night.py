@@ -221,6 +221,7 @@ class Book:
     other_events: int = 0
     errors: list[str] = field(default_factory=list)
     duplicates: int = 0
+    duplicate_kinds: dict[str, int] = field(default_factory=dict)  # which events came twice: inbox, map, seq
     dropped: int = 0
 
 
@@ -301,6 +302,7 @@ class NightClient(asyncio.Protocol):
                 self.book.other_events += 1  # station updates on the map channel, feed items...
             elif key in self.seen:
                 self.book.duplicates += 1
+                self.book.duplicate_kinds[key[0]] = self.book.duplicate_kinds.get(key[0], 0) + 1
             else:
                 self.seen.add(key)
                 self.book.arrivals.setdefault(key, []).append(now)
@@ -344,7 +346,8 @@ def clients_main(spec_path: str) -> None:
                     await asyncio.sleep(0.005)
                 print(json.dumps({"times": book.arrivals.pop(key, []), "clients": len(clients),
                                   "errors": book.errors[:5], "error_count": len(book.errors),
-                                  "duplicates": book.duplicates, "dropped": book.dropped,
+                                  "duplicates": book.duplicates, "duplicate_kinds": book.duplicate_kinds,
+                                  "dropped": book.dropped,
                                   "other_events": book.other_events}), flush=True)
             elif line[0] == "quit":
                 break
@@ -369,7 +372,7 @@ class Clients:
             proc.stdin.write(f"report {kind} {ident} {timeout}\n")
             proc.stdin.flush()
         merged: dict[str, Any] = {"times": [], "errors": [], "error_count": 0, "duplicates": 0, "dropped": 0,
-                                  "other_events": 0}
+                                  "other_events": 0, "duplicate_kinds": {}}
         for proc in self.processes:
             assert proc.stdout is not None
             answer = json.loads(proc.stdout.readline())
@@ -377,6 +380,8 @@ class Clients:
             merged["errors"] += answer["errors"]
             for name in ("error_count", "duplicates", "dropped", "other_events"):
                 merged[name] += answer[name]
+            for event_kind, count in answer["duplicate_kinds"].items():
+                merged["duplicate_kinds"][event_kind] = merged["duplicate_kinds"].get(event_kind, 0) + count
         return merged
 
     def close(self) -> None:
@@ -846,7 +851,7 @@ def _note_problems(result: Round, answer: dict[str, Any], expected: int, what: s
     if result.delivered != expected:
         result.problems.append(f"{what} reached {result.delivered} of {expected} clients")
     if answer["duplicates"]:
-        result.problems.append(f"{answer['duplicates']} duplicate deliveries so far")
+        result.problems.append(f"{answer['duplicates']} duplicate deliveries so far {answer['duplicate_kinds']}")
     if answer["dropped"]:
         result.problems.append(f"{answer['dropped']} connections dropped so far")
     if answer["error_count"]:
