@@ -158,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_problem_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    # Added last, so outermost: an open /ws keeps no other middleware's frames alive (push/realtime.py).
+    app.add_middleware(realtime.RealtimeSocketMiddleware)
     for router in CORE_ROUTERS:
         app.include_router(router)
     app.mount("/static/core", StaticFiles(directory=Path(__file__).parent / "static"), name="static-core")

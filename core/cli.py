@@ -68,6 +68,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     import uvicorn
 
     from core.migrate import pending_heads
+    from push.wsprotocol import UVICORN_OPTIONS
 
     settings = _settings()
     if workers > 1 and not settings.redis_url:
@@ -84,9 +85,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         )
     engine.dispose()
     click.echo(f"serving on http://{host}:{port} with {workers} worker(s); {len(miniapps)} mini-app(s)")
+    # WebSockets as push/wsprotocol.py explains: a lean protocol, no permessage-deflate, 64 KiB frames.
     uvicorn.run("core.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=None, proxy_headers=True, ws="websockets-sansio",
-                ws_max_size=65536)  # over-size client frames get 1009 from uvicorn, not 16 MiB of buffering
+                log_config=None, proxy_headers=True, **UVICORN_OPTIONS)
 
 
 @main.group()

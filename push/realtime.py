@@ -812,13 +812,15 @@ async def realtime_socket(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class RealtimeSocketMiddleware:
-    """Serves ``/ws`` ahead of the routing (``install`` adds it), for memory.
+    """Serves ``/ws`` ahead of the routing and of the app's other middleware, for memory.
 
     An open WebSocket keeps its whole ASGI call stack alive for as long as it is open. Through the
     router that is a dozen more coroutines, a FastAPI exit stack, a second WebSocket object and the
     exception handlers' wrappers on every connection, about a fifth of what an idle one costs; none
-    of them does anything for ``/ws``, which answers errors in its own protocol. HTTP requests and
-    other WebSocket paths go on to the app unchanged.
+    of them does anything for ``/ws``, which answers errors in its own protocol. The app adds this
+    middleware last, so it is the outermost of its own (a correlation id, say, would otherwise hold
+    a UUID, a wrapped ``send`` and a rewritten header list per connection for nothing). HTTP
+    requests and other WebSocket paths go on to the app unchanged.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -875,7 +877,6 @@ def install(app: FastAPI) -> list[Callable[[], Awaitable[None]]]:
         host_of=lambda: getattr(app.state, "host", None),
     )
     app.state.realtime = hub
-    app.add_middleware(RealtimeSocketMiddleware)
     _redact_tokens_in_server_logs()
     _announce_miniapp_feed_items(app, hub)
     return [hub.run_fan_in, hub.run_heartbeats]

@@ -1,4 +1,5 @@
-"""Realtime fixtures: a host served by uvicorn in a thread, accounts with tokens, WebSocket helpers."""
+"""Realtime fixtures: a host served by uvicorn in a thread (WebSockets as ``superapp serve`` serves them),
+accounts with tokens, WebSocket helpers."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session
 from websockets.sync.client import ClientConnection, connect
@@ -23,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 from config import Settings
 from core.app import create_app
 from core.identity import service
-from tests.browser import serve
+from push.wsprotocol import UVICORN_OPTIONS
 from tests.conftest import require
 
 PASSWORD = "Sen-Hue-2025-vang"
@@ -140,6 +144,25 @@ def errors_and_reply(ws: ClientConnection, *channels: str) -> tuple[list[dict[st
         if reply["type"] == "subscribed":
             return errors, reply
         errors.append(reply)
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread, with ``superapp serve``'s WebSocket options."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           **UVICORN_OPTIONS))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("live server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture

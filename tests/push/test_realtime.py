@@ -333,7 +333,9 @@ def test_a_client_that_never_reads_is_dropped_and_never_slows_the_others(make_li
     assert json.loads(next(frames)[1])["type"] == "subscribed"  # from here on it never reads
 
     stack = ExitStack()
-    readers = [stack.enter_context(live.connect(account, max_size=None)) for _ in range(2)]
+    # Readers that keep reading: their client buffers every message (max_queue=None) instead of
+    # pausing after 16, so only the client that never reads falls behind.
+    readers = [stack.enter_context(live.connect(account, max_size=None, max_queue=None)) for _ in range(2)]
     for ws in readers:
         subscribe(ws, "feed")
     count, pad = 400, "x" * 16_000  # 6.4 MB: more than loopback buffers, the transport and the queue
@@ -371,8 +373,7 @@ def test_delivery_and_resume_through_redis(settings, redis_url: str) -> None:
     import uuid
 
     from core.app import create_app
-    from tests.browser import serve
-    from tests.push.conftest import LiveHost
+    from tests.push.conftest import LiveHost, serve
 
     app = create_app(settings.model_copy(update={"redis_url": redis_url}))
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
@@ -477,27 +478,34 @@ def test_feed_items_a_miniapp_publishes_arrive_live(live: LiveHost) -> None:
 # --- What an idle connection holds ------------------------------------------------------------------
 
 
-def test_an_idle_connection_holds_no_queue_and_is_served_ahead_of_the_router(live: LiveHost) -> None:
-    """Under uvicorn's websockets-sansio (as ``superapp serve``) events are written straight to the
-    socket of a connection without compression, and an idle connection keeps no queue, replay buffer
-    or router frames alive."""
+def test_an_idle_connection_holds_no_queue_handshake_or_outer_middleware(live: LiveHost) -> None:
+    """Served as ``superapp serve`` serves it, an idle connection gets events written straight to its
+    socket, even from a client that offers permessage-deflate (the server declines it), and keeps no
+    send queue, replay buffer, handshake, asyncio queue or other middleware's frames alive."""
+    from push.wsprotocol import LeanWebSocketProtocol
+
     account = live.account()
     channel = f"user:{account.user_id}"
     first = live.publish(channel, {"n": 0})
-    with live.connect(account) as compressed:  # the client offers permessage-deflate by default
-        subscribe(compressed, channel)
-        assert next(iter(live.hub.by_user[account.user_id])).direct is None  # each frame is compressed for it
-    wait_until(lambda: account.user_id not in live.hub.by_user)
-    with live.connect(account, compression=None) as ws:
+    with live.connect(account) as ws:  # the client offers permessage-deflate by default
         assert subscribe(ws, channel, cursor={channel: first})["recovered"] == {channel: True}
+        assert ws.protocol.extensions == []
         conn = next(iter(live.hub.by_user[account.user_id]))
         assert conn.direct is not None, "uvicorn's protocol changed: frames go through the ASGI send again"
-        assert (conn.queue, conn.replaying, conn.writer) == (None, None, None)
+        wait_until(lambda: conn.replaying is None)  # the server thread ends the subscribe after its reply
+        assert (conn.queue, conn.writer) == (None, None)
+        protocol = conn.direct.protocol
+        assert isinstance(protocol, LeanWebSocketProtocol)
+        assert (protocol.request, protocol.response) == (None, None)
+        assert protocol.queue.empty() and protocol.queue._messages is None
         stack, coroutine = [], conn.task.get_coro()
         while coroutine is not None and hasattr(coroutine, "cr_code"):
             stack.append(coroutine.cr_code.co_qualname)
             coroutine = coroutine.cr_await
-        assert "RealtimeSocketMiddleware.__call__" in stack and "Router.__call__" not in stack, stack
+        assert "RealtimeSocketMiddleware.__call__" in stack, stack
+        assert "Router.__call__" not in stack and "CorrelationIdMiddleware.__call__" not in stack, stack
         for n in range(1, 4):
             live.publish(channel, {"n": n})
         assert [receive(ws)["data"]["n"] for _ in range(3)] == [1, 2, 3]
+        ws.send(json.dumps({"type": "ping"}))
+        assert receive(ws) == {"type": "pong"}
