@@ -7,12 +7,14 @@ import json
 import math
 import time
 import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from limits import parse, storage, strategies
+from sqlalchemy import Connection
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
@@ -142,10 +144,20 @@ def sensorthings_root(request: Request) -> dict[str, Any]:
 _DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"]}
 
 
+def _reader(request: Request) -> Iterator[Connection]:
+    """A connection for one SensorThings read, in autocommit: a page is a single SELECT (its count is
+    cached apart anyway), so it needs no BEGIN and ROLLBACK round trips around it, nor an ORM session."""
+    with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+ReaderDep = Annotated[Connection, Depends(_reader)]
+
+
 def _collection_route(name: str):
     entity = sensorthings.ENTITY_SETS[name]
 
-    def read_collection(request: Request, db: SessionDep) -> JSONResponse:
+    def read_collection(request: Request, db: ReaderDep) -> JSONResponse:
         params = _params(request)
         options = sensorthings.parse_options(params, entity)
         links = sensorthings.Links(_base(request))
@@ -156,7 +168,7 @@ def _collection_route(name: str):
     api.add_api_route(f"/{sensorthings.VERSION}/{name}", read_collection, operation_id=f"sensorthings_{name.lower()}",
                       **_DOCUMENT)
 
-    def read_entity(request: Request, db: SessionDep, entity_id: int) -> JSONResponse:
+    def read_entity(request: Request, db: ReaderDep, entity_id: int) -> JSONResponse:
         options = sensorthings.parse_options(_params(request), entity)
         obj = sensorthings.get_entity(db, entity, entity_id)
         return JSONResponse(sensorthings.render(db, entity, obj, options, sensorthings.Links(_base(request))))
@@ -172,7 +184,7 @@ def _collection_route(name: str):
 def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.Nav) -> None:
     target = sensorthings.ENTITY_SETS[nav.target]
 
-    def read_related(request: Request, db: SessionDep, entity_id: int) -> JSONResponse:
+    def read_related(request: Request, db: ReaderDep, entity_id: int) -> JSONResponse:
         params = _params(request)
         options = sensorthings.parse_options(params, target)
         links = sensorthings.Links(_base(request))

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from cachetools import TTLCache
 from sqlalchemy import (
     BigInteger,
+    Connection,
     DateTime,
     Select,
     SmallInteger,
@@ -36,7 +37,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlmodel import Session
 
 from core.errors import Problem
 from miniapps.floodmap.models import (
@@ -437,7 +437,7 @@ class Links:
         return f"{self.base}/{entity.name}({obj.id})"
 
 
-def render(db: Session, entity: EntitySet, obj: Any, options: Options, links: Links) -> dict[str, Any]:
+def render(db: Connection, entity: EntitySet, obj: Any, options: Options, links: Links) -> dict[str, Any]:
     """One entity (a row of ``entity.select()``) with its links and whatever ``options.expand`` asks to inline."""
     self_link = f"{links.base}/{entity.name}({obj.id})"
     body: dict[str, Any] = {"@iot.id": obj.id, "@iot.selfLink": self_link}
@@ -460,12 +460,12 @@ def render(db: Session, entity: EntitySet, obj: Any, options: Options, links: Li
     return body
 
 
-def related_one(db: Session, entity: EntitySet, where: Any) -> Any:
+def related_one(db: Connection, entity: EntitySet, where: Any) -> Any:
     """The one entity (a row) that ``where`` selects, or None."""
     return db.execute(entity.select().where(where).limit(1)).first()
 
 
-def read_set(db: Session, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
+def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
              nav: Nav | None = None, next_link: Callable[[str], str] | None = None) -> dict[str, Any]:
     """A page of an entity set (of the entities related through ``nav`` when ``where`` selects them):
     ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed."""
@@ -495,11 +495,11 @@ _counts: TTLCache[tuple[str, tuple[Any, ...]], int] = TTLCache(maxsize=1024, ttl
 _counts_lock = threading.Lock()
 
 
-def count_of(db: Session, query: Select) -> int:
+def count_of(db: Connection, query: Select) -> int:
     """How many rows ``query`` selects, remembered for COUNT_SECONDS: a client paging through a
     datastream with ``$count=true`` counts its readings once, not once per page."""
-    compiled = query.compile(dialect=db.get_bind().dialect)
-    key = (f"{db.get_bind().url}|{compiled}", tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+    compiled = query.compile(dialect=db.dialect)
+    key = (f"{db.engine.url}|{compiled}", tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
     with _counts_lock:
         found = _counts.get(key)
     if found is None:
@@ -525,7 +525,7 @@ class _Parent(NamedTuple):
     id: int
 
 
-def read_related_set(db: Session, entity: EntitySet, entity_id: int, nav: Nav, options: Options, links: Links, *,
+def read_related_set(db: Connection, entity: EntitySet, entity_id: int, nav: Nav, options: Options, links: Links, *,
                      next_link: Callable[[str], str] | None = None) -> dict[str, Any]:
     """A page of the set ``nav`` leads to from ``entity_id``; 404 problem when that entity does not exist.
 
@@ -541,7 +541,7 @@ def read_related_set(db: Session, entity: EntitySet, entity_id: int, nav: Nav, o
     return page
 
 
-def get_entity(db: Session, entity: EntitySet, entity_id: int) -> Any:
+def get_entity(db: Connection, entity: EntitySet, entity_id: int) -> Any:
     """The entity with this id (a row of ``entity.select()``); 404 problem when there is none."""
     id_column = entity.model.__table__.c.id  # type: ignore[attr-defined]
     # an id beyond the column's range cannot exist, and the database would refuse the lookup with a 500
