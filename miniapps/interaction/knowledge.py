@@ -16,6 +16,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from cachetools import TTLCache
 from sqlalchemy import Connection, bindparam, text
@@ -333,7 +334,7 @@ def relevance(words: list[str], title: str, *, prefix_last: bool, recency: float
     weights = [STOPWORD_WEIGHT if w in STOPWORDS else 1.0 for w in words]
     coverage = sum(wt for i, (w, wt) in enumerate(zip(words, weights)) if has(i, w)) / sum(weights)
     if len(words) > 1:
-        bigrams = set(zip(title_words, title_words[1:]))
+        bigrams = set(pairwise(title_words))
         adjacent = sum(1 for i in range(last) if (words[i], words[i + 1]) in bigrams
                        or (prefix_last and i + 1 == last and any(a == words[i] and b.startswith(words[last])
                                                                  for a, b in bigrams)))
