@@ -417,6 +417,7 @@ class OutboxWorker:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         in_flight: set[asyncio.Task[Settlement]] = set()
+        claiming: asyncio.Future[list[ClaimedRow]] | None = None
         log.info("push outbox worker %s started (%s)", self.worker_id, type(self.sender).__name__)
         try:
             async with self._heartbeat():
@@ -426,7 +427,10 @@ class OutboxWorker:
                     claimed: list[ClaimedRow] = []
                     if free > 0:
                         try:
-                            claimed = await asyncio.to_thread(self.claim, free)
+                            # Shielded: cancelled mid-claim (shutdown), the claim still finishes in its
+                            # thread, and ``finally`` waits for it so its rows are given back, not left leased.
+                            claiming = asyncio.ensure_future(asyncio.to_thread(self.claim, free))
+                            claimed = await asyncio.shield(claiming)
                         except Exception:  # the database may be briefly away: try again at the next tick
                             log.exception("push outbox: claiming failed")
                         for row in claimed:
@@ -446,6 +450,9 @@ class OutboxWorker:
                     await asyncio.wait(in_flight)
                     in_flight = {task for task in in_flight if not _finished(task)}
         finally:
+            if claiming is not None and not claiming.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait({claiming})
             for task in in_flight:
                 task.cancel()
             if in_flight:
