@@ -216,15 +216,32 @@ async def feed_page(request: Request, principal: Principal, *, cursor: str | Non
         cache.loading.pop(key, None)
 
 
+def card_cache(state: Any) -> service.CardCache:
+    """This worker's cache of the mini-apps' cards (made on first use; kept as long as feed pages)."""
+    cache = getattr(state, "feed_cards", None)
+    if cache is None:
+        cache = state.feed_cards = service.CardCache(ttl=float(getattr(state.settings, "feed_cache_seconds", 2.0)))
+    return cache
+
+
 async def miniapp_cards(request: Request, principal: Principal, locale: str) -> list[dict[str, Any]]:
-    """The cards of the mini-apps this caller may see (as on the home screen, in its order), within the budget."""
+    """The cards of the mini-apps this caller may see (as on the home screen, in its order).
+
+    Asked within the contributors' budget the first time; then served from this worker's CardCache
+    and refreshed in the background, so the first page does not wait for the mini-apps again.
+    """
     state = request.app.state
     contributors = [c for m in visible_miniapps(state.miniapps, principal) for c in m.feed_contributors]
     if not contributors:
         return []
-    context = FeedContext(principal=principal, locale=locale, host=state.host, now=datetime.now(UTC),
-                          limit=service.CARDS_PER_CONTRIBUTOR)
-    return await service.contributed_cards(contributors, context)
+
+    async def ask() -> list[dict[str, Any]]:
+        context = FeedContext(principal=principal, locale=locale, host=state.host, now=datetime.now(UTC),
+                              limit=service.CARDS_PER_CONTRIBUTOR)
+        return await service.contributed_cards(contributors, context)
+
+    # Per person: a contributor may answer each reader differently (anonymous readers are one person).
+    return await card_cache(state).cards((principal.user_id if principal.is_authenticated else None, locale), ask)
 
 
 async def announce(request: Request, event: Any) -> None:

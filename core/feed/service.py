@@ -22,12 +22,13 @@ import binascii
 import inspect
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
+from cachetools import LRUCache
 from pydantic import ValidationError
 from sqlalchemy import Connection, String, and_, bindparam, or_, select, type_coerce, union
 from sqlalchemy.sql import Select
@@ -686,6 +687,45 @@ async def contributed_cards(contributors: Sequence[FeedContributor], context: Fe
         for card in got[: context.limit]:
             cards.append({"miniapp": contributor.miniapp, **card.model_dump(mode="json")})
     return cards
+
+
+class CardCache:
+    """The mini-apps' cards asked a moment ago, per reader and language, so a first page never waits for them twice.
+
+    Cards depend on who reads (``FeedContext.principal``), so they are kept per person (every anonymous
+    reader is the same person) and language. A reader's first ask waits for the contributors, within
+    their budget, as before. Afterwards the kept cards are served at once; once they are older than
+    ``ttl`` seconds they are still served, and one refresh per reader is started in the background, so
+    a slow contributor costs the feed's readers nothing after the first page: cards are at most one
+    refresh behind. At most ``max_entries`` readers are remembered, the least recently seen going first.
+    """
+
+    def __init__(self, ttl: float = 2.0, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self._cards: LRUCache[Hashable, tuple[float, list[dict[str, Any]]]] = LRUCache(maxsize=max_entries)
+        self._refreshing: dict[Hashable, asyncio.Task[None]] = {}
+
+    async def cards(self, key: Hashable, ask: Callable[[], Awaitable[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+        """The cards kept for ``key`` (refreshed in the background when older than ``ttl``), else ``await ask()``."""
+        if self.ttl <= 0:
+            return await ask()
+        kept = self._cards.get(key)
+        if kept is None:
+            cards = await ask()
+            self._cards[key] = (time.monotonic() + self.ttl, cards)
+            return cards
+        if kept[0] <= time.monotonic() and key not in self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._refresh(key, ask))
+            self._refreshing[key] = task
+        return kept[1]
+
+    async def _refresh(self, key: Hashable, ask: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+        try:
+            self._cards[key] = (time.monotonic() + self.ttl, await ask())
+        except Exception:  # contributed_cards logs its contributors' failures; this is the host's own
+            log.exception("could not refresh the mini-apps' feed cards")
+        finally:
+            self._refreshing.pop(key, None)
 
 
 def _late(contributor: FeedContributor, budget: float) -> None:

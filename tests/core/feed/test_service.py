@@ -449,3 +449,27 @@ async def test_failing_slow_and_malformed_contributors_are_left_out(caplog: pyte
     logged = caplog.text
     for name in ("broken", "slow_async", "slow_sync", "malformed", "not_a_list"):
         assert f"'{name}'" in logged, name
+
+
+async def test_kept_cards_are_served_at_once_and_refreshed_behind_the_reader() -> None:
+    asked: list[str] = []
+    answer = "first"
+
+    async def ask() -> list[dict[str, Any]]:
+        asked.append(answer)
+        await asyncio.sleep(0.05)  # a slow mini-app
+        return [{"key": answer}]
+
+    cards = service.CardCache(ttl=0.5)
+    assert await cards.cards("anonymous", ask) == [{"key": "first"}]  # the first ask waits for the mini-apps
+    answer = "second"
+    started = time.monotonic()
+    assert await cards.cards("anonymous", ask) == [{"key": "first"}]  # then what is kept, without asking
+    await asyncio.sleep(0.52)  # older than ttl: still served at once, and asked again once, behind the reader
+    assert [await cards.cards("anonymous", ask) for _ in range(3)] == [[{"key": "first"}]] * 3
+    await asyncio.sleep(0)  # the refresh task's first step
+    assert time.monotonic() - started < 0.6 and asked == ["first", "second"]
+    await asyncio.sleep(0.1)
+    assert await cards.cards("anonymous", ask) == [{"key": "second"}]
+    assert await cards.cards("resident 7", ask) == [{"key": "second"}] and len(asked) == 3  # per reader
+    assert await service.CardCache(ttl=0).cards("anonymous", ask) == [{"key": "second"}] and len(asked) == 4
