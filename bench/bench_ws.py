@@ -8,8 +8,9 @@ worker reaches the clients of another: publish to the last client, p50 and p99.*
 - **baseline** (``raw``): ``websockets.asyncio.server`` in its own process; a message sent to its
   ``/publish`` socket goes to every other connection with ``websockets.broadcast`` (no queue, no
   backpressure, no authentication: the ceiling of Python WebSockets on this machine).
-- **product**: ``core.app:create_app_from_env`` under uvicorn (``--ws websockets-sansio``, as
-  ``superapp serve``), on a migrated and seeded SQLite file, in-process broker; every client signs
+- **product**: ``core.app:create_app_from_env`` under uvicorn with ``superapp serve``'s WebSocket options
+  (``push.wsprotocol.UVICORN_OPTIONS``: its lean protocol, no permessage-deflate, 64 KiB frames),
+  on a migrated and seeded SQLite file, in-process broker; every client signs
   in with a bearer token in ``?token=`` and subscribes to ``feed``. ``bench.bench_ws:product_app``
   only adds a ``/bench/publish`` socket that calls ``app.state.realtime.publish`` and a
   ``/bench/stats`` page. Heartbeats are off on both servers (uvicorn ``--ws-ping-interval 0``,
@@ -17,7 +18,8 @@ worker reaches the clients of another: publish to the last client, p50 and p99.*
   background load that would land inside measured rounds at random.
 
 Clients are bare asyncio protocols (handshake, frame parsing, pong) spread over several processes
-so they are cheaper than the servers. With two or more CPUs the server processes are pinned to CPU 0
+so they are cheaper than the servers. Each offers permessage-deflate, as browsers do, and stops if a
+server accepts it. With two or more CPUs the server processes are pinned to CPU 0
 and the clients and driver to the others. A round publishes one event with a sequence number and waits
 until every client has it: *delivery time* is the last arrival minus the moment of publishing
 (``time.monotonic`` is one clock for every process on Linux), *deliveries/s* = clients / delivery
@@ -72,6 +74,7 @@ from bench.harness import (
     BENCH_SECRET_KEY, HOST, ROOT, BenchError, child_env, free_port, migrate_and_seed, process_memory_kib,
     stop_server, superapp_command,
 )
+from push.wsprotocol import uvicorn_cli_options
 
 # With two or more CPUs the servers get CPU 0 to themselves and the clients and driver the others, so
 # a server's fan-out never waits for its clients' turn on the same core (the largest source of noise).
@@ -198,6 +201,8 @@ class BenchClient(asyncio.Protocol):
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write((f"GET {self.spec['path']} HTTP/1.1\r\nHost: {HOST}:{self.spec['port']}\r\n"
                          f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         # What browsers offer: both servers must decline it (these clients cannot inflate).
+                         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
                          "Sec-WebSocket-Version: 13\r\n\r\n").encode())
 
     def data_received(self, data: bytes) -> None:
@@ -209,6 +214,9 @@ class BenchClient(asyncio.Protocol):
                 return
             if not head.startswith(b"HTTP/1.1 101"):
                 self._fail(f"handshake refused: {head[:80]!r}")
+                return
+            if b"permessage-deflate" in head.lower():
+                self._fail("the server accepted permessage-deflate; it must serve uncompressed frames")
                 return
             self.upgraded, self.buffer = True, rest
             if self.spec["subscribe"]:
@@ -415,7 +423,7 @@ def product(workdir: Path, redis_url: str | None = None, label: str = "product",
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.bench_ws:product_app", "--factory", "--host", HOST,
-             "--port", str(port), "--workers", "1", "--ws", "websockets-sansio", "--backlog", "4096",
+             "--port", str(port), "--workers", "1", *uvicorn_cli_options(), "--backlog", "4096",
              "--ws-ping-interval", "0", "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT)],
             env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -699,7 +707,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Round]], memory: di
     verdict = "PASS" if memory["product"] < MEMORY_CEILING_KIB else "ABOVE"
     print(f"memory per idle connection: raw {memory['raw']:.1f} KiB, product {memory['product']:.1f} KiB "
           f"{verdict} (<{MEMORY_CEILING_KIB:.0f} KiB) (server RSS growth / clients; product connections signed in "
-          "and subscribed to feed, no compression offered)")
+          "and subscribed to feed; every client offers permessage-deflate as browsers do)")
 
 
 def main(argv: list[str] | None = None) -> int:

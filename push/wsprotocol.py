@@ -155,5 +155,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         """uvicorn's ASGI send; once the upgrade is answered, the handshake's request and response go."""
         await super().send(message)
-        if self.handshake_complete and getattr(self, "response", None) is not None:
+        if self.handshake_complete and getattr(self, "request", None) is not None:
+            # websockets' parser keeps the request it parsed in its generator's frame for as long as
+            # the connection lives; uvicorn copied the headers into the ASGI scope, so they go.
+            self.request.headers.clear()
             self.request = self.response = None

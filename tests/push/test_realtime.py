@@ -497,6 +497,8 @@ def test_an_idle_connection_holds_no_queue_handshake_or_outer_middleware(live: L
         protocol = conn.direct.protocol
         assert isinstance(protocol, LeanWebSocketProtocol)
         assert (protocol.request, protocol.response) == (None, None)
+        parsed = protocol.conn.parser.gi_frame.f_locals.get("request")  # websockets' parser keeps it
+        assert parsed is None or not list(parsed.headers.raw_items())
         assert protocol.queue.empty() and protocol.queue._messages is None
         stack, coroutine = [], conn.task.get_coro()
         while coroutine is not None and hasattr(coroutine, "cr_code"):
