@@ -63,7 +63,10 @@ CONFORMANCE = [
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z"  # isoformat of a UTC time always ends in +00:00
 
 
 def _kind(value: Any) -> str:
@@ -487,8 +490,27 @@ def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, 
     if more and next_link is not None and rows:
         last = rows[-1]
         body["@iot.nextLink"] = next_link(_encode_token([getattr(last, c.key) for c in columns]))
-    body["value"] = [render(db, entity, row, options, links) for row in rows]
+    if options.expand:
+        body["value"] = [render(db, entity, row, options, links) for row in rows]
+    else:
+        body["value"] = _plain_page(entity, rows, links)
     return body
+
+
+def _plain_page(entity: EntitySet, rows: list[Any], links: Links) -> list[dict[str, Any]]:
+    """``render`` for a page without ``$expand``: the same entities, with the link prefix and the
+    navigation link keys looked up once per page instead of once per entity."""
+    prefix = f"{links.base}/{entity.name}("
+    link_names = entity.link_names
+    to_json = entity.to_json
+    page = []
+    for row in rows:
+        self_link = f"{prefix}{row.id})"
+        body = {"@iot.id": row.id, "@iot.selfLink": self_link, **to_json(row)}
+        for name, link_name in link_names:
+            body[link_name] = f"{self_link}/{name}"
+        page.append(body)
+    return page
 
 
 _counts: TTLCache[tuple[str, tuple[Any, ...]], int] = TTLCache(maxsize=1024, ttl=COUNT_SECONDS)

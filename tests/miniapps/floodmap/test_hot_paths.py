@@ -114,3 +114,13 @@ def test_sensors_are_listed_without_reading_their_key_hashes(fm_app, fm_client) 
         sensors = fm_client.get(f"{ST}/Sensors", params={"$top": 50}).json()["value"]
     assert sensors and all("key_hash" not in s for s in sensors)
     assert not [sql for sql, _ in seen if "key_hash" in sql]
+
+
+def test_a_page_without_expand_renders_entities_as_an_expanded_page_does(fm_client) -> None:
+    plain = fm_client.get(f"{ST}/Things", params={"$top": 20}).json()["value"]
+    expanded = fm_client.get(f"{ST}/Things", params={"$top": 20, "$expand": "Locations"}).json()["value"]
+    assert len(plain) == len(expanded) > 1
+    for bare, full in zip(plain, expanded, strict=True):
+        assert full["Locations"] and bare["Locations@iot.navigationLink"] == full["@iot.selfLink"] + "/Locations"
+        assert {k: v for k, v in bare.items() if k != "Locations@iot.navigationLink"} == \
+            {k: v for k, v in full.items() if k != "Locations"}
