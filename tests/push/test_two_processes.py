@@ -22,7 +22,7 @@ from tests.push.conftest import PrivateRedis, make_account, receive, subscribe
 
 @pytest.fixture
 def two_servers(sqlite_url: str, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two uvicorn processes (websockets-sansio, as ``superapp serve``) on one database and one Redis."""
+    """Two uvicorn processes (``tests.browser.serve_in_processes``: websockets-sansio) on one database and one Redis."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERAPP_")},
            "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_REDIS_URL": private_redis.url, "SUPERAPP_ENV": "test",
            "SUPERAPP_SECRET_KEY": TEST_SECRET, "SUPERAPP_SCHEDULER_ENABLED": "false",
