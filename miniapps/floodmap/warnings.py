@@ -1,7 +1,8 @@
 """Telling people: every level change becomes a domain event and a live map message; a rise warns the
 residents of the station's units through the notifier (inbox, FCM, live), as do operators' manual
-warnings. Warnings are stored so they can be published as CAP 1.2, and each becomes a feed item for
-its units until it expires, announced as already notified so the host does not tell residents twice.
+warnings. A warning, its notice and its feed item (for its units until it expires, announced as
+already notified so the host does not tell residents twice) are written in one transaction; the
+live map and the events follow its commit. Warnings are stored so they can be published as CAP 1.2.
 """
 
 from __future__ import annotations
@@ -145,87 +146,96 @@ def _texts_for_rise(thing: FloodThing, level: int, value: float | None, unit_sym
 async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: float | None) -> int | None:
     """A station rose to ``level``: warn the residents of its units; returns the warning id."""
 
-    def store() -> FloodWarning | None:
+    def store_and_send() -> tuple[FloodWarning, Any, list[str]] | None:
         with Session(outlets.engine, expire_on_commit=False) as db:
             thing = db.get(FloodThing, thing_id)
             if thing is None or not thing.warn_units:
                 return None
             symbol = db.scalars(select(FloodDatastream.unit_symbol).where(
                 FloodDatastream.thing_id == thing_id, FloodDatastream.drives_alert)).first() or ""
-            return _store_warning(db, hours=outlets.warning_hours(), thing_id=thing_id, level=level,
-                                  severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
-                                  issued_by=None,
-                                  **_texts_for_rise(thing, level, value, symbol))
+            warning = _new_warning(hours=outlets.warning_hours(), thing_id=thing_id, level=level,
+                                   severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
+                                   issued_by=None, **_texts_for_rise(thing, level, value, symbol))
+            db.add(warning)
+            db.flush()
+            # The warning, its notice and its feed item: one transaction.
+            item, units = _send_and_publish(outlets, db, warning)
+            return warning, item, units
 
-    warning = await run_in_threadpool(store)
-    if warning is None:
+    stored = await run_in_threadpool(store_and_send)
+    if stored is None:
         return None
-    await deliver(outlets, warning)
-    return warning.id
+    await _announce_warning(outlets, *stored)
+    return stored[0].id
 
 
-def _store_warning(db: Session, *, hours: int = WARNING_HOURS, **fields: Any) -> FloodWarning:
+def _new_warning(*, hours: int = WARNING_HOURS, **fields: Any) -> FloodWarning:
     now = datetime.now(UTC)
-    warning = FloodWarning(identifier=f"hue-floodmap-{uuid.uuid4()}", issued_at=now,
-                           expires_at=now + timedelta(hours=hours), **fields)
-    db.add(warning)
-    db.commit()
-    db.refresh(warning)
-    return warning
+    return FloodWarning(identifier=f"hue-floodmap-{uuid.uuid4()}", issued_at=now,
+                        expires_at=now + timedelta(hours=hours), **fields)
 
 
 def store_manual(engine: Any, *, units: list[str], level: int, title: dict[str, str], body: dict[str, str],
                  issued_by: int | None, thing_id: int | None = None, hours: int = WARNING_HOURS) -> FloodWarning:
     """An operator's warning for chosen units, stored before it is delivered."""
     with Session(engine, expire_on_commit=False) as db:
-        return _store_warning(db, hours=hours, thing_id=thing_id, level=level, severity=SEVERITY_OF_LEVEL[level], manual=True,
-                              units=units, issued_by=issued_by, title_vi=title["vi"], title_en=title["en"],
-                              body_vi=body["vi"], body_en=body["en"])
+        warning = _new_warning(hours=hours, thing_id=thing_id, level=level, severity=SEVERITY_OF_LEVEL[level],
+                               manual=True, units=units, issued_by=issued_by, title_vi=title["vi"],
+                               title_en=title["en"], body_vi=body["vi"], body_en=body["en"])
+        db.add(warning)
+        db.commit()
+        db.refresh(warning)
+        return warning
 
 
 async def deliver(outlets: Outlets, warning: FloodWarning) -> None:
-    """Send a stored warning: the notifier (inbox, FCM topic per unit when critical, live), the map, an event."""
-    receipt = await outlets.notifier.notify(
-        miniapp=MINIAPP, topic="flood_warnings", severity=warning.severity, units=warning.units,
-        title={"vi": warning.title_vi, "en": warning.title_en}, body={"vi": warning.body_vi, "en": warning.body_en},
-        url=f"/m/floodmap/warnings/{warning.id}",
-        data={"warning_id": warning.id, "station_id": warning.thing_id, "level": warning.level},
-    )
+    """Send a stored warning: its notice (inbox, FCM topic per unit when critical, live) and feed item in one
+    transaction, then the map and an event."""
 
-    def remember() -> None:
-        with Session(outlets.engine) as db:
+    def send() -> tuple[FloodWarning, Any, list[str]]:
+        with Session(outlets.engine, expire_on_commit=False) as db:
             row = db.get(FloodWarning, warning.id)
-            row.notification_id = receipt.notification_id
-            db.add(row)
-            db.commit()
+            item, units = _send_and_publish(outlets, db, row)
+            return row, item, units
 
-    await run_in_threadpool(remember)
-    warning.notification_id = receipt.notification_id
-    await _to_feed(outlets, warning)
+    row, item, units = await run_in_threadpool(send)
+    warning.notification_id = row.notification_id
+    await _announce_warning(outlets, row, item, units)
+
+
+def _send_and_publish(outlets: Outlets, db: Session, warning: FloodWarning) -> tuple[Any, list[str]]:
+    """In ``db``'s transaction: the warning's notice and its feed item (for its units until it expires,
+    announced as already notified); commits them with the warning. Returns the feed item and its units."""
+    if outlets.notifier is not None:
+        receipt = outlets.notifier.send(
+            db, miniapp=MINIAPP, topic="flood_warnings", severity=warning.severity, units=warning.units,
+            title={"vi": warning.title_vi, "en": warning.title_en}, body={"vi": warning.body_vi, "en": warning.body_en},
+            url=f"/m/floodmap/warnings/{warning.id}",
+            data={"warning_id": warning.id, "station_id": warning.thing_id, "level": warning.level})
+        warning.notification_id = receipt.notification_id
+        db.add(warning)
+    try:
+        # publish_item commits the session: the warning, its notice and the item land together.
+        item = feed.publish_item(
+            db, author_unit_id="hue", author_user_id=warning.issued_by, kind="warning", severity=warning.severity,
+            audience="everyone", title={"vi": warning.title_vi, "en": warning.title_en},
+            body={"vi": warning.body_vi, "en": warning.body_en}, url=f"/m/floodmap/warnings/{warning.id}",
+            unit_ids=list(warning.units), expires_at=warning.expires_at, miniapp=MINIAPP)
+    except FeedError:  # the feed refused the item: the warning and its notice still go out
+        log.exception("flood warning %s could not be put on the feed", warning.id)
+        db.commit()
+        return None, []
+    return item, feed.target_units(db, item.id or 0)
+
+
+async def _announce_warning(outlets: Outlets, warning: FloodWarning, item: Any, units: list[str]) -> None:
+    """After the commit: the feed's event (residents already notified), the live map, the warning's event."""
+    if item is not None:
+        await outlets.publish_event(feed.published_event(item, units, notified=True))
     await live(outlets, {"type": "warning", "warning": warning_json(warning)})
     await outlets.publish_event(FloodWarningIssued(
         warning_id=warning.id, station_id=warning.thing_id, level=warning.level, severity=warning.severity,
-        manual=warning.manual, units=list(warning.units), notification_id=receipt.notification_id))
-
-
-async def _to_feed(outlets: Outlets, warning: FloodWarning) -> None:
-    """The warning as a feed item for its units until it expires (its residents were notified already)."""
-
-    def store() -> tuple[Any, list[str]]:
-        with Session(outlets.engine, expire_on_commit=False) as db:
-            item = feed.publish_item(
-                db, author_unit_id="hue", author_user_id=warning.issued_by, kind="warning", severity=warning.severity,
-                audience="everyone", title={"vi": warning.title_vi, "en": warning.title_en},
-                body={"vi": warning.body_vi, "en": warning.body_en}, url=f"/m/floodmap/warnings/{warning.id}",
-                unit_ids=list(warning.units), expires_at=warning.expires_at, miniapp=MINIAPP)
-            return item, feed.target_units(db, item.id or 0)
-
-    try:
-        item, units = await run_in_threadpool(store)
-    except FeedError:  # the warning itself is stored and sent; a feed refusal must not undo that
-        log.exception("flood warning %s could not be put on the feed", warning.id)
-        return
-    await outlets.publish_event(feed.published_event(item, units, notified=True))
+        manual=warning.manual, units=list(warning.units), notification_id=warning.notification_id))
 
 
 async def _all_clear(outlets: Outlets, props: dict[str, Any]) -> None:

@@ -136,3 +136,41 @@ def test_search_finds_stations_and_places_without_diacritics(fm_app) -> None:
     by_place = search("dong ba")  # the market the hotspot stands at
     assert by_place and by_place[0].url.startswith("/m/floodmap/stations/")
     assert search("no such place at all") == []
+
+
+def test_a_warning_its_notice_and_its_feed_item_are_stored_together_or_not_at_all(fm_app, fm_client,
+                                                                                   monkeypatch) -> None:
+    """One transaction: a notice that cannot be written leaves no warning and no feed item behind."""
+    from sqlmodel import func, select
+
+    from core.feed.models import FeedItem
+    from miniapps.floodmap.models import FloodWarning
+    from miniapps.floodmap.warnings import Outlets, issue_automatic
+    from push.models import Notification
+
+    with Session(fm_app.state.engine) as db:
+        thing_id = next(t.id for t in db.exec(select(FloodThing).order_by(FloodThing.id)) if t.warn_units)
+    outlets = Outlets.of_app(fm_app)
+
+    def counts() -> tuple[int, int, int]:
+        with Session(fm_app.state.engine) as db:
+            return tuple(db.exec(select(func.count()).select_from(t)).one()  # type: ignore[return-value]
+                         for t in (FloodWarning, FeedItem, Notification))
+
+    before = counts()
+    with monkeypatch.context() as patched:
+        def broken_send(*_args, **_kwargs):
+            raise RuntimeError("notification store away")
+
+        patched.setattr(fm_app.state.notifier, "send", broken_send)
+        try:
+            fm_client.portal.call(issue_automatic, outlets, thing_id, 3, 3.5)
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the failed notice did not fail the warning")
+    assert counts() == before
+    warning_id = fm_client.portal.call(issue_automatic, outlets, thing_id, 3, 3.5)
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
+    with Session(fm_app.state.engine) as db:
+        assert db.get(FloodWarning, warning_id).notification_id is not None
