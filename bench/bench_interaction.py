@@ -28,28 +28,37 @@ Part 1, latency as an official feels it (one request at a time, a Kim Long ward 
 
 Part 2, load (the harness: keep-alive connections, interleaved rounds, medians, ratios to ``/bare``):
 ``search`` (a three-word query), ``rare`` (a five-word one) and ``suggest`` (a half-typed title) on
-each database, and ``box`` in city mode.
+each database, and ``box`` in city mode. Each target repeats one query, so after its first request it
+is answered from the results kept for the unchanged knowledge base: the cost of a repeated query.
+
+Part 3, city mode (``--mix-seconds``): a realistic mix of different queries under load, the 30 searches
+and every typed prefix of the 12 titles (484 paths), walked by 8 concurrent keep-alive clients from
+different starting points; each request is counted as ``first`` (the server computes it: the uncached
+cost) or ``kept`` (another client asked it before), with rps against ``/bare`` driven the same way.
 
 A report, not a test: exits 0 whatever the figures are.
 
     python -m bench.bench_interaction [--questions N] [--pg-url URL] [--no-pg] [--seconds S] [--concurrency C] [--rounds R]
     python -m bench.bench_interaction --city-sqlite sqlite:////var/tmp/qa_city.db \
-        --city-pg postgresql://postgres@127.0.0.1:5432/qa_city [--scale 1.0]
+        --city-pg postgresql://postgres@127.0.0.1:5432/qa_city [--scale 1.0] [--mix-seconds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -255,6 +264,84 @@ def print_latency(rows: list[Timing], questions: int) -> None:
     print()
 
 
+MIX_CLIENTS = 8
+
+
+def mix_paths() -> list[str]:
+    """The realistic mix: the 30 searches and every typed prefix of the 12 titles, each path once."""
+    return [f"{API}/search?q={quote(q)}" for q in SEARCHES] + typing_paths()
+
+
+def _mix_client(port: int, paths: list[str], headers: dict[str, str], seen: set[str], lock: threading.Lock,
+                until: float, out: list[tuple[bool, float]]) -> None:
+    """One keep-alive client walking its rotation of the mix until ``until``; records (first time?, ms)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        for path in itertools.cycle(paths):
+            if time.perf_counter() >= until:
+                return
+            with lock:
+                first = path not in seen
+                seen.add(path)
+            started = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise BenchError(f"GET {path} answered {response.status}")
+            out.append((first, (time.perf_counter() - started) * 1000))
+    finally:
+        conn.close()
+
+
+def run_mix(port: int, paths: list[str], headers: dict[str, str], seconds: float) -> tuple[float, list[float], list[float]]:
+    """MIX_CLIENTS clients, each starting at a different place of ``paths``; (rps, first-time ms, repeated ms)."""
+    seen: set[str] = set()
+    lock = threading.Lock()
+    out: list[tuple[bool, float]] = []
+    step = max(1, len(paths) // MIX_CLIENTS)
+    started = time.perf_counter()
+    until = started + seconds
+    with ThreadPoolExecutor(MIX_CLIENTS) as pool:
+        futures = [pool.submit(_mix_client, port, paths[n * step:] + paths[:n * step], headers, seen, lock, until, out)
+                   for n in range(MIX_CLIENTS)]
+        for future in futures:
+            future.result()
+    elapsed = time.perf_counter() - started
+    return len(out) / elapsed, [ms for first, ms in out if first], [ms for first, ms in out if not first]
+
+
+def mix_under_load(servers: dict[str, Server], bare: Server, seconds: float) -> list[tuple[str, float, list[float], list[float]]]:
+    """Part 3: the mix of different queries from MIX_CLIENTS concurrent officials, and /bare the same way."""
+    rows = []
+    with ExitStack() as stack:
+        bare_running = stack.enter_context(start_server(bare, Path(stack.enter_context(tempfile.TemporaryDirectory()))))
+        rows.append(("bare", *run_mix(bare_running.port, ["/bare"], {}, seconds)))
+        for name, server in servers.items():
+            running = stack.enter_context(start_server(server, Path(stack.enter_context(tempfile.TemporaryDirectory()))))
+            rows.append((name, *run_mix(running.port, mix_paths(), official_bearer(running), seconds)))
+    return rows
+
+
+def print_mix(rows: list[tuple[str, float, list[float], list[float]]], seconds: float) -> None:
+    """Part 3's table, with the verdicts against the issue's targets."""
+    print(f"Part 3: a mix of {len(SEARCHES)} searches and {len(typing_paths())} typed prefixes (each path once per "
+          f"client rotation), {MIX_CLIENTS} concurrent clients, {seconds:.0f} s; 'first' = the server had not seen "
+          "the query (computed), 'kept' = answered from the results kept for the unchanged knowledge base")
+    print(f"{'database':<12} {'rps':>8} {'ratio':>6} {'first n':>8} {'first p50':>10} {'first p99':>10} "
+          f"{'kept n':>8} {'kept p99':>9}  verdicts")
+    bare_rps = rows[0][1]
+    for name, rps, first, kept in rows:
+        def p(values: list[float], pct: float) -> float:
+            return percentile(sorted(values), pct) if values else float("nan")
+        verdicts = "" if name == "bare" else (
+            f"ratio {'PASS' if rps / bare_rps >= CITY_RPS_FLOOR else 'BELOW'} (>= {CITY_RPS_FLOOR}), "
+            f"first p99 {'PASS' if p(first, 99) < P99_CEILING_MS else 'ABOVE'} (< {P99_CEILING_MS:.0f} ms)")
+        print(f"{name:<12} {rps:>8.1f} {rps / bare_rps:>6.2f} {len(first):>8} {p(first, 50):>10.1f} "
+              f"{p(first, 99):>10.1f} {len(kept):>8} {p(kept, 99):>9.1f}  {verdicts}")
+    print()
+
+
 def load_targets(servers: dict[str, Server], *, search_box: bool) -> list[Target]:
     """Part 2's targets on each database: a common search, a rare one, a half-typed title, the search box."""
     targets = []
@@ -271,7 +358,7 @@ def load_targets(servers: dict[str, Server], *, search_box: bool) -> list[Target
     return targets
 
 
-LEGEND = ("sq = SQLite (FTS5, bm25), pg = PostgreSQL (tsvector + GIN, ts_rank). 'search': three common words; "
+LEGEND = ("sq = SQLite (FTS5), pg = PostgreSQL (tsvector + GIN); both rank the newest 200 matches by title. 'search': three common words; "
           "'rare': five words, few documents have them all; 'suggest': a half-typed title (last word a prefix), "
           "answered questions only; 'box': the one search box (/api/search, every mini-app's provider). Every "
           "request carries a ward official's token, so the visibility filter (public or the official's own "
@@ -340,11 +427,17 @@ def bench_city(args: argparse.Namespace) -> int:
             servers[name] = Server.product(env={"SUPERAPP_DATABASE_URL": url}, prepare=lambda env, workdir: None)
             servers[name].name = f"product-{name}"
     typed = latency(servers, Server.bare())
+    mixed = mix_under_load(servers, Server.bare(), args.mix_seconds)
     comparison = compare(baseline=Target("bare", Server.bare(), "/bare"),
                          targets=load_targets(servers, search_box=True), settings=settings_from(args))
     print()
     size = min(sizes.values())
     print_latency(typed, size)
+    for name, what, _count, (_p50, _p95, p99, _top) in typed[1:]:
+        print(f"{name:<12} {what:<22} p99 {p99:7.2f} ms  {'PASS' if p99 < P99_CEILING_MS else 'ABOVE'} "
+              f"(<{P99_CEILING_MS:.0f} ms)")
+    print()
+    print_mix(mixed, args.mix_seconds)
     report(comparison, title=f"Part 2: search and suggestions under load, city size ({size:,} answered questions) "
                              "vs bare FastAPI GET /bare", rps_floor=CITY_RPS_FLOOR)
     print()
@@ -371,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "already holds the questions)")
     parser.add_argument("--city-pg", metavar="URL", help="city size: this PostgreSQL database (made and loaded "
                         "unless it already holds the questions)")
+    parser.add_argument("--mix-seconds", type=float, default=20.0,
+                        help="city mode: seconds of the concurrent mix of different queries (%(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="city size (1.0 = 1,000,000 answered questions)")
     args = parser.parse_args(argv)
     if args.city_sqlite or args.city_pg:
