@@ -8,7 +8,7 @@ The topology, all on this machine:
 
 - a copy of a synthetic city (``python -m bench.city --parts people,floodmap``, generated into
   ``--city`` when missing; every run works on a fresh ``CREATE DATABASE ... TEMPLATE`` copy);
-- ``--web`` uvicorn processes (one worker each, ``--ws websockets-sansio`` as ``superapp serve``) on that
+- ``--web`` uvicorn processes (one worker each, with ``superapp serve``'s WebSocket options) on that
   PostgreSQL database and one Redis database (``--redis``), push worker disabled in them. The app is
   ``core.app:create_app_from_env`` plus one bench-only socket, ``/bench/publish``, for the raw hub
   baseline;
@@ -90,6 +90,7 @@ from bench.harness import (
     run_load,
     stop_server,
 )
+from push.wsprotocol import uvicorn_cli_options
 
 TARGET_P99_SECONDS = 2.0
 FLOODED_UNITS = 15
@@ -669,7 +670,7 @@ def web_servers(night: Night, redis: str, count: int, workdir: Path) -> Iterator
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "uvicorn", "bench.bench_flood_night:night_app", "--factory",
-                     "--host", HOST, "--port", str(port), "--workers", "1", "--ws", "websockets-sansio",
+                     "--host", HOST, "--port", str(port), "--workers", "1", *uvicorn_cli_options(),
                      "--ws-max-size", "65536", "--backlog", "4096", "--log-level", "warning", "--no-access-log",
                      "--app-dir", str(ROOT)], env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
             started.append(Process(label, proc, log, port))

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from push.wsprotocol import UVICORN_OPTIONS, uvicorn_cli_options
 from tests.conftest import require
 
 CHROMIUM = os.environ.get("SUPERAPP_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -53,7 +54,8 @@ def serve(app: FastAPI) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"))
+    # Served as `superapp serve` serves it (the lean WebSocket protocol, no permessage-deflate).
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -89,7 +91,7 @@ def serve_in_processes(factory: str, env: dict[str, str], log_dir: Path, count: 
         with open(log_path, "w") as log:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-                 "--ws", "websockets-sansio", "--no-access-log"],
+                 *uvicorn_cli_options(), "--no-access-log"],
                 env={"PYTHONPATH": str(root), **env}, cwd=root, stdout=log, stderr=subprocess.STDOUT))
         urls.append(f"http://127.0.0.1:{port}")
         logs.append(log_path)
