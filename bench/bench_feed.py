@@ -46,7 +46,7 @@ from bench.harness import (
     report,
     settings_from,
 )
-from core.feed.service import PageCache, encode_cursor
+from core.feed.service import CardCache, PageCache, encode_cursor
 
 RPS_FLOOR = 0.30
 ITEMS = 1_000_000
@@ -181,11 +181,12 @@ def _newest_item(url: str) -> int:
 
 
 def uncached_app() -> object:
-    """The product with the feed's page cache off: every request reads its page from the database."""
+    """The product with the feed's caches off: every request reads its page (and asks the mini-apps) anew."""
     from core.app import create_app_from_env
 
     app = create_app_from_env()
     app.state.feed_cache = PageCache(ttl=0)
+    app.state.feed_cards = CardCache(ttl=0)
     return app
 
 
@@ -256,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Target("resident", product, "/api/feed", headers=resident_bearer),
     ]
     if not args.cached_only:
-        targets += [Target("first, no cache", uncached, "/api/feed"), Target("deep, no cache", uncached, deep)]
+        targets += [Target("first, no cache", uncached, "/api/feed"), Target("deep, no cache", uncached, deep),
+                    Target("resident, no cache", uncached, "/api/feed", headers=resident_bearer)]
     try:
         comparison = compare(baseline=Target("bare", Server.bare(), "/bare"), targets=targets,
                              settings=settings_from(args))

@@ -30,7 +30,17 @@ from typing import Any
 import anyio.to_thread
 from cachetools import LRUCache
 from pydantic import ValidationError
-from sqlalchemy import Connection, String, and_, bindparam, or_, select, true, type_coerce, union
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union,
+)
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
