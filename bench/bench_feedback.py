@@ -21,7 +21,9 @@ map layers and the Open311 listing are driven against ``/bare``; then each is as
 no answer is cached for (the cost after a report changed), and the whole reports CSV export is streamed
 once with the server's memory before and after.
 
-    python -m bench.bench_feedback --city postgresql://postgres@127.0.0.1:5432/fb_city [--scale 1.0]
+    python -m bench.bench_feedback --city postgresql://postgres@127.0.0.1:5432/fb_city [--scale 1.0] [--maps-only]
+
+The map layers are asked with ``Accept-Encoding: gzip``, as browsers and phones ask ("map plain": without).
 """
 
 from __future__ import annotations
@@ -331,10 +333,15 @@ def bench_city(args: argparse.Namespace) -> None:
                      headers=official),
               Target("queue overdue", product, f"{api}/queue?overdue=true", headers=operator),
               Target("queue keyset", product, f"{api}/queue?unit_id=phu-xuan&before={deep}", headers=operator)]
-    maps = [Target("map layer", product, f"{api}/reports.geojson"),
-            Target("map bbox", product, f"{api}/reports.geojson?bbox={phu_xuan}&limit=500")]
+    # Browsers and phones ask for gzip; "map plain" is the same layer to a client that does not.
+    gzip = {"Accept-Encoding": "gzip"}
+    maps = [Target("map layer", product, f"{api}/reports.geojson", headers=gzip),
+            Target("map bbox", product, f"{api}/reports.geojson?bbox={phu_xuan}&limit=500", headers=gzip),
+            Target("map plain", product, f"{api}/reports.geojson")]
     others = [Target("dashboard", product, f"{api}/dashboard", headers=operator),
               Target("open311 list", product, "/open311/v2/requests.json")]
+    if args.maps_only:
+        queues, others = [], []
     comparison = compare(baseline=Target("bare", Server.bare(), "/bare"), targets=[*queues, *maps, *others],
                          settings=settings_from(args))
     count = round(CITY_REPORTS * args.scale)
@@ -342,12 +349,15 @@ def bench_city(args: argparse.Namespace) -> None:
                                 (f"public map layers over {count:,} reports", maps, 0.5),
                                 (f"dashboard and Open311 over {count:,} reports", others, None)):
         labels = {t.label for t in group}
+        if not labels:
+            continue
         part = Comparison(settings=comparison.settings, client=comparison.client, baseline=comparison.baseline,
                           targets=[m for m in comparison.targets if m.target.label in labels])
         print()
         report(part, title=f"{title}, PostgreSQL, vs bare FastAPI GET /bare" if "postgresql" in args.city
                else f"{title} vs bare FastAPI GET /bare", rps_floor=floor)
-    _cold_answers(args, product, official, operator)
+    if not args.maps_only:
+        _cold_answers(args, product, official, operator)
 
 
 def _cold_answers(args: argparse.Namespace, product: Server, official: Any, operator: Any) -> None:
@@ -393,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-queue", action="store_true", help="skip the 100,000-report queue part")
     parser.add_argument("--city", metavar="URL", help="measure at city size on this database (loaded if empty)")
     parser.add_argument("--scale", type=float, default=1.0, help="city size for --city (1.0 = 360,000 reports)")
+    parser.add_argument("--maps-only", action="store_true",
+                        help="with --city: only the map layers (no queue, dashboard, Open311 or uncached answers)")
     args = parser.parse_args(argv)
     if args.city:
         try:
