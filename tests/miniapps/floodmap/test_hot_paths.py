@@ -56,7 +56,10 @@ def _stored(app, stream: int) -> int:
 def test_a_full_batch_is_stored_by_one_bounded_insert_and_one_station_write(fm_app) -> None:
     sensor, stream = _kim_long(fm_app)
     before = _stored(fm_app, stream)
-    batch = readings(*[round(0.6 + 0.001 * (i % 50), 3) for i in range(MAX_BATCH)], every=timedelta(minutes=1))
+    # a second apart, after the demo's last reading (half-hourly, on the minute): no duplicates, no jumps
+    start = (datetime.now(UTC) - timedelta(minutes=17)).replace(second=15, microsecond=0)
+    batch = readings(*[round(0.6 + 0.0002 * (i % 50), 4) for i in range(MAX_BATCH)], start=start,
+                     every=timedelta(seconds=1))
     with statements(fm_app.state.engine) as seen:
         outcome = ingest(fm_app.state.engine, sensor=sensor, readings=batch)
     assert outcome.count("accepted") == MAX_BATCH
@@ -79,7 +82,7 @@ def test_overlapping_batches_racing_store_each_reading_once(fm_app) -> None:
         pytest.skip("PostgreSQL locks the station; SQLite serialises writers instead")
     sensor, stream = _kim_long(fm_app)
     before = _stored(fm_app, stream)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=10)
+    start = (datetime.now(UTC) - timedelta(hours=10)).replace(second=15, microsecond=0)  # off the demo's minutes
     shared = readings(*[0.7] * 300, start=start, every=timedelta(minutes=1))
     batches = [shared[:200], shared[100:]]  # 100 readings in both
     with ThreadPoolExecutor(2) as pool:
