@@ -149,13 +149,22 @@ def feed_cache(state: Any) -> service.PageCache:
     return cache
 
 
-def known_reader(state: Any, principal: Principal) -> service.Reader | None:
-    """The caller's Reader without the database; None for a resident whose follows were not read a moment ago."""
+async def reader_of(state: Any, principal: Principal) -> service.Reader:
+    """The caller's Reader; a resident's follows are read from the database at most every few seconds."""
     if not principal.is_authenticated:
         return service.ANONYMOUS_READER
     if principal.kind != "resident":
         return service.reader_for(None, principal)  # officials' units come with the principal
-    return feed_cache(state).reader(principal.user_id or 0)
+    cache = feed_cache(state)
+    reader = cache.reader(principal.user_id or 0)
+    if reader is None:
+        def load() -> service.Reader:
+            with state.engine.connect() as db:
+                return service.reader_for(db, principal)
+
+        reader = await run_in_threadpool(load)
+        cache.keep_reader(principal.user_id or 0, reader)
+    return reader
 
 
 async def feed_page(request: Request, principal: Principal, *, cursor: str | None,
@@ -169,22 +178,8 @@ async def feed_page(request: Request, principal: Principal, *, cursor: str | Non
         position = service.cursor_position(cursor)
     except FeedError as exc:
         raise problem_of(exc, "query") from None
+    reader = await reader_of(state, principal)
     cache = feed_cache(state)
-    reader = known_reader(state, principal)
-    if reader is None:
-        # A resident not seen for a few seconds: their follows and their page in one thread hop and
-        # one connection (two would double what each resident's first page waits for under load).
-        now, generation = datetime.now(UTC), cache.generation
-
-        def read_with_follows() -> tuple[service.Reader, service.FeedPage]:
-            with state.engine.connect() as db:
-                reader = service.reader_for(db, principal)
-                return reader, service.read_page(db, principal=principal, cursor=cursor, limit=limit, now=now,
-                                                 reader=reader)
-
-        reader, page = await run_in_threadpool(read_with_follows)
-        cache.keep_reader(principal.user_id or 0, reader)
-        return page, cache.keep_page((reader, position, limit), page, now, generation)
     key = (reader, position, limit)
     hit = cache.page(key)
     if hit is not None:
