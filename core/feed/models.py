@@ -38,13 +38,15 @@ class FeedItem(SQLModel, table=True):
     """One post in the feed. Ids only grow, which is what the cursor pagination relies on."""
 
     __tablename__ = "feed_item"
-    __table_args__ = (Index("ix_feed_item_pinned_id", "pinned", "id"),)
+    # (author_unit_id, id): "what our unit published", newest first, reads a page, not the id index.
+    __table_args__ = (Index("ix_feed_item_pinned_id", "pinned", "id"),
+                      Index("ix_feed_item_author_unit_id_id", "author_unit_id", "id"))
     id: int | None = Field(default=None, primary_key=True)
     published_at: datetime = Field(default_factory=utcnow)
     kind: FeedKind = FeedKind.news
     severity: Severity = Severity.info
     audience: FeedAudience = FeedAudience.everyone
-    author_unit_id: str = Field(foreign_key="org_unit.id", index=True)
+    author_unit_id: str = Field(foreign_key="org_unit.id")
     author_user_id: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     miniapp: str | None = Field(default=None, max_length=40, description="Set when a mini-app posted it.")
     title_vi: str = Field(max_length=200)
