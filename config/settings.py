@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # Seconds a verified caller is reused before the database is asked again; revocations are
     # broadcast to every worker at once, so this only bounds a missed broadcast.
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    # PostgreSQL connections each process keeps open, and how many more it may open at a busy moment.
+    # A request beyond the kept ones opens (and closes) a connection of its own, so keep about as many
+    # as requests run at once (the thread pool runs 40); workers x (size + overflow) must stay under the
+    # server's max_connections (100 by default). See docs/operations.md.
+    database_pool_size: int = Field(20, ge=1, le=200)
+    database_max_overflow: int = Field(10, ge=0, le=200)
     # Retention (core.retention, daily job and `superapp retention run`): rows older than these many
     # days are deleted in batches of SUPERAPP_RETENTION_BATCH_SIZE, one short transaction each.
     retention_enabled: bool = True

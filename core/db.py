@@ -22,7 +22,11 @@ def safe_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout on every connection."""
+    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout on every connection.
+
+    On PostgreSQL, ``pool_size``/``max_overflow`` default to the settings' defaults (the app passes the
+    configured ``SUPERAPP_DATABASE_POOL_SIZE``/``_MAX_OVERFLOW``).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -31,8 +35,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 10)
     return create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
 
 
