@@ -427,12 +427,12 @@ def inbox(session: Session, *, principal: Principal, authorizer: Authorizer, box
     return list(session.exec(query.order_by(*order, Question.id.desc()).offset(offset).limit(limit)))  # type: ignore[attr-defined]
 
 
-def escalate_overdue(session: Session, now: datetime | None = None) -> list[Question]:
-    """Mark every newly overdue question escalated and return them (the job then tells operators)."""
+def escalate_overdue(session: Session, now: datetime | None = None, limit: int = 500) -> list[Question]:
+    """Mark newly overdue questions escalated (the oldest ``limit`` a run) and return them (the job then tells them)."""
     now = now or utcnow()
     overdue = list(session.exec(select(Question).where(
         Question.first_answered_at.is_(None), Question.due_at < now, Question.escalated_at.is_(None),  # type: ignore[union-attr,operator]
-        Question.status == QuestionStatus.new)))
+        Question.status == QuestionStatus.new).order_by(Question.due_at).limit(limit)))
     for question in overdue:
         question.escalated_at = now
         session.add(question)
