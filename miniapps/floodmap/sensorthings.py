@@ -453,7 +453,7 @@ def render(db: Connection, entity: EntitySet, obj: Any, options: Options, links:
             nav, sub = entity.navs[name], expand[name]
             target = ENTITY_SETS[nav.target]
             if nav.many:
-                page = read_set(db, target, sub, links, where=nav.where(obj), nav=nav)
+                page = read_set(db, target, sub, links, where=nav.where(obj), nav=nav, scope=(entity.name, obj.id, name))
                 body[name] = page["value"]
                 if "@iot.count" in page:
                     body[f"{name}@iot.count"] = page["@iot.count"]
@@ -469,16 +469,20 @@ def related_one(db: Connection, entity: EntitySet, where: Any) -> Any:
 
 
 def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
-             nav: Nav | None = None, next_link: Callable[[str], str] | None = None) -> dict[str, Any]:
+             nav: Nav | None = None, next_link: Callable[[str], str] | None = None,
+             scope: tuple[Any, ...] = ()) -> dict[str, Any]:
     """A page of an entity set (of the entities related through ``nav`` when ``where`` selects them):
-    ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed."""
+    ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed.
+
+    ``scope`` names what ``where`` selects (parent set, parent id, target set), for the count cache.
+    """
     query = entity.select()
     if where is not None:
         query = query.where(where)
     query = _apply(query, entity, options)
     body: dict[str, Any] = {}
     if options.count:
-        body["@iot.count"] = count_of(db, query)
+        body["@iot.count"] = count_of(db, query, (entity.name, scope, tuple(options.filter)))
     order = _order(entity, options, unique=nav.unique if nav else frozenset({"id"}), default=nav.order if nav else ())
     if options.after is not None:
         query = query.where(_after(entity, order, options.after))
@@ -517,11 +521,12 @@ _counts: TTLCache[tuple[str, tuple[Any, ...]], int] = TTLCache(maxsize=1024, ttl
 _counts_lock = threading.Lock()
 
 
-def count_of(db: Connection, query: Select) -> int:
-    """How many rows ``query`` selects, remembered for COUNT_SECONDS: a client paging through a
-    datastream with ``$count=true`` counts its readings once, not once per page."""
-    compiled = query.compile(dialect=db.dialect)
-    key = (f"{db.engine.url}|{compiled}", tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+def count_of(db: Connection, query: Select, key: tuple[Any, ...]) -> int:
+    """How many rows ``query`` selects, remembered for COUNT_SECONDS under ``key`` (what the query
+    selects: set, scope and filter terms) and the database: a client paging through a datastream with
+    ``$count=true`` counts its readings once, not once per page. The key is built from the request's
+    terms rather than the compiled SQL, so a remembered count costs no compilation."""
+    key = (db.engine.url.render_as_string(hide_password=False), *key)
     with _counts_lock:
         found = _counts.get(key)
     if found is None:
@@ -557,7 +562,8 @@ def read_related_set(db: Connection, entity: EntitySet, entity_id: int, nav: Nav
     target = ENTITY_SETS[nav.target]
     id_type = entity.model.__table__.c.id.type  # type: ignore[attr-defined]
     parent = _Parent(entity_id) if nav.by_id and _fits(id_type, entity_id) else get_entity(db, entity, entity_id)
-    page = read_set(db, target, options, links, where=nav.where(parent), nav=nav, next_link=next_link)
+    page = read_set(db, target, options, links, where=nav.where(parent), nav=nav, next_link=next_link,
+                    scope=(entity.name, entity_id, nav.target))
     if not page["value"] and isinstance(parent, _Parent):
         get_entity(db, entity, entity_id)  # an empty page, or no such parent
     return page

@@ -127,3 +127,16 @@ def test_a_page_without_expand_renders_entities_as_an_expanded_page_does(fm_clie
         assert full["Locations"] and bare["Locations@iot.navigationLink"] == full["@iot.selfLink"] + "/Locations"
         assert {k: v for k, v in bare.items() if k != "Locations@iot.navigationLink"} == \
             {k: v for k, v in full.items() if k != "Locations"}
+
+
+def test_a_count_is_remembered_per_datastream_and_filter(fm_app, fm_client) -> None:
+    _, stream = _kim_long(fm_app)
+    url = f"{ST}/Datastreams({stream})/Observations"
+    stored = _stored(fm_app, stream)
+    first = fm_client.get(url, params={"$top": 1, "$count": "true"}).json()
+    assert first["@iot.count"] == stored
+    with statements(fm_app.state.engine) as seen:
+        again = fm_client.get(first["@iot.nextLink"]).json()
+    assert again["@iot.count"] == stored and not [sql for sql, _ in seen if "count(" in sql.lower()]
+    high = fm_client.get(url, params={"$count": "true", "$top": 1000, "$filter": "result gt 0.6"}).json()
+    assert high["@iot.count"] == len(high["value"]) < stored
