@@ -20,7 +20,8 @@ loaded first with ``--city-scale`` when the city's stations are not there yet:
    a keyset page deep in the past, a two-day ``$filter`` window of a flood, a page with ``$count``),
    each against ``/bare`` with p99.
 5. Ingest into the city's table against a raw insert of the same rows into it (stations of its own,
-   deleted afterwards).
+   deleted afterwards). This writes into the ``--city`` database: on a shared database, point it at
+   a copy (``createdb -T flood_city flood2_city``) or pass ``--skip-ingest``.
 
 A report, not a test: exits 0 whatever the figures are.
 
