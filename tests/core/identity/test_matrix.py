@@ -180,14 +180,26 @@ def _give_resident_a_a_notification(world: World) -> None:
                             body_en="b")
         db.add(note)
         db.flush()
-        item = InboxItem(user_id=world.personas["resident_a"].user_id, notification_id=note.id)
-        db.add(item)
+        db.add(InboxItem(user_id=world.personas["resident_a"].user_id, notification_id=note.id))
         db.commit()
-        _MADE["inbox_item"] = item.id
+        _MADE["inbox_item"] = note.id  # an inbox entry is known by its notification's id
 
 
 def _inbox_item_url(world: World, who: str) -> str:
     return f"/api/inbox/{_MADE['inbox_item']}/read"
+
+
+def _notify_phu_xuan(world: World) -> None:
+    with world.db() as db:
+        receipt = world.api.app.state.notifier.send(
+            db, miniapp="core", topic="announcements", title={"vi": "a", "en": "a"}, body={"vi": "b", "en": "b"},
+            units=["phu-xuan"])
+        db.commit()
+        _MADE["phu_xuan_notice"] = receipt.notification_id
+
+
+def _notice_status_url(world: World, who: str) -> str:
+    return f"/api/notifications/{_MADE['phu_xuan_notice']}"
 
 
 def _give_resident_a_a_device(world: World) -> None:
@@ -437,6 +449,12 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
              only("commune_px", "department", "operator", "admin"),
              json={"title": {"vi": "Thông báo", "en": "Notice"}, "body": {"vi": "Nội dung", "en": "Text"},
                    "units": ["phu-xuan"]}),
+    ],
+    ("GET", "/api/notifications/{notification_id}"): [
+        # a notice to Phu Xuan: its commune and the city-wide senders follow it; Kim Long is told it does not exist
+        Case("follow a notice to Phu Xuan", _notice_status_url,
+             only("commune_px", "department", "operator", "admin", commune_kl=404),
+             before=_notify_phu_xuan),
     ],
     # --- feed: read, publish, withdraw, pages ---
     ("GET", "/api/feed"): [

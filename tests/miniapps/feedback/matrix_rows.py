@@ -52,7 +52,7 @@ def _report(world: World, name: str, *, state_path: tuple[str, ...] = (), photo:
             photos = [process_photo(out.getvalue(), max_bytes=1 << 20)]
         with world.db() as db:
             service.load_categories(db)
-            report, _ = service.file_report(
+            report = service.file_report(
                 db, store=app.state.media, reporter_id=world.personas["resident_a"].user_id,
                 category_id="public-order", description=f"Lấn chiếm vỉa hè ({name})", lat=16.478, lon=107.577,
                 photos=photos)
@@ -182,6 +182,7 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ],
     ("GET", f"{API}/dashboard"): [Case("dashboard", f"{API}/dashboard", only("operator", "admin"))],
     ("GET", f"{API}/dashboard.csv"): [Case("dashboard CSV", f"{API}/dashboard.csv", only("operator", "admin"))],
+    ("GET", f"{API}/reports.csv"): [Case("every report, streamed", f"{API}/reports.csv", only("operator", "admin"))],
     ("GET", f"{API}/dashboard.xlsx"): [Case("dashboard XLSX", f"{API}/dashboard.xlsx", only("operator", "admin"))],
     ("GET", f"{API}/reports.geojson"): [Case("map layer", f"{API}/reports.geojson", PUBLIC)],
     ("GET", f"{API}/photos/{{photo_id}}"): [

@@ -148,6 +148,10 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("POST", f"{API}/warnings"): [Case("manual warning", f"{API}/warnings", only("operator", "admin"), json=MANUAL)],
     ("GET", f"{API}/cap/feed.atom"): [Case("CAP index", f"{API}/cap/feed.atom", PUBLIC)],
     ("GET", f"{API}/cap/{{warning_id}}.xml"): [Case("CAP alert", _warning_url(".xml", f"{API}/cap/"), PUBLIC)],
+    ("GET", f"{API}/stations/{{station_id}}/history"): [
+        Case("a station's hourly history", lambda world, who: (
+            f"{API}/stations/{_stations(world)['thing']}/history?start=2025-11-01T00:00:00Z&end=2025-11-02T00:00:00Z"),
+            PUBLIC)],
     ("GET", "/m/floodmap/"): [Case("map page", "/m/floodmap/", PUBLIC)],
     ("GET", "/m/floodmap/stations/{station_id}"): [
         Case("station page", lambda world, who: f"/m/floodmap/stations/{_stations(world)['thing']}", PUBLIC)],
