@@ -18,7 +18,7 @@ import itertools
 import math
 from array import array
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
