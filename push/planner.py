@@ -4,10 +4,11 @@ A ``plan`` row names a notification. The worker that leases it streams the activ
 notification's audience (its broadcast audiences from ``notification_audience`` and the people named
 in ``inbox_item``) from a server-side cursor in batches of 500, ordered by device id, and drops the
 devices of people who muted the topic, dates those in quiet hours to when their quiet hours end
-(critical notices pass both), and writes ``devices`` rows of at most 500 device ids. Each batch is
-committed together with the plan row's progress (the last device id planned and the running totals),
-under the worker's lease: a worker that dies mid-plan leaves a plan another worker resumes where the
-last commit stopped, so no device is planned twice or skipped. Memory is bounded by the batch, not
+(critical notices pass both), and writes ``devices`` rows of at most 500 device ids. Every
+``COMMIT_EVERY`` batches, the rows are committed together with the plan row's progress (the last
+device id planned and the running totals), under the worker's lease: a worker that dies mid-plan
+leaves a plan another worker resumes where the last commit stopped, so no device is planned twice
+or skipped. Memory is bounded by the batch, not
 by the audience; the sending workers start on the first rows while planning goes on.
 """
 
@@ -38,7 +39,10 @@ from push.models import (
 from push.notifier import in_quiet_hours, topic_muted
 
 log = logging.getLogger(__name__)
-PLAN_BATCH = 500  # devices read, judged and committed at a time (and the most devices in one row)
+PLAN_BATCH = 500  # devices read and judged at a time (and the most devices in one row)
+# Batches committed together with the plan's progress: fewer, larger transactions (10 x 500 devices,
+# a few KiB each) while memory stays bounded and the sending workers start within a second.
+COMMIT_EVERY = 10
 
 
 class LeaseLost(RuntimeError):
@@ -106,9 +110,10 @@ def plan(engine: Engine, *, row_id: int, notification_id: int, payload: dict[str
              .order_by(Device.id))
     base = {"notification_id": notification_id, "severity": severity.value}
     now = clock()
+    pending: list[dict[str, Any]] = []
     with engine.connect() as reader:
         result = reader.execution_options(stream_results=True, yield_per=PLAN_BATCH).execute(query)
-        for batch in result.partitions(PLAN_BATCH):
+        for number, batch in enumerate(result.partitions(PLAN_BATCH), start=1):
             by_due: dict[datetime, list[int]] = {}
             for device_id, prefs in batch:
                 prefs = prefs or {}
@@ -121,12 +126,17 @@ def plan(engine: Engine, *, row_id: int, notification_id: int, payload: dict[str
                 by_due.setdefault(due or now, []).append(device_id)
                 progress.devices += 1
             progress.after = batch[-1][0]
-            rows = [{"kind": OutboxKind.devices, "notification_id": notification_id, "next_attempt_at": due,
-                     "created_at": now, "status": OutboxStatus.pending, "attempts": 0,
-                     "payload": {**base, "devices": ids}} for due, ids in by_due.items()]
-            progress.jobs += len(rows)
-            _commit_batch(engine, row_id, worker_id, rows, payload, progress)
-            wake()
+            pending += [{"kind": OutboxKind.devices, "notification_id": notification_id, "next_attempt_at": due,
+                         "created_at": now, "status": OutboxStatus.pending, "attempts": 0,
+                         "payload": {**base, "devices": ids}} for due, ids in by_due.items()]
+            if number % COMMIT_EVERY == 0:
+                progress.jobs += len(pending)
+                _commit_batch(engine, row_id, worker_id, pending, payload, progress)
+                pending = []
+                wake()
+    progress.jobs += len(pending)
+    _commit_batch(engine, row_id, worker_id, pending, payload, progress)
+    wake()
     with engine.begin() as connection:
         connection.execute(update(Notification).where(Notification.id == notification_id).values(
             delivery={"status": "planned", **progress.as_dict(), "planned_at": clock().isoformat()}))
