@@ -106,9 +106,13 @@ def _reach(audiences: list[JoinedAudience]) -> Any:
                  for a in audiences))
 
 
-def page(db: Session, user_id: int, *, before: int | None = None, limit: int = 20) -> tuple[list[Entry], bool]:
-    """Up to ``limit`` notifications of ``user_id``, newest first, older than id ``before``; and whether more exist."""
-    who = reader(db, user_id)
+def page(db: Session, user_id: int, *, before: int | None = None, limit: int = 20,
+         who: Reader | None = None) -> tuple[list[Entry], bool]:
+    """Up to ``limit`` notifications of ``user_id``, newest first, older than id ``before``; and whether more exist.
+
+    ``who`` (from ``reader``) saves a round trip when the caller also asks for ``unread``.
+    """
+    who = who or reader(db, user_id)
     want = limit + 1
     personal = select(InboxItem.notification_id.label("id")).where(InboxItem.user_id == user_id, InboxItem.personal)
     if before is not None:
@@ -143,9 +147,9 @@ def page(db: Session, user_id: int, *, before: int | None = None, limit: int = 2
     return entries, more
 
 
-def unread(db: Session, user_id: int) -> int:
+def unread(db: Session, user_id: int, *, who: Reader | None = None) -> int:
     """How many notifications ``user_id`` has not read (at most UNREAD_CAP)."""
-    who = reader(db, user_id)
+    who = who or reader(db, user_id)
     personal = (select(InboxItem.id).where(InboxItem.user_id == user_id, InboxItem.personal,
                                            InboxItem.read_at.is_(None)).limit(UNREAD_CAP).subquery())
     counts = [select(func.count()).select_from(personal).scalar_subquery()]

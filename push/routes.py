@@ -107,9 +107,11 @@ def list_inbox(request: Request, principal: CurrentUser, db: SessionDep, cursor:
     """The caller's notifications (personal and broadcast), newest first; pass ``next_cursor`` for older ones."""
     locale = _locale(request, principal)
     user_id = principal.user_id or 0
-    entries, more = inbox.page(db, user_id, before=decode_cursor(cursor) if cursor else None, limit=limit)
+    before = decode_cursor(cursor) if cursor else None
+    who = inbox.reader(db, user_id)  # once for the page and the badge
+    entries, more = inbox.page(db, user_id, before=before, limit=limit, who=who)
     items = [entry_view(entry, locale) for entry in entries]
-    return InboxPage(items=items, unread=inbox.unread(db, user_id),
+    return InboxPage(items=items, unread=inbox.unread(db, user_id, who=who),
                      next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
