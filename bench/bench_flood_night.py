@@ -75,6 +75,7 @@ from fastapi import (  # at module level: FastAPI resolves the annotation here
     WebSocketDisconnect,
 )
 
+from bench.bench_push import FakeProcess
 from bench.harness import (
     BENCH_SECRET_KEY,
     HOST,
@@ -170,34 +171,9 @@ def _fake_main(tls_dir: str) -> int:
     return 0
 
 
-class FakeFcmProcess:
-    """The timed fake FCM in a process of its own."""
-
-    def __init__(self, tls_dir: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_flood_night", "_fake", str(tls_dir)],
-                                     cwd=ROOT, env=child_env({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        first = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not first:
-            raise BenchError("the fake FCM did not start")
-        info = json.loads(first)
-        self.url, self.cert = info["url"], info["cert"]
-
-    def ask(self, command: str) -> dict[str, Any]:
-        """Send one command line, read one JSON answer."""
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        """Stop the fake."""
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def fake_fcm_process(tls_dir: Path) -> FakeProcess:
+    """The timed fake FCM in a process of its own (``bench_push``'s runner, this module's ``_fake``)."""
+    return FakeProcess(tls_dir, module="bench.bench_flood_night")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -683,7 +659,7 @@ def web_servers(night: Night, redis: str, count: int, workdir: Path) -> Iterator
 
 
 @contextmanager
-def push_worker(night: Night, redis: str, fake: FakeFcmProcess, workdir: Path) -> Iterator[Process]:
+def push_worker(night: Night, redis: str, fake: FakeProcess, workdir: Path) -> Iterator[Process]:
     """``superapp push worker`` with FCM pointed at the fake (``tests.deploy.push_worker``), stopped on exit."""
     log = workdir / "push-worker.log"
     env = _server_env(night, redis, {"SSL_CERT_FILE": fake.cert})
@@ -791,7 +767,7 @@ class Round:
 
 
 def reading_round(kind: str, gauge: str, night: Night, sensors: Sensors, web: Process, clients: Clients,
-                  fake: FakeFcmProcess, timeout: float, http: Any) -> Round:
+                  fake: FakeProcess, timeout: float, http: Any) -> Round:
     """Post the gauge's level III reading and time the warning to every client and to the fake FCM."""
     result = Round(kind)
     with sensors.lock:
@@ -883,7 +859,7 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(drop_copy, url)
         workdir = Path(os.environ.get("BENCH_NIGHT_KEEP") or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        fake = FakeFcmProcess(workdir / "tls")
+        fake = fake_fcm_process(workdir / "tls")
         stack.callback(fake.close)
         worker = stack.enter_context(push_worker(night, args.redis, fake, workdir))
         webs = stack.enter_context(web_servers(night, args.redis, args.web, workdir))

@@ -67,8 +67,8 @@ async def _bare(spec: dict[str, Any]) -> dict[str, Any]:
     """The baseline: chunks of 500 through send_each_async, ``concurrency`` chunks at once."""
     from firebase_admin import messaging
 
-    from push.fcm import build_template, token_messages
     from plugins.fakes.firebase import adelete_test_app, initialize_test_app
+    from push.fcm import build_template, token_messages
 
     app = initialize_test_app()
     tokens = _tokens(spec["prefix"], spec["messages"])
@@ -103,10 +103,10 @@ async def _outbox(spec: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from core.db import make_engine
+    from plugins.fakes.firebase import adelete_test_app, initialize_test_app
     from push.fcm import FcmSender
     from push.models import OutboxStatus, PushOutbox
     from push.outbox import OutboxWorker
-    from plugins.fakes.firebase import adelete_test_app, initialize_test_app
 
     app = initialize_test_app()
     engine = make_engine(spec["database"])
@@ -194,8 +194,9 @@ def _fake_main(tls_dir: str) -> int:
 class FakeProcess:
     """The HTTP/2 fake FCM in a process of its own."""
 
-    def __init__(self, tls_dir: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_push", "_fake", str(tls_dir)],
+    def __init__(self, tls_dir: Path, module: str = "bench.bench_push") -> None:
+        # ``module`` serves the fake with its ``_fake`` entry point (bench_flood_night's records topic times).
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "_fake", str(tls_dir)],
                                      cwd=ROOT, env=child_env({}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         first = self.proc.stdout.readline() if self.proc.stdout else ""
