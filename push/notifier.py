@@ -20,12 +20,11 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field
-
 from sqlalchemy import event, insert, literal, select, true
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -116,7 +115,6 @@ class _Announcement:
     severity: Severity
     audience: Audience
     personal: int
-    user_ids: list[int] = field(default_factory=list)
 
 
 class NotifierError(ValueError):
@@ -209,8 +207,7 @@ class Notifier:
                 {"notification_id": note.id, "audience": key, "created_at": stored_at} for key in keys])
         personal = self._write_personal(db, note.id, audience.users, now)
         push_jobs = self._queue_push(db, note, audience, severity)
-        self._remember(db, _Announcement(note.id, miniapp, topic, severity, audience, personal,
-                                         list(audience.users)))
+        self._remember(db, _Announcement(note.id, miniapp, topic, severity, audience, personal))
         return Receipt(notification_id=note.id, audiences=keys, personal=personal, push_jobs=push_jobs)
 
     @staticmethod
@@ -322,7 +319,7 @@ class Notifier:
         """Where to announce: unit channels for unit and city audiences, personal channels for the rest."""
         audience = note.audience
         units = list(audience.units)
-        users = set(note.user_ids)
+        users = set(audience.users)
         with Session(self._engine) as db:
             if audience.city:
                 units = list(db.execute(select(OrgUnit.id).where(
