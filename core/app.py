@@ -31,9 +31,10 @@ from core.identity.pages import router as identity_pages
 from core.identity.ratelimit import SignInLimiter
 from core.identity.routes import router as identity_router
 from core.feed.pages import router as feed_pages
+from core.feed.publisher import FeedPublisher
 from core.feed.routes import router as feed_router
 from core.feed.warnings import warning_subscriber
-from push import outbox, realtime
+from push import inbox_cache, outbox, realtime
 from push.notifier import Notifier
 from push.pages import router as push_pages
 from push.routes import router as push_router
@@ -42,15 +43,17 @@ from core.media import media_store
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
 from core.scheduler import scheduler_loop
+from core.security import install_security
 from core.miniapp_settings import MiniAppSettingsStore
 from core.miniapp_settings.routes import pages as settings_pages
 from core.miniapp_settings.routes import router as settings_router
 from core.search import pages as search_pages
 from core.search import router as search_router
 from core.shell import router as shell_router
+from core.units.directory import UnitsDirectory
 from core.units.routes import router as units_router
 from core.web import build_templates
-from plugins.context import HostContext
+from plugins.context import Host
 from plugins.events import MiniAppsLoaded
 from plugins.hookspecs import CONTRACT_VERSION
 from plugins.manager import find_candidates, load_miniapps, select
@@ -145,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.notifier = Notifier(
         engine=app.state.engine, events=app.state.events,
         realtime_of=lambda: getattr(app.state, "realtime", None),
+        inbox_cache_of=lambda: getattr(app.state, "inbox_cache", None),
         wake=lambda: getattr(app.state, "outbox_worker", None) and app.state.outbox_worker.wake(),
         topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
     )
@@ -152,13 +156,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.miniapp_settings = MiniAppSettingsStore(engine=app.state.engine, secret_key=settings.secret_key,
                                                       miniapps=miniapps)
     # Delivery parts attach themselves and say which background loops the lifespan must run.
-    app.state.background = [*realtime.install(app), *outbox.install(app)]
-    app.state.host = HostContext(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
-                                 notifier=app.state.notifier, miniapp_settings=app.state.miniapp_settings,
-                                 realtime=app.state.realtime, media=app.state.media)
+    app.state.background = [*realtime.install(app), *outbox.install(app), *inbox_cache.install(app)]
+    app.state.host = Host(engine=app.state.engine, settings=settings, publish_event=app.state.events.publish,
+                          notifier=app.state.notifier, miniapp_settings=app.state.miniapp_settings,
+                          realtime=app.state.realtime, media=app.state.media, authorizer=app.state.authorizer,
+                          units=UnitsDirectory(), feed=FeedPublisher())
     app.state.events.host = app.state.host
 
     install_problem_handlers(app)
+    install_security(app, settings)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     # Added last, so outermost: an open /ws keeps no other middleware's frames alive (push/realtime.py).
     app.add_middleware(realtime.RealtimeSocketMiddleware)

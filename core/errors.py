@@ -12,32 +12,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plugins._errors import DomainError
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
-class Problem(Exception):
-    """Raise to answer with a problem+json document; ``field`` names the input at fault."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        title: str | None = None,
-        type: str = "about:blank",
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.title = title or HTTPStatus(status).phrase
-        self.type = type
-        self.field = field
-        self.headers = headers
-        self.extra = extra
+# One error type for core and mini-apps alike: ``Problem`` is the SDK's ``plugins.DomainError``.
+Problem = DomainError
 
 
 def problem_response(
@@ -91,8 +73,8 @@ def _out_of_range(request: Request) -> tuple[int, str | None]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer validation errors, HTTP errors, Problems and unexpected errors with problem+json."""
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(DomainError)
+    async def _problem(request: Request, exc: DomainError) -> JSONResponse:
         return problem_response(
             exc.status, exc.detail, title=exc.title, type=exc.type, instance=request.url.path,
             headers=exc.headers, field=exc.field, **exc.extra,

@@ -37,8 +37,9 @@ PROJECT = "superapp"
 hookspec = pluggy.HookspecMarker(PROJECT)
 
 # Version of this contract (SemVer). A manifest's ``min_host_version`` is compared with it: same
-# major, not newer. Minor versions only add (1.1.0: superapp_register_settings and manifest roots).
-CONTRACT_VERSION = "1.1.0"
+# major, not newer. Minor versions only add (1.1.0: superapp_register_settings and manifest roots;
+# 1.2.0: the SDK, every name a mini-app imports from ``plugins``, with a typed ``Host``).
+CONTRACT_VERSION = "1.2.0"
 
 
 @dataclass(frozen=True)

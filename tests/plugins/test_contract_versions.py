@@ -63,7 +63,7 @@ def test_min_host_version_is_enforced_with_the_field_named(needed: str, host: st
 
 
 def test_the_host_reports_its_contract_version(client) -> None:
-    assert client.get("/api/miniapps").json()["contract_version"] == hookspecs.CONTRACT_VERSION == "1.1.0"
+    assert client.get("/api/miniapps").json()["contract_version"] == hookspecs.CONTRACT_VERSION == "1.2.0"
 
 
 def test_a_root_must_be_declared_and_must_not_shadow_core(settings) -> None:
