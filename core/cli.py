@@ -118,6 +118,37 @@ def _upgrade(engine: Any, miniapps: list[Any]) -> None:
     click.echo("database is up to date" + (f" ({added} reference units added)" if added else ""))
 
 
+@main.group()
+def units() -> None:
+    """Hue's communes and wards: their boundaries."""
+
+
+@units.command("import-boundaries")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_fail_cleanly
+def units_import_boundaries(file: Path) -> None:
+    """Load commune and ward boundaries from a GeoJSON FeatureCollection; points are then placed by them."""
+    import json
+
+    from sqlmodel import Session
+
+    from core.units.boundaries import BoundaryError, import_boundaries
+
+    engine, _miniapps = _loaded(_settings())
+    try:
+        collection = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        click.secho(f"error: {file} is not JSON ({exc})", fg="red", err=True)
+        sys.exit(2)
+    with Session(engine) as db:
+        try:
+            stored = import_boundaries(db, collection, source=str(file))
+        except BoundaryError as exc:
+            click.secho(f"error: nothing imported: {exc}", fg="red", err=True)
+            sys.exit(2)
+    click.echo(f"imported {len(stored)} boundaries: {', '.join(stored)}")
+
+
 @db.command("check")
 @_fail_cleanly
 def db_check() -> None:

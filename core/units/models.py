@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from datetime import datetime
+
 from sqlmodel import Field, SQLModel
 
 
@@ -44,3 +46,17 @@ class OrgUnitPublic(OrgUnitBase):
     """An org unit as the API shows it."""
 
     parent_id: str | None
+
+
+class UnitBoundary(SQLModel, table=True):
+    """A commune's or ward's boundary as imported GeoJSON, with its bounding box for a cheap first filter."""
+
+    __tablename__ = "unit_boundary"
+    unit_id: str = Field(primary_key=True, foreign_key="org_unit.id", max_length=64)
+    geometry: str = Field(description="GeoJSON Polygon or MultiPolygon, WGS 84 (lon, lat).")
+    south: float = Field(index=True)
+    north: float
+    west: float
+    east: float
+    source: str = Field(default="", max_length=300, description="The file the boundary came from.")
+    imported_at: datetime

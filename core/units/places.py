@@ -1,12 +1,24 @@
-"""Where a point is: Hue's bounding area, the commune or ward with the nearest centroid, distances."""
+"""Where a point is: Hue's bounding area, the commune or ward a point lies in, distances.
+
+``unit_at`` is the one lookup every mini-app uses (feedback reports, flood reports). In order:
+1. imported boundaries (``superapp units import-boundaries``): the unit whose polygon holds the point;
+2. otherwise Hue's 133 pre-2025 wards and communes (``core.units.former``): among those whose bounding box
+   holds the point, the nearest centre, else the nearest centre; then the new unit that ward joined;
+3. otherwise the nearest of the 40 new units' centres.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 
+from shapely.geometry import Point, shape
 from sqlmodel import Session, select
 
-from core.units.models import OrgUnit, UnitKind
+from core.units.former import FormerWard, former_wards, unit_key
+from core.units.models import OrgUnit, UnitBoundary, UnitKind
 
 # Thừa Thiên Huế's extent with a margin: points outside are not Hue's to handle.
 HUE_BOUNDS = {"south": 15.95, "north": 16.80, "west": 107.00, "east": 108.25}
@@ -32,9 +44,72 @@ def local_units(session: Session) -> list[OrgUnit]:
 
 
 def nearest_unit(session: Session, lat: float, lon: float) -> OrgUnit | None:
-    """The commune or ward whose centroid is nearest the point (no boundaries are shipped)."""
+    """The commune or ward whose centroid is nearest the point (the last resort of ``unit_at``)."""
     units = [u for u in local_units(session) if u.lat is not None and u.lon is not None]
     return min(units, key=lambda u: distance_m(lat, lon, u.lat, u.lon), default=None)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The unit a point lies in and how it was decided: 'boundary', 'former_ward' or 'nearest_centre'."""
+
+    unit: OrgUnit
+    method: str
+    former_ward: str | None = None
+
+
+@lru_cache(maxsize=256)
+def _polygon(geometry: str):  # type: ignore[no-untyped-def]
+    # Parsed once per distinct boundary text; a re-import brings new text and so a new entry.
+    return shape(json.loads(geometry))
+
+
+def unit_by_boundary(session: Session, lat: float, lon: float) -> OrgUnit | None:
+    """The unit whose imported boundary holds the point, or None (none loaded, or the point is in none)."""
+    candidates = session.exec(select(UnitBoundary).where(
+        UnitBoundary.south <= lat, UnitBoundary.north >= lat, UnitBoundary.west <= lon, UnitBoundary.east >= lon,
+    ).order_by(UnitBoundary.unit_id)).all()
+    point = Point(lon, lat)
+    for boundary in candidates:
+        if _polygon(boundary.geometry).covers(point):
+            return session.get(OrgUnit, boundary.unit_id)
+    return None
+
+
+def nearest_former_ward(lat: float, lon: float, centres: dict[str, tuple[float, float]]) -> FormerWard | None:
+    """The pre-2025 ward a point most likely lay in: the nearest centre among the wards whose box holds the
+    point (or whose box is unknown); the nearest overall when no known box holds it.
+
+    ``centres`` gives each new unit's centre by key, standing in for the few wards the geocoder missed.
+    """
+    def centre(ward: FormerWard) -> tuple[float, float] | None:
+        if not math.isnan(ward.lat):
+            return ward.lat, ward.lon
+        return centres.get(ward.new_key)
+
+    placed = [(ward, c) for ward in former_wards() if (c := centre(ward)) is not None]
+    # A box is a superset of its ward: a ward whose box misses the point cannot hold it (a ward whose
+    # box is unknown cannot be ruled out).
+    holding = [pair for pair in placed if pair[0].box is None or pair[0].contains(lat, lon)]
+    if not any(pair[0].box is not None for pair in holding):
+        holding = placed
+    best = min(holding, key=lambda pair: distance_m(lat, lon, *pair[1]), default=None)
+    return None if best is None else best[0]
+
+
+def unit_at(session: Session, lat: float, lon: float) -> Placement | None:
+    """The commune or ward a point in Hue lies in (see the module's docstring); None when no units are loaded."""
+    unit = unit_by_boundary(session, lat, lon)
+    if unit is not None:
+        return Placement(unit, "boundary")
+    units = local_units(session)
+    by_key = {unit_key(u.name_vi): u for u in units}
+    centres = {key: (u.lat, u.lon) for key, u in by_key.items() if u.lat is not None and u.lon is not None}
+    ward = nearest_former_ward(lat, lon, centres)  # type: ignore[arg-type]
+    if ward is not None and ward.new_key in by_key:
+        return Placement(by_key[ward.new_key], "former_ward", ward.name)
+    nearest = nearest_unit(session, lat, lon)
+    return None if nearest is None else Placement(nearest, "nearest_centre")
 
 
 def degree_box(lat: float, radius_m: float) -> tuple[float, float]:

@@ -14,11 +14,17 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import Problem
-from core.identity.authz import require_permission
-from core.identity.deps import CurrentUser, PrincipalDep
-from core.identity.principal import Principal
-from core.media import PhotoRejected, ProcessedPhoto, process_photo
+from plugins import (
+    CurrentUser,
+    DomainError,
+    PhotoRejected,
+    Principal,
+    PrincipalDep,
+    ProcessedPhoto,
+    host_of,
+    process_photo,
+    require_permission,
+)
 from miniapps.feedback import apikeys, cache, service, stats
 from miniapps.feedback.models import FeedbackPhoto, ReportState
 from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
@@ -36,7 +42,7 @@ async def run_db(request: Request, work: Callable[[Session], T]) -> T:
     """Run ``work(session)`` in the thread pool on a fresh session (FeedbackError passes through)."""
 
     def call() -> T:
-        with Session(request.app.state.engine, expire_on_commit=False) as session:
+        with Session(host_of(request).engine, expire_on_commit=False) as session:
             return work(session)
 
     return await run_in_threadpool(call)
@@ -47,7 +53,7 @@ async def api_db(request: Request, work: Callable[[Session], T]) -> T:
     try:
         return await run_db(request, work)
     except service.FeedbackError as exc:
-        raise Problem(exc.status, exc.detail, field=exc.field) from None
+        raise DomainError(exc.status, exc.detail, field=exc.field) from None
 
 
 async def read_photos(request: Request, uploads: list[UploadFile] | None, *, field: str = "photos") -> list[ProcessedPhoto]:
@@ -55,7 +61,7 @@ async def read_photos(request: Request, uploads: list[UploadFile] | None, *, fie
     uploads = [u for u in uploads or [] if u.filename or u.size]
     if len(uploads) > service.MAX_PHOTOS:
         raise service.FeedbackError(422, f"at most {service.MAX_PHOTOS} photos", field=field)
-    limit = request.app.state.settings.media_max_bytes
+    limit = host_of(request).settings.media_max_bytes
     blobs = [await upload.read(limit + 1) for upload in uploads]  # never more than the limit in memory
     # Processed side by side: Pillow releases the GIL while it decodes, resizes and encodes.
     results = await asyncio.gather(*(run_in_threadpool(process_photo, blob, max_bytes=limit) for blob in blobs),
@@ -81,7 +87,7 @@ def place_of(lat: float | None, lon: float | None, photos: list[ProcessedPhoto])
 
 async def cached(request: Request, key: Any, render: Callable[[Session], T]) -> T:
     """The answer for ``key`` from the answer cache (no database when fresh), else rendered and stored."""
-    answers = cache.for_engine(request.app.state.engine)
+    answers = cache.for_engine(host_of(request).engine)
     body = answers.fresh(key)
     if body is None:
         body = await run_db(request, lambda s: answers.answer(s, key, lambda: render(s)))
@@ -90,7 +96,7 @@ async def cached(request: Request, key: Any, render: Callable[[Session], T]) -> 
 
 def authorizer(request: Request) -> Any:
     """The host's authorizer."""
-    return request.app.state.authorizer
+    return host_of(request).authorizer
 
 
 # --- reference ---------------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ async def list_categories(request: Request) -> list[dict[str, Any]]:
 @api.get("/locate", operation_id="locate_unit")
 async def locate_unit(request: Request, lat: Annotated[float, Query(ge=-90, le=90)],
                       lon: Annotated[float, Query(ge=-180, le=180)]) -> dict[str, Any]:
-    """The commune or ward a point belongs to (nearest centroid); 422 for points outside Hue."""
+    """The commune or ward a point lies in (``core.units.places.unit_at``); 422 for points outside Hue."""
     unit = await api_db(request, lambda s: service.locate(s, lat=lat, lon=lon, lat_field="query.lat"))
     return {"id": unit.id, "name": {"vi": unit.name_vi, "en": unit.name_en}, "kind": unit.kind.value}
 
@@ -145,14 +151,14 @@ async def file_report(
         processed = await read_photos(request, photos)
         lat, lon = place_of(lat, lon, processed)
     except service.FeedbackError as exc:
-        raise Problem(exc.status, exc.detail, field=exc.field) from None
-    store = request.app.state.media
+        raise DomainError(exc.status, exc.detail, field=exc.field) from None
+    store = host_of(request).media
 
     def work(session: Session) -> dict[str, Any]:
         report = service.file_report(
             session, store=store, reporter_id=principal.user_id, category_id=category_id, description=description,
             lat=lat, lon=lon, unit_id=unit_id or None, address=address, urgent=urgent, photos=processed,
-            notifier=request.app.state.notifier)
+            notifier=host_of(request).notifier)
         return service.view(session, report, "reporter")
 
     return await api_db(request, work)
@@ -204,14 +210,14 @@ async def act_on_report(
     try:
         processed = await read_photos(request, photos)
     except service.FeedbackError as exc:
-        raise Problem(exc.status, exc.detail, field=exc.field) from None
-    store = request.app.state.media
+        raise DomainError(exc.status, exc.detail, field=exc.field) from None
+    store = host_of(request).media
 
     def work(session: Session) -> dict[str, Any]:
         report = service.act(
             session, store=store, principal=principal, authorizer=authorizer(request), report_id=report_id,
             action=action, note=note, reason=reason, response=response, unit_id=unit_id, duplicate_of=duplicate_of,
-            assignee_id=assignee_id, photos=processed, notifier=request.app.state.notifier)
+            assignee_id=assignee_id, photos=processed, notifier=host_of(request).notifier)
         level = service.access(principal, report, authorizer(request), session) or "public"
         return service.view(session, report, level)
 
@@ -223,7 +229,7 @@ async def rate_report(request: Request, report_id: int, rating: RatingCreate, pr
     """The reporter rates the handling 1-5 with a comment, after resolution."""
     def work(session: Session) -> dict[str, Any]:
         report = service.rate(session, principal=principal, authorizer=authorizer(request), report_id=report_id,
-                              stars=rating.stars, comment=rating.comment, notifier=request.app.state.notifier)
+                              stars=rating.stars, comment=rating.comment, notifier=host_of(request).notifier)
         return service.view(session, report, "reporter")
 
     return await api_db(request, work)
@@ -258,7 +264,7 @@ async def report_queue(
     """
     units = authorizer(request).units_for(principal, service.HANDLE)
     if unit_id and units is not None and unit_id not in units:
-        raise Problem(403, f"you do not handle reports for {unit_id!r}", field="query.unit_id")
+        raise DomainError(403, f"you do not handle reports for {unit_id!r}", field="query.unit_id")
 
     def render(session: Session) -> bytes:
         rows, total = service.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
@@ -325,7 +331,7 @@ async def export_reports_csv(request: Request, principal: Annotated[Principal, r
 
     Memory stays bounded whatever the window (two years are 360,000 lines); no reporter identity.
     """
-    engine = request.app.state.engine
+    engine = host_of(request).engine
     return StreamingResponse(stats.report_lines(engine, since=since, until=until), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="feedback-reports.csv"'})
 
@@ -339,9 +345,9 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     try:
         west, south, east, north = (float(part) for part in text.split(","))
     except ValueError:
-        raise Problem(422, "bbox is west,south,east,north in degrees", field="query.bbox") from None
+        raise DomainError(422, "bbox is west,south,east,north in degrees", field="query.bbox") from None
     if not (west <= east and south <= north):
-        raise Problem(422, "bbox is west,south,east,north with west <= east and south <= north", field="query.bbox")
+        raise DomainError(422, "bbox is west,south,east,north with west <= east and south <= north", field="query.bbox")
     return west, south, east, north
 
 
@@ -399,9 +405,9 @@ async def get_photo(request: Request, photo_id: int, principal: PrincipalDep,
 
     key = await api_db(request, work)
     try:
-        data = await run_in_threadpool(request.app.state.media.get, key)
+        data = await run_in_threadpool(host_of(request).media.get, key)
     except KeyError:
-        raise Problem(404, f"photo {photo_id} is missing from the store", field="photo_id") from None
+        raise DomainError(404, f"photo {photo_id} is missing from the store", field="photo_id") from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -433,5 +439,5 @@ async def revoke_api_key(request: Request, key_id: int,
     """Revoke an Open311 api_key."""
     row = await run_db(request, lambda s: apikeys.revoke(s, key_id=key_id))
     if row is None:
-        raise Problem(404, f"no api key {key_id}", field="key_id")
+        raise DomainError(404, f"no api key {key_id}", field="key_id")
     return _key_view(row)

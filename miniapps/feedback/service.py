@@ -11,13 +11,19 @@ from typing import Any
 from sqlalchemy import false, func, or_, update
 from sqlmodel import Session, col, select
 
-from core.identity.models import User
-from core.identity.principal import Principal
-from core.media import FileBatch, MediaStore, ProcessedPhoto, all_or_nothing
-from core.text import fold
-from core.units import places
-from core.units.models import OrgUnit, UnitKind
-from core.worktime import add_working_hours
+from plugins import (
+    FileBatch,
+    MediaStore,
+    OrgUnit,
+    Principal,
+    ProcessedPhoto,
+    UnitKind,
+    User,
+    add_working_hours,
+    all_or_nothing,
+    fold,
+    places,
+)
 from miniapps.feedback.models import (
     FeedbackCategory,
     FeedbackEvent,
@@ -140,10 +146,10 @@ def locate(session: Session, *, lat: float, lon: float, lat_field: str = "lat") 
     """The commune or ward for a point in Hue; 422 naming ``lat_field`` when the point is outside Hue."""
     if not places.in_hue(lat, lon):
         raise FeedbackError(422, f"the point ({lat}, {lon}) is outside Hue City", field=lat_field)
-    unit = places.nearest_unit(session, lat, lon)
-    if unit is None:
+    placement = places.unit_at(session, lat, lon)
+    if placement is None:
         raise FeedbackError(503, "Hue's units are not loaded; run superapp db upgrade", field=lat_field)
-    return unit
+    return placement.unit
 
 
 def local_unit(session: Session, unit_id: str, *, field: str = "unit_id") -> OrgUnit:
@@ -461,7 +467,7 @@ def _transfer_target(session: Session, unit_id: str | None, report: FeedbackRepo
 
 
 def _assignable(session: Session, report: FeedbackReport, assignee_id: int) -> int:
-    from core.identity.models import Membership
+    from plugins import MembershipRow as Membership
 
     member = session.exec(select(Membership).where(Membership.user_id == assignee_id,
                                                    Membership.unit_id == report.handling_unit_id)).first()

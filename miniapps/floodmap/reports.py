@@ -1,6 +1,6 @@
 """Residents' reports of the water depth where they stand, with an optional photo from the shared media
-service (``core.media``: checked, rotated, EXIF stripped). A report belongs to the unit whose centroid
-is nearest (no unit boundaries are available). Who sees a report: its reporter, the officials of its
+service (``core.media``: checked, rotated, EXIF stripped). A report belongs to the unit the point lies in
+(``core.units.places.unit_at``, the lookup feedback uses too). Who sees a report: its reporter, the officials of its
 unit holding ``floodmap.reports.read``, operators and admins; for anyone else it does not exist.
 """
 
@@ -49,10 +49,10 @@ def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: floa
         raise ReportRefused(422, "this place is outside Hue", field="body.lat")
     if not 0 <= depth_cm <= MAX_DEPTH_CM:
         raise ReportRefused(422, f"depth_cm must be from 0 to {MAX_DEPTH_CM}", field="body.depth_cm")
-    unit = places.nearest_unit(db, lat, lon)
-    if unit is None:
+    placement = places.unit_at(db, lat, lon)
+    if placement is None:
         raise ReportRefused(503, "Hue's units are not loaded; run superapp db upgrade", field="body.lat")
-    report = FloodReport(user_id=reporter.user_id, unit_id=unit.id, lat=lat, lon=lon,
+    report = FloodReport(user_id=reporter.user_id, unit_id=placement.unit.id, lat=lat, lon=lon,
                          depth_cm=depth_cm, note=note.strip()[:500], created_at=now or datetime.now(UTC))
     db.add(report)
     db.flush()
