@@ -102,8 +102,29 @@ class Settings(BaseSettings):
     retention_job_run_days: int = Field(30, ge=1, le=3650)
     # Extra origins allowed to send cookie-authenticated writes (the host's own is always allowed).
     trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Hardening (core/security.py, docs/operations.md "Security"). The site's public address, e.g.
+    # https://hue-s.example.vn: absolute links in CAP, Open311 and SensorThings answers use it, never the Host header.
+    public_url: str | None = None
+    # Host names the server answers to (others get 400); empty = any host (development only).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxy addresses/networks whose X-Forwarded-Proto/-For are believed (decides HTTPS: HSTS, Secure cookies).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Outside web mini-app origins pages may frame (CSP frame-src); empty = only this site.
+    frame_sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Bearer token Prometheus sends for /metrics; unset = /metrics is off in production, open otherwise.
+    metrics_token: str | None = None
 
-    @field_validator("miniapps", "miniapps_disabled", "trusted_origins", mode="before")
+    @field_validator("public_url")
+    @classmethod
+    def _an_origin(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("https://", "http://")) or "/" in value.split("://", 1)[1].rstrip("/"):
+            raise ValueError("must be an origin like https://hue-s.example.vn (scheme and host, no path)")
+        return value.rstrip("/")
+
+    @field_validator("miniapps", "miniapps_disabled", "trusted_origins", "allowed_hosts", "trusted_proxies",
+                     "frame_sources", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

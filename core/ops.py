@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -10,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from core.db import DatabaseUnavailable, check_reachable
+from core.errors import Problem
 
 router = APIRouter(tags=["operations"])
 
@@ -46,6 +48,18 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics", include_in_schema=False)
-def metrics() -> Response:
-    """Counters and histograms in the Prometheus text format."""
+def metrics(request: Request) -> Response:
+    """Counters and histograms in the Prometheus text format, for whoever holds SUPERAPP_METRICS_TOKEN.
+
+    Without a token it is off in production (404) and open in development and tests.
+    """
+    settings = request.app.state.settings
+    if settings.metrics_token:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(),
+                                                                    settings.metrics_token.encode()):
+            raise Problem(401, "metrics need the bearer token set in SUPERAPP_METRICS_TOKEN",
+                          field="header.authorization", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    elif settings.env == "production":
+        raise Problem(404, "metrics are off: set SUPERAPP_METRICS_TOKEN to scrape them")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

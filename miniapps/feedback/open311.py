@@ -21,8 +21,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import Problem
-from core.units.models import OrgUnit
+from core.security import public_base_url
+from plugins import DomainError, OrgUnit, host_of
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import (
     FeedbackCategory,
@@ -93,7 +93,7 @@ class Open311Route(APIRoute):
                 first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid request"}
                 name = str(first["loc"][-1]) if first.get("loc") else "request"
                 return error_response(fmt, 400, f"{name}: {first['msg']}")
-            except Problem as exc:
+            except DomainError as exc:
                 return error_response(fmt, exc.status, exc.detail)
             except StarletteHTTPException as exc:
                 return error_response(fmt, exc.status_code, str(exc.detail))
@@ -157,7 +157,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    return public_base_url(request)
 
 
 # --- discovery and services ------------------------------------------------------------------------------
@@ -364,14 +364,14 @@ async def create_request(request: Request, fmt: str) -> Response:
     name = " ".join(str(form.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
     contact = "; ".join(part for part in (name, str(form.get("email") or "").strip(),
                                           str(form.get("phone") or "").strip()) if part) or None
-    store = request.app.state.media
+    store = host_of(request).media
 
     def work(session: Session) -> FeedbackReport:
         return service.file_report(session, store=store, reporter_id=None, category_id=code,
                                    description=description[:4000], lat=lat, lon=lon,
                                    address=str(form.get("address_string") or "") or None, urgent=urgent,
                                    source=f"open311:{key_row.id}", contact=contact[:300] if contact else None,
-                                   notifier=request.app.state.notifier)
+                                   notifier=host_of(request).notifier)
 
     try:
         report = await run_db(request, work)

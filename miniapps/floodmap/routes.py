@@ -23,6 +23,7 @@ from core.errors import Problem
 from core.identity.authz import require_permission, require_scope
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.media import PhotoRejected, process_photo
+from core.security import public_base_url
 from core.units.models import OrgUnit
 from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
 from miniapps.floodmap.models import (
@@ -126,7 +127,7 @@ async def ingest_readings(request: Request, sensor_code: str,
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + f"/api/miniapps/floodmap/{sensorthings.VERSION}"
+    return public_base_url(request) + f"/api/miniapps/floodmap/{sensorthings.VERSION}"
 
 
 def _params(request: Request) -> dict[str, str]:
@@ -295,7 +296,7 @@ async def issue_warning(body: ManualWarning, request: Request, principal: Princi
 
 
 def _site(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    return public_base_url(request)
 
 
 @api.get("/cap/feed.atom", operation_id="cap_index", responses={200: {"content": {"application/atom+xml": {}}}})
