@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         page_locale,
         places,
         process_photo,
+        public_base_url,
         render_page,
         require_permission,
         require_scope,
@@ -88,7 +89,7 @@ _HOST_BACKED = frozenset({
     "NotificationSent", "NotifierError", "OrgUnit", "PhotoRejected", "Principal", "PrincipalDep",
     "ProcessedPhoto", "Receipt", "SessionDep", "Severity", "UnitKind", "UnitsDirectory", "User", "UserKind",
     "add_working_days", "add_working_hours", "all_or_nothing", "create_official", "fold", "page_locale",
-    "places", "process_photo", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
+    "places", "process_photo", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
 })
 
 __all__ = sorted([

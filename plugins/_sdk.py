@@ -18,6 +18,7 @@ from core.identity.principal import Membership, Principal
 from core.identity.service import create_official
 from core.media import FileBatch, MediaStore, PhotoRejected, ProcessedPhoto, all_or_nothing, process_photo
 from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
+from core.security import public_base_url
 from core.text import fold, slugify
 from core.units import places
 from core.units.directory import UnitsDirectory
@@ -63,6 +64,7 @@ __all__ = [
     "page_locale",
     "places",
     "process_photo",
+    "public_base_url",
     "render_page",
     "require_permission",
     "require_scope",

@@ -21,8 +21,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.security import public_base_url
-from plugins import DomainError, OrgUnit, host_of
+from plugins import DomainError, OrgUnit, host_of, public_base_url
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import (
     FeedbackCategory,

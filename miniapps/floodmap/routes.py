@@ -23,8 +23,8 @@ from core.errors import Problem
 from core.identity.authz import require_permission, require_scope
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.media import PhotoRejected, process_photo
-from core.security import public_base_url
 from core.units.models import OrgUnit
+from plugins import public_base_url
 from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
 from miniapps.floodmap.models import (
     FloodDatastream,
