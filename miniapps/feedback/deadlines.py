@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.worktime import HUE_TIME
+from plugins import HUE_TIME
 
 
 def hue_time(moment: datetime | None) -> str:

@@ -8,9 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from core.identity.models import User
-from core.identity.principal import Membership, Principal
-from core.identity.service import create_official
+from plugins import Membership, Principal, User, create_official
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import FeedbackApiKey, FeedbackReport
 from miniapps.feedback.permissions import feedback_authorizer

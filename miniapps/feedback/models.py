@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, Index
 from sqlmodel import Field, SQLModel
 
-from core.identity.models import utcnow
+from plugins import utcnow
 
 
 class ReportState(StrEnum):

@@ -9,11 +9,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from core.identity.deps import PrincipalDep
-from core.identity.models import Membership, User
-from core.identity.principal import Principal
-from core.units.models import OrgUnit, UnitKind
-from core.web import page_locale, render_page
+from plugins import (
+    MembershipRow as Membership,
+    OrgUnit,
+    Principal,
+    PrincipalDep,
+    UnitKind,
+    User,
+    host_of,
+    page_locale,
+    render_page,
+)
 from miniapps.feedback import service, stats
 from miniapps.feedback.deadlines import hue_time
 from miniapps.feedback.models import ReportState
@@ -38,7 +44,7 @@ def _refused(request: Request, status: int, message: dict[str, str]) -> Response
 
 
 def _may(request: Request, principal: Principal, permission: str) -> bool:
-    return principal.is_authenticated and request.app.state.authorizer.allows(principal, permission)
+    return principal.is_authenticated and host_of(request).authorizer.allows(principal, permission)
 
 
 def _roles(request: Request, principal: Principal) -> dict[str, bool]:
@@ -71,7 +77,7 @@ async def _form(request: Request, *, values: dict[str, Any], error: dict[str, st
                 status: int = 200) -> Response:
     context = await run_db(request, lambda s: {**_common(s), "local_units": _local_units(s)})
     return render_page(request, "feedback/new.html", {**context, "values": values, "error": error,
-                                                      "tile_url": request.app.state.settings.map_tile_url},
+                                                      "tile_url": host_of(request).settings.map_tile_url},
                        status_code=status)
 
 
@@ -104,7 +110,7 @@ async def submit_report(request: Request, principal: PrincipalDep) -> Response:
             "field": "lat", "vi": "Chọn vị trí trên bản đồ hoặc nhập vĩ độ, kinh độ.",
             "en": "Pick the place on the map or type its latitude and longitude."})
     uploads = [f for f in form.getlist("photos") if hasattr(f, "read")]
-    store = request.app.state.media
+    store = host_of(request).media
     try:
         photos = await read_photos(request, uploads)  # type: ignore[arg-type]
         lat, lon = place_of(lat, lon, photos)
@@ -114,7 +120,7 @@ async def submit_report(request: Request, principal: PrincipalDep) -> Response:
                 session, store=store, reporter_id=principal.user_id, category_id=values["category_id"],
                 description=values["description"], lat=lat, lon=lon, unit_id=values["unit_id"] or None,
                 address=values["address"], urgent=values["urgent"], photos=photos,
-                notifier=request.app.state.notifier)
+                notifier=host_of(request).notifier)
             return report.id or 0
 
         report_id = await run_db(request, work)
@@ -139,7 +145,7 @@ async def mine(request: Request, principal: PrincipalDep) -> Response:
 @router.get("/reports/{report_id}", response_class=HTMLResponse)
 async def report_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
     """A report: details, photos, timeline, and the actions the caller may take."""
-    authorizer = request.app.state.authorizer
+    authorizer = host_of(request).authorizer
 
     def work(session: Session) -> dict[str, Any]:
         report, level = service.visible_report(session, principal=principal, authorizer=authorizer,
@@ -187,7 +193,7 @@ async def act_page(request: Request, report_id: int, principal: PrincipalDep) ->
     form = await request.form()
     text = {k: (str(form.get(k) or "").strip() or None) for k in ("action", "note", "reason", "response", "unit_id",
                                                                  "duplicate_of", "assignee_id")}
-    store, authorizer = request.app.state.media, request.app.state.authorizer
+    store, authorizer = host_of(request).media, host_of(request).authorizer
     try:
         photos = await read_photos(request, [f for f in form.getlist("photos") if hasattr(f, "read")])  # type: ignore[misc]
         duplicate_of = int(text["duplicate_of"]) if text["duplicate_of"] else None
@@ -198,7 +204,7 @@ async def act_page(request: Request, report_id: int, principal: PrincipalDep) ->
                 session, store=store, principal=principal, authorizer=authorizer, report_id=report_id,
                 action=text["action"] or "", note=text["note"], reason=text["reason"], response=text["response"],
                 unit_id=text["unit_id"], duplicate_of=duplicate_of, assignee_id=assignee_id, photos=photos,
-                notifier=request.app.state.notifier)
+                notifier=host_of(request).notifier)
 
         await run_db(request, work)
     except ValueError:
@@ -214,12 +220,12 @@ async def rate_page(request: Request, report_id: int, principal: PrincipalDep) -
     if not principal.is_authenticated:
         return _sign_in(request)
     form = await request.form()
-    authorizer = request.app.state.authorizer
+    authorizer = host_of(request).authorizer
     try:
         stars = int(str(form.get("stars") or "0"))
         await run_db(request, lambda s: service.rate(
             s, principal=principal, authorizer=authorizer, report_id=report_id, stars=stars,
-            comment=str(form.get("comment") or ""), notifier=request.app.state.notifier))
+            comment=str(form.get("comment") or ""), notifier=host_of(request).notifier))
     except ValueError:
         return _failed(request, report_id, service.FeedbackError(422, "choose 1 to 5 stars", field="stars"))
     except service.FeedbackError as exc:
@@ -234,7 +240,7 @@ async def follow_page(request: Request, report_id: int, principal: PrincipalDep)
         return _sign_in(request)
     if not _may(request, principal, FILE):
         return _refused(request, 403, {"vi": "Chỉ người dân theo dõi phản ánh.", "en": "Only residents follow reports."})
-    authorizer = request.app.state.authorizer
+    authorizer = host_of(request).authorizer
 
     def work(session: Session) -> None:
         report, _level = service.visible_report(session, principal=principal, authorizer=authorizer,
@@ -260,7 +266,7 @@ async def queue_page(request: Request, principal: PrincipalDep, unit_id: str = "
     if not _may(request, principal, service.HANDLE):
         return _refused(request, 403, {"vi": "Trang dành cho cán bộ xử lý phản ánh.",
                                        "en": "For officials who handle reports."})
-    units = request.app.state.authorizer.units_for(principal, service.HANDLE)
+    units = host_of(request).authorizer.units_for(principal, service.HANDLE)
     if unit_id and units is not None and unit_id not in units:
         return _refused(request, 403, {"vi": "Bạn không xử lý phản ánh của đơn vị này.",
                                        "en": "You do not handle this unit's reports."})
@@ -296,4 +302,4 @@ async def dashboard_page(request: Request, principal: PrincipalDep) -> Response:
 @router.get("/map", response_class=HTMLResponse)
 async def map_page(request: Request) -> Response:
     """The public map of reports (Leaflet, GeoJSON layer)."""
-    return render_page(request, "feedback/map.html", {"tile_url": request.app.state.settings.map_tile_url})
+    return render_page(request, "feedback/map.html", {"tile_url": host_of(request).settings.map_tile_url})

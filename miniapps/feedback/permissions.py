@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.identity.authz import Authorizer
+from plugins import Authorizer
 from plugins.manifest import LocalizedText
 from plugins.registry import Permission
 

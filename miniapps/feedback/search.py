@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from core.units.models import OrgUnit
+from plugins import OrgUnit
 from miniapps.feedback import service
 from miniapps.feedback.models import FeedbackCategory
 from miniapps.feedback.permissions import feedback_authorizer

@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from core.units.models import OrgUnit
+from plugins import OrgUnit
 from miniapps.feedback.models import FeedbackCategory, FeedbackReport
 from miniapps.feedback.service import OPEN_STATES
 

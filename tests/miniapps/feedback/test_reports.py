@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -153,7 +154,8 @@ def test_a_store_failure_leaves_no_report_and_no_files(api: TestClient, resident
         def delete(self, key: str) -> None:
             real.delete(key)
 
-    api.app.state.media = FailingSecondPut()
+    # Mini-apps reach the store through the host (plugins.host_of(request).media).
+    api.app.state.host = dataclasses.replace(api.app.state.host, media=FailingSecondPut())
     response = file_report(api, resident_a, photos=[("a.jpg", jpeg(), "image/jpeg"), ("b.jpg", jpeg(), "image/jpeg")])
     assert response.status_code == 503 and response.json()["field"] == "photos"
     assert len(calls) == 3
