@@ -9,9 +9,7 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from core.identity.models import User
-from core.identity.service import create_official
-from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
+from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, User, create_official
 from miniapps.interaction import knowledge, routing
 from miniapps.interaction.models import (
     Article,

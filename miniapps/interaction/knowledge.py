@@ -22,7 +22,7 @@ from cachetools import TTLCache
 from sqlalchemy import Connection, bindparam, text
 from sqlmodel import Session, select
 
-from core.text import fold
+from plugins import fold
 from miniapps.interaction.models import (
     Article,
     Question,

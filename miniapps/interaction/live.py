@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.identity.principal import Principal
+from plugins import Principal
 from miniapps.interaction.models import Question
 from miniapps.interaction.service import declared_authorizer, may_see
 

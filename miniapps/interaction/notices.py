@@ -48,6 +48,19 @@ async def publish(realtime: Any, question_id: int, event: dict[str, Any]) -> Non
         log.exception("interaction: live event for question %s not published", question_id)
 
 
+async def readers_changed(realtime: Any, question_id: int) -> None:
+    """Who may read the question changed (moved, made internal or public, marked duplicate): everyone
+    watching its thread is checked again with ``live.may_watch`` before the next event reaches them.
+
+    Runs before the status event of the same change, so that event already goes only to those who may
+    still read the thread.
+    """
+    try:
+        await realtime.rights_changed(channel(question_id))
+    except Exception:
+        log.exception("interaction: watchers of question %s not checked again", question_id)
+
+
 async def notify(notifier: Any, *, topic: str, title: dict[str, str], body: dict[str, str], question_id: int,
                  users: tuple[int, ...] = (), roles: tuple[tuple[str, str], ...] = ()) -> None:
     """One notification about a question, to users and officials holding roles in units."""

@@ -11,13 +11,18 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
-from core.db import SessionDep
-from core.errors import Problem
-from core.identity.deps import PrincipalDep
-from core.identity.principal import Principal
-from core.units.models import OrgUnit, UnitKind
-from core.web import page_locale, render_page
-from core.worktime import HUE_TIME
+from plugins import (
+    DomainError,
+    HUE_TIME,
+    OrgUnit,
+    Principal,
+    PrincipalDep,
+    SessionDep,
+    UnitKind,
+    host_of,
+    page_locale,
+    render_page,
+)
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.models import QuestionStatus, ReplyKind, SearchKind
 from miniapps.interaction.routes import read_uploads
@@ -48,8 +53,9 @@ def _gate(request: Request, principal: Principal, permission: str = service.READ
     if not principal.is_authenticated:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         query = urlencode({"next": target, "lang": page_locale(request)})
-        return RedirectResponse(f"/auth/login?{query}", status_code=303)
-    if not request.app.state.authorizer.allows(principal, permission):
+        # Residents sign in by phone; the page links to the officials' form for the rest.
+        return RedirectResponse(f"/auth/phone?{query}", status_code=303)
+    if not host_of(request).authorizer.allows(principal, permission):
         return render_page(request, "interaction/forbidden.html", {}, status_code=403)
     return None
 
@@ -72,7 +78,7 @@ def _hue_time(moment: datetime) -> str:
 
 
 def _can(request: Request, principal: Principal, permission: str) -> bool:
-    return principal.is_authenticated and request.app.state.authorizer.allows(principal, permission)
+    return principal.is_authenticated and host_of(request).authorizer.allows(principal, permission)
 
 
 def _nav(request: Request, principal: Principal) -> dict[str, bool]:
@@ -86,7 +92,7 @@ def knowledge_base(request: Request, principal: PrincipalDep, db: SessionDep, q:
     """The knowledge base: answered questions and handbook articles, searched with or without diacritics."""
     if (refused := _gate(request, principal)) is not None:
         return refused
-    scope = service.reading_scope(principal, request.app.state.authorizer)
+    scope = service.reading_scope(principal, host_of(request).authorizer)
     chosen_kind = SearchKind(kind) if kind in ("question", "article") else None
     q = q[:200]
     if knowledge.tokens(q):
@@ -106,7 +112,7 @@ def knowledge_base(request: Request, principal: PrincipalDep, db: SessionDep, q:
 def _ask_page(request: Request, db: Session, *, values: dict[str, Any], errors: dict[str, str],
               status_code: int = 200) -> Response:
     principal = request.scope.get("superapp.principal")
-    units = request.app.state.authorizer.units_for(principal, service.ASK)
+    units = host_of(request).authorizer.units_for(principal, service.ASK)
     communes = db.exec(select(OrgUnit).where(OrgUnit.kind.in_([UnitKind.ward, UnitKind.commune]))  # type: ignore[attr-defined]
                        .order_by(OrgUnit.name_vi))
     # Officials of one unit ask for it; someone holding several (or an admin) chooses.
@@ -138,17 +144,17 @@ def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep, backgr
     uploads = [f for f in (files or []) if f.filename]
     try:
         checked = read_uploads(uploads)
-        question = service.ask(db, principal=principal, authorizer=request.app.state.authorizer,
-                               media=request.app.state.media, title=title, body=body, field_key=field,
+        question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
+                               media=host_of(request).media, title=title, body=body, field_key=field,
                                unit_id=unit_id or None, files=checked)
-    except Problem as exc:
+    except DomainError as exc:
         return _ask_page(request, db, values=values, errors={"files": _error_text(locale, exc.field, exc.detail)},
                          status_code=exc.status)
     except service.InteractionError as exc:
         key = (exc.field or "title").split(".")[0]
         return _ask_page(request, db, values=values, errors={key: _error_text(locale, exc.field, exc.message)},
                          status_code=exc.status)
-    background.add_task(notices.question_asked, request.app.state.notifier, question)
+    background.add_task(notices.question_asked, host_of(request).notifier, question)
     return RedirectResponse(f"{notices.thread_url(question.id)}?lang={locale}", status_code=303)  # type: ignore[arg-type]
 
 
@@ -158,7 +164,7 @@ def inbox(request: Request, principal: PrincipalDep, db: SessionDep, box: str = 
     if (refused := _gate(request, principal)) is not None:
         return refused
     box = box if box in service.BOXES else "new"
-    questions = service.inbox(db, principal=principal, authorizer=request.app.state.authorizer, box=box, limit=100)
+    questions = service.inbox(db, principal=principal, authorizer=host_of(request).authorizer, box=box, limit=100)
     figures = service.department_figures(db) if _can(request, principal, service.ANSWER) or \
         _can(request, principal, service.TRANSFER) else []
     return render_page(request, "interaction/inbox.html", {
@@ -172,7 +178,7 @@ def inbox(request: Request, principal: PrincipalDep, db: SessionDep, box: str = 
 def _thread_page(request: Request, principal: Principal, db: Session, question_id: int, *,
                  errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                  status_code: int = 200) -> Response:
-    authorizer = request.app.state.authorizer
+    authorizer = host_of(request).authorizer
     try:
         question = service.get_question(db, principal=principal, authorizer=authorizer, question_id=question_id)
     except service.InteractionError:
@@ -211,16 +217,16 @@ def reply_submit(request: Request, question_id: int, principal: PrincipalDep, db
     locale = page_locale(request)
     reply_kind = ReplyKind.answer if kind == "answer" else ReplyKind.comment
     try:
-        question, posted = service.reply(db, principal=principal, authorizer=request.app.state.authorizer,
+        question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
                                          question_id=question_id, kind=reply_kind, body=body)
     except service.InteractionError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
                             errors={"reply": _error_text(locale, exc.field, exc.message)}, values={"body": body})
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.reply_event(posted))
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
-    background.add_task(notices.reply_posted, request.app.state.notifier, question, posted)
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
+    background.add_task(notices.reply_posted, host_of(request).notifier, question, posted)
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}#reply-{posted.id}", status_code=303)
 
 
@@ -233,7 +239,7 @@ def transfer_submit(request: Request, question_id: int, principal: PrincipalDep,
         return refused
     locale = page_locale(request)
     try:
-        question, moved = service.transfer(db, principal=principal, authorizer=request.app.state.authorizer,
+        question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
                                            question_id=question_id, department_id=department_id, note=note)
     except service.InteractionError as exc:
         if exc.status == 404:
@@ -241,8 +247,9 @@ def transfer_submit(request: Request, question_id: int, principal: PrincipalDep,
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
                             errors={"transfer": _error_text(locale, exc.field, exc.message)},
                             values={"note": note, "department_id": department_id})
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
-    background.add_task(notices.question_transferred, request.app.state.notifier, question, moved.note)
+    background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
+    background.add_task(notices.question_transferred, host_of(request).notifier, question, moved.note)
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}", status_code=303)
 
 
@@ -254,14 +261,14 @@ def accept_submit(request: Request, question_id: int, principal: PrincipalDep, d
         return refused
     locale = page_locale(request)
     try:
-        question = service.accept(db, principal=principal, authorizer=request.app.state.authorizer,
+        question = service.accept(db, principal=principal, authorizer=host_of(request).authorizer,
                                   question_id=question_id, reply_id=reply_id)
     except service.InteractionError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
                             errors={"accept": _error_text(locale, exc.field, exc.message)})
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}", status_code=303)
 
 
@@ -282,7 +289,7 @@ def article_submit(request: Request, principal: PrincipalDep, db: SessionDep, ti
         return refused
     locale = page_locale(request)
     try:
-        article = service.publish_article(db, principal=principal, authorizer=request.app.state.authorizer,
+        article = service.publish_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                           title=title, body=body, field_key=field)
     except service.InteractionError as exc:
         return render_page(request, "interaction/article_new.html", {
@@ -297,7 +304,7 @@ def article_page(request: Request, article_id: int, principal: PrincipalDep, db:
     if (refused := _gate(request, principal)) is not None:
         return refused
     try:
-        article = service.get_article(db, principal=principal, authorizer=request.app.state.authorizer,
+        article = service.get_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                       article_id=article_id)
     except service.InteractionError:
         return render_page(request, "interaction/not_found.html", {}, status_code=404)

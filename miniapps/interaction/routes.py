@@ -10,11 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from core.db import SessionDep
-from core.errors import Problem
-from core.identity.authz import require_permission
-from core.identity.deps import CurrentUser
-from core.text import fold
+from plugins import CurrentUser, DomainError, SessionDep, fold, host_of, require_permission
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.attachments import (
     MAX_BYTES,
@@ -62,9 +58,9 @@ def domain_errors() -> Iterator[None]:
     try:
         yield
     except service.InteractionError as exc:
-        raise Problem(exc.status, exc.message, field=exc.field) from None
+        raise DomainError(exc.status, exc.message, field=exc.field) from None
     except routing.RoutingError as exc:
-        raise Problem(exc.status, str(exc), field=exc.field) from None
+        raise DomainError(exc.status, str(exc), field=exc.field) from None
 
 
 # --- Serialising ----------------------------------------------------------------------------------------
@@ -124,14 +120,14 @@ def search_hits(hits: list[knowledge.Hit]) -> list[SearchHit]:
 def read_uploads(uploads: list[UploadFile]) -> list[CheckedFile]:
     """Check every uploaded file from its bytes before anything is saved (all or nothing)."""
     if len(uploads) > MAX_FILES:
-        raise Problem(422, f"at most {MAX_FILES} attachments", field="files")
+        raise DomainError(422, f"at most {MAX_FILES} attachments", field="files")
     checked = []
     for index, upload in enumerate(uploads):
         data = upload.file.read(MAX_BYTES + 1)
         try:
             checked.append(check_file(upload.filename or "", data))
         except AttachmentRejected as exc:
-            raise Problem(exc.status, exc.detail, field=f"files.{index}") from None
+            raise DomainError(exc.status, exc.detail, field=f"files.{index}") from None
     return checked
 
 
@@ -165,7 +161,7 @@ def list_questions(request: Request, principal: CurrentUser, db: SessionDep,
                    offset: Annotated[int, Query(ge=0)] = 0) -> list[QuestionSummary]:
     """The caller's working list: their department's inbox, their unit's questions, or all for operators."""
     with domain_errors():
-        questions = service.inbox(db, principal=principal, authorizer=request.app.state.authorizer, box=box,
+        questions = service.inbox(db, principal=principal, authorizer=host_of(request).authorizer, box=box,
                                   department_id=department_id, unit_id=unit_id, field_key=field, limit=limit,
                                   offset=offset)
     return [summary(q) for q in questions]
@@ -176,10 +172,10 @@ def ask_question(request: Request, body: QuestionCreate, principal: CurrentUser,
                  background: BackgroundTasks) -> QuestionPublic:
     """Ask a department: the field decides which one. Attach files afterwards with POST .../attachments."""
     with domain_errors():
-        question = service.ask(db, principal=principal, authorizer=request.app.state.authorizer,
-                               media=request.app.state.media, title=body.title, body=body.body,
+        question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
+                               media=host_of(request).media, title=body.title, body=body.body,
                                field_key=body.field, unit_id=body.unit_id)
-    background.add_task(notices.question_asked, request.app.state.notifier, question)
+    background.add_task(notices.question_asked, host_of(request).notifier, question)
     return full(service.thread(db, question))
 
 
@@ -187,7 +183,7 @@ def ask_question(request: Request, body: QuestionCreate, principal: CurrentUser,
 def get_question(request: Request, question_id: int, principal: CurrentUser, db: SessionDep) -> QuestionPublic:
     """A question and its thread (404 when the caller may not see it)."""
     with domain_errors():
-        question = service.get_question(db, principal=principal, authorizer=request.app.state.authorizer,
+        question = service.get_question(db, principal=principal, authorizer=host_of(request).authorizer,
                                         question_id=question_id)
     return full(service.thread(db, question))
 
@@ -195,11 +191,11 @@ def get_question(request: Request, question_id: int, principal: CurrentUser, db:
 def _post_reply(request: Request, question_id: int, kind: ReplyKind, body: str, principal, db,
                 background: BackgroundTasks) -> ReplyPublic:
     with domain_errors():
-        question, posted = service.reply(db, principal=principal, authorizer=request.app.state.authorizer,
+        question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
                                          question_id=question_id, kind=kind, body=body)
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.reply_event(posted))
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
-    background.add_task(notices.reply_posted, request.app.state.notifier, question, posted)
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
+    background.add_task(notices.reply_posted, host_of(request).notifier, question, posted)
     return ReplyPublic(id=posted.id, kind=posted.kind, body=posted.body, author_name=posted.author_name,  # type: ignore[arg-type]
                        author_unit_id=posted.author_unit_id, created_at=posted.created_at)
 
@@ -225,9 +221,9 @@ def accept_answer(request: Request, question_id: int, body: AcceptBody, principa
                   background: BackgroundTasks) -> QuestionPublic:
     """The asking unit marks the answer that settled the question."""
     with domain_errors():
-        question = service.accept(db, principal=principal, authorizer=request.app.state.authorizer,
+        question = service.accept(db, principal=principal, authorizer=host_of(request).authorizer,
                                   question_id=question_id, reply_id=body.reply_id)
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return full(service.thread(db, question))
 
 
@@ -237,10 +233,11 @@ def transfer_question(request: Request, question_id: int, body: TransferBody, pr
                       db: SessionDep, background: BackgroundTasks) -> QuestionPublic:
     """Move the question to another department with a note (its department, or an operator re-routing)."""
     with domain_errors():
-        question, moved = service.transfer(db, principal=principal, authorizer=request.app.state.authorizer,
+        question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
                                            question_id=question_id, department_id=body.department_id, note=body.note)
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
-    background.add_task(notices.question_transferred, request.app.state.notifier, question, moved.note)
+    background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
+    background.add_task(notices.question_transferred, host_of(request).notifier, question, moved.note)
     return full(service.thread(db, question))
 
 
@@ -250,20 +247,22 @@ def mark_duplicate(request: Request, question_id: int, body: DuplicateBody, prin
                    background: BackgroundTasks) -> QuestionPublic:
     """Mark the question a duplicate of an earlier answered one, linking its answer."""
     with domain_errors():
-        question = service.mark_duplicate(db, principal=principal, authorizer=request.app.state.authorizer,
+        question = service.mark_duplicate(db, principal=principal, authorizer=host_of(request).authorizer,
                                           question_id=question_id, canonical_id=body.canonical_id)
-    background.add_task(notices.publish, request.app.state.realtime, question.id, notices.status_event(question))
+    background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
+    background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return full(service.thread(db, question))
 
 
 @api.put("/questions/{question_id}/visibility", operation_id="set_visibility",
          dependencies=[require_permission(service.CURATE)])
 def set_visibility(request: Request, question_id: int, body: VisibilityBody, principal: CurrentUser,
-                   db: SessionDep) -> QuestionPublic:
+                   db: SessionDep, background: BackgroundTasks) -> QuestionPublic:
     """Keep the question internal (asking unit and department only) or open it to every commune and ward."""
     with domain_errors():
-        question = service.set_internal(db, principal=principal, authorizer=request.app.state.authorizer,
+        question = service.set_internal(db, principal=principal, authorizer=host_of(request).authorizer,
                                         question_id=question_id, internal=body.internal)
+    background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     return full(service.thread(db, question))
 
 
@@ -275,8 +274,8 @@ def attach_files(request: Request, question_id: int, principal: CurrentUser, db:
     """Attach files to a question; each type is checked from its bytes, and all are saved or none."""
     checked = read_uploads(files)
     with domain_errors():
-        saved = service.attach(db, principal=principal, authorizer=request.app.state.authorizer,
-                               media=request.app.state.media, question_id=question_id, files=checked)
+        saved = service.attach(db, principal=principal, authorizer=host_of(request).authorizer,
+                               media=host_of(request).media, question_id=question_id, files=checked)
     return [attachment_public(a) for a in saved]
 
 
@@ -285,12 +284,12 @@ def attach_files(request: Request, question_id: int, principal: CurrentUser, db:
 def download_attachment(request: Request, attachment_id: int, principal: CurrentUser, db: SessionDep) -> Response:
     """The file, to those who may see its question."""
     with domain_errors():
-        attachment = service.get_attachment(db, principal=principal, authorizer=request.app.state.authorizer,
+        attachment = service.get_attachment(db, principal=principal, authorizer=host_of(request).authorizer,
                                             attachment_id=attachment_id)
     try:
-        data = request.app.state.media.get(attachment.storage_key)
+        data = host_of(request).media.get(attachment.storage_key)
     except KeyError:
-        raise Problem(404, f"the file of attachment {attachment_id} is missing from the store") from None
+        raise DomainError(404, f"the file of attachment {attachment_id} is missing from the store") from None
     inline = attachment.content_type == "application/pdf" or attachment.content_type.startswith("image/")
     disposition = f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(attachment.filename)}"
     return Response(data, media_type=attachment.content_type, headers={
@@ -307,7 +306,7 @@ def search(request: Request, principal: CurrentUser, db: SessionDep,
            field: str | None = None, department_id: str | None = None, kind: SearchKind | None = None,
            limit: Annotated[int, Query(ge=1, le=50)] = 20, offset: Annotated[int, Query(ge=0, le=1000)] = 0) -> SearchPage:
     """Answered questions and handbook articles, best match first; without words, the newest."""
-    scope = service.reading_scope(principal, request.app.state.authorizer)
+    scope = service.reading_scope(principal, host_of(request).authorizer)
     if knowledge.tokens(q):
         hits = knowledge.search(db, q, scope=scope, field_key=field, department_id=department_id, kind=kind,
                                 limit=limit, offset=offset)
@@ -325,7 +324,7 @@ def suggest_similar(request: Request, principal: CurrentUser, db: SessionDep,
     """Answered questions like the title being typed, so the asker can reuse an answer (fast; for typing)."""
     if len(fold(q).strip()) < 3:
         return []
-    scope = service.reading_scope(principal, request.app.state.authorizer)
+    scope = service.reading_scope(principal, host_of(request).authorizer)
     hits = knowledge.search(db, q, scope=scope, field_key=field, kind=SearchKind.question, answered_only=True,
                             limit=SUGGESTIONS, title_only=True)
     return search_hits(hits)
@@ -348,7 +347,7 @@ def list_articles(db: SessionDep, department_id: str | None = None, field: str |
 def publish_article(request: Request, body: ArticleCreate, principal: CurrentUser, db: SessionDep) -> ArticlePublic:
     """A department publishes a guidance article; it is searchable beside the answers at once."""
     with domain_errors():
-        article = service.publish_article(db, principal=principal, authorizer=request.app.state.authorizer,
+        article = service.publish_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                           title=body.title, body=body.body, field_key=body.field,
                                           department_id=body.department_id)
     return article_public(article)
@@ -358,7 +357,7 @@ def publish_article(request: Request, body: ArticleCreate, principal: CurrentUse
 def get_article(request: Request, article_id: int, principal: CurrentUser, db: SessionDep) -> ArticlePublic:
     """One handbook article."""
     with domain_errors():
-        article = service.get_article(db, principal=principal, authorizer=request.app.state.authorizer,
+        article = service.get_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                       article_id=article_id)
     return article_public(article)
 

@@ -8,9 +8,7 @@ from importlib import resources
 
 from sqlmodel import Session, select
 
-from core.text import slugify
-from core.units.models import OrgUnit, UnitKind
-from core.worktime import add_working_days
+from plugins import OrgUnit, UnitKind, add_working_days, slugify
 from miniapps.interaction.models import InteractionField, utcnow
 
 # Working days are counted on Hue's calendar (core.worktime).

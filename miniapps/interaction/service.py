@@ -14,11 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from core.identity.authz import Authorizer
-from core.identity.principal import Principal
-from core.media import FileBatch, all_or_nothing
-from core.units.models import OrgUnit, UnitKind
-from core.units.service import CITY_ID
+from plugins import Authorizer, CITY_ID, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
 from miniapps.interaction import knowledge, routing
 from miniapps.interaction.attachments import MAX_FILES, CheckedFile
 from miniapps.interaction.models import (

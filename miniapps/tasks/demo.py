@@ -10,10 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
-from core.identity.models import User
-from core.identity.principal import Membership, Principal
-from core.identity.service import create_official
-from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
+from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, Membership, Principal, User, create_official
 from miniapps.tasks import evaluation, procedures, service
 from miniapps.tasks.models import PeriodSnapshot, ProcedureImport, Task
 from miniapps.tasks.service import HUE_TIME, IndicatorSpec, IndicatorValue, ReportSpec

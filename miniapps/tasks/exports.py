@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from core.errors import Problem
+from plugins import DomainError
 
 MEDIA = {"csv": "text/csv; charset=utf-8",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
@@ -18,7 +18,7 @@ MEDIA = {"csv": "text/csv; charset=utf-8",
 def table_response(header: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str, name: str) -> Response:
     """The table as a CSV (UTF-8 with BOM, so Excel reads Vietnamese) or XLSX download."""
     if fmt not in MEDIA:
-        raise Problem(422, "format must be csv or xlsx", field="query.format")
+        raise DomainError(422, "format must be csv or xlsx", field="query.format")
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)

@@ -13,11 +13,7 @@ from markupsafe import Markup
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from core.db import SessionDep
-from core.identity.deps import PrincipalDep
-from core.identity.principal import Principal
-from core.units.models import OrgUnit, UnitKind
-from core.web import page_locale, render_page
+from plugins import OrgUnit, Principal, PrincipalDep, SessionDep, UnitKind, host_of, page_locale, render_page
 from miniapps.tasks import cache, evaluation, procedures, service
 from miniapps.tasks.charts import Bar, bar_chart, column_chart, tone_for
 from miniapps.tasks.models import ReviewState
@@ -46,7 +42,7 @@ def _gate(request: Request, principal: Principal) -> Response | None:
     """Sign-in for anonymous callers, a 403 page for callers without ``tasks.view``, None otherwise."""
     if not principal.is_authenticated:
         return RedirectResponse(f"/auth/login?next={request.url.path}", status_code=303)
-    if not request.app.state.authorizer.allows(principal, "tasks.view"):
+    if not host_of(request).authorizer.allows(principal, "tasks.view"):
         return render_page(request, "tasks/message.html", {"kind": "forbidden"}, status_code=403)
     return None
 
@@ -69,7 +65,7 @@ def overview(request: Request, principal: PrincipalDep, session: SessionDep, sta
              cursor: str | None = None) -> Response:
     """The entry page: the caller's tasks by status, a page at a time, and the most overdue (a sign-in prompt
     for others)."""
-    if not principal.is_authenticated or not request.app.state.authorizer.allows(principal, "tasks.view"):
+    if not principal.is_authenticated or not host_of(request).authorizer.allows(principal, "tasks.view"):
         return render_page(request, "tasks/welcome.html", {})
     reach = reach_of(principal)
     try:
@@ -81,7 +77,7 @@ def overview(request: Request, principal: PrincipalDep, session: SessionDep, sta
     return render_page(request, "tasks/overview.html", _base(request, principal, session) | {
         "tasks": page.entries, "next_cursor": page.next_cursor, "overdue": overdue,
         "overdue_count": service.count_assignments(session, reach, status=Status.overdue), "status": status,
-        "may_assign": request.app.state.authorizer.allows(principal, "tasks.assign")})
+        "may_assign": host_of(request).authorizer.allows(principal, "tasks.assign")})
 
 
 # --- Assigning a task, importing records ------------------------------------------------------------------
@@ -91,7 +87,7 @@ def _gate_permission(request: Request, principal: Principal, permission: str) ->
     """Sign-in for anonymous callers, a 403 page without ``permission``, None otherwise."""
     if not principal.is_authenticated:
         return RedirectResponse(f"/auth/login?next={request.url.path}", status_code=303)
-    if not request.app.state.authorizer.allows(principal, permission):
+    if not host_of(request).authorizer.allows(principal, permission):
         return render_page(request, "tasks/message.html", {"kind": "forbidden"}, status_code=403)
     return None
 
@@ -146,7 +142,7 @@ async def new_task_from_form(request: Request, principal: PrincipalDep) -> Respo
             deadline = service.end_of_day(date.fromisoformat(values["deadline"]))
         except ValueError:
             raise TaskError(422, "choose a deadline", field="deadline") from None
-        with Session(request.app.state.engine, expire_on_commit=False) as db:
+        with Session(host_of(request).engine, expire_on_commit=False) as db:
             task = service.create_task(
                 db, principal=principal, allows=allows_for(request, principal), title=values["title"],
                 description=values["description"], deadline=deadline, unit_ids=values["unit_ids"],
@@ -157,7 +153,7 @@ async def new_task_from_form(request: Request, principal: PrincipalDep) -> Respo
     try:
         task_id = await run_in_threadpool(store)
     except TaskError as exc:
-        with Session(request.app.state.engine) as db:
+        with Session(host_of(request).engine) as db:
             return _task_form(request, principal, db, values=values, error=exc.detail,
                               status_code=403 if exc.status == 403 else 422)
     return RedirectResponse(f"/m/tasks/tasks/{task_id}?lang={page_locale(request)}", status_code=303)
@@ -189,11 +185,11 @@ async def import_from_form(request: Request, principal: PrincipalDep) -> Respons
         if suffix not in (".csv", ".xlsx") or upload is None or isinstance(upload, str):
             raise TaskError(422, "choose a .csv or .xlsx file", field="file")
         rows = procedures.csv_rows(upload.file) if suffix == ".csv" else procedures.xlsx_rows(upload.file)
-        with Session(request.app.state.engine, expire_on_commit=False) as db:
+        with Session(host_of(request).engine, expire_on_commit=False) as db:
             return procedures.import_json(procedures.import_rows(db, rows, source=suffix[1:], mode=mode,
                                                                  filename=name, created_by=principal.user_id))
 
-    with Session(request.app.state.engine) as db:
+    with Session(host_of(request).engine) as db:
         base = _base(request, principal, db)
     try:
         result = await run_in_threadpool(run)
@@ -269,7 +265,7 @@ async def report_from_form(assignment_id: int, request: Request, principal: Prin
                       period=str(form.get("period") or ""), values=values)
 
     def store() -> None:
-        with Session(request.app.state.engine, expire_on_commit=False) as db:
+        with Session(host_of(request).engine, expire_on_commit=False) as db:
             service.submit_report(db, principal=principal, allows=allows_for(request, principal),
                                   assignment_id=assignment_id, spec=spec)
 
@@ -294,7 +290,7 @@ async def review_from_form(report_id: int, request: Request, principal: Principa
     accept = form.get("decision") == "accept"
 
     def store() -> int:
-        with Session(request.app.state.engine, expire_on_commit=False) as db:
+        with Session(host_of(request).engine, expire_on_commit=False) as db:
             report = service.review_report(db, principal=principal, allows=allows_for(request, principal),
                                            report_id=report_id, accept=accept, reason=str(form.get("reason") or ""))
             return report.assignment_id
@@ -340,7 +336,7 @@ def unit_page(unit_id: str, request: Request, principal: PrincipalDep, session: 
 def ranking_body(request: Request, month: str, locale: str) -> Markup:
     """The ranking page's content for a month and language: the table, its chart and 12 months of ranks."""
     months = evaluation.recent_months(service.end_of_day(service.period_bounds(month)[1]))
-    with Session(request.app.state.engine) as session:
+    with Session(host_of(request).engine) as session:
         ranked = evaluation.rankings(session, months)
         names = service.unit_names(session)
     rows = ranked[month]["rows"]
@@ -381,7 +377,7 @@ async def ranking_page(request: Request, principal: PrincipalDep, period: str | 
     except TaskError:
         return render_page(request, "tasks/message.html", {"kind": "bad_period"}, status_code=422)
     locale = page_locale(request)
-    engine = request.app.state.engine
+    engine = host_of(request).engine
     # The content depends only on the data, the month and the language: rendered once and kept with the
     # rankings (dropped on any write here, at most TTL_SECONDS old), so a repeat view costs no query and no
     # thread-pool hop; a miss renders it in the thread pool, once for all the requests waiting on it.
@@ -390,7 +386,7 @@ async def ranking_page(request: Request, principal: PrincipalDep, period: str | 
     if entry is cache.MISSING:
         entry = await run_in_threadpool(
             cache.cached, engine, key, lambda: RankingPage(ranking_body(request, month, locale)))
-    may_close = request.app.state.authorizer.allows(principal, "tasks.periods.close")
+    may_close = host_of(request).authorizer.allows(principal, "tasks.periods.close")
     variant = (_home_unit(principal), may_close, str(request.base_url))
     html = entry.pages.get(variant)
     if html is None:
@@ -440,5 +436,5 @@ def procedures_page(request: Request, principal: PrincipalDep, session: SessionD
         "window": window, "city": city, "units": units, "most": most, "best_online": best_online,
         "best_on_time": best_on_time, "pct": procedures.pct, "received_chart": received_chart,
         "online_chart": online_chart, "label": label,
-        "may_import": request.app.state.authorizer.allows(principal, "tasks.procedures.import")})
+        "may_import": host_of(request).authorizer.allows(principal, "tasks.procedures.import")})
 

@@ -16,8 +16,7 @@ from typing import IO, Any
 from sqlalchemy import func, insert, text
 from sqlmodel import Session, col, select
 
-from core.text import fold
-from core.units.models import OrgUnit
+from plugins import OrgUnit, fold
 from miniapps.tasks import cache
 from miniapps.tasks.models import ProcedureDay, ProcedureImport, ProcedureRecord
 from miniapps.tasks.service import ASSIGNEE_KINDS, CONTROL_CHARACTERS, TaskError

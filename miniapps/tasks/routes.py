@@ -12,12 +12,16 @@ from pydantic_core import to_json
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.db import SessionDep
-from core.errors import Problem
-from core.identity.authz import require_permission
-from core.identity.principal import Principal
-from core.media import PhotoRejected, process_photo
-from core.units.models import OrgUnit
+from plugins import (
+    DomainError,
+    OrgUnit,
+    PhotoRejected,
+    Principal,
+    SessionDep,
+    host_of,
+    process_photo,
+    require_permission,
+)
 from miniapps.tasks import cache, evaluation, exports, procedures, service
 from miniapps.tasks.models import ProcedureImport
 from miniapps.tasks.schemas import RecordsImport, ReportCreate, ReportReturn, TaskCreate
@@ -42,14 +46,14 @@ Closer = Annotated[Principal, require_permission("tasks.periods.close")]
 Importer = Annotated[Principal, require_permission("tasks.procedures.import")]
 
 
-def problem(exc: TaskError) -> Problem:
+def problem(exc: TaskError) -> DomainError:
     """The domain's refusal as problem+json."""
-    return Problem(exc.status, exc.detail, field=exc.field)
+    return DomainError(exc.status, exc.detail, field=exc.field)
 
 
 def allows_for(request: Request, principal: Principal) -> Any:
     """``allows(permission, unit)`` for the caller, for the service's object-level checks."""
-    return lambda permission, unit_id: request.app.state.authorizer.allows(principal, permission, unit_id)
+    return lambda permission, unit_id: host_of(request).authorizer.allows(principal, permission, unit_id)
 
 
 @api.get("/tasks", operation_id="list_tasks")
@@ -164,7 +168,7 @@ def return_report(report_id: int, body: ReportReturn, request: Request, session:
 async def add_evidence_photo(report_id: int, request: Request, principal: Reporter,
                              photo: Annotated[UploadFile, File()]) -> dict[str, Any]:
     """Attach a photo to a pending report of the caller's unit (checked and stripped by the media service)."""
-    engine = request.app.state.engine
+    engine = host_of(request).engine
     allows = allows_for(request, principal)
 
     def check() -> None:
@@ -178,11 +182,11 @@ async def add_evidence_photo(report_id: int, request: Request, principal: Report
     except TaskError as exc:
         raise problem(exc) from None
     except PhotoRejected as exc:
-        raise Problem(exc.status, exc.detail, field="photo") from None
+        raise DomainError(exc.status, exc.detail, field="photo") from None
     key = f"tasks/evidence/{report_id}/{processed.sha256[:24]}.jpg"
 
     def store() -> dict[str, Any]:
-        request.app.state.media.put(key, processed.display, "image/jpeg")
+        host_of(request).media.put(key, processed.display, "image/jpeg")
         with Session(engine, expire_on_commit=False) as db:
             report = service.report_for_evidence(db, principal=principal, allows=allows, report_id=report_id)
             service.add_evidence(db, report, key)
@@ -204,9 +208,9 @@ def get_evidence_photo(report_id: int, index: int, session: SessionDep, request:
     except TaskError as exc:
         raise problem(exc) from None
     try:
-        data = request.app.state.media.get(key)
+        data = host_of(request).media.get(key)
     except KeyError:
-        raise Problem(404, "the photo is no longer stored", field="path.index") from None
+        raise DomainError(404, "the photo is no longer stored", field="path.index") from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -242,7 +246,7 @@ def ranking_json(engine: Any, month: str) -> dict[str, Any]:
 async def get_ranking(request: Request, principal: Viewer, period: str | None = None) -> Response:
     """The ranking of the 40 communes and wards for a month (stored once the month is closed)."""
     month = _period(period)
-    engine = request.app.state.engine
+    engine = host_of(request).engine
     key = ("ranking-json", month)
     # The serialised body is kept with the rankings (same versions, same TTL), so a repeat view costs no
     # thread-pool hop, no query and no serialisation; only a miss goes to the thread pool.
@@ -278,7 +282,7 @@ def unit_evaluation(unit_id: str, session: SessionDep, principal: Viewer) -> dic
     """A commune or ward's score and rank over the last 12 months."""
     unit = session.get(OrgUnit, unit_id)
     if unit is None or unit.kind not in service.ASSIGNEE_KINDS:
-        raise Problem(404, f"no commune or ward {unit_id!r}", field="path.unit_id")
+        raise DomainError(404, f"no commune or ward {unit_id!r}", field="path.unit_id")
     months = evaluation.recent_months(datetime.now(UTC))
     ranked = evaluation.rankings(session, months)
     return {"unit_id": unit_id, "periods": [
@@ -295,7 +299,7 @@ def stats_window(session: Session, first: date | None, last: date | None) -> tup
     last = last or (span[1] if span else first)
     assert first is not None and last is not None
     if last < first:
-        raise Problem(422, "'to' is before 'from'", field="query.to")
+        raise DomainError(422, "'to' is before 'from'", field="query.to")
     return first, last
 
 
@@ -336,7 +340,7 @@ def import_procedure_file(session: SessionDep, principal: Importer, file: Annota
     name = PurePath(file.filename or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in (".csv", ".xlsx"):
-        raise Problem(422, "the file must be .csv or .xlsx", field="file")
+        raise DomainError(422, "the file must be .csv or .xlsx", field="file")
     rows = procedures.csv_rows(file.file) if suffix == ".csv" else procedures.xlsx_rows(file.file)
     try:
         record = procedures.import_rows(session, rows, source=suffix[1:], mode=mode, filename=name,
@@ -362,5 +366,5 @@ def get_procedure_import(import_id: int, session: SessionDep, principal: Importe
     """An import's report: counts and the bad rows with their reasons."""
     record = session.get(ProcedureImport, import_id)
     if record is None:
-        raise Problem(404, f"no import {import_id}", field="path.import_id")
+        raise DomainError(404, f"no import {import_id}", field="path.import_id")
     return procedures.import_json(record)

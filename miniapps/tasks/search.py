@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from core.text import fold
-from core.units.models import OrgUnit
+from plugins import OrgUnit, fold
 from miniapps.tasks.service import (
     ASSIGNEE_KINDS,
     STATUS_NAMES,

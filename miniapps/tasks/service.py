@@ -17,11 +17,7 @@ from sqlalchemy import and_, case, func, or_
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session, col, select
 
-from core.identity.principal import Principal
-from core.text import fold
-from core.units.models import OrgUnit, UnitKind
-from core.units.service import CITY_ID
-from core.worktime import HUE_TIME
+from plugins import CITY_ID, HUE_TIME, OrgUnit, Principal, UnitKind, fold
 from miniapps.tasks import cache
 from miniapps.tasks.models import (
     Assignment,
