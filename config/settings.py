@@ -24,7 +24,9 @@ class Settings(BaseSettings):
         env_prefix="SUPERAPP_", env_file=".env", extra="ignore", validate_default=True
     )
 
-    env: Literal["dev", "test", "production"] = "dev"
+    # Production unless said otherwise: only an explicit ``dev`` accepts the public placeholder secret and
+    # opens the development sign-in (`superapp serve --demo` and `superapp seed demo` set it for themselves).
+    env: Literal["dev", "test", "production"] = "production"
     database_url: str = DEFAULT_DATABASE_URL
     # Unset means the in-process broker: one worker only.
     redis_url: str | None = None
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
     firebase_project_id: str | None = None
     firebase_credentials: Path | None = None  # service account JSON, needed for revocation checks
     firebase_check_revoked: bool = False
+    # The Firebase web app's public config for phone sign-in on /auth/phone (not secrets; both from
+    # the Firebase console). Without the API key the web page offers only the development code.
+    firebase_web_api_key: str | None = None
+    firebase_web_auth_domain: str | None = None  # default <project id>.firebaseapp.com
     # The emulator switch turns signature checks off: for local development only.
     firebase_auth_emulator_host: str | None = None
     # Push through FCM needs both SUPERAPP_FIREBASE_PROJECT_ID and SUPERAPP_FIREBASE_CREDENTIALS;
@@ -63,6 +69,9 @@ class Settings(BaseSettings):
     # Uploaded photos and attachments: where the local store keeps them (under var_dir by default).
     media_dir: Path | None = None
     media_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    # Request bodies on every route, counted as they stream in (413 past it, read no further). Upload
+    # routes allow their files to a signed-in caller only (core/limits.py, docs/operations.md).
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     push_worker_enabled: bool = True
     # How long a worker holds a claimed outbox row; renewed while it sends, taken over when it dies.
     push_lease_seconds: float = Field(60.0, gt=0, le=3600)
@@ -75,9 +84,20 @@ class Settings(BaseSettings):
     push_retry_max_seconds: float = Field(900.0, gt=0)
     # How often an idle worker looks for due rows (a notification committed here wakes it at once).
     push_poll_seconds: float = Field(0.5, gt=0, le=60)
+    # Officials' sign-in (core/identity/ratelimit.py): past a few free failures per account (5) and per
+    # address (20), each attempt waits a delay doubling from 1 s up to this cap (429 with Retry-After); a
+    # browser or app that signed in to the account before is not delayed by other clients' failures.
+    sign_in_backoff_cap_seconds: float = Field(900.0, ge=1, le=86_400)
+    # Failures on one account or address that log a warning and notify operators (once an hour per
+    # account or address, one notice per 15 minutes for the city).
+    sign_in_alert_failures: int = Field(20, ge=5, le=100_000)
     # Seconds a verified caller is reused before the database is asked again; revocations are
     # broadcast to every worker at once, so this only bounds a missed broadcast.
     auth_cache_seconds: float = Field(5.0, ge=0, le=60)
+    # Seconds a worker may reuse a person's inbox first page and badge (push.inbox_cache); every change
+    # that reaches them discards it at once, so this only bounds a change note lost in a broker outage.
+    # 0 reads the database on every request.
+    inbox_cache_seconds: float = Field(30.0, ge=0, le=600)
     # PostgreSQL connections each process keeps open, and how many more it may open at a busy moment.
     # A request beyond the kept ones opens (and closes) a connection of its own, so keep about as many
     # as requests run at once (the thread pool runs 40); workers x (size + overflow) must stay under the
@@ -158,9 +178,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> "Settings":
-        if self.env == "production" and self.secret_key == DEFAULT_SECRET_KEY:
+        if self.env != "dev" and self.secret_key == DEFAULT_SECRET_KEY:
+            # The placeholder is public: anyone could sign tokens with it. Only an explicit dev is spared.
             raise ValueError(
-                "SUPERAPP_SECRET_KEY is the built-in default; set a random secret in production"
+                "SUPERAPP_SECRET_KEY is the built-in default, which is public; set a random secret of at least "
+                "32 characters (openssl rand -hex 32), or SUPERAPP_ENV=dev for local development"
             )
         if self.env == "production" and (
             self.firebase_auth_emulator_host or os.environ.get("FIREBASE_AUTH_EMULATOR_HOST")

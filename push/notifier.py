@@ -36,6 +36,7 @@ from core.units.models import OrgUnit, UnitKind
 from core.worktime import HUE_TIME
 from plugins.events import DomainEvent
 from plugins.manifest import LocalizedText
+from push.inbox_cache import user_key
 from push.models import (
     CITY_AUDIENCE,
     InboxItem,
@@ -157,10 +158,11 @@ class Notifier:
     """Notify people named directly, a unit's residents, a role's holders or the city (see the module docstring)."""
 
     def __init__(self, *, engine: Engine, events: Any = None, realtime_of: Any = None, wake: Any = None,
-                 topics_of: Any = None) -> None:
+                 topics_of: Any = None, inbox_cache_of: Any = None) -> None:
         self._engine = engine
         self._events = events
         self._realtime_of = realtime_of or (lambda: None)
+        self._inbox_cache_of = inbox_cache_of or (lambda: None)
         self._wake = wake or (lambda: None)
         # miniapp id -> {topic id: critical?}; unknown topics are refused so preferences stay meaningful
         self._topics_of = topics_of or (lambda: {})
@@ -263,6 +265,13 @@ class Notifier:
         if not pending:
             return
         self._wake()
+        cache = self._inbox_cache_of()
+        if cache is not None:
+            # Remembered inbox pages and badges of the people reached are discarded here at once (in the
+            # committing thread, before any live event), and in the other workers through the broker.
+            for announcement in pending:
+                audience = announcement.audience
+                cache.changed([*audience.keys(), *(user_key(u) for u in audience.users)])
         collect = db.info.get(_COLLECT)
         if collect is not None:  # ``notify`` awaits them itself
             collect.extend(pending)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import func
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from core.db import SessionDep
 from core.errors import Problem
@@ -23,6 +24,7 @@ from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from plugins.manifest import LocalizedText
 from push import inbox
+from push.inbox_cache import InboxCache, user_key
 from push.models import (
     CITY_AUDIENCE,
     Device,
@@ -63,6 +65,12 @@ class InboxEntry(BaseModel):
     read: bool
 
 
+class Badge(BaseModel):
+    """The unread count for the app's badge."""
+
+    unread: int = Field(description="Unread notifications, at most 999.")
+
+
 class InboxPage(BaseModel):
     """A page of the inbox, newest first, with the unread count for the badge (at most 999)."""
 
@@ -101,40 +109,85 @@ def entry_view(entry: inbox.Entry, locale: str) -> InboxEntry:
                       created_at=note.created_at, read=entry.read)
 
 
+def _inbox_page(engine: Any, user_id: int, locale: str, before: int | None, limit: int,
+                cache: InboxCache | None) -> bytes:
+    """A page of ``user_id``'s inbox as JSON, read from the database (and remembered when it is the first)."""
+    stamp = cache.stamp() if cache is not None else 0
+    with Session(engine) as db:
+        who = inbox.reader(db, user_id)  # once for the page and the badge
+        entries, more = inbox.page(db, user_id, before=before, limit=limit, who=who)
+        unread = inbox.unread(db, user_id, who=who)
+    items = [entry_view(entry, locale) for entry in entries]
+    body = InboxPage(items=items, unread=unread,
+                     next_cursor=encode_cursor(items[-1].id) if more else None).model_dump_json().encode()
+    if cache is not None and before is None:
+        cache.remember(("page", user_id, locale, limit), body, stamp=stamp, user_id=user_id,
+                       audiences=[a.audience for a in who.audiences])
+    return body
+
+
+def _badge(engine: Any, user_id: int, cache: InboxCache | None) -> bytes:
+    """``{"unread": n}`` for ``user_id``, read from the database and remembered."""
+    stamp = cache.stamp() if cache is not None else 0
+    with Session(engine) as db:
+        who = inbox.reader(db, user_id)
+        body = f'{{"unread":{inbox.unread(db, user_id, who=who)}}}'.encode()
+    if cache is not None:
+        cache.remember(("badge", user_id), body, stamp=stamp, user_id=user_id,
+                       audiences=[a.audience for a in who.audiences])
+    return body
+
+
 @router.get("/api/inbox", operation_id="list_inbox", response_model=InboxPage)
-def list_inbox(request: Request, principal: CurrentUser, db: SessionDep, cursor: str | None = None,
-               limit: Annotated[int, Query(ge=1, le=50)] = 20) -> InboxPage:
+async def list_inbox(request: Request, principal: CurrentUser, cursor: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=50)] = 20) -> Response:
     """The caller's notifications (personal and broadcast), newest first; pass ``next_cursor`` for older ones."""
     locale = _locale(request, principal)
     user_id = principal.user_id or 0
     before = decode_cursor(cursor) if cursor else None
-    who = inbox.reader(db, user_id)  # once for the page and the badge
-    entries, more = inbox.page(db, user_id, before=before, limit=limit, who=who)
-    items = [entry_view(entry, locale) for entry in entries]
-    return InboxPage(items=items, unread=inbox.unread(db, user_id, who=who),
-                     next_cursor=encode_cursor(items[-1].id) if more else None)
+    cache: InboxCache | None = request.app.state.inbox_cache
+    # The first page is what every app open asks for: answered from memory until something changes.
+    body = cache.recall(("page", user_id, locale, limit)) if cache is not None and before is None else None
+    if body is None:
+        body = await run_in_threadpool(_inbox_page, request.app.state.engine, user_id, locale, before, limit, cache)
+    return Response(body, media_type="application/json")
 
 
-@router.get("/api/inbox/badge", operation_id="inbox_badge")
-def inbox_badge(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
+@router.get("/api/inbox/badge", operation_id="inbox_badge", response_model=Badge)
+async def inbox_badge(request: Request, principal: CurrentUser) -> Response:
     """How many notifications the caller has not read (at most 999)."""
-    return {"unread": inbox.unread(db, principal.user_id or 0)}
+    user_id = principal.user_id or 0
+    cache: InboxCache | None = request.app.state.inbox_cache
+    body = cache.recall(("badge", user_id)) if cache is not None else None
+    if body is None:
+        body = await run_in_threadpool(_badge, request.app.state.engine, user_id, cache)
+    return Response(body, media_type="application/json")
+
+
+def _inbox_changed(request: Request, user_id: int) -> None:
+    """Tell every worker that ``user_id``'s inbox changed (read marks, follows)."""
+    cache: InboxCache | None = request.app.state.inbox_cache
+    if cache is not None:
+        cache.changed([user_key(user_id)])
 
 
 @router.post("/api/inbox/{item_id}/read", operation_id="mark_read", status_code=204)
-def mark_read(item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], principal: CurrentUser, db: SessionDep) -> Response:
+def mark_read(item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, principal: CurrentUser,
+              db: SessionDep) -> Response:
     """Mark one of the caller's notifications read (one not in your inbox is 404: it does not exist for you)."""
     if not inbox.mark_read(db, principal.user_id or 0, item_id):
         raise Problem(404, f"no notification {item_id} in your inbox", field="path.item_id")
     db.commit()
+    _inbox_changed(request, principal.user_id or 0)
     return Response(status_code=204)
 
 
 @router.post("/api/inbox/read-all", operation_id="mark_all_read")
-def mark_all_read(principal: CurrentUser, db: SessionDep) -> dict[str, int]:
+def mark_all_read(request: Request, principal: CurrentUser, db: SessionDep) -> dict[str, int]:
     """Mark every notification of the caller read; returns how many were unread."""
     changed = inbox.mark_all_read(db, principal.user_id or 0)
     db.commit()
+    _inbox_changed(request, principal.user_id or 0)
     return {"marked": changed}
 
 
@@ -245,6 +298,7 @@ def follow_unit(unit_id: str, request: Request, principal: CurrentUser, db: Sess
         db.add(UnitFollow(user_id=principal.user_id, unit_id=unit_id))
         _queue_topic_change(db, OutboxKind.subscribe, _active_tokens(db, principal.user_id or 0), [unit_topic(unit_id)])
         db.commit()
+        _inbox_changed(request, principal.user_id or 0)
         _wake(request)
     return Response(status_code=204)
 
@@ -259,6 +313,7 @@ def unfollow_unit(unit_id: str, request: Request, principal: CurrentUser, db: Se
         _queue_topic_change(db, OutboxKind.unsubscribe, _active_tokens(db, principal.user_id or 0),
                             [unit_topic(unit_id)])
         db.commit()
+        _inbox_changed(request, principal.user_id or 0)
         _wake(request)
     return Response(status_code=204)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from threading import Lock
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +52,9 @@ class Authenticator:
         # Bumped on every invalidation of a user, so a load that raced with one is not cached.
         self._generations: dict[int, int] = {}
         self._lock = Lock()
+        # Told the user id on every invalidation (here or from another worker): caches of what a
+        # person may see, such as their inbox (push.inbox_cache), drop it too.
+        self._on_forget: list[Callable[[int], None]] = []
 
     async def authenticate(self, request: HTTPConnection) -> Principal:
         """The caller of ``request``; anonymous without credentials, 401 for bad ones.
@@ -97,6 +101,16 @@ class Authenticator:
             raise _unauthorized("this session was signed out or the account changed; sign in again")
         return principal
 
+    def token_expires_at(self, token: str) -> float | None:
+        """When a valid access token expires (Unix seconds); None for one that is not valid now.
+
+        Used by the WebSocket hub to close a socket when the token it was opened with expires.
+        """
+        try:
+            return read_access_token(token, secret=self._secret).expires_at.timestamp()
+        except TokenError:
+            return None
+
     def _load(self, token: str, claims: AccessClaims) -> Principal | None:
         now = time.monotonic()
         generation = self._generations.get(claims.user_id, 0)
@@ -113,6 +127,10 @@ class Authenticator:
                 self._cache[token] = (now + lifetime, principal)
         return principal
 
+    def check_origin(self, request: HTTPConnection) -> None:
+        """Refuse a request that does not come from this site's pages (a web sign-in sets our cookie)."""
+        self._check_origin(request)
+
     def _check_origin(self, request: HTTPConnection) -> None:
         """Cookie-authenticated writes must come from our own pages (cross-site request forgery)."""
         origin = request.headers.get("origin") or _origin_of(request.headers.get("referer"))
@@ -121,6 +139,10 @@ class Authenticator:
             raise Problem(403, "cross-site request refused: send the Origin of this site or use a bearer token",
                           type="/problems/cross-site")
 
+    def on_forget(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(user_id)`` whenever a user's sessions, roles or profile change (in any worker)."""
+        self._on_forget.append(callback)
+
     def forget(self, user_id: int) -> None:
         """Drop every cached token of ``user_id`` in this worker."""
         with self._lock:
@@ -128,6 +150,8 @@ class Authenticator:
             for token, (_, principal) in list(self._cache.items()):
                 if principal.user_id == user_id:
                     del self._cache[token]
+        for callback in self._on_forget:
+            callback(user_id)
 
     async def invalidate(self, user_id: int) -> None:
         """Drop ``user_id``'s cached sessions in every worker (through the broker)."""
