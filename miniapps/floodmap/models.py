@@ -56,6 +56,8 @@ class FloodLocation(SQLModel, table=True):
     description: str = Field(default="", max_length=1000)
     lat: float
     lon: float
+    since: datetime = Field(default_factory=utcnow, description="When the station was placed here (its "
+                                                                  "SensorThings HistoricalLocation time).")
 
 
 class FloodSensor(SQLModel, table=True):

@@ -3,7 +3,6 @@ SensorThings read API under /v1.1, the GeoJSON layer, warnings and their CAP 1.2
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import weakref
@@ -12,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from limits import parse, storage, strategies
 from sqlalchemy import Connection
 from sqlmodel import Session, select
@@ -20,11 +19,12 @@ from starlette.concurrency import run_in_threadpool
 
 from core.db import SessionDep
 from core.errors import Problem
+from core.fallback import LocalFallback
 from core.identity.authz import require_permission, require_scope
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.media import PhotoRejected, process_photo
 from core.units.models import OrgUnit
-from plugins import public_base_url
+from plugins import allow_uploads, loads_json, public_base_url
 from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -51,15 +51,20 @@ def ingest_rate(app: Any) -> Any:
     and after an outage one batch catches up)."""
     return parse(f"{app.state.miniapp_settings.get('floodmap').ingest_batches_per_minute} per minute")
 
-_limiters: weakref.WeakKeyDictionary[Any, strategies.MovingWindowRateLimiter] = weakref.WeakKeyDictionary()
+_limiters: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def _limiter(app: Any) -> strategies.MovingWindowRateLimiter:
-    """The app's ingest limiter: in memory, or in Redis so every worker shares the counts."""
+def _limiter(app: Any) -> Any:
+    """The app's ingest limiter: in memory, or in Redis so every worker shares the counts (in memory
+    while Redis is unreachable: sensors keep reporting through a Redis outage)."""
     limiter = _limiters.get(app)
     if limiter is None:
-        store = storage.storage_from_string(app.state.settings.redis_url or "memory://", key_prefix="superapp-floodmap")
-        limiter = _limiters[app] = strategies.MovingWindowRateLimiter(store)
+        local = storage.storage_from_string("memory://", key_prefix="superapp-floodmap")
+        limiter = strategies.MovingWindowRateLimiter(local)
+        if app.state.settings.redis_url:
+            shared = storage.storage_from_string(app.state.settings.redis_url, key_prefix="superapp-floodmap")
+            limiter = LocalFallback(strategies.MovingWindowRateLimiter(shared), limiter, what="sensor ingest limits")
+        _limiters[app] = limiter
     return limiter
 
 
@@ -108,10 +113,7 @@ async def ingest_readings(request: Request, sensor_code: str,
         retry = max(1, math.ceil(reset - time.time()))
         raise Problem(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
                            f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise Problem(422, "the body is not JSON", field="body") from None
+    body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
     outcome = await run_in_threadpool(ingest.ingest, app.state.engine, sensor=sensor, readings=readings)
     await announce_updates(Outlets.of_app(app), outcome.stations)
@@ -145,70 +147,56 @@ def sensorthings_root(request: Request) -> dict[str, Any]:
 _DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"]}
 
 
-async def _answer(request: Request, read: Callable[[Connection], dict[str, Any]]) -> JSONResponse:
+async def _answer(request: Request, read: Callable[[Connection], sensorthings.Answer]) -> Response:
     """``read`` on a connection in autocommit, its JSON encoded, all in one worker thread.
 
-    A page is a single SELECT (its count is cached apart anyway), so it needs no BEGIN and ROLLBACK
-    round trips around it, nor an ORM session; and one thread hop per request instead of three (a
-    dependency's enter and exit, then the endpoint) keeps the worker threads of a busy server from
+    A page is one SELECT per expanded level (its count is cached apart anyway), so it needs no BEGIN and
+    ROLLBACK round trips around it, nor an ORM session; and one thread hop per request instead of three
+    (a dependency's enter and exit, then the endpoint) keeps the worker threads of a busy server from
     queueing for the interpreter lock.
     """
     engine = request.app.state.engine
 
-    def work() -> JSONResponse:
+    def work() -> Response:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            return JSONResponse(read(connection))
+            answer = read(connection)
+        if answer.text is not None:
+            return PlainTextResponse(answer.text)
+        return JSONResponse(answer.json)
 
     return await run_in_threadpool(work)
 
 
-def _collection_route(name: str):
+async def _resolve(request: Request, path: str) -> Response:
+    """Any SensorThings resource path below the version root, with the request's query options."""
+    params, links = _params(request), sensorthings.Links(_base(request))
+    return await _answer(request, lambda db: sensorthings.resolve(db, path, params, links))
+
+
+def _collection_route(name: str) -> None:
     entity = sensorthings.ENTITY_SETS[name]
 
-    async def read_collection(request: Request) -> JSONResponse:
-        params = _params(request)
-        options = sensorthings.parse_options(params, entity)
-        links = sensorthings.Links(_base(request))
-        next_link = sensorthings.next_link_for(f"{links.base}/{name}", params)
-        return await _answer(request, lambda db: sensorthings.read_set(db, entity, options, links, next_link=next_link))
+    async def read_collection(request: Request) -> Response:
+        return await _resolve(request, name)
 
-    read_collection.__doc__ = f"SensorThings {name}: $top, $skip, $count, $orderby, $filter, $expand."
+    read_collection.__doc__ = f"SensorThings {name}: $top, $skip, $count, $orderby, $filter, $expand, $select."
     api.add_api_route(f"/{sensorthings.VERSION}/{name}", read_collection, operation_id=f"sensorthings_{name.lower()}",
                       **_DOCUMENT)
 
-    async def read_entity(request: Request, entity_id: int) -> JSONResponse:
-        options = sensorthings.parse_options(_params(request), entity)
-        links = sensorthings.Links(_base(request))
-        return await _answer(request, lambda db: sensorthings.render(
-            db, entity, sensorthings.get_entity(db, entity, entity_id), options, links))
+    async def read_entity(request: Request, entity_id: int) -> Response:
+        return await _resolve(request, f"{name}({entity_id})")
 
-    read_entity.__doc__ = f"One of the {name}, with $expand."
+    read_entity.__doc__ = f"One of the {name}, with $expand and $select."
     api.add_api_route(f"/{sensorthings.VERSION}/{name}({{entity_id}})", read_entity,
                       operation_id=f"sensorthings_{name.lower()}_entity", **_DOCUMENT)
 
-    for nav_name, nav in entity.navs.items():
-        _nav_route(entity, nav_name, nav)
+    for nav_name in entity.navs:
+        _nav_route(entity, nav_name)
 
 
-def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.Nav) -> None:
-    target = sensorthings.ENTITY_SETS[nav.target]
-
-    async def read_related(request: Request, entity_id: int) -> JSONResponse:
-        params = _params(request)
-        options = sensorthings.parse_options(params, target)
-        links = sensorthings.Links(_base(request))
-        next_link = sensorthings.next_link_for(f"{links.base}/{entity.name}({entity_id})/{nav_name}", params)
-
-        def read(db: Connection) -> dict[str, Any]:
-            if nav.many:
-                return sensorthings.read_related_set(db, entity, entity_id, nav, options, links, next_link=next_link)
-            parent = sensorthings.get_entity(db, entity, entity_id)
-            related = sensorthings.related_one(db, target, nav.where(parent))
-            if related is None:
-                raise Problem(404, f"{entity.name}({entity_id}) has no {nav_name}", field="path.entity_id")
-            return sensorthings.render(db, target, related, options, links)
-
-        return await _answer(request, read)
+def _nav_route(entity: sensorthings.EntitySet, nav_name: str) -> None:
+    async def read_related(request: Request, entity_id: int) -> Response:
+        return await _resolve(request, f"{entity.name}({entity_id})/{nav_name}")
 
     read_related.__doc__ = f"The {nav_name} of one of the {entity.name}."
     api.add_api_route(f"/{sensorthings.VERSION}/{entity.name}({{entity_id}})/{nav_name}", read_related,
@@ -217,6 +205,15 @@ def _nav_route(entity: sensorthings.EntitySet, nav_name: str, nav: sensorthings.
 
 for _name in sensorthings.ENTITY_SETS:
     _collection_route(_name)
+
+
+@api.get(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_path",
+         responses={200: {"content": {"application/json": {}, "text/plain": {}}}})
+async def sensorthings_path(request: Request, path: str) -> Response:
+    """Any other SensorThings resource path: deeper navigation (``Datastreams(1)/Thing/Locations``), an
+    entity of a related set (``Things(1)/Datastreams(2)``), a property (``Things(1)/name``), its
+    ``$value``, or ``$ref``."""
+    return await _resolve(request, path)
 
 
 # --- Map layer and warnings -------------------------------------------------------------------------------
@@ -325,7 +322,8 @@ def cap_alert(request: Request, warning_id: int, db: SessionDep) -> Response:
 # --- Residents' reports ---------------------------------------------------------------------------------
 
 
-@api.post("/reports", operation_id="file_report", status_code=201, dependencies=[require_scope("location")])
+@api.post("/reports", operation_id="file_report", status_code=201,
+          dependencies=[require_scope("location"), allow_uploads(files=1)])
 async def file_report(
     request: Request, principal: PrincipalDep, depth_cm: Annotated[int, Form()],
     lat: Annotated[float | None, Form()] = None, lon: Annotated[float | None, Form()] = None,

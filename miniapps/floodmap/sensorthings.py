@@ -1,44 +1,59 @@
-"""The read API in the style of OGC SensorThings 1.1: entity sets, links, and the query options
-``$top``, ``$skip``, ``$count``, ``$orderby``, ``$filter`` (a small, safe subset) and ``$expand``.
+"""OGC SensorThings API 1.1 over the flood map's tables: the eight entity sets, resource paths, the query
+options and the data array format.
 
-``$filter`` understands ``<property> <op> <literal>`` joined by ``and``, where op is one of
-``eq ne gt ge lt le`` and a literal is a number, an ISO 8601 date-time or a quoted string. Anything
-else is refused with 400 naming ``$filter``, never evaluated.
+Entity sets: Things, Locations, HistoricalLocations, Sensors, ObservedProperties, Datastreams,
+Observations, FeaturesOfInterest. A station never moves, so its Location is also its one
+HistoricalLocation (time: when it was placed) and the FeatureOfInterest of its Observations: the three
+sets are read from one table.
 
-Paging is keyset: ``@iot.nextLink`` carries a ``$skiptoken`` holding the last row's sort key, so the
-next page starts at that key in an index however deep it is (a datastream holds 263,000 readings a
-five years). ``$skip`` is honoured up to ``MAX_SKIP`` rows, beyond which it would scan what it skips.
-A datastream's Observations are ordered by phenomenonTime unless asked otherwise: it is unique per
-datastream and indexed with it. ``$count`` is exact, and cached for ``COUNT_SECONDS`` per query.
+Resource paths: ``Set``, ``Set(id)``, navigation to any depth (``Datastreams(1)/Thing/Locations``), an
+entity of a related set (``Things(1)/Datastreams(2)``), a property (``Things(1)/name``) and its raw
+``$value``, and ``$ref``. Query options: ``$top $skip $count $orderby $filter $expand $select
+$resultFormat=dataArray``; ``$expand`` items take the same options nested, to ``MAX_EXPAND_DEPTH``.
+``$filter``/``$orderby`` expressions are the whole SensorThings grammar (see ``sta_filter``).
+
+Query cost is bounded: ``$top`` at most ``MAX_TOP``, ``$expand`` at most ``MAX_EXPAND_DEPTH`` levels and
+``MAX_EXPANDED`` related entities a request, and an expanded level is one query for every parent of a
+page (a LATERAL join on PostgreSQL, a window on SQLite), never one per entity.
+
+Paging is keyset: ``@iot.nextLink`` carries a ``$skiptoken`` holding the last row's sort key, so the next
+page starts at that key in an index however deep it is (a datastream holds 263,000 readings a five
+years). An order by a computed term pages by ``$skip`` instead, up to ``MAX_SKIP`` rows. A datastream's
+Observations are ordered by phenomenonTime unless asked otherwise: it is unique per datastream and
+indexed with it. ``$count`` is exact, and cached for ``COUNT_SECONDS`` per query.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlencode
 
 from cachetools import TTLCache
 from sqlalchemy import (
     BigInteger,
+    Column,
     Connection,
     DateTime,
+    Integer,
     Select,
     SmallInteger,
     and_,
     func,
     or_,
     select,
+    true,
 )
+from sqlalchemy.dialects import postgresql
 
 from core.errors import Problem
+from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodLocation,
@@ -52,13 +67,19 @@ VERSION = "v1.1"
 DEFAULT_TOP = 100
 MAX_TOP = 1000
 MAX_EXPAND_DEPTH = 3
+MAX_EXPANDED = 20_000  # related entities one request may inline (parents x $top, per level)
 MAX_SKIP = 10_000
+MAX_PATH = 8  # segments of a resource path
 COUNT_SECONDS = 30.0
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
+GEOJSON = "application/geo+json"
+_REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
+# Declared only for what the tests in tests/miniapps/floodmap/ cover (sta_checklist.py names each class).
 CONFORMANCE = [
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+    f"{_REQ}datamodel",
+    f"{_REQ}resource-path/resource-path-to-entities",
+    f"{_REQ}request-data",
+    f"{_REQ}data-array/data-array",
 ]
 
 
@@ -74,21 +95,39 @@ def _kind(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Nav:
-    """A navigation property: the entity set it leads to, whether it is a set, and how to select it.
+class Prop:
+    """A property ``$filter`` and ``$orderby`` can name: a column, a constant, or a point (lon, lat columns)."""
 
-    ``unique`` names the target properties that are unique among the related entities (a datastream
-    has one Observation per phenomenonTime), ``order`` the default order of the related set; both let
-    a page be read straight from the index that makes them unique. ``by_id``: ``where`` reads only the
-    parent's id, so a page of the set needs no read of the parent first.
+    column: str | None = None
+    constant: str | None = None
+    geometry: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Nav:
+    """A navigation property: the entity set it leads to, whether it is a set, and how it joins.
+
+    A related entity's ``child_key`` (a column of the target) equals the parent's ``parent_key`` column;
+    ``via`` gives that key through another table instead (an Observation's FeatureOfInterest is the
+    location of its datastream's station). ``unique`` names target properties unique among the related
+    entities (a datastream has one Observation per phenomenonTime), ``order`` the default order of the
+    related set; both let a page be read straight from the index that makes them unique.
     """
 
     target: str
     many: bool
-    where: Callable[[Any], Any]
+    parent_key: str
+    child_key: str = "id"
+    via: Callable[[Any], tuple[Any, list[Any]]] | None = None
     unique: frozenset[str] = frozenset({"id"})
     order: tuple[tuple[str, bool], ...] = ()
-    by_id: bool = True
+
+    def key_of(self, table: Any) -> tuple[Any, list[Any]]:
+        """The target's key column (of ``table``, the target's table or an alias) and the join conditions
+        reaching it."""
+        if self.via is not None:
+            return self.via(table)
+        return table.c[self.child_key], []
 
 
 @dataclass(frozen=True)
@@ -97,85 +136,148 @@ class EntitySet:
 
     Entities are read as rows of plain columns, not ORM objects: a page of 100-1000 Observations is then
     a tuple per reading for ``to_json`` to turn into a dict, with no instance state built and discarded.
+    ``props`` are the paths ``$filter`` and ``$orderby`` may name; ``fields`` the top-level properties
+    ``$select`` may name.
     """
 
     name: str
     model: Any
-    fields: dict[str, Any]
+    props: dict[tuple[str, ...], Prop]
     navs: dict[str, Nav]
     to_json: Callable[[Any], dict[str, Any]]
+    fields: tuple[str, ...]
     hidden: frozenset[str] = frozenset()  # columns never read for the API (a sensor's key hash)
+
+    @property
+    def table(self) -> Any:
+        """The backing table."""
+        return self.model.__table__
 
     @cached_property
     def link_names(self) -> tuple[tuple[str, str], ...]:
         """(navigation property, its ``@iot.navigationLink`` key), built once rather than per entity."""
         return tuple((name, f"{name}@iot.navigationLink") for name in self.navs)
 
+    def columns(self, table: Any = None) -> list[Any]:
+        """The entity's columns (without ``hidden`` ones) of its table or an alias of it."""
+        table = self.table if table is None else table
+        return [c for c in table.columns if c.key not in self.hidden]
+
     def select(self) -> Select:
-        """The entity's columns (without ``hidden`` ones), as a query to narrow."""
-        return select(*(c for c in self.model.__table__.columns if c.key not in self.hidden))
+        """The entity's columns, as a query to narrow."""
+        return select(*self.columns())
 
 
-def _thing(t: FloodThing) -> dict[str, Any]:
+def _thing(t: Any) -> dict[str, Any]:
     return {"name": t.name, "description": t.description, "properties": {
         "code": t.code, "kind": _kind(t.kind), "unit_id": t.unit_id, "warn_units": list(t.warn_units),
         "synthetic": t.synthetic, "alert_level": t.level, "stale": t.stale,
         "camera_url": t.camera_url, "camera_image_at": _iso(t.camera_image_at)}}
 
 
-def _location(loc: FloodLocation) -> dict[str, Any]:
-    return {"name": loc.name, "description": loc.description, "encodingType": "application/geo+json",
-            "location": {"type": "Point", "coordinates": [loc.lon, loc.lat]}}
+def _point(loc: Any) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [loc.lon, loc.lat]}
 
 
-def _sensor(s: FloodSensor) -> dict[str, Any]:
+def _location(loc: Any) -> dict[str, Any]:
+    return {"name": loc.name, "description": loc.description, "encodingType": GEOJSON, "location": _point(loc)}
+
+
+def _historical_location(loc: Any) -> dict[str, Any]:
+    return {"time": _iso(loc.since)}
+
+
+def _feature(loc: Any) -> dict[str, Any]:
+    return {"name": loc.name, "description": loc.description, "encodingType": GEOJSON, "feature": _point(loc)}
+
+
+def _sensor(s: Any) -> dict[str, Any]:
     return {"name": s.name, "description": s.description, "encodingType": s.encoding_type,
             "metadata": s.sensor_metadata}
 
 
-def _observed_property(p: FloodObservedProperty) -> dict[str, Any]:
+def _observed_property(p: Any) -> dict[str, Any]:
     return {"name": p.name, "definition": p.definition, "description": p.description}
 
 
-def _datastream(d: FloodDatastream) -> dict[str, Any]:
+def _datastream(d: Any) -> dict[str, Any]:
     return {"name": d.name, "description": d.description, "observationType": MEASUREMENT,
             "unitOfMeasurement": {"name": d.unit_name, "symbol": d.unit_symbol, "definition": d.unit_definition},
             "properties": {"alarm_levels": [d.level_1, d.level_2, d.level_3], "drives_alert": d.drives_alert,
                            "stale_after_minutes": d.stale_after_minutes}}
 
 
-def _observation(o: FloodObservation) -> dict[str, Any]:
+def _observation(o: Any) -> dict[str, Any]:
     return {"phenomenonTime": _iso(o.phenomenon_time), "resultTime": _iso(o.result_time), "result": o.result}
 
 
+def _props(**paths: Prop) -> dict[tuple[str, ...], Prop]:
+    """Property paths written with ``__`` for ``/``: ``properties__kind`` is ``properties/kind``."""
+    return {tuple(name.split("__")): prop for name, prop in paths.items()}
+
+
+C = Prop  # a column-backed property
+_NAMED = {"id": C("id"), "name": C("name"), "description": C("description")}
+
+
+def _foi_of_observation(location: Any) -> tuple[Any, list[Any]]:
+    """An Observation's FeatureOfInterest is the location of its datastream's station: keyed by datastream id."""
+    stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
+    return stream.c.id, [stream.c.thing_id == location.c.thing_id]
+
+
+def _observations_of_feature(observation: Any) -> tuple[Any, list[Any]]:
+    """A FeatureOfInterest's Observations: those of its station's datastreams, keyed by station id."""
+    stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
+    return stream.c.thing_id, [stream.c.id == observation.c.datastream_id]
+
+
+_BY_TIME = {"unique": frozenset({"id", "phenomenon_time"}), "order": (("phenomenon_time", False),)}
+
 ENTITY_SETS: dict[str, EntitySet] = {
-    "Things": EntitySet("Things", FloodThing, {"id": FloodThing.id, "name": FloodThing.name}, {
-        "Locations": Nav("Locations", True, lambda t: FloodLocation.thing_id == t.id),
-        "Datastreams": Nav("Datastreams", True, lambda t: FloodDatastream.thing_id == t.id),
-    }, _thing),
-    "Locations": EntitySet("Locations", FloodLocation, {"id": FloodLocation.id, "name": FloodLocation.name}, {
-        "Things": Nav("Things", True, lambda loc: FloodThing.id == loc.thing_id, by_id=False),
-    }, _location),
-    "Sensors": EntitySet("Sensors", FloodSensor, {"id": FloodSensor.id, "name": FloodSensor.name}, {
-        "Datastreams": Nav("Datastreams", True, lambda s: FloodDatastream.sensor_id == s.id),
-    }, _sensor, hidden=frozenset({"key_hash"})),
-    "ObservedProperties": EntitySet("ObservedProperties", FloodObservedProperty, {
-        "id": FloodObservedProperty.id, "name": FloodObservedProperty.name}, {
-        "Datastreams": Nav("Datastreams", True, lambda p: FloodDatastream.observed_property_id == p.id),
-    }, _observed_property),
-    "Datastreams": EntitySet("Datastreams", FloodDatastream, {"id": FloodDatastream.id, "name": FloodDatastream.name}, {
-        "Thing": Nav("Things", False, lambda d: FloodThing.id == d.thing_id, by_id=False),
-        "Sensor": Nav("Sensors", False, lambda d: FloodSensor.id == d.sensor_id, by_id=False),
-        "ObservedProperty": Nav("ObservedProperties", False, lambda d: FloodObservedProperty.id == d.observed_property_id,
-                                by_id=False),
-        "Observations": Nav("Observations", True, lambda d: FloodObservation.datastream_id == d.id,
-                            unique=frozenset({"id", "phenomenonTime"}), order=(("phenomenonTime", False),)),
-    }, _datastream),
-    "Observations": EntitySet("Observations", FloodObservation, {
-        "id": FloodObservation.id, "phenomenonTime": FloodObservation.phenomenon_time,
-        "resultTime": FloodObservation.result_time, "result": FloodObservation.result}, {
-        "Datastream": Nav("Datastreams", False, lambda o: FloodDatastream.id == o.datastream_id, by_id=False),
-    }, _observation),
+    "Things": EntitySet("Things", FloodThing, _props(
+        **_NAMED, properties__code=C("code"), properties__kind=C("kind"), properties__unit_id=C("unit_id"),
+        properties__synthetic=C("synthetic"), properties__alert_level=C("level"), properties__stale=C("stale"),
+        properties__camera_url=C("camera_url"), properties__camera_image_at=C("camera_image_at")), {
+        "Locations": Nav("Locations", True, "id", "thing_id"),
+        "HistoricalLocations": Nav("HistoricalLocations", True, "id", "thing_id"),
+        "Datastreams": Nav("Datastreams", True, "id", "thing_id"),
+    }, _thing, ("id", "selfLink", "name", "description", "properties")),
+    "Locations": EntitySet("Locations", FloodLocation, _props(
+        **_NAMED, encodingType=Prop(constant=GEOJSON), location=Prop(geometry=("lon", "lat"))), {
+        "Things": Nav("Things", True, "thing_id"),
+        "HistoricalLocations": Nav("HistoricalLocations", True, "id"),
+    }, _location, ("id", "selfLink", "name", "description", "encodingType", "location")),
+    "HistoricalLocations": EntitySet("HistoricalLocations", FloodLocation, _props(id=C("id"), time=C("since")), {
+        "Thing": Nav("Things", False, "thing_id"),
+        "Locations": Nav("Locations", True, "id"),
+    }, _historical_location, ("id", "selfLink", "time")),
+    "Sensors": EntitySet("Sensors", FloodSensor, _props(
+        **_NAMED, encodingType=C("encoding_type"), metadata=C("sensor_metadata")), {
+        "Datastreams": Nav("Datastreams", True, "id", "sensor_id"),
+    }, _sensor, ("id", "selfLink", "name", "description", "encodingType", "metadata"), hidden=frozenset({"key_hash"})),
+    "ObservedProperties": EntitySet("ObservedProperties", FloodObservedProperty, _props(
+        **_NAMED, definition=C("definition")), {
+        "Datastreams": Nav("Datastreams", True, "id", "observed_property_id"),
+    }, _observed_property, ("id", "selfLink", "name", "definition", "description")),
+    "Datastreams": EntitySet("Datastreams", FloodDatastream, _props(
+        **_NAMED, observationType=Prop(constant=MEASUREMENT), unitOfMeasurement__name=C("unit_name"),
+        unitOfMeasurement__symbol=C("unit_symbol"), unitOfMeasurement__definition=C("unit_definition"),
+        properties__drives_alert=C("drives_alert"), properties__stale_after_minutes=C("stale_after_minutes")), {
+        "Thing": Nav("Things", False, "thing_id"),
+        "Sensor": Nav("Sensors", False, "sensor_id"),
+        "ObservedProperty": Nav("ObservedProperties", False, "observed_property_id"),
+        "Observations": Nav("Observations", True, "id", "datastream_id", **_BY_TIME),
+    }, _datastream, ("id", "selfLink", "name", "description", "observationType", "unitOfMeasurement", "properties")),
+    "Observations": EntitySet("Observations", FloodObservation, _props(
+        id=C("id"), phenomenonTime=C("phenomenon_time"), resultTime=C("result_time"), result=C("result")), {
+        "Datastream": Nav("Datastreams", False, "datastream_id"),
+        "FeatureOfInterest": Nav("FeaturesOfInterest", False, "datastream_id", via=_foi_of_observation),
+    }, _observation, ("id", "selfLink", "phenomenonTime", "resultTime", "result")),
+    "FeaturesOfInterest": EntitySet("FeaturesOfInterest", FloodLocation, _props(
+        **_NAMED, encodingType=Prop(constant=GEOJSON), feature=Prop(geometry=("lon", "lat"))), {
+        "Observations": Nav("Observations", True, "thing_id", via=_observations_of_feature),
+    }, _feature, ("id", "selfLink", "name", "description", "encodingType", "feature")),
 }
 
 
@@ -190,13 +292,20 @@ class Options:
     skip: int = 0
     after: list[Any] | None = None  # from $skiptoken: the sort key of the last row of the previous page
     count: bool = False
-    orderby: list[tuple[str, bool]] = field(default_factory=list)  # (property, descending)
-    filter: list[tuple[str, str, Any]] = field(default_factory=list)
+    orderby: list[tuple[Any, bool]] = field(default_factory=list)  # (expression AST, descending)
+    orderby_text: str = ""
+    filter: Any = None  # the expression AST
+    filter_text: str = ""
+    select: list[str] | None = None
+    result_format: str | None = None
     expand: dict[str, Options] = field(default_factory=dict)
 
 
 def _bad(option: str, detail: str) -> Problem:
     return Problem(400, f"{option}: {detail}", field=f"query.{option}")
+
+
+_KNOWN = ("$top", "$skip", "$count", "$orderby", "$filter", "$expand", "$select", "$skiptoken", "$resultFormat")
 
 
 def parse_options(raw: dict[str, str], entity: EntitySet, *, depth: int = 0) -> Options:
@@ -208,13 +317,19 @@ def parse_options(raw: dict[str, str], entity: EntitySet, *, depth: int = 0) -> 
         options.skip = _int_option("$skip", raw["$skip"], MAX_SKIP,
                                    hint="; for deeper pages follow @iot.nextLink, which pages by key")
     if "$count" in raw:
-        if raw["$count"] not in ("true", "false"):
+        if raw["$count"].lower() not in ("true", "false"):
             raise _bad("$count", "use true or false")
-        options.count = raw["$count"] == "true"
+        options.count = raw["$count"].lower() == "true"
     if "$orderby" in raw:
-        options.orderby = _orderby(raw["$orderby"], entity)
+        options.orderby, options.orderby_text = _orderby(raw["$orderby"]), raw["$orderby"].strip()
     if "$filter" in raw:
-        options.filter = parse_filter(raw["$filter"], entity)
+        options.filter, options.filter_text = sta_filter.parse(raw["$filter"]), raw["$filter"].strip()
+    if "$select" in raw:
+        options.select = _select(raw["$select"], entity)
+    if "$resultFormat" in raw:
+        if raw["$resultFormat"] != "dataArray" or entity.name != "Observations" or depth:
+            raise _bad("$resultFormat", "dataArray, on a collection of Observations")
+        options.result_format = "dataArray"
     if "$skiptoken" in raw:
         options.after = _decode_token(raw["$skiptoken"])
     if "$expand" in raw:
@@ -231,9 +346,19 @@ def _int_option(name: str, value: str, most: int, *, hint: str = "") -> int:
     return int(value)
 
 
+def _select(value: str, entity: EntitySet) -> list[str]:
+    names = [part.strip() for part in value.split(",")]
+    allowed = set(entity.fields) | set(entity.navs)
+    for name in names:
+        if name not in allowed:
+            raise _bad("$select", f"{name!r}: select from {', '.join(sorted(allowed))}")
+    return list(dict.fromkeys(names))
+
+
 def _encode_token(key: list[Any]) -> str:
     """A page's last sort key as an opaque, URL-safe ``$skiptoken``."""
-    plain = [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in key]
+    plain = [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else _kind(v) if hasattr(v, "value") else v
+             for v in key]
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -241,108 +366,51 @@ def _decode_token(token: str) -> list[Any]:
     """The sort key a ``$skiptoken`` holds (checked against the order when the query is built)."""
     try:
         key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # a forged token may nest deeper than the parser goes
         raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink") from None
-    if not isinstance(key, list) or not all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in key):
+    if not isinstance(key, list) or not all(isinstance(v, int | float | str) for v in key):
         raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
     return key
 
 
-def _orderby(value: str, entity: EntitySet) -> list[tuple[str, bool]]:
+def _orderby(value: str) -> list[tuple[Any, bool]]:
+    """``expr [asc|desc], ...`` (either case) as (AST, descending) pairs."""
     order = []
-    for part in value.split(","):
-        words = part.split()
-        if not words or len(words) > 2 or words[0] not in entity.fields or (len(words) == 2 and words[1] not in ("asc", "desc")):
-            raise _bad("$orderby", f"'{part.strip()}': order by one of {sorted(entity.fields)}, then asc or desc")
-        order.append((words[0], len(words) == 2 and words[1] == "desc"))
+    for part in _split_top(value, ",", option="$orderby"):
+        words = part.strip().rsplit(None, 1)
+        if not words:
+            raise _bad("$orderby", "an empty item; write e.g. phenomenonTime desc")
+        descending = False
+        if len(words) == 2 and words[1].lower() in ("asc", "desc"):
+            descending = words[1].lower() == "desc"
+            expression = words[0]
+        else:
+            expression = part.strip()
+        order.append((sta_filter.parse(expression, "$orderby"), descending))
     return order
 
 
-_TOKEN = re.compile(r"'(?:[^']|'')*'|[^\s()]+|[()]")
-_OPERATORS = {"eq": "__eq__", "ne": "__ne__", "gt": "__gt__", "ge": "__ge__", "lt": "__lt__", "le": "__le__"}
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$", re.ASCII)
-
-
-def parse_filter(text: str, entity: EntitySet) -> list[tuple[str, str, Any]]:
-    """``a op x and b op y ...`` as (property, operator, value) triples; 400 naming $filter otherwise."""
-    if len(text) > 500:
-        raise _bad("$filter", "at most 500 characters")
-    tokens = _TOKEN.findall(text)
-    terms = []
-    position = 0
-    while True:
-        if len(tokens) < position + 3:
-            raise _bad("$filter", "expected '<property> <eq|ne|gt|ge|lt|le> <value>' joined by 'and'")
-        name, operator, literal = tokens[position:position + 3]
-        if name not in entity.fields:
-            raise _bad("$filter", f"unknown property {name!r}; filter on one of {sorted(entity.fields)}")
-        if operator not in _OPERATORS:
-            raise _bad("$filter", f"unknown operator {operator!r}; use eq, ne, gt, ge, lt or le")
-        terms.append((name, operator, _literal(literal, entity.fields[name])))
-        position += 3
-        if position == len(tokens):
-            return terms
-        if tokens[position] != "and":
-            raise _bad("$filter", f"unsupported {tokens[position]!r}: only 'and' joins comparisons")
-        position += 1
-
-
-def _literal(token: str, column: Any) -> Any:
-    column_type = column.type
-    python_type = datetime if isinstance(getattr(column_type, "impl", column_type), DateTime) else column_type.python_type
-    if python_type is datetime:
-        try:
-            value = datetime.fromisoformat(token[:-1] + "+00:00" if token.endswith("Z") else token)
-        except ValueError:
-            raise _bad("$filter", f"{token!r} is not an ISO 8601 date-time such as 2026-11-25T12:00:00Z") from None
-        if value.utcoffset() is None:
-            raise _bad("$filter", f"{token!r} needs a time zone (Z or +07:00)")
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is a year-0 instant, beyond datetime
-            raise _bad("$filter", f"{token!r} is out of range") from None
-    if python_type in (int, float):
-        if not _NUMBER.match(token):
-            raise _bad("$filter", f"{token!r} is not a number")
-        if python_type is int and "." not in token and "e" not in token.lower():
-            value = int(token)
-            if not _fits(column_type, value):  # the database refuses the bound parameter with a 500
-                raise _bad("$filter", f"{token!r} is out of range")
-            return value
-        return float(token)
-    if len(token) >= 2 and token[0] == token[-1] == "'":
-        return token[1:-1].replace("''", "'")
-    raise _bad("$filter", f"{token!r}: quote text values, e.g. name eq 'Kim Long'")
-
-
-def _fits(column_type: Any, value: int) -> bool:
-    """Whether ``value`` fits the integer column type (PostgreSQL's sizes; SQLite's are no smaller)."""
-    bits = 64 if isinstance(column_type, BigInteger) else 16 if isinstance(column_type, SmallInteger) else 32
-    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
-
-
-def _split_top(text: str, separator: str) -> list[str]:
-    """Split at ``separator`` outside parentheses."""
-    parts, depth, current = [], 0, []
+def _split_top(text: str, separator: str, *, option: str = "$expand") -> list[str]:
+    """Split at ``separator`` outside parentheses and quotes."""
+    parts, depth, current, quoted = [], 0, [], False
     for char in text:
-        if char == "(":
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
             depth += 1
-        elif char == ")":
+        elif not quoted and char == ")":
             depth -= 1
             if depth < 0:
-                raise _bad("$expand", "unbalanced parentheses")
-        if char == separator and depth == 0:
+                raise _bad(option, "unbalanced parentheses")
+        if char == separator and depth == 0 and not quoted:
             parts.append("".join(current))
             current = []
         else:
             current.append(char)
     if depth != 0:
-        raise _bad("$expand", "unbalanced parentheses")
+        raise _bad(option, "unbalanced parentheses")
     parts.append("".join(current))
     return parts
-
-
-_SEGMENT = re.compile(r"^([A-Za-z]+)(?:\((.*)\))?$", re.DOTALL)
 
 
 def parse_expand(text: str, entity: EntitySet, *, depth: int = 0) -> dict[str, Options]:
@@ -353,16 +421,17 @@ def parse_expand(text: str, entity: EntitySet, *, depth: int = 0) -> dict[str, O
         segments = _split_top(item, "/")
         node_entity, node_tree, level = entity, tree, depth
         for segment in segments:
-            match = _SEGMENT.match(segment.strip())
-            if match is None or match.group(1) not in node_entity.navs:
-                raise _bad("$expand", f"{segment.strip()!r} is not a navigation property of {node_entity.name} "
+            segment = segment.strip()
+            name, _, inner = segment.partition("(")
+            if name not in node_entity.navs or (inner and not inner.endswith(")")):
+                raise _bad("$expand", f"{segment!r} is not a navigation property of {node_entity.name} "
                                       f"({', '.join(sorted(node_entity.navs))})")
-            name, inner = match.group(1), match.group(2)
+            inner = inner[:-1]
             target = ENTITY_SETS[node_entity.navs[name].target]
             raw: dict[str, str] = {}
-            for option in _split_top(inner, ";") if inner else []:
+            for option in _split_top(inner, ";") if inner.strip() else []:
                 key, sep, value = option.partition("=")
-                if not sep or key.strip() not in ("$top", "$skip", "$count", "$orderby", "$filter", "$expand"):
+                if not sep or key.strip() not in _KNOWN or key.strip() in ("$skiptoken", "$resultFormat"):
                     raise _bad("$expand", f"unknown option {option.strip()!r} in {name}(...)")
                 raw[key.strip()] = value.strip()
             if level + 1 > MAX_EXPAND_DEPTH:
@@ -379,56 +448,6 @@ def parse_expand(text: str, entity: EntitySet, *, depth: int = 0) -> dict[str, O
 # --- Reading --------------------------------------------------------------------------------------
 
 
-def _apply(query: Select, entity: EntitySet, options: Options) -> Select:
-    for name, operator, value in options.filter:
-        query = query.where(getattr(entity.fields[name], _OPERATORS[operator])(value))
-    return query
-
-
-def _order(entity: EntitySet, options: Options, *, unique: frozenset[str], default: tuple[tuple[str, bool], ...]
-           ) -> list[tuple[str, bool]]:
-    """The full sort key: what was asked (or the default), then ``id`` unless the key is already unique."""
-    order = list(options.orderby or default)
-    if not any(name in unique for name, _ in order):
-        order.append(("id", False))
-    return order
-
-
-def _after(entity: EntitySet, order: list[tuple[str, bool]], key: list[Any]) -> Any:
-    """Rows after ``key`` in ``order``: ``a > x OR (a = x AND b > y) ...``, led by ``a >= x`` so the
-    database starts the scan at the key in an index on ``a``."""
-    if len(key) != len(order):
-        raise _bad("$skiptoken", "this token belongs to another $orderby; start again from the first page")
-    columns = [entity.fields[name] for name, _ in order]
-    values = [_token_value(column, value) for column, value in zip(columns, key, strict=True)]
-    alternatives = []
-    for depth, ((_, desc), column, value) in enumerate(zip(order, columns, values, strict=True)):
-        equal = [columns[i] == values[i] for i in range(depth)]
-        alternatives.append(and_(*equal, column < value if desc else column > value))
-    lead = columns[0] <= values[0] if order[0][1] else columns[0] >= values[0]
-    return and_(lead, or_(*alternatives))
-
-
-def _token_value(column: Any, value: Any) -> Any:
-    column_type = column.type
-    if isinstance(getattr(column_type, "impl", column_type), DateTime):
-        try:
-            when = datetime.fromisoformat(value) if isinstance(value, str) else None
-        except ValueError:
-            when = None
-        if when is None or when.utcoffset() is None:
-            raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
-        return when
-    if column_type.python_type is str:
-        if not isinstance(value, str):
-            raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
-        return value
-    if isinstance(value, str) or (column_type.python_type is int and not isinstance(value, int)) \
-            or (isinstance(value, int) and column_type.python_type is int and not _fits(column_type, value)):
-        raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
-    return value
-
-
 @dataclass
 class Links:
     """Builds the absolute links of a response."""
@@ -440,70 +459,148 @@ class Links:
         return f"{self.base}/{entity.name}({obj.id})"
 
 
-def render(db: Connection, entity: EntitySet, obj: Any, options: Options, links: Links) -> dict[str, Any]:
-    """One entity (a row of ``entity.select()``) with its links and whatever ``options.expand`` asks to inline."""
-    self_link = f"{links.base}/{entity.name}({obj.id})"
-    body: dict[str, Any] = {"@iot.id": obj.id, "@iot.selfLink": self_link}
-    body.update(entity.to_json(obj))
-    expand = options.expand
-    for name, link_name in entity.link_names:
-        if not expand or name not in expand:
-            body[link_name] = f"{self_link}/{name}"
-        else:
-            nav, sub = entity.navs[name], expand[name]
-            target = ENTITY_SETS[nav.target]
-            if nav.many:
-                page = read_set(db, target, sub, links, where=nav.where(obj), nav=nav, scope=(entity.name, obj.id, name))
-                body[name] = page["value"]
-                if "@iot.count" in page:
-                    body[f"{name}@iot.count"] = page["@iot.count"]
-            else:
-                related = related_one(db, target, nav.where(obj))
-                body[name] = render(db, target, related, sub, links) if related is not None else None
-    return body
+@dataclass
+class _Key:
+    """One term of a page's sort order: its SQL, its direction, and the column it is (for keyset pages)."""
+
+    sql: Any
+    desc: bool
+    column: str | None
 
 
-def related_one(db: Connection, entity: EntitySet, where: Any) -> Any:
-    """The one entity (a row) that ``where`` selects, or None."""
-    return db.execute(entity.select().where(where).limit(1)).first()
+def _sort(db: Connection, entity: EntitySet, options: Options, *, table: Any = None,
+          unique: frozenset[str] = frozenset({"id"}), default: tuple[tuple[str, bool], ...] = ()) -> list[_Key]:
+    """The full sort key: what was asked (or the default), then ``id`` unless the key is already unique."""
+    table = entity.table if table is None else table
+    keys: list[_Key] = []
+    if options.orderby:
+        translate = sta_filter.Translator(entity, db, option="$orderby", table=table)
+        for tree, desc in options.orderby:
+            value = translate.sort_key(tree)
+            column = value.sql.key if isinstance(value.sql, Column) and value.sql.table is table else None
+            keys.append(_Key(value.sql, desc, column))
+    else:
+        keys = [_Key(table.c[name], desc, name) for name, desc in default]
+    if not any(k.column in unique for k in keys):
+        keys.append(_Key(table.c.id, False, "id"))
+    return keys
 
 
-def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: Any = None,
-             nav: Nav | None = None, next_link: Callable[[str], str] | None = None,
+def _keyset(keys: list[_Key], table: Any) -> bool:
+    """Whether pages can continue from a key: every sort term a column that is never null."""
+    return all(k.column is not None and not table.c[k.column].nullable for k in keys)
+
+
+def _after(table: Any, keys: list[_Key], token: list[Any]) -> Any:
+    """Rows after ``token`` in ``keys``: ``a > x OR (a = x AND b > y) ...``, led by ``a >= x`` so the
+    database starts the scan at the key in an index on ``a``."""
+    if len(token) != len(keys) or not _keyset(keys, table):
+        raise _bad("$skiptoken", "this token belongs to another $orderby; start again from the first page")
+    columns = [table.c[k.column] for k in keys]
+    values = [_token_value(column, value) for column, value in zip(columns, token, strict=True)]
+    alternatives = []
+    for depth, (key, column, value) in enumerate(zip(keys, columns, values, strict=True)):
+        equal = [columns[i] == values[i] for i in range(depth)]
+        alternatives.append(and_(*equal, column < value if key.desc else column > value))
+    lead = columns[0] <= values[0] if keys[0].desc else columns[0] >= values[0]
+    return and_(lead, or_(*alternatives))
+
+
+def _token_value(column: Any, value: Any) -> Any:
+    column_type = column.type
+    base = getattr(column_type, "impl", column_type)
+    if isinstance(base, DateTime):
+        try:
+            when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            when = None
+        if when is None or when.utcoffset() is None:
+            raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
+        return when
+    python_type = getattr(column_type, "python_type", str) if not hasattr(column_type, "enums") else str
+    if python_type is str:
+        if not isinstance(value, str) or (hasattr(column_type, "enums") and value not in column_type.enums):
+            raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
+        return value
+    if python_type is bool:
+        if not isinstance(value, bool):
+            raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
+        return value
+    if isinstance(value, str | bool) or (python_type is int and not isinstance(value, int)) \
+            or (isinstance(value, int) and python_type is int and not _fits(column_type, value)):
+        raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")
+    return value
+
+
+def _fits(column_type: Any, value: int) -> bool:
+    """Whether ``value`` fits the integer column type (PostgreSQL's sizes; SQLite's are no smaller)."""
+    bits = 64 if isinstance(column_type, BigInteger) else 16 if isinstance(column_type, SmallInteger) else 32
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: list[Any] | None = None,
+             nav: Nav | None = None, next_link: Callable[[dict[str, str]], str] | None = None,
              scope: tuple[Any, ...] = ()) -> dict[str, Any]:
-    """A page of an entity set (of the entities related through ``nav`` when ``where`` selects them):
-    ``value``, and ``@iot.count`` / ``@iot.nextLink`` when asked or needed.
+    """A page of an entity set (of the entities ``where`` selects): ``value``, and ``@iot.count`` /
+    ``@iot.nextLink`` when asked or needed.
 
-    ``scope`` names what ``where`` selects (parent set, parent id, target set), for the count cache.
+    ``scope`` names what ``where`` selects (the resource path), for the count cache.
     """
+    table = entity.table
     query = entity.select()
-    if where is not None:
-        query = query.where(where)
-    query = _apply(query, entity, options)
+    if where:
+        query = query.where(*where)
+    if options.filter is not None:
+        query = query.where(sta_filter.Translator(entity, db).condition(options.filter))
     body: dict[str, Any] = {}
     if options.count:
-        body["@iot.count"] = count_of(db, query, (entity.name, scope, tuple(options.filter)))
-    order = _order(entity, options, unique=nav.unique if nav else frozenset({"id"}), default=nav.order if nav else ())
+        body["@iot.count"] = count_of(db, query, (entity.name, scope, options.filter_text))
+    keys = _sort(db, entity, options, unique=nav.unique if nav else frozenset({"id"}),
+                 default=nav.order if nav else ())
+    keyset = _keyset(keys, table)
     if options.after is not None:
-        query = query.where(_after(entity, order, options.after))
-    columns = [entity.fields[name] for name, _ in order]
-    query = query.order_by(*[c.desc() if desc else c.asc() for c, (_, desc) in zip(columns, order, strict=True)])
+        query = query.where(_after(table, keys, options.after))
+    query = query.order_by(*[k.sql.desc() if k.desc else k.sql.asc() for k in keys])
     rows = db.execute(query.offset(options.skip).limit(options.top + 1)).all()
     more = len(rows) > options.top
     rows = rows[: options.top]
     if more and next_link is not None and rows:
-        last = rows[-1]
-        body["@iot.nextLink"] = next_link(_encode_token([getattr(last, c.key) for c in columns]))
-    if options.expand:
-        body["value"] = [render(db, entity, row, options, links) for row in rows]
+        if keyset:
+            body["@iot.nextLink"] = next_link({"$skiptoken": _encode_token([getattr(rows[-1], k.column) for k in keys])})
+        elif options.skip + options.top <= MAX_SKIP:
+            body["@iot.nextLink"] = next_link({"$skip": str(options.skip + options.top)})
+    if options.result_format == "dataArray":
+        body["value"] = _data_array(rows, options, links)
     else:
-        body["value"] = _plain_page(entity, rows, links)
+        body["value"] = render_page(db, entity, rows, options, links)
     return body
 
 
-def _plain_page(entity: EntitySet, rows: list[Any], links: Links) -> list[dict[str, Any]]:
-    """``render`` for a page without ``$expand``: the same entities, with the link prefix and the
-    navigation link keys looked up once per page instead of once per entity."""
+_ARRAY_COMPONENTS = ("id", "phenomenonTime", "resultTime", "result")
+
+
+def _data_array(rows: list[Any], options: Options, links: Links) -> list[dict[str, Any]]:
+    """Observations grouped by datastream as ``components`` and ``dataArray`` rows (the DataArray class)."""
+    components = [c for c in (options.select or _ARRAY_COMPONENTS) if c in _ARRAY_COMPONENTS]
+    if not components:
+        raise _bad("$select", f"a data array holds some of {', '.join(_ARRAY_COMPONENTS)}")
+    groups: dict[int, list[list[Any]]] = {}
+    for row in rows:
+        values = {"id": row.id, "phenomenonTime": _iso(row.phenomenon_time), "resultTime": _iso(row.result_time),
+                  "result": row.result}
+        groups.setdefault(row.datastream_id, []).append([values[c] for c in components])
+    return [{"Datastream@iot.navigationLink": f"{links.base}/Datastreams({stream})", "components": components,
+             "dataArray@iot.count": len(array), "dataArray": array} for stream, array in groups.items()]
+
+
+def render_page(db: Connection, entity: EntitySet, rows: list[Any], options: Options, links: Links
+                ) -> list[dict[str, Any]]:
+    """Entities (rows of ``entity.select()``) with their links, ``$select`` applied and ``$expand`` inlined.
+
+    Each expanded navigation property is one query for the whole page (``_related``), and the entities it
+    brings are rendered together the same way, so a request costs a query per expanded level, not one
+    per entity.
+    """
     prefix = f"{links.base}/{entity.name}("
     link_names = entity.link_names
     to_json = entity.to_json
@@ -514,7 +611,88 @@ def _plain_page(entity: EntitySet, rows: list[Any], links: Links) -> list[dict[s
         for name, link_name in link_names:
             body[link_name] = f"{self_link}/{name}"
         page.append(body)
+    for name, sub in options.expand.items():
+        nav = entity.navs[name]
+        target = ENTITY_SETS[nav.target]
+        groups, counts, more = _related(db, rows, nav, target, sub)
+        children = [child for group in groups.values() for child in group]
+        rendered = iter(render_page(db, target, children, sub, links))
+        by_parent = {key: [next(rendered) for _ in group] for key, group in groups.items()}
+        for row, body in zip(rows, page, strict=True):
+            key = getattr(row, nav.parent_key)
+            del body[f"{name}@iot.navigationLink"]
+            if nav.many:
+                body[name] = by_parent.get(key, [])
+                if sub.count:
+                    body[f"{name}@iot.count"] = counts.get(key, 0)
+                if key in more:
+                    body[f"{name}@iot.nextLink"] = (f"{body['@iot.selfLink']}/{name}?"
+                                                    f"{urlencode({'$top': sub.top, '$skip': sub.skip + sub.top})}")
+            else:
+                found = by_parent.get(key)
+                body[name] = found[0] if found else None
+    if options.select is not None:
+        page = [_selected(body, entity, options) for body in page]
     return page
+
+
+def _selected(body: dict[str, Any], entity: EntitySet, options: Options) -> dict[str, Any]:
+    """The entity with only the ``$select``-ed properties (expanded ones are kept)."""
+    keep: set[str] = set()
+    for name in options.select or ():
+        keep.add({"id": "@iot.id", "selfLink": "@iot.selfLink"}.get(name, name))
+        if name in entity.navs:
+            keep.add(f"{name}@iot.navigationLink")
+    for name in options.expand:
+        keep.update((name, f"{name}@iot.count", f"{name}@iot.nextLink"))
+    return {key: value for key, value in body.items() if key in keep}
+
+
+def _related(db: Connection, rows: list[Any], nav: Nav, target: EntitySet, options: Options
+             ) -> tuple[dict[Any, list[Any]], dict[Any, int], set[Any]]:
+    """The entities ``nav`` leads to from every row of a page, in one query: rows grouped by parent key,
+    their counts when ``$count`` was asked, and the keys that have more than ``$top`` of them."""
+    keys = sorted({getattr(row, nav.parent_key) for row in rows} - {None})
+    if not keys:
+        return {}, {}, set()
+    per_parent = options.top + 1 if nav.many else 1
+    if len(keys) * per_parent > MAX_EXPANDED + len(keys):
+        raise _bad("$expand", f"{nav.target} of {len(keys)} entities at $top={options.top} exceeds "
+                              f"{MAX_EXPANDED} expanded entities; ask for a smaller $top")
+    table = target.table
+    key, joins = nav.key_of(table)
+    condition = [*joins]
+    if options.filter is not None:
+        condition.append(sta_filter.Translator(target, db).condition(options.filter))
+    sort = _sort(db, target, options, unique=nav.unique, default=nav.order)
+    order = [k.sql.desc() if k.desc else k.sql.asc() for k in sort]
+    counts: dict[Any, int] = {}
+    if options.count and nav.many:
+        counted = select(key, func.count()).where(*condition, key.in_(keys)).group_by(key)
+        counts = {parent: n for parent, n in db.execute(counted)}
+    if db.dialect.name == "postgresql":
+        # each parent's page read from the index by a LATERAL subquery: LIMIT per parent, no window over the
+        # whole related set (a datastream's five years of readings)
+        parents = func.unnest(postgresql.array(keys, type_=Integer)).table_valued("parent").render_derived()
+        page = (select(*target.columns(), key.label("sta_parent")).where(*condition, key == parents.c.parent)
+                .order_by(*order).offset(options.skip if nav.many else 0).limit(per_parent).lateral())
+        query = select(page).select_from(parents).join(page, true()).order_by(parents.c.parent)
+    else:
+        rank = func.row_number().over(partition_by=key, order_by=order).label("sta_rank")
+        ranked = select(*target.columns(), key.label("sta_parent"), rank).where(*condition, key.in_(keys)).subquery()
+        first = options.skip if nav.many else 0
+        query = (select(ranked).where(ranked.c.sta_rank > first, ranked.c.sta_rank <= first + per_parent)
+                 .order_by(ranked.c.sta_parent, ranked.c.sta_rank))
+    groups: dict[Any, list[Any]] = {}
+    for row in db.execute(query):
+        groups.setdefault(row.sta_parent, []).append(row)
+    more = set()
+    if nav.many:
+        for parent, group in groups.items():
+            if len(group) > options.top:
+                del group[options.top:]
+                more.add(parent)
+    return groups, counts, more
 
 
 _counts: TTLCache[tuple[str, tuple[Any, ...]], int] = TTLCache(maxsize=1024, ttl=COUNT_SECONDS)
@@ -523,9 +701,12 @@ _counts_lock = threading.Lock()
 
 def count_of(db: Connection, query: Select, key: tuple[Any, ...]) -> int:
     """How many rows ``query`` selects, remembered for COUNT_SECONDS under ``key`` (what the query
-    selects: set, scope and filter terms) and the database: a client paging through a datastream with
+    selects: set, scope and filter text) and the database: a client paging through a datastream with
     ``$count=true`` counts its readings once, not once per page. The key is built from the request's
-    terms rather than the compiled SQL, so a remembered count costs no compilation."""
+    terms rather than the compiled SQL, so a remembered count costs no compilation. A filter using
+    ``now()`` is never remembered (its answer moves)."""
+    if "now(" in key[-1]:
+        return db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     key = (db.engine.url.render_as_string(hide_password=False), *key)
     with _counts_lock:
         found = _counts.get(key)
@@ -536,44 +717,28 @@ def count_of(db: Connection, query: Select, key: tuple[Any, ...]) -> int:
     return found
 
 
-def next_link_for(url: str, params: dict[str, str]) -> Callable[[str], str]:
-    """A function giving the same request's URL continuing after a page's last row (``$skiptoken``)."""
+def forget_counts() -> None:
+    """Drop remembered counts (after a write through the API, so its author sees it counted)."""
+    with _counts_lock:
+        _counts.clear()
+
+
+def next_link_for(url: str, params: dict[str, str]) -> Callable[[dict[str, str]], str]:
+    """A function giving the same request's URL continuing after a page (a ``$skiptoken`` or ``$skip``)."""
     rest = {k: v for k, v in params.items() if k not in ("$skip", "$skiptoken")}
 
-    def make(token: str) -> str:
-        return f"{url}?{urlencode({**rest, '$skiptoken': token})}"
+    def make(position: dict[str, str]) -> str:
+        return f"{url}?{urlencode({**rest, **position})}"
 
     return make
 
 
-class _Parent(NamedTuple):
-    """An entity known only by its id: all that a ``Nav.by_id`` set needs of its parent."""
-
-    id: int
-
-
-def read_related_set(db: Connection, entity: EntitySet, entity_id: int, nav: Nav, options: Options, links: Links, *,
-                     next_link: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """A page of the set ``nav`` leads to from ``entity_id``; 404 problem when that entity does not exist.
-
-    A set selected by the parent's id is read at once, and the parent looked up only when the page is
-    empty: a page of a datastream's Observations is one query, not two.
-    """
-    target = ENTITY_SETS[nav.target]
-    id_type = entity.model.__table__.c.id.type  # type: ignore[attr-defined]
-    parent = _Parent(entity_id) if nav.by_id and _fits(id_type, entity_id) else get_entity(db, entity, entity_id)
-    page = read_set(db, target, options, links, where=nav.where(parent), nav=nav, next_link=next_link,
-                    scope=(entity.name, entity_id, nav.target))
-    if not page["value"] and isinstance(parent, _Parent):
-        get_entity(db, entity, entity_id)  # an empty page, or no such parent
-    return page
-
-
 def get_entity(db: Connection, entity: EntitySet, entity_id: int) -> Any:
     """The entity with this id (a row of ``entity.select()``); 404 problem when there is none."""
-    id_column = entity.model.__table__.c.id  # type: ignore[attr-defined]
+    id_column = entity.table.c.id
     # an id beyond the column's range cannot exist, and the database would refuse the lookup with a 500
-    obj = related_one(db, entity, id_column == entity_id) if _fits(id_column.type, entity_id) else None
+    obj = db.execute(entity.select().where(id_column == entity_id).limit(1)).first() \
+        if _fits(id_column.type, entity_id) else None
     if obj is None:
         raise Problem(404, f"no {entity.name}({entity_id})", field="path.entity_id")
     return obj
@@ -583,3 +748,145 @@ def service_document(base: str) -> dict[str, Any]:
     """The service root: one link per entity set, and the conformance classes served."""
     return {"value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS],
             "serverSettings": {"conformance": CONFORMANCE}}
+
+
+# --- Resource paths -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    """Where a resource path has got to: an entity set narrowed by conditions, one entity or many."""
+
+    entity: EntitySet
+    where: list[Any]
+    single: bool
+    ident: int | None = None  # the entity's id when the path named it
+    nav: Nav | None = None  # the navigation that led here (its default order and unique keys)
+    text: str = ""  # the path so far, for messages and the count cache
+
+
+@dataclass
+class Answer:
+    """What a resource path answers: a JSON document, or a raw ``$value`` as text."""
+
+    json: dict[str, Any] | None = None
+    text: str | None = None
+
+
+def _segment(text: str) -> tuple[str, int | None]:
+    """``Name`` or ``Name(id)``; 404 when the id is not a whole number."""
+    name, paren, rest = text.partition("(")
+    if not paren:
+        return name, None
+    if not rest.endswith(")") or not rest[:-1].isascii() or not rest[:-1].isdigit() or len(rest) > 21:
+        raise Problem(404, f"no resource {text!r}: an id is a whole number, e.g. Things(1)", field="path")
+    return name, int(rest[:-1])
+
+
+def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> Answer:
+    """Answer a GET of a SensorThings resource path (relative to the version root) with its query options."""
+    segments = [s for s in path.split("/")]
+    if not segments or len(segments) > MAX_PATH or "" in segments:
+        raise Problem(404, f"no resource {path!r}", field="path")
+    name, ident = _segment(segments[0])
+    entity = ENTITY_SETS.get(name)
+    if entity is None:
+        raise Problem(404, f"no entity set {name!r}; the sets are {', '.join(ENTITY_SETS)}", field="path")
+    step = _Step(entity, [], False, text=name)
+    if ident is not None:
+        step = _by_id(step, ident, segments[0])
+    chain = [step]
+    position = 1
+    while position < len(segments):
+        word = segments[position]
+        if word == "$ref":
+            if position != len(segments) - 1:
+                raise Problem(404, "$ref ends a path", field="path")
+            return Answer(json=_refs(db, chain, params, links))
+        nav_name, ident = _segment(word)
+        if nav_name in step.entity.navs:
+            if not step.single:
+                raise Problem(404, f"{step.text} is a collection: name one entity before {nav_name}", field="path")
+            step = _follow(step, nav_name)
+            if ident is not None:
+                if not step.nav or not step.nav.many:
+                    raise Problem(404, f"{step.text} is one entity, not a set to take ({ident}) of", field="path")
+                step = _by_id(step, ident, word)
+            chain.append(step)
+            position += 1
+            continue
+        if step.single and ident is None and word in step.entity.fields and word not in ("id", "selfLink"):
+            rest = segments[position + 1:]
+            if rest not in ([], ["$value"]):
+                raise Problem(404, f"no resource {'/'.join(segments)!r}", field="path")
+            row = _one(db, chain)
+            value = render_page(db, step.entity, [row], Options(), links)[0][word]
+            if rest:
+                if isinstance(value, dict | list):
+                    raise Problem(400, f"{word} is not a primitive value: read it without /$value", field="path")
+                return Answer(text="" if value is None else json.dumps(value) if isinstance(value, bool)
+                              else str(value))
+            return Answer(json={word: value})
+        raise Problem(404, f"{step.entity.name} has no navigation or property {word!r}", field="path")
+    options = parse_options(params, step.entity)
+    if step.single:
+        row = _one(db, chain)
+        return Answer(json=render_page(db, step.entity, [row], options, links)[0])
+    page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav,
+                    next_link=next_link_for(f"{links.base}/{path}", params), scope=(step.text,))
+    if not page.get("value") and len(chain) > 1:
+        _one(db, chain[:-1])  # an empty set, or no such parent: 404 for the latter
+    return Answer(json=page)
+
+
+def _by_id(step: _Step, ident: int, text: str) -> _Step:
+    table = step.entity.table
+    if not _fits(table.c.id.type, ident):
+        raise Problem(404, f"no {step.entity.name}({ident})", field="path.entity_id")
+    return _Step(step.entity, [*step.where, table.c.id == ident], True, ident, step.nav, f"{step.text}({ident})")
+
+
+def _follow(step: _Step, nav_name: str) -> _Step:
+    """The entities ``nav_name`` leads to from the one entity ``step`` selects, as conditions on the target."""
+    nav = step.entity.navs[nav_name]
+    target = ENTITY_SETS[nav.target]
+    key, joins = nav.key_of(target.table)
+    parent = step.entity.table
+    if nav.parent_key == "id" and step.ident is not None and not step.where[:-1]:
+        # the parent named by id: its children are those with that key, read without the parent's table
+        condition = key == step.ident
+    else:
+        # correlate(None): the parent may be the target's own table (a Location's HistoricalLocations)
+        inner = select(parent.c[nav.parent_key]).where(*step.where).correlate(None).scalar_subquery()
+        condition = key == inner
+    where = [*joins, condition]
+    if joins:  # the key is reached through another table: keep the target's rows distinct
+        where = [target.table.c.id.in_(select(target.table.c.id).where(*joins, condition).correlate(None))]
+    return _Step(target, where, not nav.many, None, nav, f"{step.text}/{nav_name}")
+
+
+def _one(db: Connection, chain: list[_Step]) -> Any:
+    """The entity the last step selects; 404 naming the first step of the path that selects nothing."""
+    step = chain[-1]
+    row = db.execute(step.entity.select().where(*step.where).order_by(step.entity.table.c.id).limit(1)).first()
+    if row is not None:
+        return row
+    for earlier in chain[:-1]:
+        if db.execute(select(earlier.entity.table.c.id).where(*earlier.where).limit(1)).first() is None:
+            raise Problem(404, f"no {earlier.text}", field="path.entity_id")
+    raise Problem(404, f"no {step.text}", field="path.entity_id")
+
+
+def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Links) -> dict[str, Any]:
+    """``$ref``: the selfLinks of the entity or entities the path selects."""
+    step = chain[-1]
+    if step.single:
+        row = _one(db, chain)
+        return {"@iot.selfLink": links.entity(step.entity, row)}
+    options = parse_options({k: v for k, v in params.items() if k != "$expand"}, step.entity)
+    options.select = ["selfLink"]
+    page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav, scope=(step.text, "$ref"),
+                    next_link=next_link_for(f"{links.base}/{step.text}/$ref", params))
+    if not page["value"] and len(chain) > 1:
+        _one(db, chain[:-1])
+    return page

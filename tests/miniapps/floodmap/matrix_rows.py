@@ -58,8 +58,9 @@ def _stations(world: World) -> dict[str, int]:
     return made
 
 
-ENTITY_IDS = {"Things": "thing", "Locations": "thing", "Sensors": "thing", "ObservedProperties": "thing",
-              "Datastreams": "stream", "Observations": "observation"}
+ENTITY_IDS = {"Things": "thing", "Locations": "thing", "HistoricalLocations": "thing", "Sensors": "thing",
+              "ObservedProperties": "thing", "Datastreams": "stream", "Observations": "observation",
+              "FeaturesOfInterest": "thing"}
 
 
 def _entity_url(name: str, nav: str = "") -> Any:
@@ -81,6 +82,9 @@ def _sensorthings_rows() -> dict[tuple[str, str], list[Case]]:
         for nav in entity.navs:
             rows[("GET", f"{ST}/{name}({{entity_id}})/{nav}")] = [
                 Case(f"{name} -> {nav}", _entity_url(name, nav), PUBLIC)]
+    rows[("GET", f"{ST}/{{path:path}}")] = [
+        Case("SensorThings deeper path", lambda world, who: f"{ST}/Datastreams({_stations(world)['stream']})/Thing/name",
+             PUBLIC)]
     return rows
 
 

@@ -11,8 +11,9 @@ ST = "/api/miniapps/floodmap/v1.1"
 
 def test_the_service_root_lists_the_standard_entity_sets(fm_client) -> None:
     root = fm_client.get(ST).json()
-    assert [e["name"] for e in root["value"]] == ["Things", "Locations", "Sensors", "ObservedProperties",
-                                                  "Datastreams", "Observations"]
+    assert [e["name"] for e in root["value"]] == ["Things", "Locations", "HistoricalLocations", "Sensors",
+                                                  "ObservedProperties", "Datastreams", "Observations",
+                                                  "FeaturesOfInterest"]
     assert all(e["url"].endswith(f"/v1.1/{e['name']}") for e in root["value"])
 
 
@@ -53,8 +54,11 @@ def test_filter_on_time_and_result_with_order(fm_app, fm_client) -> None:
 
 
 def test_unknown_filter_syntax_is_400_naming_filter(fm_client) -> None:
-    for bad in ("result gt 1 or result lt 0", "substringof('a', name)", "result gt", "colour eq 'red'",
-                "phenomenonTime gt yesterday", "result gt 'high'", "result like 1"):
+    for bad in ("result gt 1 or", "substringof('a')", "result gt", "colour eq 'red'", "phenomenonTime gt yesterday",
+                "result gt 'high'", "result like 1", "phenomenonTime gt 2026-01-01T00:00:00", "result add 1",
+                "geo.distance(result, geography'POINT(1 2)') lt 1", "st_within(location, geography'POINT(1')",
+                "Datastream eq 1", "Datastream/colour eq 1", "result eq null and result gt null",
+                "((((((" * 10, "result eq " + "1 add " * 300 + "1"):
         answer = fm_client.get(f"{ST}/Observations", params={"$filter": bad})
         assert answer.status_code == 400, (bad, answer.text)
         assert answer.json()["field"] == "query.$filter" and "$filter" in answer.json()["detail"]
