@@ -142,7 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine=app.state.engine, secret=settings.secret_key, cache_seconds=settings.auth_cache_seconds,
         broker=app.state.broker, trusted_origins=settings.trusted_origins,
     )
-    app.state.sign_in_limiter = SignInLimiter(settings.redis_url)
+    app.state.sign_in_limiter = SignInLimiter(settings.redis_url, cap_seconds=settings.sign_in_backoff_cap_seconds,
+                                              alert_failures=settings.sign_in_alert_failures)
     app.state.firebase = verifier_from_settings(settings)
     app.state.events.subscribe(warning_subscriber(app))
     app.state.notifier = Notifier(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -41,6 +42,16 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _as_a_demo() -> None:
+    """The demo runs in development (its public secret and development sign-in) unless SUPERAPP_ENV says
+    otherwise in the environment or .env; everything else defaults to production."""
+    from dotenv import dotenv_values
+
+    named = {k.upper() for k in os.environ} | {k.upper() for k in dotenv_values(".env")}
+    if "SUPERAPP_ENV" not in named:
+        os.environ["SUPERAPP_ENV"] = "dev"  # inherited by uvicorn's workers too
+
+
 def _loaded(settings: Settings) -> tuple[Any, list[Any]]:
     from core.app import discover
 
@@ -70,6 +81,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     from core.migrate import pending_heads
     from push.wsprotocol import UVICORN_OPTIONS
 
+    if demo:
+        _as_a_demo()
     settings = _settings()
     if workers > 1 and not settings.redis_url:
         raise SettingsError("--workers > 1 needs SUPERAPP_REDIS_URL so workers share the broker")
@@ -173,6 +186,7 @@ def seed() -> None:
 @_fail_cleanly
 def seed_demo() -> None:
     """Load Hue's org units and demo content for every mini-app present; safe to run again."""
+    _as_a_demo()
     engine, miniapps = _loaded(_settings())
     _seed_demo(engine, miniapps)
 

@@ -28,6 +28,11 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("SUPERAPP_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("SUPERAPP_TEST_REDIS_URL")
 TEST_SECRET = "test-secret-key-0123456789abcdef"
+# The settings default to production, which refuses the public placeholder secret: this process, and the
+# servers and commands the tests start from its environment, run as the test profile with a test secret
+# unless a test says otherwise.
+os.environ.setdefault("SUPERAPP_ENV", "test")
+os.environ.setdefault("SUPERAPP_SECRET_KEY", TEST_SECRET)
 
 
 def require(condition: bool, what: str) -> None:

@@ -11,7 +11,7 @@ from core.db import SessionDep
 from core.identity import service
 from core.identity.authn import SESSION_COOKIE
 from core.identity.deps import PrincipalDep
-from core.identity.routes import end_sessions, profile_of, sign_in_official
+from core.identity.routes import end_sessions, profile_of, remember_device, sign_in_official
 from core.identity.service import IdentityError
 from core.identity.tokens import WEB_SESSION_TTL
 from core.web import render_page
@@ -37,6 +37,7 @@ def sign_in_form(request: Request, db: SessionDep, username: Annotated[str, Form
                  password: Annotated[str, Form(max_length=256)] = "", next: Annotated[str, Form()] = "/me") -> Response:
     """Check the form; on success set the session cookie and go to ``next``."""
     error = None
+    status, retry_after = 401, None
     if not username.strip() or not password:
         error = {"vi": "Nhập tên đăng nhập và mật khẩu.", "en": "Enter your username and password."}
     else:
@@ -44,19 +45,26 @@ def sign_in_form(request: Request, db: SessionDep, username: Annotated[str, Form
             pair = sign_in_official(request, db, username=username, password=password, web=True)
         except IdentityError as exc:
             error = {"vi": _vietnamese(exc), "en": exc.reason}
+            status, retry_after = exc.status, exc.retry_after
     if error is not None:
-        return render_page(request, "identity/login.html", {"next": _safe_next(next), "error": error,
-                                                            "username": username}, status_code=401)
+        page = render_page(request, "identity/login.html", {"next": _safe_next(next), "error": error,
+                                                            "username": username}, status_code=status)
+        if retry_after:
+            page.headers["Retry-After"] = str(retry_after)
+        return page
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, pair.access_token, max_age=int(WEB_SESSION_TTL.total_seconds()),
                         httponly=True, samesite="lax", secure=request.app.state.settings.env == "production",
                         path="/")
+    remember_device(request, response, username)
     return response
 
 
 def _vietnamese(exc: IdentityError) -> str:
     if exc.status == 429:
-        return f"Đăng nhập sai quá nhiều lần; thử lại sau {max(1, round((exc.retry_after or 60) / 60))} phút."
+        seconds = exc.retry_after or 60
+        wait = f"{seconds} giây" if seconds < 120 else f"{round(seconds / 60)} phút"
+        return f"Đăng nhập sai quá nhiều lần; thử lại sau {wait}."
     return "Sai tên đăng nhập hoặc mật khẩu."
 
 

@@ -4,11 +4,12 @@ unit members, memberships and the audit log."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +23,16 @@ from core.identity.firebase import FirebaseTokenError
 from core.identity.models import AuditEvent, Membership, User, UserKind
 from core.identity.principal import Principal
 from core.identity.service import IdentityError, TokenPair
+from core.identity.ratelimit import Throttled
+from core.identity.tokens import (
+    DEVICE_TTL,
+    WEB_SESSION_TTL,
+    device_cookie_name,
+    issue_device_token,
+    read_device_token,
+)
 from core.units.models import OrgUnit, UnitKind
+from core.units.service import CITY_ID
 from plugins.manifest import Scope
 
 log = logging.getLogger(__name__)
@@ -120,6 +130,12 @@ def request_dev_code(body: DevCodeRequest, request: Request, db: SessionDep) -> 
     _dev_only(request)
     try:
         phone = service.normalize_phone(body.phone)
+        throttled = request.app.state.sign_in_limiter.code_request(phone=phone, address=client_address(request))
+        if throttled is not None:
+            what = "this phone number" if throttled.reason == "phone" else "your network address"
+            raise IdentityError(429, f"too many codes asked for {what}; try again in {_wait(throttled.seconds)}",
+                                field="phone" if throttled.reason == "phone" else None,
+                                retry_after=throttled.seconds)
         code = service.start_dev_sign_in(db, secret=request.app.state.settings.secret_key, phone=phone)
     except IdentityError as exc:
         raise _problem(exc) from None
@@ -148,40 +164,77 @@ class PasswordSignIn(Strict):
 
 
 def sign_in_official(request: Request, db: Any, *, username: str, password: str, web: bool = False) -> TokenPair:
-    """Check the rate limits and the password; one message for every failure (no enumeration)."""
+    """Check the progressive delays and the password; one message for every failure (no enumeration).
+
+    A client holding this account's device cookie is delayed only by its own failures, so an attack on
+    the account or from the same network never keeps its owner out (see core/identity/ratelimit.py).
+    """
     # One spelling of the account for the limiter, the audit and the look-up, so padding or case
     # cannot buy more guesses.
     username = username.strip().lower()
     limiter = request.app.state.sign_in_limiter
     address = client_address(request)
-    locked = limiter.locked_for(account=username, address=address)
-    if locked is not None:
-        reason, seconds = locked
-        minutes = max(1, round(seconds / 60))
-        what = "this account" if reason == "account" else "your network address"
-        service.audit(db, "sign_in_locked", address=address, username=username.lower()[:64], reason=reason)
-        db.commit()
-        raise IdentityError(429, f"too many failed sign-ins for {what}; try again in {minutes} minute(s)",
-                            retry_after=seconds)
-    limiter.attempt(address=address)
+    secret = request.app.state.settings.secret_key
+    device = read_device_token(request.cookies.get(device_cookie_name(username)), secret=secret, username=username)
+    outcome = limiter.reserve(account=username, address=address, device=device)
+    if isinstance(outcome, Throttled):
+        what = "this account" if outcome.reason == "account" else "your network address"
+        raise IdentityError(429, f"too many failed sign-ins for {what}; try again in {_wait(outcome.seconds)}",
+                            retry_after=outcome.seconds)
     user = service.authenticate_official(db, username=username, password=password)
     if user is None:
-        limiter.failure(account=username)
-        service.audit(db, "sign_in_failed", address=address, username=username.lower()[:64])
+        service.audit(db, "sign_in_failed", address=address, username=username[:64], known_device=device is not None)
+        _alert_if_sustained(request, db, limiter.alarming(outcome))
         db.commit()
         raise IdentityError(401, "wrong username or password")
-    limiter.success(account=username)
-    return service.start_session(db, secret=request.app.state.settings.secret_key, user=user, method="password",
+    limiter.succeeded(outcome)
+    return service.start_session(db, secret=secret, user=user, method="password",
                                  client=request.headers.get("user-agent"), address=address, web=web)
 
 
-@router.post("/api/auth/login", operation_id="sign_in_with_password", response_model=TokenResponse)
-def sign_in_with_password(body: PasswordSignIn, request: Request, db: SessionDep) -> TokenResponse:
-    """Officials: sign in with username and password (rate-limited per account and per address)."""
+def _wait(seconds: int) -> str:
+    return f"{seconds} second(s)" if seconds < 120 else f"{round(seconds / 60)} minute(s)"
+
+
+def remember_device(request: Request, response: Response, username: str) -> None:
+    """After a successful sign-in: the device cookie that exempts this client from other clients' delays."""
+    response.set_cookie(device_cookie_name(username),
+                        issue_device_token(secret=request.app.state.settings.secret_key, username=username),
+                        max_age=int(DEVICE_TTL.total_seconds()), httponly=True, samesite="strict",
+                        secure=request.app.state.settings.env == "production", path="/")
+
+
+def _alert_if_sustained(request: Request, db: Any, counts: list[str]) -> None:
+    """A warning in the log, and a notice to the city's operators and admins (at most one per 15 minutes)."""
+    if not counts:
+        return
+    what = ", ".join(counts)
+    log.warning("sustained sign-in failures (%s failures or more each): %s",
+                request.app.state.sign_in_limiter.alert_failures, what)
+    service.audit(db, "sign_in_attack", address=client_address(request), counts=counts)
+    if not request.app.state.sign_in_limiter.notify_operators_now():
+        return
     try:
-        return _tokens(sign_in_official(request, db, username=body.username, password=body.password))
+        request.app.state.notifier.send(
+            db, miniapp="core", topic="security", severity="warning", url="/api/audit?action=sign_in_failed",
+            roles=[("operator", CITY_ID), ("admin", CITY_ID)],
+            title={"vi": "Nhiều lần đăng nhập sai", "en": "Many failed sign-ins"},
+            body={"vi": f"Đăng nhập sai liên tục: {what}. Xem nhật ký kiểm toán.",
+                  "en": f"Sustained failed sign-ins: {what}. See the audit log."})
+    except Exception:  # the warning is logged; a notice that cannot be written must not hide the 401
+        log.exception("could not notify operators of failed sign-ins")
+
+
+@router.post("/api/auth/login", operation_id="sign_in_with_password", response_model=TokenResponse)
+def sign_in_with_password(body: PasswordSignIn, request: Request, response: Response,
+                          db: SessionDep) -> TokenResponse:
+    """Officials: sign in with username and password (progressive delays per account and per address)."""
+    try:
+        pair = sign_in_official(request, db, username=body.username, password=body.password)
     except IdentityError as exc:
         raise _problem(exc) from None
+    remember_device(request, response, body.username)
+    return _tokens(pair)
 
 
 class RefreshRequest(Strict):
@@ -308,13 +361,35 @@ class NotificationPrefs(Strict):
     quiet_hours: QuietHours | None = None
 
 
-class ProfileUpdate(Strict):
-    """Fields a caller may change on their own account."""
+def _printable(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
 
-    display_name: Text | None = None
-    home_unit_id: str | None = None
+
+# A name as people read it: no control characters (SQLite would store a NUL that PostgreSQL refuses).
+DisplayName = Annotated[Text, AfterValidator(_printable)]
+UnitId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_printable)]
+
+
+class ProfileUpdate(Strict):
+    """Fields a caller may change on their own account; a field left out is kept.
+
+    ``home_unit_id`` and ``locale`` may be null (no home unit, the device's language); the name and the
+    preferences may not: ``null`` is refused rather than silently ignored.
+    """
+
+    display_name: DisplayName | None = None
+    home_unit_id: UnitId | None = None
     locale: Literal["vi", "en"] | None = None
     notification_prefs: NotificationPrefs | None = None
+
+    @field_validator("display_name", "notification_prefs")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep it")
+        return value
 
 
 @router.patch("/api/me", operation_id="update_my_profile", response_model=Profile)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from core.identity.models import (
@@ -36,6 +36,7 @@ from core.identity.tokens import (
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
+    successor_refresh_token,
 )
 from core.units.models import OrgUnit, UnitKind
 
@@ -44,6 +45,9 @@ PHONE = re.compile(r"^\+84\d{9,10}$")
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{2,63}$")
 DEV_CODE_TTL = timedelta(minutes=5)
 DEV_CODE_ATTEMPTS = 5
+# How long a rotated refresh token may still be presented and get the same next token (two refreshes
+# racing, a retry after a lost answer); later, or once the next token was used, it revokes its session.
+REFRESH_GRACE = timedelta(seconds=30)
 
 # Which kind of unit each role is held in.
 ROLE_UNIT_KINDS: dict[Role, tuple[UnitKind, ...]] = {
@@ -183,8 +187,9 @@ def remove_membership(db: Session, *, membership_id: int, actor_id: int | None) 
 # --- Sessions and tokens ------------------------------------------------------------------------------
 
 
-def _issue(db: Session, *, secret: str, user: User, session: AuthSession, web: bool) -> TokenPair:
-    token, token_hash = new_refresh_token()
+def _issue(db: Session, *, secret: str, user: User, session: AuthSession, web: bool,
+           refresh_token: str | None = None) -> TokenPair:
+    token, token_hash = (refresh_token, hash_refresh_token(refresh_token)) if refresh_token else new_refresh_token()
     db.add(RefreshToken(session_id=session.id, token_hash=token_hash, expires_at=utcnow() + REFRESH_TTL))
     ttl = WEB_SESSION_TTL if web else ACCESS_TTL
     assert user.id is not None
@@ -217,11 +222,23 @@ def rotate_refresh_token(db: Session, *, secret: str, refresh_token: str, addres
     if session.revoked_at is not None:
         raise IdentityError(401, "this session was signed out", field="refresh_token")
     now = utcnow()
-    # Claim the token atomically: of two requests racing with one token, exactly one wins.
+    # The next token is derived from this one, so every request that presents this token within the
+    # grace window gets the same next token: two refreshes racing (or a retry after a lost answer) both
+    # succeed and leave the client one token that works.
+    successor = successor_refresh_token(secret=secret, refresh_token=refresh_token)
+    # Claim the token atomically: of two requests racing with one token, exactly one rotates it.
     claimed = db.execute(
         update(RefreshToken).where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None)).values(used_at=now)
     ).rowcount
     if claimed != 1:
+        replay = _replay_within_grace(db, stored_id=stored.id, successor=successor, now=now)
+        user = db.get(User, session.user_id) if replay else None
+        if user is not None and user.is_active:
+            access = issue_access_token(secret=secret, user_id=session.user_id, session_id=session.id)
+            db.commit()
+            return TokenPair(access, successor, int(ACCESS_TTL.total_seconds()), session.id, session.user_id)
+        # Used again after the grace window or after its successor was itself used: someone else holds
+        # a copy of this family's tokens.
         _revoke(db, session, reason="refresh token reuse")
         audit(db, "refresh_token_reuse", subject_id=session.user_id, address=address, session=session.id)
         db.commit()
@@ -234,9 +251,19 @@ def rotate_refresh_token(db: Session, *, secret: str, refresh_token: str, addres
     if user is None or not user.is_active:
         db.commit()
         raise IdentityError(401, "this account is disabled", field="refresh_token")
-    pair = _issue(db, secret=secret, user=user, session=session, web=False)
+    pair = _issue(db, secret=secret, user=user, session=session, web=False, refresh_token=successor)
     db.commit()
     return pair
+
+
+def _replay_within_grace(db: Session, *, stored_id: int, successor: str, now: datetime) -> bool:
+    """True when the token was rotated less than REFRESH_GRACE ago and its successor is still unused."""
+    used_at = db.execute(select(RefreshToken.used_at).where(RefreshToken.id == stored_id)).scalar_one_or_none()
+    if used_at is None or now - _aware(used_at) > REFRESH_GRACE:
+        return False
+    unused = db.execute(select(RefreshToken.id).where(RefreshToken.token_hash == hash_refresh_token(successor),
+                                                      RefreshToken.used_at.is_(None))).first()
+    return unused is not None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -347,29 +374,52 @@ def dev_code_hash(secret: str, phone: str, code: str) -> str:
 
 
 def start_dev_sign_in(db: Session, *, secret: str, phone: str) -> str:
-    """Create a one-time code for ``phone`` (development only); returns it for the log."""
+    """Create a one-time code for ``phone`` (development only); returns it for the log.
+
+    A new code replaces the old one but not its count of wrong guesses: the count starts again only
+    once the last code has expired, and a phone that used up its guesses gets no code until then.
+    """
     phone = normalize_phone(phone)
     code = f"{secrets.randbelow(1_000_000):06d}"
-    row = db.get(DevSignInCode, phone) or DevSignInCode(phone=phone, code_hash="", expires_at=utcnow())
+    now = utcnow()
+    row = db.get(DevSignInCode, phone, with_for_update=True)
+    if row is None:
+        row = DevSignInCode(phone=phone, code_hash="", expires_at=now)
+    if _aware(row.expires_at) <= now:
+        row.attempts = 0
+    elif row.attempts >= DEV_CODE_ATTEMPTS:
+        wait = max(1, int((_aware(row.expires_at) - now).total_seconds()) + 1)
+        raise IdentityError(429, f"too many wrong codes for this phone number; ask again in {wait} second(s)",
+                            field="phone", retry_after=wait)
     row.code_hash = dev_code_hash(secret, phone, code)
-    row.expires_at = utcnow() + DEV_CODE_TTL
-    row.attempts = 0
+    row.expires_at = now + DEV_CODE_TTL
     db.add(row)
     db.commit()
     return code
 
 
 def check_dev_code(db: Session, *, secret: str, phone: str, code: str) -> str:
-    """Consume the code for ``phone``; returns the normalized phone or raises IdentityError."""
+    """Consume the code for ``phone``; returns the normalized phone or raises IdentityError.
+
+    Every guess first takes one of the code's attempts in a single UPDATE (attempts < limit), so however
+    many guesses race, at most DEV_CODE_ATTEMPTS of them are ever compared with the code.
+    """
     phone = normalize_phone(phone)
-    row = db.get(DevSignInCode, phone)
     wrong = IdentityError(401, "the code is wrong or has expired; ask for a new one", field="code")
-    if row is None or _aware(row.expires_at) <= utcnow() or row.attempts >= DEV_CODE_ATTEMPTS:
+    taken = db.execute(
+        update(DevSignInCode)
+        .where(DevSignInCode.phone == phone, DevSignInCode.attempts < DEV_CODE_ATTEMPTS,
+               DevSignInCode.expires_at > utcnow())
+        .values(attempts=DevSignInCode.attempts + 1)
+        .returning(DevSignInCode.code_hash)
+    ).first()
+    db.commit()  # the attempt is spent whatever the code turns out to be
+    if taken is None or not hmac.compare_digest(taken.code_hash, dev_code_hash(secret, phone, code.strip())):
         raise wrong
-    if not hmac.compare_digest(row.code_hash, dev_code_hash(secret, phone, code.strip())):
-        row.attempts += 1
-        db.add(row)
-        db.commit()
+    # One-time: only the guess that deletes the row signs in, should the right code be sent twice at once.
+    used = db.execute(delete(DevSignInCode).where(DevSignInCode.phone == phone,
+                                                  DevSignInCode.code_hash == taken.code_hash)).rowcount
+    if used != 1:
+        db.rollback()
         raise wrong
-    db.delete(row)
     return phone

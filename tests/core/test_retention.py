@@ -36,7 +36,7 @@ from push.models import (
     OutboxStatus,
     PushOutbox,
 )
-from tests.conftest import base_settings
+from tests.conftest import TEST_SECRET, base_settings
 
 NOW = utcnow()
 SUPERAPP = Path(sys.executable).with_name("superapp")
@@ -268,7 +268,8 @@ def test_cli_dry_run_and_a_bad_setting(sqlite_url: str) -> None:
         db.add(AuditEvent(action="sign_in", at=days_ago(1000)))
         db.commit()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPERAPP_")},
-           "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_ENV": "test", "SUPERAPP_LOG_JSON": "false"}
+           "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_ENV": "test", "SUPERAPP_LOG_JSON": "false",
+           "SUPERAPP_SECRET_KEY": TEST_SECRET}
     dry = subprocess.run([str(SUPERAPP), "retention", "run", "--dry-run"], check=False, env=env, capture_output=True, text=True,
                          timeout=60)
     assert dry.returncode == 0, dry.stderr

@@ -18,7 +18,7 @@ from push import outbox as outbox_module
 from push.fcm import FcmSender, LogSender
 from push.models import OutboxStatus
 from push.outbox import OutboxWorker
-from tests.conftest import base_settings
+from tests.conftest import TEST_SECRET, base_settings
 from plugins.fakes.firebase import FakeFcm, initialize_test_app
 from tests.push_delivery.conftest import add_notification, add_rows, engine_for, outbox
 
@@ -79,7 +79,8 @@ def test_host_sends_through_firebase_and_closes_the_app_at_shutdown(
 
 def _cli_env(sqlite_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERAPP_")}
-    return {**env, "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_ENV": "test", "SUPERAPP_LOG_JSON": "false"}
+    return {**env, "SUPERAPP_DATABASE_URL": sqlite_url, "SUPERAPP_ENV": "test", "SUPERAPP_LOG_JSON": "false",
+            "SUPERAPP_SECRET_KEY": TEST_SECRET}
 
 
 def test_cli_worker_once_and_until_sigterm(sqlite_url: str) -> None:
