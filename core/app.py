@@ -52,6 +52,7 @@ from core.search import router as search_router
 from core.shell import router as shell_router
 from core.units.directory import UnitsDirectory
 from core.units.routes import router as units_router
+from core.warning_pages import router as warning_pages
 from core.web import build_templates
 from plugins.context import Host
 from plugins.events import MiniAppsLoaded
@@ -63,7 +64,7 @@ from push.broker import make_broker
 log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
-    push_router, push_pages, realtime.router, shell_router, search_router, search_pages,
+    push_router, push_pages, realtime.router, shell_router, warning_pages, search_router, search_pages,
     settings_router, settings_pages,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})

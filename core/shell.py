@@ -5,16 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from core.banner import PLACE_COOKIE
+from core.db import SessionDep
 from core.identity.deps import PrincipalDep
+from core.identity.resident_pages import ward_choices
 from core.manifests import manifest_view, visible_miniapps
 from core.web import page_locale, render_page
+from push import inbox
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse, name="shell_home")
-def home(request: Request, principal: PrincipalDep) -> HTMLResponse:
-    """The home screen: a tile per mini-app the caller may open, then the feed and notifications."""
+def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLResponse:
+    """The home screen: a tile per mini-app the caller may open, then the feed, warnings and notifications."""
     locale = page_locale(request)
     state = request.app.state
     granted = state.consents.granted_by_miniapp(principal)
@@ -22,4 +26,8 @@ def home(request: Request, principal: PrincipalDep) -> HTMLResponse:
         manifest_view(m, locale=locale, granted=granted.get(m.id, ()))
         for m in visible_miniapps(state.miniapps, principal)
     ]
-    return render_page(request, "shell/home.html", {"tiles": tiles})
+    # The unread badge (bounded count, push/inbox.py) and the places a visitor may pick for warnings.
+    unread = inbox.unread(db, principal.user_id) if principal.is_authenticated and principal.user_id else None
+    places = ward_choices(db, locale) if not principal.is_authenticated else []
+    return render_page(request, "shell/home.html", {
+        "tiles": tiles, "unread": unread, "places": places, "place": request.cookies.get(PLACE_COOKIE, "")})

@@ -19,7 +19,7 @@ from core.identity.ratelimit import SignInLimiter
 from tests.core.identity.conftest import PERSONAS, Persona
 
 ALLOW = "allow"  # any 2xx or 3xx (304 included)
-SIGN_IN = "sign-in"  # a page's 401: 303 to /auth/login
+SIGN_IN = "sign-in"  # a page's 401: 303 to /auth/login (officials) or /auth/phone (residents)
 NOT_IN_MATRIX = {"/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"}
 OFFICIALS = ("commune_px", "commune_kl", "department", "operator", "admin")
 RESIDENTS = ("resident_a", "resident_b")

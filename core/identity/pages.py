@@ -1,4 +1,5 @@
-"""Web pages for identity: officials' sign-in and the profile page (cookie or bearer, same checks)."""
+"""Web pages for identity: officials' sign-in and the profile page (cookie or bearer, same checks);
+residents' pages are in ``core/identity/resident_pages.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.db import SessionDep
-from core.identity import service
+from core.identity import resident_pages, service
 from core.identity.authn import SESSION_COOKIE
 from core.identity.deps import PrincipalDep
 from core.identity.routes import end_sessions, profile_of, remember_device, sign_in_official
@@ -70,12 +71,8 @@ def _vietnamese(exc: IdentityError) -> str:
 
 @router.get("/me", response_class=HTMLResponse, name="profile_page")
 def profile_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Response:
-    """The caller's profile: name, unit, roles and open sessions."""
-    if not principal.is_authenticated:
-        return RedirectResponse("/auth/login?next=/me", status_code=303)
-    profile = profile_of(db, principal.user_id or 0)
-    sessions = service.list_sessions(db, user_id=principal.user_id or 0)
-    return render_page(request, "identity/profile.html", {"profile": profile, "sessions": sessions})
+    """The caller's profile: name, unit, roles and open sessions; residents also edit theirs here."""
+    return resident_pages.profile_response(request, principal, db)
 
 
 @router.post("/auth/logout")
@@ -86,3 +83,7 @@ async def sign_out_form(request: Request, principal: PrincipalDep) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+# Residents' pages (phone sign-in, first run, profile form, my data, launch codes) share this router.
+router.include_router(resident_pages.router)

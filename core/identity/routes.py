@@ -3,6 +3,7 @@ unit members, memberships and the audit log."""
 
 from __future__ import annotations
 
+import json
 import logging
 import unicodedata
 from datetime import datetime
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.db import SessionDep
 from core.errors import Problem
-from core.identity import service
+from core.identity import resident, service
 from core.identity.authn import SESSION_COOKIE, client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
@@ -71,14 +72,34 @@ def _problem(exc: IdentityError) -> Problem:
 
 
 class FirebaseSignIn(Strict):
-    """The Firebase ID token the app got from Firebase Authentication."""
+    """The Firebase ID token the app got from Firebase Authentication; ``web`` for a browser session."""
 
     id_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    web: bool = Field(False, description="True from the web sign-in page: answer 204 and set the session "
+                                         "cookie instead of returning tokens.")
 
 
-@router.post("/api/auth/firebase", operation_id="sign_in_with_firebase", response_model=TokenResponse)
-async def sign_in_with_firebase(body: FirebaseSignIn, request: Request) -> TokenResponse:
-    """Residents: exchange a Firebase ID token (phone sign-in) for our tokens."""
+WEB_SIGN_IN = {204: {"description": "Signed in (``web``: the session cookie is set, no tokens returned)"}}
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """The browser's session: an HttpOnly, SameSite=Lax cookie holding a web session's access token."""
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(WEB_SESSION_TTL.total_seconds()), httponly=True,
+                        samesite="lax", secure=request.app.state.settings.env == "production", path="/")
+
+
+def _web_session(request: Request, pair: TokenPair) -> Response:
+    response = Response(status_code=204)
+    set_session_cookie(request, response, pair.access_token)
+    return response
+
+
+@router.post("/api/auth/firebase", operation_id="sign_in_with_firebase", response_model=TokenResponse,
+             responses=WEB_SIGN_IN)
+async def sign_in_with_firebase(body: FirebaseSignIn, request: Request) -> Any:
+    """Residents: exchange a Firebase ID token (phone sign-in) for our tokens, or a browser session."""
+    if body.web:
+        request.app.state.authenticator.check_origin(request)  # no one else's page signs a browser in
     verifier = request.app.state.firebase
     if verifier is None:
         raise Problem(404, "Firebase sign-in is not configured on this server")
@@ -89,22 +110,27 @@ async def sign_in_with_firebase(body: FirebaseSignIn, request: Request) -> Token
     if not identity.phone:
         raise Problem(422, "the Firebase account has no phone number; sign in with a phone number",
                       field="id_token")
-    return await run_in_threadpool(_resident_session, request, identity.uid, service.normalize_phone(identity.phone),
-                                   "firebase")
+    try:
+        phone = service.normalize_phone(identity.phone)
+    except IdentityError as exc:
+        raise _problem(exc) from None
+    pair = await run_in_threadpool(_resident_session, request, identity.uid, phone, "firebase", body.web)
+    return _web_session(request, pair) if body.web else _tokens(pair)
 
 
-def _resident_session(request: Request, firebase_uid: str | None, phone: str, method: str) -> TokenResponse:
+def _resident_session(request: Request, firebase_uid: str | None, phone: str, method: str,
+                      web: bool = False) -> TokenPair:
     from sqlmodel import Session
 
     with Session(request.app.state.engine, expire_on_commit=False) as db:
         try:
             user = service.find_or_create_resident(db, firebase_uid=firebase_uid, phone=phone,
                                                    address=client_address(request))
-            pair = service.start_session(db, secret=request.app.state.settings.secret_key, user=user, method=method,
-                                         client=request.headers.get("user-agent"), address=client_address(request))
+            return service.start_session(db, secret=request.app.state.settings.secret_key, user=user,
+                                         method=method, client=request.headers.get("user-agent"),
+                                         address=client_address(request), web=web)
         except IdentityError as exc:
             raise _problem(exc) from None
-    return _tokens(pair)
 
 
 class DevCodeRequest(Strict):
@@ -117,6 +143,8 @@ class DevCodeCheck(DevCodeRequest):
     """The phone number and the code from the log."""
 
     code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{6}$")]
+    web: bool = Field(False, description="True from the web sign-in page: answer 204 and set the session "
+                                         "cookie instead of returning tokens.")
 
 
 def _dev_only(request: Request) -> None:
@@ -143,17 +171,21 @@ def request_dev_code(body: DevCodeRequest, request: Request, db: SessionDep) -> 
     return {"phone": phone, "sent_to": "server log", "expires_in": int(service.DEV_CODE_TTL.total_seconds())}
 
 
-@router.post("/api/auth/dev/verify", operation_id="verify_dev_code", response_model=TokenResponse)
-def verify_dev_code(body: DevCodeCheck, request: Request, db: SessionDep) -> TokenResponse:
-    """Development only: sign a resident in with the code from the log."""
+@router.post("/api/auth/dev/verify", operation_id="verify_dev_code", response_model=TokenResponse,
+             responses=WEB_SIGN_IN)
+def verify_dev_code(body: DevCodeCheck, request: Request, db: SessionDep) -> Any:
+    """Development only: sign a resident in with the code from the log (``web``: a browser session)."""
     _dev_only(request)
+    if body.web:
+        request.app.state.authenticator.check_origin(request)
     try:
         phone = service.check_dev_code(db, secret=request.app.state.settings.secret_key, phone=body.phone,
                                        code=body.code)
     except IdentityError as exc:
         raise _problem(exc) from None
     db.commit()
-    return _resident_session(request, None, phone, "dev_code")
+    pair = _resident_session(request, None, phone, "dev_code", body.web)
+    return _web_session(request, pair) if body.web else _tokens(pair)
 
 
 class PasswordSignIn(Strict):
@@ -439,6 +471,63 @@ def list_my_sessions(principal: CurrentUser, db: SessionDep) -> list[SessionOut]
     return [SessionOut(id=s.id, created_at=s.created_at, client=s.client, sign_in_method=s.sign_in_method,
                        current=s.id == principal.session_id)
             for s in service.list_sessions(db, user_id=principal.user_id or 0)]
+
+
+class LaunchCode(BaseModel):
+    """A one-time code that opens a browser session in the app's WebView (docs/push.md, "WebView")."""
+
+    code: str
+    expires_in: int
+    exchange_url: str = "/auth/launch"
+
+
+@router.post("/api/auth/launch-code", operation_id="issue_launch_code", response_model=LaunchCode, status_code=201)
+def issue_launch_code(principal: CurrentUser, request: Request, db: SessionDep) -> LaunchCode:
+    """The native app asks for this before it opens a mini-app page: the WebView POSTs it to
+    ``/auth/launch`` and gets a cookie session of its own; it works once, for 60 seconds."""
+    code, seconds = resident.issue_launch_code(db, user_id=principal.user_id or 0,
+                                               from_session=principal.session_id, address=client_address(request))
+    return LaunchCode(code=code, expires_in=seconds)
+
+
+@router.get("/api/me/data", operation_id="download_my_data",
+            responses={200: {"description": "Everything stored about the caller, as a JSON file"}})
+def download_my_data(principal: CurrentUser, request: Request, db: SessionDep) -> Response:
+    """Download my data: the account and every record that points at it, secrets left out (audited)."""
+    try:
+        data = resident.personal_data(db, principal.user_id or 0)
+    except IdentityError as exc:
+        raise _problem(exc) from None
+    service.audit(db, "personal_data_exported", actor_id=principal.user_id, subject_id=principal.user_id,
+                  address=client_address(request), tables=sorted(data["records"]))
+    db.commit()
+    body = json.dumps(data, ensure_ascii=False, indent=1, default=str)
+    stamp = data["exported_at"][:10]
+    return Response(body, media_type="application/json", headers={
+        "Content-Disposition": f'attachment; filename="hue-s-my-data-{stamp}.json"', "Cache-Control": "no-store"})
+
+
+@router.delete("/api/me", operation_id="delete_my_account", status_code=204)
+async def delete_my_account(principal: CurrentUser, request: Request) -> Response:
+    """Residents: delete my account; my reports and questions stay for the city, without me (audited)."""
+    await run_in_threadpool(erase_resident, request, principal)
+    await request.app.state.authenticator.invalidate(principal.user_id)
+    return _signed_out()
+
+
+def erase_resident(request: Request, principal: Principal) -> dict[str, int]:
+    """Delete the caller's resident account (refusals as problems); the caller then invalidates their sessions."""
+    from sqlmodel import Session
+
+    with Session(request.app.state.engine) as db:
+        service.audit(db, "account_deletion_requested", actor_id=principal.user_id, subject_id=principal.user_id,
+                      address=client_address(request))
+        db.commit()
+        try:
+            kept = resident.delete_resident(db, user_id=principal.user_id or 0)
+        except IdentityError as exc:
+            raise _problem(exc) from None
+    return kept
 
 
 # --- Consent ---------------------------------------------------------------------------------------------

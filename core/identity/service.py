@@ -221,6 +221,8 @@ def rotate_refresh_token(db: Session, *, secret: str, refresh_token: str, addres
     assert session is not None
     if session.revoked_at is not None:
         raise IdentityError(401, "this session was signed out", field="refresh_token")
+    if session.sign_in_method == "launch_code":  # a WebView launch code opens a cookie session, nothing else
+        raise IdentityError(401, "refresh token is not valid", field="refresh_token")
     now = utcnow()
     # The next token is derived from this one, so every request that presents this token within the
     # grace window gets the same next token: two refreshes racing (or a retry after a lost answer) both

@@ -36,7 +36,8 @@ router = APIRouter(include_in_schema=False)
 
 def _sign_in(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/auth/login?next={quote(target)}", status_code=303)
+    # Residents sign in by phone; the page links to the officials' form for the rest.
+    return RedirectResponse(f"/auth/phone?next={quote(target)}", status_code=303)
 
 
 def _refused(request: Request, status: int, message: dict[str, str]) -> Response:

@@ -67,7 +67,7 @@ def own_sessions(world: World, who: str, creds: Persona, response: Any) -> None:
 def own_profile_page(world: World, who: str, creds: Persona, response: Any) -> None:
     """The /me page shows the caller's own name, and sends an anonymous caller to the sign-in form."""
     if creds.user_id is None:
-        assert response.headers["location"] == "/auth/login?next=/me"
+        assert response.headers["location"] == "/auth/phone?next=/me"
         return
     assert html.escape(creds.display_name or "") in response.text, f"/me does not show {who}'s name"
 
@@ -167,6 +167,38 @@ def _grant_location(world: World) -> None:
 def _refresh(world: World, who: str) -> dict[str, str]:
     return {"refresh_token": world.refresh_token(who)}
 
+
+
+# --- a resident's own account rows (core/identity/resident_pages.py) ------------------------------------
+
+
+def own_data(world: World, who: str, creds: Persona, response: Any) -> None:
+    """Download my data holds the caller's own account, and no other account's sessions."""
+    if creds.user_id is None:
+        return
+    body = response.json()
+    assert body["account"]["id"] == creds.user_id, f"{who} downloaded account {body['account']['id']}"
+    owners = {row["user_id"] for row in body["records"].get("auth_session", [])}
+    assert owners <= {creds.user_id}, f"{who}'s download holds other accounts' sessions: {owners}"
+    assert "password_hash" not in body["account"] and "token_hash" not in str(body["records"].get("refresh_token"))
+
+
+def account_erased(world: World, who: str, creds: Persona, response: Any) -> None:
+    """Deleting my account removes that account only; an official's stays."""
+    from core.identity.models import User
+
+    with world.db() as db:
+        gone = db.get(User, creds.user_id) is None if creds.user_id else True
+    if who in RESIDENTS:
+        assert gone, f"{who}'s account is still there after deleting it"
+    elif creds.user_id:
+        assert not gone, f"{who}'s official account was deleted from the profile page"
+
+
+def _own_profile_form(world: World, who: str) -> dict[str, Any]:
+    """The profile form as the persona would send it unchanged (their own home ward, Vietnamese)."""
+    home = {"resident_a": "phu-xuan", "resident_b": "kim-long"}.get(who, "")
+    return {"display_name": f"Người dân {who}", "home_unit_id": home, "locale": "vi"}
 
 
 # --- notifications rows ---------------------------------------------------------------------------------
@@ -395,6 +427,41 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         Case("profile page", "/me", signed_in(anonymous=SIGN_IN), check=own_profile_page),
     ],
     ("GET", "/inbox"): [Case("inbox page", "/inbox", signed_in(anonymous=SIGN_IN))],
+    ("GET", "/inbox/{notification_id}/open"): [
+        Case("open a notification not in the inbox", "/inbox/987654/open", signed_in(404, anonymous=SIGN_IN)),
+    ],
+    ("POST", "/inbox/read-all"): [Case("mark all read (page)", "/inbox/read-all", signed_in(anonymous=SIGN_IN))],
+    # --- residents' sign-in, first run, profile, my data, deletion, WebView launch codes, chosen place ---
+    ("GET", "/auth/phone"): [Case("residents' sign-in page", "/auth/phone?next=/inbox", PUBLIC)],
+    ("GET", "/auth/continue"): [Case("after sign-in", "/auth/continue?next=/inbox", PUBLIC)],
+    ("GET", "/me/home"): [Case("home ward step", "/me/home?first=1", signed_in(anonymous=SIGN_IN))],
+    ("POST", "/me/home"): [
+        Case("keep my home ward", "/me/home", residents(officials=403) | {"anonymous": SIGN_IN},
+             data=lambda world, who: {"home_unit_id": _own_profile_form(world, who)["home_unit_id"] or "phu-xuan"}),
+        Case("a home ward that is no ward", "/me/home", residents(422, officials=403) | {"anonymous": SIGN_IN},
+             data={"home_unit_id": "so-tu-phap"}),
+    ],
+    ("POST", "/me"): [
+        Case("save my profile", "/me", residents(officials=403) | {"anonymous": SIGN_IN}, data=_own_profile_form),
+        Case("follow a department", "/me", residents(422, officials=403) | {"anonymous": SIGN_IN},
+             data=lambda world, who: _own_profile_form(world, who) | {"follows": "so-tu-phap"}),
+    ],
+    ("POST", "/me/delete"): [
+        Case("delete without ticking the box", "/me/delete", residents(422, officials=403) | {"anonymous": SIGN_IN}),
+        Case("delete my account", "/me/delete", residents(officials=403) | {"anonymous": SIGN_IN},
+             data={"confirm": "yes"}, fresh="account", check=account_erased),
+    ],
+    ("GET", "/auth/deleted"): [Case("account deleted page", "/auth/deleted", PUBLIC)],
+    ("GET", "/auth/launch"): [Case("a wrong launch code", "/auth/launch?code=nope", everyone(401))],
+    ("POST", "/auth/launch"): [Case("a wrong launch code", "/auth/launch", everyone(401), data={"code": "nope"})],
+    ("POST", "/place"): [Case("choose Kim Long for warnings", "/place", PUBLIC, data={"unit": "kim-long"})],
+    ("GET", "/warnings"): [Case("warnings in force", "/warnings", PUBLIC)],
+    ("GET", "/warnings/{item_id}"): [Case("a warning that does not exist", "/warnings/987654", everyone(404))],
+    ("POST", "/api/auth/launch-code"): [Case("a WebView launch code", "/api/auth/launch-code", signed_in())],
+    ("GET", "/api/me/data"): [Case("download my data", "/api/me/data", signed_in(), check=own_data)],
+    ("DELETE", "/api/me"): [
+        Case("delete my account", "/api/me", residents(officials=403), fresh="account", check=account_erased),
+    ],
     ("POST", "/auth/logout"): [
         # anonymous: nothing to sign out, back to the home page all the same
         Case("sign-out button", "/auth/logout", PUBLIC, fresh="session", check=session_ended),
@@ -602,7 +669,8 @@ def _outcome_ok(expected: Outcome, response: Any) -> bool:
     if expected == ALLOW:
         return 200 <= status < 400
     if expected == SIGN_IN:
-        return status == 303 and response.headers.get("location", "").startswith("/auth/login")
+        # officials' form or residents' phone sign-in, both coming back afterwards
+        return status == 303 and response.headers.get("location", "").startswith(("/auth/login", "/auth/phone"))
     return status == expected
 
 

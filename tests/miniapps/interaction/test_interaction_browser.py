@@ -30,7 +30,9 @@ def _seed(settings) -> None:
 
 
 def _sign_in(page, username: str, password: str, target: str) -> None:
-    page.goto(f"{target}{'&' if '?' in target else '?'}lang=vi")  # the page sends us to the sign-in form
+    page.goto(f"{target}{'&' if '?' in target else '?'}lang=vi")  # the page sends us to the residents' sign-in
+    page.wait_for_url("**/auth/phone**")
+    page.get_by_test_id("officials-sign-in").click()  # these demo accounts sign in with a password
     page.wait_for_url("**/auth/login**")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)

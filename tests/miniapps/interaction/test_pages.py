@@ -42,7 +42,7 @@ def test_the_knowledge_page_finds_answers_without_diacritics(host, phu_vang, kim
     assert page.status_code == 200 and "Chuyển mục đích sử dụng đất vườn sang đất ở" in page.text
     assert "Hộ gia đình nộp hồ sơ tại UBND cấp xã." in page.text  # the answer is the snippet
     resident_page = host.get("/m/interaction/", params={"q": "dat"}, follow_redirects=False)
-    assert resident_page.status_code == 303 and resident_page.headers["location"].startswith("/auth/login")
+    assert resident_page.status_code == 303 and resident_page.headers["location"].startswith("/auth/phone")
 
 
 def test_an_admin_chooses_the_asking_unit(host, admin) -> None:
