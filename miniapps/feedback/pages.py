@@ -44,6 +44,49 @@ def _refused(request: Request, status: int, message: dict[str, str]) -> Response
     return render_page(request, "feedback/refused.html", {"message": message}, status_code=status)
 
 
+# What a page says when the service refuses, by the field at fault: the service's own detail is English
+# developer text ("photos[0]: not a JPEG"), fine for the API but not for a resident's page.
+FIELD_MESSAGES: dict[str, dict[str, str]] = {
+    "lat": {"vi": "Hãy chọn vị trí: chạm vào bản đồ, dùng vị trí của bạn hoặc chọn ảnh có vị trí.",
+            "en": "Choose the place: tap the map, use your location or choose a photo that carries its location."},
+    "description": {"vi": "Hãy mô tả vấn đề.", "en": "Describe the problem."},
+    "category_id": {"vi": "Hãy chọn loại vấn đề.", "en": "Choose the kind of problem."},
+    "unit_id": {"vi": "Hãy chọn một phường, xã của Huế.", "en": "Choose a ward or commune of Hue."},
+    "photos": {"vi": "Gửi tối đa 5 ảnh.", "en": "Send at most 5 photos."},
+    "stars": {"vi": "Chọn từ 1 đến 5 sao.", "en": "Choose 1 to 5 stars."},
+    "duplicate_of": {"vi": "Ghi số của phản ánh gốc (một phản ánh đang mở).",
+                     "en": "Give the number of the original report (an open report)."},
+    "assignee_id": {"vi": "Người được giao phải là cán bộ của đơn vị xử lý.",
+                    "en": "The assignee must be an official of the handling unit."},
+    "report_id": {"vi": "Không thực hiện được với phản ánh này.", "en": "This cannot be done with this report."},
+}
+STATUS_MESSAGES: dict[int, dict[str, str]] = {
+    403: {"vi": "Bạn không được làm việc này.", "en": "You may not do this."},
+    409: {"vi": "Phản ánh đang ở trạng thái không cho phép việc này, hoặc vừa có người thay đổi; hãy tải lại trang.",
+          "en": "The report's state does not allow this, or someone changed it meanwhile; reload the page."},
+    503: {"vi": "Hệ thống đang bận; chưa có gì được lưu, hãy thử lại.",
+          "en": "The service is busy; nothing was saved, try again."},
+}
+
+
+def page_error(exc: service.FeedbackError) -> dict[str, str]:
+    """The refusal in words for a page, in both languages, naming the field (``field`` kept for tests)."""
+    field = exc.field or ""
+    bare = field.removeprefix("body.").removeprefix("query.")
+    if bare.startswith("photos["):
+        number = int(bare[7:].split("]")[0]) + 1
+        message = {"vi": f"Ảnh thứ {number} không dùng được: chỉ nhận ảnh JPEG, PNG, WebP hoặc HEIC, không quá lớn.",
+                   "en": f"Photo {number} cannot be used: send a JPEG, PNG, WebP or HEIC photo that is not too large."}
+    elif bare == "lat" and "outside" in exc.detail:
+        message = {"vi": "Vị trí này nằm ngoài thành phố Huế.", "en": "This place is outside Hue City."}
+    elif exc.status in STATUS_MESSAGES and bare in ("action", "report_id", ""):
+        message = STATUS_MESSAGES[exc.status]
+    else:
+        message = FIELD_MESSAGES.get(bare) or STATUS_MESSAGES.get(exc.status) or {
+            "vi": "Không thực hiện được; hãy kiểm tra lại.", "en": exc.detail}
+    return {"field": field, **message}
+
+
 def _may(request: Request, principal: Principal, permission: str) -> bool:
     return principal.is_authenticated and host_of(request).authorizer.allows(principal, permission)
 
@@ -107,9 +150,7 @@ async def submit_report(request: Request, principal: PrincipalDep) -> Response:
         lat = float(values["lat"]) if values["lat"] else None
         lon = float(values["lon"]) if values["lon"] else None
     except ValueError:
-        return await _form(request, values=values, status=422, error={
-            "field": "lat", "vi": "Chọn vị trí trên bản đồ hoặc nhập vĩ độ, kinh độ.",
-            "en": "Pick the place on the map or type its latitude and longitude."})
+        return await _form(request, values=values, status=422, error={"field": "lat", **FIELD_MESSAGES["lat"]})
     uploads = [f for f in form.getlist("photos") if hasattr(f, "read")]
     store = host_of(request).media
     try:
@@ -126,8 +167,7 @@ async def submit_report(request: Request, principal: PrincipalDep) -> Response:
 
         report_id = await run_db(request, work)
     except service.FeedbackError as exc:
-        return await _form(request, values=values, status=exc.status,
-                           error={"field": exc.field or "", "vi": exc.detail, "en": exc.detail})
+        return await _form(request, values=values, status=exc.status, error=page_error(exc))
     return RedirectResponse(f"/m/feedback/reports/{report_id}?lang={page_locale(request)}", status_code=303)
 
 
@@ -181,8 +221,8 @@ def _failed(request: Request, report_id: int, exc: service.FeedbackError) -> Res
     """The refusal as a page with the service's status (404, 403, 409, 422), naming the field."""
     if exc.status == 404:
         return _refused(request, 404, {"vi": "Không có phản ánh này.", "en": "No such report."})
-    text = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-    return render_page(request, "feedback/refused.html", {"message": {"vi": text, "en": text},
+    message = page_error(exc)
+    return render_page(request, "feedback/refused.html", {"message": message, "field": message["field"],
                                                            "report_id": report_id}, status_code=exc.status)
 
 

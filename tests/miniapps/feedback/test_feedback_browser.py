@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session
 
 from config import Settings
@@ -71,6 +72,16 @@ def sign_in(page, username: str, next_path: str) -> None:
     page.wait_for_url(f"**{next_path}")
 
 
+def tap_map(page, lat: float, lon: float) -> None:
+    """Tap the report form's map where the point is drawn, and wait for its ward to be looked up."""
+    where = page.evaluate("([lat, lon]) => { const m = document.getElementById('pick-map').leafletMap;"
+                          " m.setView([lat, lon], 16, {animate: false}); const p = m.latLngToContainerPoint([lat, lon]);"
+                          " return {x: p.x, y: p.y}; }", [lat, lon])
+    done = int(page.locator("#pick-map").get_attribute("data-located") or 0)
+    page.locator("#pick-map").click(position=where)
+    expect(page.locator("#pick-map")).to_have_attribute("data-located", str(done + 1))
+
+
 def take(page, action: str, **fields: str) -> None:
     """Submit one of the report page's action forms."""
     form = page.get_by_test_id(f"action-{action}")
@@ -91,9 +102,9 @@ def test_resident_files_official_resolves_resident_rates(page, live_url: str, pe
     page.get_by_test_id("new-report").click()
     page.locator("#category_id").select_option("public-order")
     page.locator("#description").fill("A café has taken over the pavement on Đinh Tiên Hoàng street")
-    page.locator("#lat").fill(str(PHU_XUAN[0]))
-    page.locator("#lon").fill(str(PHU_XUAN[1]))
-    page.locator("#photos").set_input_files(str(photo))
+    page.locator("#photos").set_input_files(str(photo))  # its GPS places the report and finds the ward
+    expect(page.locator("#unit_id")).to_have_value("phu-xuan")
+    assert "Place taken from the photo. Ward Phu Xuan" == page.get_by_test_id("place-status").inner_text()
     page.get_by_test_id("submit-report").click()
     page.wait_for_url("**/m/feedback/reports/*")
     report_url = page.url.split("?")[0]
@@ -146,13 +157,12 @@ def test_public_map_draws_the_geojson_layer_without_tiles(page, live_url: str, p
     page.goto("/m/feedback/new?lang=en")
     page.locator("#description").fill("Rubbish piling up")
     page.locator("#category_id").select_option("trash")
-    page.locator("#lat").fill(str(PHU_XUAN[0]))
-    page.locator("#lon").fill(str(PHU_XUAN[1]))
+    tap_map(page, *PHU_XUAN)
     page.get_by_test_id("submit-report").click()
     page.wait_for_url("**/m/feedback/reports/*")
     page.context.clear_cookies()
     page.goto("/m/feedback/map?lang=en")
-    page.wait_for_function("document.getElementById('map-count').textContent.length > 0")
+    expect(page.get_by_test_id("map-count")).not_to_be_empty()
     assert page.get_by_test_id("map-count").inner_text() == "1 reports"
     assert page.locator("#reports-map path.leaflet-interactive").count() == 1
 
@@ -161,10 +171,55 @@ def test_form_shows_the_refusal_for_a_point_outside_hue(page, live_url: str, peo
     as_resident(page, live_url, people.resident_token)
     page.goto("/m/feedback/new?lang=en")
     page.locator("#description").fill("Somewhere else")
-    page.locator("#lat").fill("21.03")
-    page.locator("#lon").fill("105.85")
+    page.context.grant_permissions(["geolocation"])
+    page.context.set_geolocation({"latitude": 21.03, "longitude": 105.85})  # Hanoi
+    page.locator("#use-location").click()
+    status = page.get_by_test_id("place-status")
+    expect(status).to_contain_text("outside")
+    assert status.inner_text() == "This point is outside Hue City; choose again."
     page.get_by_test_id("submit-report").click()
     page.wait_for_load_state()
     error = page.get_by_test_id("form-error")
-    assert error.get_attribute("data-field") == "lat" and "outside Hue" in error.inner_text()
+    assert error.get_attribute("data-field") == "lat" and error.inner_text().startswith("Choose the place")
     assert page.locator("#description").input_value() == "Somewhere else"  # nothing typed is lost
+
+
+THIEN_MU = (16.4532, 107.5446)
+KIM_LONG_STREET = (16.4625, 107.5620)
+
+
+@pytest.mark.parametrize("size", [{"width": 390, "height": 844}, {"width": 1366, "height": 768}])
+def test_a_report_near_thien_mu_goes_to_kim_long_shown_before_sending(page, live_url: str, people: People,
+                                                                      size: dict) -> None:
+    page.set_viewport_size(size)
+    as_resident(page, live_url, people.resident_token)
+    page.goto("/m/feedback/new?lang=vi")
+    # no coordinates to type: the place is set by the map, the location button or a photo
+    assert page.locator('input[type="number"]:visible, input#lat:visible, input#lon:visible').count() == 0
+    page.locator("#category_id").select_option("public-order")
+    page.locator("#description").fill("Xe đỗ chắn lối vào chùa Thiên Mụ")
+    tap_map(page, *THIEN_MU)
+    assert page.get_by_test_id("place-status").inner_text() == "Phường Kim Long"
+    assert page.locator("#unit_id").input_value() == "kim-long"
+    assert page.locator("#pick-map .leaflet-tooltip").inner_text() == "Phường Kim Long"
+    page.get_by_test_id("submit-report").click()
+    page.wait_for_url("**/m/feedback/reports/*")
+    assert "Kim Long" in page.get_by_test_id("handling-unit").inner_text()
+
+
+def test_the_chosen_ward_can_be_corrected_and_stays_corrected(page, live_url: str, people: People) -> None:
+    as_resident(page, live_url, people.resident_token)
+    page.goto("/m/feedback/new?lang=en")
+    page.locator("#category_id").select_option("public-order")
+    page.locator("#description").fill("Broken lamp on Kim Long street")
+    page.context.grant_permissions(["geolocation"])
+    page.context.set_geolocation({"latitude": KIM_LONG_STREET[0], "longitude": KIM_LONG_STREET[1]})
+    page.locator("#use-location").click()
+    expect(page.locator("#unit_id")).to_have_value("kim-long")
+    assert page.get_by_test_id("place-status").inner_text() == "Ward Kim Long"
+    page.locator("#unit_id").select_option("huong-an")  # the resident knows better
+    tap_map(page, *THIEN_MU)  # moving the pin later does not undo the resident's choice
+    assert page.locator("#unit_id").input_value() == "huong-an"
+    page.get_by_test_id("submit-report").click()
+    page.wait_for_url("**/m/feedback/reports/*")
+    assert "Huong An" in page.get_by_test_id("handling-unit").inner_text()
