@@ -22,6 +22,8 @@ from config.logging import configure_logging
 from core import __version__, retention
 from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
+from core.routing import index_routes
+from core.limits import BodyLimitMiddleware
 from core.events import EventBus
 from core.identity.authn import Authenticator
 from core.identity.authz import Authorizer, permission_checks
@@ -177,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static/vendor/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="static-leaflet")
     _mount_miniapps(app, miniapps)
     _check_permissions_declared(app.state.authorizer, miniapps)
+    index_routes(app)
     return app
 
 

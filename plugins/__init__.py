@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         UnitsDirectory,
         User,
         UserKind,
+        LocalFallback,
         add_working_days,
         add_working_hours,
         all_or_nothing,
@@ -84,6 +85,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 # Host-backed names, loaded from plugins._sdk on first access (PEP 562).
 _HOST_BACKED = frozenset({
+    "LocalFallback",
     "CITY_ID", "DEMO_PASSWORD", "DEMO_PASSWORD_ENV", "HUE_TIME", "Authorizer", "CurrentUser", "FeedError",
     "FeedItemPublished", "FeedItemWithdrawn", "FileBatch", "MediaStore", "Membership", "MembershipRow",
     "NotificationSent", "NotifierError", "OrgUnit", "PhotoRejected", "Principal", "PrincipalDep",

@@ -27,8 +27,10 @@ from core.units.service import CITY_ID
 from core.web import page_locale, render_page
 from core.worktime import HUE_TIME, add_working_days, add_working_hours
 from push.notifier import NotificationSent, NotifierError, Receipt
+from core.fallback import LocalFallback
 
 __all__ = [
+    "LocalFallback",
     "CITY_ID",
     "DEMO_PASSWORD",
     "DEMO_PASSWORD_ENV",

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from core.worktime import HUE_TIME
+from plugins import HUE_TIME
 from miniapps.floodmap.models import FloodWarning
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"

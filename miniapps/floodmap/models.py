@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from core.identity.models import utcnow
+from plugins import utcnow
 
 
 class StationKind(StrEnum):

@@ -10,11 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import select
 
-from core.db import SessionDep
-from core.errors import Problem
-from core.identity.deps import PrincipalDep
-from core.units.models import OrgUnit
-from core.web import render_page
+from plugins import DomainError, OrgUnit, PrincipalDep, SessionDep, host_of, render_page
 from miniapps.floodmap import reports
 from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES
 from miniapps.floodmap.models import FloodLevelChange, FloodWarning
@@ -38,7 +34,7 @@ def map_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Respo
     warnings = [warning_json(w) for w in active_warnings(db)]
     return render_page(request, "floodmap/map.html", {
         "collection": collection, "warnings": warnings, "channel": MAP_CHANNEL,
-        "live": principal.is_authenticated, "tile_url": request.app.state.settings.map_tile_url or "",
+        "live": principal.is_authenticated, "tile_url": host_of(request).settings.map_tile_url or "",
         "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS,
     })
 
@@ -49,7 +45,7 @@ def station_page(request: Request, station_id: int, db: SessionDep) -> Response:
     now = datetime.now(UTC)
     view = station_view(db, station_id, now=now)
     if view is None:
-        raise Problem(404, f"no station {station_id}", field="path.station_id")
+        raise DomainError(404, f"no station {station_id}", field="path.station_id")
     props = view.feature["properties"]
     chart = None
     if view.stream is not None:
@@ -68,7 +64,7 @@ def warning_page(request: Request, warning_id: int, db: SessionDep) -> Response:
     """One warning, as residents open it from a notification."""
     warning = db.get(FloodWarning, warning_id)
     if warning is None:
-        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+        raise DomainError(404, f"no warning {warning_id}", field="path.warning_id")
     units = list(db.exec(select(OrgUnit).where(OrgUnit.id.in_(warning.units)).order_by(OrgUnit.name_vi)))
     return render_page(request, "floodmap/warning.html", {"warning": warning_json(warning), "units": units})
 
@@ -78,9 +74,9 @@ def dashboard_page(request: Request, principal: PrincipalDep, db: SessionDep) ->
     """Officials: every station by level, stale sensors, recent warnings; operators also issue warnings."""
     if not principal.is_authenticated:
         return RedirectResponse("/auth/login?next=/m/floodmap/dashboard", status_code=303)
-    authorizer = request.app.state.authorizer
+    authorizer = host_of(request).authorizer
     if not authorizer.allows(principal, DASHBOARD_PERMISSION):
-        raise Problem(403, f"you do not have the permission {DASHBOARD_PERMISSION!r}", permission=DASHBOARD_PERMISSION)
+        raise DomainError(403, f"you do not have the permission {DASHBOARD_PERMISSION!r}", permission=DASHBOARD_PERMISSION)
     stations = sorted(feature_collection(db)["features"],
                       key=lambda f: (-f["properties"]["level"], not f["properties"]["stale"], f["properties"]["name"]))
     units = list(db.exec(select(OrgUnit).where(OrgUnit.kind.in_(["ward", "commune"])).order_by(OrgUnit.name_vi)))

@@ -13,8 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from core.media import MediaStore, ProcessedPhoto, all_or_nothing
-from core.units import places
+from plugins import MediaStore, ProcessedPhoto, all_or_nothing, places
 from miniapps.floodmap.models import FloodReport
 
 READ_PERMISSION = "floodmap.reports.read"

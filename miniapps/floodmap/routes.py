@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -17,13 +16,20 @@ from sqlalchemy import Connection
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from core.db import SessionDep
-from core.errors import Problem
-from core.fallback import LocalFallback
-from core.identity.authz import require_permission, require_scope
-from core.identity.deps import CurrentUser, PrincipalDep
-from core.media import PhotoRejected, process_photo
-from core.units.models import OrgUnit
+from plugins import (
+    CurrentUser,
+    DomainError,
+    Host,
+    LocalFallback,
+    OrgUnit,
+    PhotoRejected,
+    PrincipalDep,
+    SessionDep,
+    host_of,
+    process_photo,
+    require_permission,
+    require_scope,
+)
 from plugins import allow_uploads, loads_json, public_base_url
 from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
 from miniapps.floodmap.models import (
@@ -46,25 +52,24 @@ from miniapps.floodmap.warnings import (
 api = APIRouter()
 
 
-def ingest_rate(app: Any) -> Any:
+def ingest_rate(host: Host) -> Any:
     """Batches a minute per sensor, from the mini-app's settings (a device pushes about once a minute,
     and after an outage one batch catches up)."""
-    return parse(f"{app.state.miniapp_settings.get('floodmap').ingest_batches_per_minute} per minute")
-
-_limiters: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+    return parse(f"{host.settings_for('floodmap').ingest_batches_per_minute} per minute")
 
 
-def _limiter(app: Any) -> Any:
-    """The app's ingest limiter: in memory, or in Redis so every worker shares the counts (in memory
-    while Redis is unreachable: sensors keep reporting through a Redis outage)."""
-    limiter = _limiters.get(app)
+def _limiter(host: Host) -> Any:
+    """The host's ingest limiter, kept in the mini-app's state slot: in memory, or in Redis so every worker
+    shares the counts (in memory while Redis is unreachable: sensors keep reporting through a Redis outage)."""
+    slot = host.state("floodmap")
+    limiter = getattr(slot, "ingest_limiter", None)
     if limiter is None:
         local = storage.storage_from_string("memory://", key_prefix="superapp-floodmap")
         limiter = strategies.MovingWindowRateLimiter(local)
-        if app.state.settings.redis_url:
-            shared = storage.storage_from_string(app.state.settings.redis_url, key_prefix="superapp-floodmap")
+        if host.settings.redis_url:
+            shared = storage.storage_from_string(host.settings.redis_url, key_prefix="superapp-floodmap")
             limiter = LocalFallback(strategies.MovingWindowRateLimiter(shared), limiter, what="sensor ingest limits")
-        _limiters[app] = limiter
+        slot.ingest_limiter = limiter
     return limiter
 
 
@@ -74,15 +79,15 @@ def _readings_of(body: Any) -> list[Any]:
     elif isinstance(body, dict) and "readings" in body:
         readings = body["readings"]
         if not isinstance(readings, list):
-            raise Problem(422, "readings must be a list of readings", field="body.readings")
+            raise DomainError(422, "readings must be a list of readings", field="body.readings")
     elif isinstance(body, dict):
         readings = [body]
     else:
-        raise Problem(422, "send a reading object, a list of readings or {\"readings\": [...]}", field="body")
+        raise DomainError(422, "send a reading object, a list of readings or {\"readings\": [...]}", field="body")
     if not readings:
-        raise Problem(422, "the batch holds no readings", field="body.readings")
+        raise DomainError(422, "the batch holds no readings", field="body.readings")
     if len(readings) > ingest.MAX_BATCH:
-        raise Problem(413, f"at most {ingest.MAX_BATCH} readings per batch; send the rest in another",
+        raise DomainError(413, f"at most {ingest.MAX_BATCH} readings per batch; send the rest in another",
                       field="body.readings")
     return readings
 
@@ -96,27 +101,27 @@ def _readings_of(body: Any) -> list[Any]:
 async def ingest_readings(request: Request, sensor_code: str,
                           x_sensor_key: str | None = Header(default=None)) -> JSONResponse:
     """A sensor pushes readings with its key in ``X-Sensor-Key``; each reading is judged on its own."""
-    app = request.app
+    host = host_of(request)
 
     def authenticate():
-        with Session(app.state.engine, expire_on_commit=False) as db:
+        with Session(host.engine, expire_on_commit=False) as db:
             return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
 
     try:
         sensor = await run_in_threadpool(authenticate)
     except ingest.SensorRefused:
-        raise Problem(401, "unknown sensor or wrong key", field="header.x-sensor-key",
+        raise DomainError(401, "unknown sensor or wrong key", field="header.x-sensor-key",
                       headers={"WWW-Authenticate": 'SensorKey realm="floodmap"'}) from None
-    limiter, rate = _limiter(app), await run_in_threadpool(ingest_rate, app)
+    limiter, rate = _limiter(host), await run_in_threadpool(ingest_rate, host)
     if not limiter.hit(rate, "sensor", sensor.code):
         reset = limiter.get_window_stats(rate, "sensor", sensor.code).reset_time
         retry = max(1, math.ceil(reset - time.time()))
-        raise Problem(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
+        raise DomainError(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
                            f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
     body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
-    outcome = await run_in_threadpool(ingest.ingest, app.state.engine, sensor=sensor, readings=readings)
-    await announce_updates(Outlets.of_app(app), outcome.stations)
+    outcome = await run_in_threadpool(ingest.ingest, host.engine, sensor=sensor, readings=readings)
+    await announce_updates(Outlets.of_host(host), outcome.stations)
     return JSONResponse({
         "accepted": outcome.count("accepted"), "duplicates": outcome.count("duplicate"),
         "rejected": outcome.count("rejected"), "results": [r.as_json() for r in outcome.results],
@@ -155,7 +160,7 @@ async def _answer(request: Request, read: Callable[[Connection], sensorthings.An
     (a dependency's enter and exit, then the endpoint) keeps the worker threads of a busy server from
     queueing for the interpreter lock.
     """
-    engine = request.app.state.engine
+    engine = host_of(request).engine
 
     def work() -> Response:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -225,7 +230,7 @@ async def stations_geojson(request: Request) -> Response:
     """Every station as GeoJSON (RFC 7946) with its current level, colour and last reading (at most 2 s old)."""
     # Served from memory on the event loop; only a stale layer is rebuilt, in the thread pool, so the
     # many readers of a flood night never queue for a worker thread.
-    engine = request.app.state.engine
+    engine = host_of(request).engine
     layer = LAYER_CACHE.fresh(engine) or await run_in_threadpool(LAYER_CACHE.get, engine)
     headers = {"ETag": layer.etag, "Cache-Control": "public, max-age=2", "Vary": "Accept-Encoding"}
     if request.headers.get("if-none-match") == layer.etag:
@@ -241,14 +246,14 @@ def station_history(station_id: int, start: datetime, end: datetime, db: Session
     366 days): recent readings and the hourly summaries retention keeps of older ones, as one curve."""
     for name, value in (("start", start), ("end", end)):
         if value.utcoffset() is None:
-            raise Problem(422, f"{name} needs a time zone, e.g. 2025-11-01T00:00:00Z", field=f"query.{name}")
+            raise DomainError(422, f"{name} needs a time zone, e.g. 2025-11-01T00:00:00Z", field=f"query.{name}")
     if not timedelta(0) < end - start <= retention.MAX_HISTORY:
-        raise Problem(422, "end must come after start, at most 366 days later", field="query.end")
+        raise DomainError(422, "end must come after start, at most 366 days later", field="query.end")
     stream_id = db.exec(select(FloodDatastream.id).where(FloodDatastream.thing_id == station_id,
                                                         FloodDatastream.drives_alert)).first() \
         if sensorthings._fits(FloodThing.__table__.c.id.type, station_id) else None  # type: ignore[attr-defined]
     if stream_id is None:
-        raise Problem(404, f"no measuring station {station_id}", field="path.station_id")
+        raise DomainError(404, f"no measuring station {station_id}", field="path.station_id")
     return {"station": station_id, "datastream": stream_id,
             "hours": retention.hourly_history(db, stream_id, start.astimezone(UTC), end.astimezone(UTC))}
 
@@ -264,7 +269,7 @@ def get_warning(warning_id: int, db: SessionDep) -> dict[str, Any]:
     """One warning."""
     warning = db.get(FloodWarning, warning_id)
     if warning is None:
-        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+        raise DomainError(404, f"no warning {warning_id}", field="path.warning_id")
     return warning_json(warning)
 
 
@@ -272,23 +277,23 @@ def get_warning(warning_id: int, db: SessionDep) -> dict[str, Any]:
           dependencies=[require_permission("floodmap.warnings.issue")])
 async def issue_warning(body: ManualWarning, request: Request, principal: PrincipalDep) -> dict[str, Any]:
     """Operators: warn the residents of chosen units now (critical from level II)."""
-    app = request.app
+    host = host_of(request)
 
     def check_and_store() -> FloodWarning:
-        with Session(app.state.engine) as db:
+        with Session(host.engine) as db:
             units = list(dict.fromkeys(body.unit_ids))
             known = set(db.exec(select(OrgUnit.id).where(OrgUnit.id.in_(units), OrgUnit.kind.in_(["ward", "commune"]))))
             unknown = [u for u in units if u not in known]
             if unknown:
-                raise Problem(422, f"not a ward or commune: {unknown}", field="body.unit_ids")
+                raise DomainError(422, f"not a ward or commune: {unknown}", field="body.unit_ids")
             if body.station_id is not None and db.get(FloodThing, body.station_id) is None:
-                raise Problem(422, f"no station {body.station_id}", field="body.station_id")
-        return store_manual(app.state.engine, units=units, level=body.level, title=body.title.model_dump(),
+                raise DomainError(422, f"no station {body.station_id}", field="body.station_id")
+        return store_manual(host.engine, units=units, level=body.level, title=body.title.model_dump(),
                             body=body.body.model_dump(), issued_by=principal.user_id, thing_id=body.station_id,
-                            hours=Outlets.of_app(app).warning_hours())
+                            hours=Outlets.of_host(host).warning_hours())
 
     warning = await run_in_threadpool(check_and_store)
-    await deliver(Outlets.of_app(app), warning)
+    await deliver(Outlets.of_host(host), warning)
     return warning_json(warning)
 
 
@@ -310,11 +315,11 @@ def cap_alert(request: Request, warning_id: int, db: SessionDep) -> Response:
     """One warning as a CAP 1.2 alert."""
     warning = db.get(FloodWarning, warning_id)
     if warning is None:
-        raise Problem(404, f"no warning {warning_id}", field="path.warning_id")
+        raise DomainError(404, f"no warning {warning_id}", field="path.warning_id")
     units = {u.id: u for u in db.exec(select(OrgUnit).where(OrgUnit.id.in_(warning.units)))}
     station = None
     if warning.thing_id is not None:
-        station = load_features(request.app.state.engine, [warning.thing_id]).get(warning.thing_id, {}).get("properties")
+        station = load_features(host_of(request).engine, [warning.thing_id]).get(warning.thing_id, {}).get("properties")
     return Response(cap.alert_xml(warning, units=units, station=station, base_url=_site(request)),
                     media_type="application/cap+xml")
 
@@ -331,33 +336,33 @@ async def file_report(
 ) -> dict[str, Any]:
     """Residents: the water depth where you stand (multipart form), with an optional photo."""
     if principal.kind != "resident":
-        raise Problem(403, "residents report the water where they are; officials use the dashboard",
+        raise DomainError(403, "residents report the water where they are; officials use the dashboard",
                       type="/problems/forbidden")
     processed = None
     if photo is not None and (photo.filename or photo.size):
-        limit = request.app.state.settings.media_max_bytes
+        limit = host_of(request).settings.media_max_bytes
         data = await photo.read(limit + 1)  # never more than the limit in memory
         try:
             processed = await run_in_threadpool(process_photo, data, max_bytes=limit)
         except PhotoRejected as exc:
-            raise Problem(exc.status, exc.detail, field="body.photo") from None
+            raise DomainError(exc.status, exc.detail, field="body.photo") from None
 
     def store():
-        with Session(request.app.state.engine, expire_on_commit=False) as db:
-            return reports.file_report(db, request.app.state.media, reporter=reports.Reporter(principal.user_id),
+        with Session(host_of(request).engine, expire_on_commit=False) as db:
+            return reports.file_report(db, host_of(request).media, reporter=reports.Reporter(principal.user_id),
                                        lat=lat, lon=lon, depth_cm=depth_cm, note=note, photo=processed)
 
     try:
         report = await run_in_threadpool(store)
     except reports.ReportRefused as exc:
-        raise Problem(exc.status, exc.detail, field=exc.field) from None
+        raise DomainError(exc.status, exc.detail, field=exc.field) from None
     return reports.report_json(report)
 
 
 @api.get("/reports", operation_id="list_reports")
 def list_reports(request: Request, principal: CurrentUser, db: SessionDep) -> dict[str, Any]:
     """Residents: their own reports; officials of a unit: its reports; operators: all."""
-    found = reports.visible_reports(db, principal=principal, authorizer=request.app.state.authorizer)
+    found = reports.visible_reports(db, principal=principal, authorizer=host_of(request).authorizer)
     return {"reports": [reports.report_json(r) for r in found]}
 
 
@@ -367,13 +372,13 @@ def report_photo(request: Request, report_id: int, principal: CurrentUser, db: S
                  size: Annotated[str, Query(pattern="^(display|thumbnail)$")] = "display") -> Response:
     """A report's photo (EXIF-free JPEG) for whoever may see the report; 404 for everyone else."""
     report = db.get(FloodReport, report_id)
-    if report is None or not reports.may_see(principal, request.app.state.authorizer, report):
-        raise Problem(404, f"no report {report_id}", field="path.report_id")
+    if report is None or not reports.may_see(principal, host_of(request).authorizer, report):
+        raise DomainError(404, f"no report {report_id}", field="path.report_id")
     key = report.thumbnail_key if size == "thumbnail" else report.photo_key
     if key is None:
-        raise Problem(404, f"report {report_id} has no photo", field="path.report_id")
+        raise DomainError(404, f"report {report_id} has no photo", field="path.report_id")
     try:
-        data = request.app.state.media.get(key)
+        data = host_of(request).media.get(key)
     except KeyError:
-        raise Problem(404, f"report {report_id}'s photo is missing", field="path.report_id") from None
+        raise DomainError(404, f"report {report_id}'s photo is missing", field="path.report_id") from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

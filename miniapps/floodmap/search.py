@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.text import fold
+from plugins import fold
 from miniapps.floodmap.alerts import LEVEL_NAMES
 from miniapps.floodmap.models import FloodLocation, FloodThing
 from plugins.search import SearchResult

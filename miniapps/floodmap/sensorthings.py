@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from core.errors import Problem
+from plugins import DomainError
 from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -301,8 +301,8 @@ class Options:
     expand: dict[str, Options] = field(default_factory=dict)
 
 
-def _bad(option: str, detail: str) -> Problem:
-    return Problem(400, f"{option}: {detail}", field=f"query.{option}")
+def _bad(option: str, detail: str) -> DomainError:
+    return DomainError(400, f"{option}: {detail}", field=f"query.{option}")
 
 
 _KNOWN = ("$top", "$skip", "$count", "$orderby", "$filter", "$expand", "$select", "$skiptoken", "$resultFormat")
@@ -740,7 +740,7 @@ def get_entity(db: Connection, entity: EntitySet, entity_id: int) -> Any:
     obj = db.execute(entity.select().where(id_column == entity_id).limit(1)).first() \
         if _fits(id_column.type, entity_id) else None
     if obj is None:
-        raise Problem(404, f"no {entity.name}({entity_id})", field="path.entity_id")
+        raise DomainError(404, f"no {entity.name}({entity_id})", field="path.entity_id")
     return obj
 
 
@@ -779,7 +779,7 @@ def _segment(text: str) -> tuple[str, int | None]:
     if not paren:
         return name, None
     if not rest.endswith(")") or not rest[:-1].isascii() or not rest[:-1].isdigit() or len(rest) > 21:
-        raise Problem(404, f"no resource {text!r}: an id is a whole number, e.g. Things(1)", field="path")
+        raise DomainError(404, f"no resource {text!r}: an id is a whole number, e.g. Things(1)", field="path")
     return name, int(rest[:-1])
 
 
@@ -787,11 +787,11 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
     """Answer a GET of a SensorThings resource path (relative to the version root) with its query options."""
     segments = [s for s in path.split("/")]
     if not segments or len(segments) > MAX_PATH or "" in segments:
-        raise Problem(404, f"no resource {path!r}", field="path")
+        raise DomainError(404, f"no resource {path!r}", field="path")
     name, ident = _segment(segments[0])
     entity = ENTITY_SETS.get(name)
     if entity is None:
-        raise Problem(404, f"no entity set {name!r}; the sets are {', '.join(ENTITY_SETS)}", field="path")
+        raise DomainError(404, f"no entity set {name!r}; the sets are {', '.join(ENTITY_SETS)}", field="path")
     step = _Step(entity, [], False, text=name)
     if ident is not None:
         step = _by_id(step, ident, segments[0])
@@ -801,16 +801,16 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
         word = segments[position]
         if word == "$ref":
             if position != len(segments) - 1:
-                raise Problem(404, "$ref ends a path", field="path")
+                raise DomainError(404, "$ref ends a path", field="path")
             return Answer(json=_refs(db, chain, params, links))
         nav_name, ident = _segment(word)
         if nav_name in step.entity.navs:
             if not step.single:
-                raise Problem(404, f"{step.text} is a collection: name one entity before {nav_name}", field="path")
+                raise DomainError(404, f"{step.text} is a collection: name one entity before {nav_name}", field="path")
             step = _follow(step, nav_name)
             if ident is not None:
                 if not step.nav or not step.nav.many:
-                    raise Problem(404, f"{step.text} is one entity, not a set to take ({ident}) of", field="path")
+                    raise DomainError(404, f"{step.text} is one entity, not a set to take ({ident}) of", field="path")
                 step = _by_id(step, ident, word)
             chain.append(step)
             position += 1
@@ -818,16 +818,16 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
         if step.single and ident is None and word in step.entity.fields and word not in ("id", "selfLink"):
             rest = segments[position + 1:]
             if rest not in ([], ["$value"]):
-                raise Problem(404, f"no resource {'/'.join(segments)!r}", field="path")
+                raise DomainError(404, f"no resource {'/'.join(segments)!r}", field="path")
             row = _one(db, chain)
             value = render_page(db, step.entity, [row], Options(), links)[0][word]
             if rest:
                 if isinstance(value, dict | list):
-                    raise Problem(400, f"{word} is not a primitive value: read it without /$value", field="path")
+                    raise DomainError(400, f"{word} is not a primitive value: read it without /$value", field="path")
                 return Answer(text="" if value is None else json.dumps(value) if isinstance(value, bool)
                               else str(value))
             return Answer(json={word: value})
-        raise Problem(404, f"{step.entity.name} has no navigation or property {word!r}", field="path")
+        raise DomainError(404, f"{step.entity.name} has no navigation or property {word!r}", field="path")
     options = parse_options(params, step.entity)
     if step.single:
         row = _one(db, chain)
@@ -842,7 +842,7 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
 def _by_id(step: _Step, ident: int, text: str) -> _Step:
     table = step.entity.table
     if not _fits(table.c.id.type, ident):
-        raise Problem(404, f"no {step.entity.name}({ident})", field="path.entity_id")
+        raise DomainError(404, f"no {step.entity.name}({ident})", field="path.entity_id")
     return _Step(step.entity, [*step.where, table.c.id == ident], True, ident, step.nav, f"{step.text}({ident})")
 
 
@@ -873,8 +873,8 @@ def _one(db: Connection, chain: list[_Step]) -> Any:
         return row
     for earlier in chain[:-1]:
         if db.execute(select(earlier.entity.table.c.id).where(*earlier.where).limit(1)).first() is None:
-            raise Problem(404, f"no {earlier.text}", field="path.entity_id")
-    raise Problem(404, f"no {step.text}", field="path.entity_id")
+            raise DomainError(404, f"no {earlier.text}", field="path.entity_id")
+    raise DomainError(404, f"no {step.text}", field="path.entity_id")
 
 
 def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Links) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from core.errors import Problem
+from plugins import DomainError
 
 if TYPE_CHECKING:
     from miniapps.floodmap.sensorthings import EntitySet
@@ -82,8 +82,8 @@ _BOXED = {"geo.intersects", "st_intersects", "st_equals", "st_touches", "st_with
           "st_contains"}
 
 
-def _bad(option: str, detail: str) -> Problem:
-    return Problem(400, f"{option}: {detail}", field=f"query.{option}")
+def _bad(option: str, detail: str) -> DomainError:
+    return DomainError(400, f"{option}: {detail}", field=f"query.{option}")
 
 
 def parse(text: str, option: str = "$filter") -> ast._Node:
@@ -170,7 +170,7 @@ class Translator:
         self.table = table if table is not None else entity.table
         self.dialect = db.dialect.name
 
-    def bad(self, detail: str) -> Problem:
+    def bad(self, detail: str) -> DomainError:
         """A 400 naming the option being translated."""
         return _bad(self.option, detail)
 

@@ -17,8 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.feed import service as feed
-from core.feed.service import FeedError
+from plugins import FeedError, Host
 from miniapps.floodmap.alerts import LEVEL_NAMES
 from miniapps.floodmap.events import (
     FloodWarningIssued,
@@ -50,21 +49,21 @@ class Outlets:
     notifier: Any
     realtime: Any
     settings: Any = None  # the host's mini-app settings store
+    feed: Any = None  # the host's feed publisher (Host.feed)
 
     @classmethod
     def of_app(cls, app: Any) -> Outlets:
         """The outlets of a running host (in a request)."""
-        return cls(app.state.engine, app.state.events.publish, app.state.notifier, getattr(app.state, "realtime", None),
-                   getattr(app.state, "miniapp_settings", None))
+        return cls.of_host(app.state.host)
 
     def warning_hours(self) -> int:
         """How long a warning lasts, from the mini-app's settings (call from a worker thread)."""
         return self.settings.get(MINIAPP).warning_hours if self.settings is not None else WARNING_HOURS
 
     @classmethod
-    def of_host(cls, host: Any) -> Outlets:
-        """The outlets of a HostContext (jobs, subscribers)."""
-        return cls(host.engine, host.publish_event, host.notifier, host.realtime, host.miniapp_settings)
+    def of_host(cls, host: Host) -> Outlets:
+        """The outlets of the host (requests, jobs, subscribers)."""
+        return cls(host.engine, host.publish_event, host.notifier, host.realtime, host.miniapp_settings, host.feed)
 
 
 async def live(outlets: Outlets, message: dict[str, Any]) -> None:
@@ -216,7 +215,7 @@ def _send_and_publish(outlets: Outlets, db: Session, warning: FloodWarning) -> t
         db.add(warning)
     try:
         # publish_item commits the session: the warning, its notice and the item land together.
-        item = feed.publish_item(
+        item = outlets.feed.publish(
             db, author_unit_id="hue", author_user_id=warning.issued_by, kind="warning", severity=warning.severity,
             audience="everyone", title={"vi": warning.title_vi, "en": warning.title_en},
             body={"vi": warning.body_vi, "en": warning.body_en}, url=f"/m/floodmap/warnings/{warning.id}",
@@ -225,13 +224,13 @@ def _send_and_publish(outlets: Outlets, db: Session, warning: FloodWarning) -> t
         log.exception("flood warning %s could not be put on the feed", warning.id)
         db.commit()
         return None, []
-    return item, feed.target_units(db, item.id or 0)
+    return item, outlets.feed.target_units(db, item.id or 0)
 
 
 async def _announce_warning(outlets: Outlets, warning: FloodWarning, item: Any, units: list[str]) -> None:
     """After the commit: the feed's event (residents already notified), the live map, the warning's event."""
     if item is not None:
-        await outlets.publish_event(feed.published_event(item, units, notified=True))
+        await outlets.publish_event(outlets.feed.published_event(item, units, notified=True))
     await live(outlets, {"type": "warning", "warning": warning_json(warning)})
     await outlets.publish_event(FloodWarningIssued(
         warning_id=warning.id, station_id=warning.thing_id, level=warning.level, severity=warning.severity,
