@@ -18,7 +18,13 @@ from miniapps.floodmap.models import (
     FloodThing,
     StationKind,
 )
-from miniapps.floodmap.service import StationSpec, register_station
+from miniapps.floodmap.service import (
+    MEASURES,
+    WATER_TEMPERATURE,
+    StationSpec,
+    register_multi_datastream,
+    register_station,
+)
 
 RIVER_UNITS = ["kim-long", "phu-xuan", "thuan-hoa", "vy-da", "thuy-xuan", "huong-an"]
 SYNTHETIC = " (mô phỏng / synthetic)"
@@ -78,6 +84,8 @@ def load_demo_stations(host) -> list[str]:
                 thing.camera_image_at = now - timedelta(minutes=2)
             else:
                 _seed_readings(db, thing, spec.kind, now)
+            if spec.code == "kim-long-gauge":
+                _seed_multi(db, thing, now)
             added += 1
         db.commit()
     lines.append(f"{added} stations added ({len(DEMO_STATIONS)} in the demo; names marked 'synthetic' are made up)")
@@ -85,6 +93,20 @@ def load_demo_stations(host) -> list[str]:
         if spec.kind is not StationKind.camera:
             lines.append(f"sensor {spec.code}: key {demo_key(spec.code)}")
     return lines
+
+
+def _seed_multi(db, thing: FloodThing, now: datetime) -> None:
+    """Kim Long's sensor also reads the water temperature with each level: a MultiDatastream, 24 hours of it."""
+    stream = db.scalars(select(FloodDatastream).where(FloodDatastream.thing_id == thing.id)).one()
+    multi = register_multi_datastream(db, thing_id=thing.id, sensor_id=stream.sensor_id,
+                                      name=f"Water level and temperature at {thing.name}",
+                                      measures=[MEASURES[StationKind.river_gauge], WATER_TEMPERATURE])
+    times = [now - timedelta(hours=step) for step in range(24, 0, -1)]
+    db.execute(insert(FloodObservation), [
+        {"multi_datastream_id": multi.id, "phenomenon_time": at, "result_time": at,
+         "results": [_baseline(StationKind.river_gauge, (now - at).total_seconds() / 3600),
+                     round(24.0 + 1.5 * math.sin((now - at).total_seconds() / 3600 / 24 * 2 * math.pi), 2)]}
+        for at in times])
 
 
 def _seed_readings(db, thing: FloodThing, kind: StationKind, now: datetime) -> None:

@@ -206,20 +206,27 @@ def authenticate(db: Session, *, sensor_code: str, key: str | None) -> FloodSens
     return sensor
 
 
-def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: datetime | None = None) -> IngestOutcome:
-    """Check, store and apply ``readings`` of ``sensor`` in one transaction."""
+def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: datetime | None = None,
+           replacing: int | None = None) -> IngestOutcome:
+    """Check, store and apply ``readings`` of ``sensor`` in one transaction. ``replacing``: the id of a
+    stored reading of the sensor that the batch replaces (a correction through SensorThings PATCH); it is
+    deleted in the same transaction, and kept when no new reading is accepted."""
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):
-        outcome = _ingest_once(engine, sensor.id, readings, now)
+        outcome = _ingest_once(engine, sensor.id, readings, now, replacing)
         if outcome is not None:
             return outcome
     raise IngestRace(f"sensor {sensor.code!r}: readings kept arriving for the same times; nothing was stored")
 
 
-def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datetime) -> IngestOutcome | None:
+def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datetime,
+                 replacing: int | None = None) -> IngestOutcome | None:
     """One attempt; None (rolled back) when another request stored some of the same readings meanwhile."""
     with engine.connect() as connection:
         streams, stations = _streams_and_stations(connection, sensor_id)
+        if replacing is not None:
+            connection.execute(_OBSERVATIONS.delete().where(_OBSERVATIONS.c.id == replacing,
+                                                            _OBSERVATIONS.c.datastream_id.in_(list(streams))))
         results: list[ReadingResult | None] = [None] * len(readings)
         candidates: list[_Candidate] = []
         for index, raw in enumerate(readings):
@@ -237,6 +244,9 @@ def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datet
             mine.sort(key=lambda c: (c.time, c.index))
             series[stream_id] = _series_around(connection, mine)
             accepted.extend(_against_series(mine, series[stream_id], results))
+        if replacing is not None and not accepted:
+            connection.rollback()  # the old reading stays when its replacement is refused
+            return IngestOutcome(results=[r for r in results if r is not None])
         if _store(connection, accepted, now) != len(accepted):
             connection.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
             return None
@@ -492,3 +502,155 @@ def mark_stale(engine: Engine, *, now: datetime | None = None) -> list[int]:
                 went.append(thing_id)
         db.commit()
     return sorted(set(went))
+
+
+# --- MultiDatastreams ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Component:
+    """What the checks need of one component of a MultiDatastream."""
+
+    unit_symbol: str
+    valid_min: float
+    valid_max: float
+    max_change_per_hour: float
+
+
+def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: datetime | None = None,
+                 replacing: int | None = None) -> IngestOutcome:
+    """Check and store readings of ``sensor_id``'s MultiDatastreams: each a list of values, one per component,
+    judged as single readings are (time, finite, no sentinel, each component in its range, duplicates by
+    time, no impossible jump of any component). ``replacing``: an observation this batch's one reading
+    replaces (deleted only if the new reading is accepted). MultiDatastreams drive no alert level."""
+    from miniapps.floodmap.models import FloodMultiComponent, FloodMultiDatastream
+
+    now = now or datetime.now(UTC)
+    for _ in range(STORE_ATTEMPTS):
+        with engine.connect() as connection:
+            components: dict[int, list[_Component]] = {}
+            for row in connection.execute(
+                    select(FloodMultiComponent.multi_datastream_id, FloodMultiComponent.unit_symbol,
+                           FloodMultiComponent.valid_min, FloodMultiComponent.valid_max,
+                           FloodMultiComponent.max_change_per_hour)
+                    .join(FloodMultiDatastream, FloodMultiDatastream.id == FloodMultiComponent.multi_datastream_id)
+                    .where(FloodMultiDatastream.sensor_id == sensor_id)
+                    .order_by(FloodMultiComponent.multi_datastream_id, FloodMultiComponent.position)):
+                components.setdefault(row[0], []).append(_Component(*row[1:]))
+            if replacing is not None:
+                connection.execute(_OBSERVATIONS.delete().where(
+                    _OBSERVATIONS.c.id == replacing, _OBSERVATIONS.c.multi_datastream_id.in_(list(components))))
+            results: list[ReadingResult] = []
+            checked: list[tuple[int, int, datetime, list[float]]] = []
+            for index, raw in enumerate(readings):
+                outcome = _check_multi(index, raw, components, now)
+                if isinstance(outcome, ReadingResult):
+                    results.append(outcome)
+                else:
+                    checked.append((index, *outcome))
+            checked.sort(key=lambda c: (c[1], c[2], c[0]))
+            accepted: list[tuple[int, int, datetime, list[float]]] = []
+            for stream_id in sorted({c[1] for c in checked}):
+                mine = [c for c in checked if c[1] == stream_id]
+                # the stored readings from a jump window before the first to after the last, as single ingest reads
+                known = [(t, list(v)) for t, v in connection.execute(
+                    select(_OBSERVATIONS.c.phenomenon_time, _OBSERVATIONS.c.results).where(
+                        _OBSERVATIONS.c.multi_datastream_id == stream_id,
+                        _OBSERVATIONS.c.phenomenon_time >= mine[0][2] - JUMP_WINDOW,
+                        _OBSERVATIONS.c.phenomenon_time <= mine[-1][2] + JUMP_WINDOW)
+                    .order_by(_OBSERVATIONS.c.phenomenon_time))]
+                times = [t for t, _ in known]
+                for index, _, when, values in mine:
+                    at = bisect.bisect_left(times, when)
+                    if at < len(times) and times[at] == when:
+                        results.append(ReadingResult(index, "duplicate", "already stored for this time",
+                                                     datastream_id=stream_id, time=when))
+                        continue
+                    jump = None
+                    for neighbour in (known[at - 1] if at > 0 else None, known[at] if at < len(known) else None):
+                        jump = jump or _multi_jump(components[stream_id], when, values, neighbour)
+                    if jump:
+                        results.append(ReadingResult(index, "rejected", jump, f"readings[{index}].result", stream_id,
+                                                     when))
+                        continue
+                    known.insert(at, (when, values))
+                    times.insert(at, when)
+                    accepted.append((index, stream_id, when, values))
+                    results.append(ReadingResult(index, "accepted", datastream_id=stream_id, time=when))
+            if replacing is not None and not accepted:
+                connection.rollback()  # the old reading stays when its replacement is refused
+                return IngestOutcome(results=results)
+            stored = 0
+            if accepted:
+                insert_of = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+                stored = len(connection.execute(
+                    insert_of(_OBSERVATIONS).on_conflict_do_nothing(
+                        index_elements=["multi_datastream_id", "phenomenon_time"]).returning(_OBSERVATIONS.c.id),
+                    [{"multi_datastream_id": s, "phenomenon_time": t, "result_time": now, "results": v, "result": None,
+                      "datastream_id": None} for _, s, t, v in accepted]).all())
+            if stored != len(accepted):
+                connection.rollback()  # raced another batch for the same readings: judge again
+                continue
+            connection.commit()
+            return IngestOutcome(results=sorted(results, key=lambda r: r.index))
+    raise IngestRace("multi datastream readings kept arriving for the same times; nothing was stored")
+
+
+def _check_multi(index: int, raw: Any, components: dict[int, list[_Component]], now: datetime
+                 ) -> tuple[int, datetime, list[float]] | ReadingResult:
+    where = f"readings[{index}]"
+    if not isinstance(raw, dict):
+        return ReadingResult(index, "rejected", "a reading is an object with time and result", where)
+    ref = raw.get("multiDatastream", raw.get("MultiDatastream"))
+    if isinstance(ref, dict):
+        ref = ref.get("@iot.id")
+    if ref is None:
+        if len(components) != 1:
+            return ReadingResult(index, "rejected", f"name the MultiDatastream: one of {sorted(components)}",
+                                 f"{where}.MultiDatastream")
+        ref = next(iter(components))
+    parts = components.get(ref) if isinstance(ref, int) and not isinstance(ref, bool) else None
+    if parts is None:
+        return ReadingResult(index, "rejected", f"not a MultiDatastream of this sensor; use one of {sorted(components)}",
+                             f"{where}.MultiDatastream")
+    when = _parse_time(raw.get("time", raw.get("phenomenonTime")))
+    if when is None:
+        return ReadingResult(index, "rejected", "time must be an ISO 8601 date-time with a zone, "
+                                                "e.g. 2026-11-25T21:00:00+07:00", f"{where}.time", ref)
+    if when < EARLIEST:
+        return ReadingResult(index, "rejected", "reading is from before year 2 (check the sensor's clock)",
+                             f"{where}.time", ref)
+    if when > now + FUTURE_SKEW:
+        return ReadingResult(index, "rejected", "reading is from the future (check the sensor's clock)",
+                             f"{where}.time", ref, _in_utc(when))
+    when = when.astimezone(UTC)
+    values = raw.get("result", raw.get("values"))
+    if not isinstance(values, list) or len(values) != len(parts):
+        return ReadingResult(index, "rejected", f"result must be a list of {len(parts)} values, one per component",
+                             f"{where}.result", ref, when)
+    checked = []
+    for position, (value, part) in enumerate(zip(values, parts, strict=True)):
+        field = f"{where}.result[{position}]"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            return ReadingResult(index, "rejected", "each value must be a finite number", field, ref, when)
+        value = float(value)
+        if value in SENTINELS:
+            return ReadingResult(index, "rejected", f"{value:g} is a sensor's 'no data' sentinel, not a reading",
+                                 field, ref, when)
+        if not part.valid_min <= value <= part.valid_max:
+            return ReadingResult(index, "rejected", f"{value:g} {part.unit_symbol} is outside this sensor's possible "
+                                                    f"range {part.valid_min:g}..{part.valid_max:g}", field, ref, when)
+        checked.append(value)
+    return ref, when, checked
+
+
+def _multi_jump(parts: list[_Component], when: datetime, values: list[float],
+                neighbour: tuple[datetime, list[float]] | None) -> str | None:
+    if neighbour is None or abs(neighbour[0] - when) > JUMP_WINDOW:
+        return None
+    hours = max(abs(neighbour[0] - when), MIN_JUMP_SPAN).total_seconds() / 3600
+    for position, (part, value, other) in enumerate(zip(parts, values, neighbour[1], strict=False)):
+        if abs(value - other) > part.max_change_per_hour * hours + 1e-9:
+            return (f"impossible jump of component {position}: {value:g} {part.unit_symbol} against {other:g} at "
+                    f"{neighbour[0].isoformat()} (at most {part.max_change_per_hour:g} {part.unit_symbol} an hour)")
+    return None

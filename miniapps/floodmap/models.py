@@ -110,18 +110,53 @@ class FloodDatastream(SQLModel, table=True):
     stale_after_minutes: int = Field(default=30, ge=1)
 
 
+class FloodMultiDatastream(SQLModel, table=True):
+    """Several properties measured together by one sensor at one station (a SensorThings MultiDatastream):
+    each reading is a list of values, one per component. It drives no alert level."""
+
+    __tablename__ = "floodmap_multi_datastream"
+    id: int | None = Field(default=None, primary_key=True)
+    thing_id: int = Field(foreign_key="floodmap_thing.id", index=True, ondelete="CASCADE")
+    sensor_id: int = Field(foreign_key="floodmap_sensor.id", index=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=1000)
+
+
+class FloodMultiComponent(SQLModel, table=True):
+    """One component of a MultiDatastream: its property, unit and the checks its values pass at ingest."""
+
+    __tablename__ = "floodmap_multi_component"
+    multi_datastream_id: int = Field(foreign_key="floodmap_multi_datastream.id", primary_key=True, ondelete="CASCADE")
+    position: int = Field(primary_key=True, ge=0)
+    observed_property_id: int = Field(foreign_key="floodmap_observed_property.id", index=True)
+    unit_name: str = Field(max_length=60)
+    unit_symbol: str = Field(max_length=20)
+    unit_definition: str = Field(default="", max_length=300)
+    valid_min: float
+    valid_max: float
+    max_change_per_hour: float
+
+
 class FloodObservation(SQLModel, table=True):
-    """One reading; a datastream has at most one per phenomenon time (duplicates are reported, not stored)."""
+    """One reading; a datastream has at most one per phenomenon time (duplicates are reported, not stored).
+
+    A reading of a MultiDatastream has ``multi_datastream_id`` and ``results`` (one value per component)
+    instead of ``datastream_id`` and ``result``.
+    """
 
     __tablename__ = "floodmap_observation"
     __table_args__ = (
         UniqueConstraint("datastream_id", "phenomenon_time", name="uq_floodmap_observation_time"),
+        UniqueConstraint("multi_datastream_id", "phenomenon_time", name="uq_floodmap_observation_multi_time"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    datastream_id: int = Field(foreign_key="floodmap_datastream.id", ondelete="CASCADE")
+    datastream_id: int | None = Field(default=None, foreign_key="floodmap_datastream.id", ondelete="CASCADE")
+    multi_datastream_id: int | None = Field(default=None, foreign_key="floodmap_multi_datastream.id",
+                                            ondelete="CASCADE")
     phenomenon_time: datetime
     result_time: datetime = Field(default_factory=utcnow)
-    result: float
+    result: float | None = None
+    results: list[float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class FloodObservationHourly(SQLModel, table=True):
@@ -192,6 +227,7 @@ class FloodReport(SQLModel, table=True):
 
 
 ALL_MODELS: tuple[Any, ...] = (
-    FloodThing, FloodLocation, FloodSensor, FloodObservedProperty, FloodDatastream, FloodObservation,
+    FloodThing, FloodLocation, FloodSensor, FloodObservedProperty, FloodDatastream, FloodMultiDatastream,
+    FloodMultiComponent, FloodObservation,
     FloodObservationHourly, FloodLevelChange, FloodWarning, FloodReport,
 )

@@ -57,6 +57,8 @@ from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodLocation,
+    FloodMultiComponent,
+    FloodMultiDatastream,
     FloodObservation,
     FloodObservedProperty,
     FloodSensor,
@@ -72,6 +74,7 @@ MAX_SKIP = 10_000
 MAX_PATH = 8  # segments of a resource path
 COUNT_SECONDS = 30.0
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
+COMPLEX = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_ComplexObservation"
 GEOJSON = "application/geo+json"
 _REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 # Declared only for what the tests in tests/miniapps/floodmap/ cover (sta_checklist.py names each class).
@@ -80,6 +83,7 @@ CONFORMANCE = [
     f"{_REQ}resource-path/resource-path-to-entities",
     f"{_REQ}request-data",
     f"{_REQ}data-array/data-array",
+    f"{_REQ}multi-datastream",
 ]
 
 
@@ -147,6 +151,8 @@ class EntitySet:
     to_json: Callable[[Any], dict[str, Any]]
     fields: tuple[str, ...]
     hidden: frozenset[str] = frozenset()  # columns never read for the API (a sensor's key hash)
+    # what to_json needs beyond the row, read once for a whole page: {entity id: extra properties}
+    enrich: Callable[[Connection, list[Any]], dict[Any, dict[str, Any]]] | None = None
 
     @property
     def table(self) -> Any:
@@ -208,7 +214,26 @@ def _datastream(d: Any) -> dict[str, Any]:
 
 
 def _observation(o: Any) -> dict[str, Any]:
-    return {"phenomenonTime": _iso(o.phenomenon_time), "resultTime": _iso(o.result_time), "result": o.result}
+    result = o.results if o.multi_datastream_id is not None else o.result
+    return {"phenomenonTime": _iso(o.phenomenon_time), "resultTime": _iso(o.result_time), "result": result}
+
+
+def _multi_datastream(m: Any) -> dict[str, Any]:
+    return {"name": m.name, "description": m.description, "observationType": COMPLEX}
+
+
+def _components(db: Connection, rows: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The MultiDatastreams' units and data types, in component order, for a page of them at once."""
+    found: dict[Any, dict[str, Any]] = {row.id: {"multiObservationDataTypes": [], "unitOfMeasurements": []}
+                                        for row in rows}
+    c = FloodMultiComponent
+    for part in db.execute(select(c.multi_datastream_id, c.unit_name, c.unit_symbol, c.unit_definition)
+                           .where(c.multi_datastream_id.in_(list(found)))
+                           .order_by(c.multi_datastream_id, c.position)):
+        found[part.multi_datastream_id]["multiObservationDataTypes"].append(MEASUREMENT)
+        found[part.multi_datastream_id]["unitOfMeasurements"].append(
+            {"name": part.unit_name, "symbol": part.unit_symbol, "definition": part.unit_definition})
+    return found
 
 
 def _props(**paths: Prop) -> dict[tuple[str, ...], Prop]:
@@ -232,6 +257,18 @@ def _observations_of_feature(observation: Any) -> tuple[Any, list[Any]]:
     return stream.c.thing_id, [stream.c.id == observation.c.datastream_id]
 
 
+def _properties_of_multi(prop: Any) -> tuple[Any, list[Any]]:
+    """A MultiDatastream's ObservedProperties: through its components, keyed by MultiDatastream id."""
+    part = FloodMultiComponent.__table__.alias()  # type: ignore[attr-defined]
+    return part.c.multi_datastream_id, [part.c.observed_property_id == prop.c.id]
+
+
+def _multis_of_property(multi: Any) -> tuple[Any, list[Any]]:
+    """An ObservedProperty's MultiDatastreams: those with a component of it, keyed by property id."""
+    part = FloodMultiComponent.__table__.alias()  # type: ignore[attr-defined]
+    return part.c.observed_property_id, [part.c.multi_datastream_id == multi.c.id]
+
+
 _BY_TIME = {"unique": frozenset({"id", "phenomenon_time"}), "order": (("phenomenon_time", False),)}
 
 ENTITY_SETS: dict[str, EntitySet] = {
@@ -242,6 +279,7 @@ ENTITY_SETS: dict[str, EntitySet] = {
         "Locations": Nav("Locations", True, "id", "thing_id"),
         "HistoricalLocations": Nav("HistoricalLocations", True, "id", "thing_id"),
         "Datastreams": Nav("Datastreams", True, "id", "thing_id"),
+        "MultiDatastreams": Nav("MultiDatastreams", True, "id", "thing_id"),
     }, _thing, ("id", "selfLink", "name", "description", "properties")),
     "Locations": EntitySet("Locations", FloodLocation, _props(
         **_NAMED, encodingType=Prop(constant=GEOJSON), location=Prop(geometry=("lon", "lat"))), {
@@ -255,10 +293,12 @@ ENTITY_SETS: dict[str, EntitySet] = {
     "Sensors": EntitySet("Sensors", FloodSensor, _props(
         **_NAMED, encodingType=C("encoding_type"), metadata=C("sensor_metadata")), {
         "Datastreams": Nav("Datastreams", True, "id", "sensor_id"),
+        "MultiDatastreams": Nav("MultiDatastreams", True, "id", "sensor_id"),
     }, _sensor, ("id", "selfLink", "name", "description", "encodingType", "metadata"), hidden=frozenset({"key_hash"})),
     "ObservedProperties": EntitySet("ObservedProperties", FloodObservedProperty, _props(
         **_NAMED, definition=C("definition")), {
         "Datastreams": Nav("Datastreams", True, "id", "observed_property_id"),
+        "MultiDatastreams": Nav("MultiDatastreams", True, "id", via=_multis_of_property),
     }, _observed_property, ("id", "selfLink", "name", "definition", "description")),
     "Datastreams": EntitySet("Datastreams", FloodDatastream, _props(
         **_NAMED, observationType=Prop(constant=MEASUREMENT), unitOfMeasurement__name=C("unit_name"),
@@ -272,12 +312,21 @@ ENTITY_SETS: dict[str, EntitySet] = {
     "Observations": EntitySet("Observations", FloodObservation, _props(
         id=C("id"), phenomenonTime=C("phenomenon_time"), resultTime=C("result_time"), result=C("result")), {
         "Datastream": Nav("Datastreams", False, "datastream_id"),
+        "MultiDatastream": Nav("MultiDatastreams", False, "multi_datastream_id"),
         "FeatureOfInterest": Nav("FeaturesOfInterest", False, "datastream_id", via=_foi_of_observation),
     }, _observation, ("id", "selfLink", "phenomenonTime", "resultTime", "result")),
     "FeaturesOfInterest": EntitySet("FeaturesOfInterest", FloodLocation, _props(
         **_NAMED, encodingType=Prop(constant=GEOJSON), feature=Prop(geometry=("lon", "lat"))), {
         "Observations": Nav("Observations", True, "thing_id", via=_observations_of_feature),
     }, _feature, ("id", "selfLink", "name", "description", "encodingType", "feature")),
+    "MultiDatastreams": EntitySet("MultiDatastreams", FloodMultiDatastream, _props(
+        **_NAMED, observationType=Prop(constant=COMPLEX)), {
+        "Thing": Nav("Things", False, "thing_id"),
+        "Sensor": Nav("Sensors", False, "sensor_id"),
+        "ObservedProperties": Nav("ObservedProperties", True, "id", via=_properties_of_multi),
+        "Observations": Nav("Observations", True, "id", "multi_datastream_id", **_BY_TIME),
+    }, _multi_datastream, ("id", "selfLink", "name", "description", "observationType", "multiObservationDataTypes",
+                           "unitOfMeasurements"), enrich=_components),
 }
 
 
@@ -584,13 +633,15 @@ def _data_array(rows: list[Any], options: Options, links: Links) -> list[dict[st
     components = [c for c in (options.select or _ARRAY_COMPONENTS) if c in _ARRAY_COMPONENTS]
     if not components:
         raise _bad("$select", f"a data array holds some of {', '.join(_ARRAY_COMPONENTS)}")
-    groups: dict[int, list[list[Any]]] = {}
+    groups: dict[tuple[str, int], list[list[Any]]] = {}
     for row in rows:
         values = {"id": row.id, "phenomenonTime": _iso(row.phenomenon_time), "resultTime": _iso(row.result_time),
-                  "result": row.result}
-        groups.setdefault(row.datastream_id, []).append([values[c] for c in components])
-    return [{"Datastream@iot.navigationLink": f"{links.base}/Datastreams({stream})", "components": components,
-             "dataArray@iot.count": len(array), "dataArray": array} for stream, array in groups.items()]
+                  "result": row.result if row.multi_datastream_id is None else row.results}
+        stream = ("Datastream", row.datastream_id) if row.multi_datastream_id is None else \
+            ("MultiDatastream", row.multi_datastream_id)
+        groups.setdefault(stream, []).append([values[c] for c in components])
+    return [{f"{kind}@iot.navigationLink": f"{links.base}/{kind}s({stream})", "components": components,
+             "dataArray@iot.count": len(array), "dataArray": array} for (kind, stream), array in groups.items()]
 
 
 def render_page(db: Connection, entity: EntitySet, rows: list[Any], options: Options, links: Links
@@ -604,10 +655,13 @@ def render_page(db: Connection, entity: EntitySet, rows: list[Any], options: Opt
     prefix = f"{links.base}/{entity.name}("
     link_names = entity.link_names
     to_json = entity.to_json
+    extra = entity.enrich(db, rows) if entity.enrich is not None and rows else {}
     page = []
     for row in rows:
         self_link = f"{prefix}{row.id})"
         body = {"@iot.id": row.id, "@iot.selfLink": self_link, **to_json(row)}
+        if extra:
+            body.update(extra[row.id])
         for name, link_name in link_names:
             body[link_name] = f"{self_link}/{name}"
         page.append(body)

@@ -13,6 +13,8 @@ from miniapps.floodmap.ingest import hash_key
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodLocation,
+    FloodMultiComponent,
+    FloodMultiDatastream,
     FloodObservedProperty,
     FloodSensor,
     FloodThing,
@@ -51,6 +53,11 @@ MEASURES = {
         "http://www.qudt.org/qudt/owl/1.0.0/unit/Instances.html#MillimeterPerHour", 0.0, 300.0, 150.0,
         (30.0, 50.0, 100.0), 5.0),
 }
+
+
+WATER_TEMPERATURE = Measure(
+    "Water temperature", "http://vocab.nerc.ac.uk/collection/P07/current/CFSN0335/", "degree Celsius", "°C",
+    "http://www.qudt.org/qudt/owl/1.0.0/unit/Instances.html#DegreeCelsius", -5.0, 45.0, 5.0, (None, None, None), 0.0)
 
 
 @dataclass
@@ -111,3 +118,19 @@ def register_station(db: Session, spec: StationSpec, *, sensor_key: str | None) 
         max_change_per_hour=measure.max_change_per_hour, stale_after_minutes=spec.stale_after_minutes))
     db.flush()
     return thing
+
+
+def register_multi_datastream(db: Session, *, thing_id: int, sensor_id: int, name: str, measures: list[Measure],
+                              description: str = "") -> FloodMultiDatastream:
+    """A MultiDatastream of ``measures`` (in that component order) read by one sensor at one station
+    (not committed); each component keeps its measure's unit and ingest checks."""
+    multi = FloodMultiDatastream(thing_id=thing_id, sensor_id=sensor_id, name=name, description=description)
+    db.add(multi)
+    db.flush()
+    for position, measure in enumerate(measures):
+        db.add(FloodMultiComponent(
+            multi_datastream_id=multi.id, position=position, observed_property_id=observed_property(db, measure).id,
+            unit_name=measure.unit_name, unit_symbol=measure.unit_symbol, unit_definition=measure.unit_definition,
+            valid_min=measure.valid_min, valid_max=measure.valid_max, max_change_per_hour=measure.max_change_per_hour))
+    db.flush()
+    return multi

@@ -549,6 +549,7 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable[..., Any]]] = {
     "maxdatetime": ((), D, lambda t: t._when(MAX_DATETIME).sql),
     # math
     "round": ((N,), N, lambda t, a: func.round(cast(a.sql, Numeric)) if t.dialect == "postgresql" else func.round(a.sql)),
-    "floor": ((N,), N, lambda t, a: func.floor(a.sql)),
+    # SQLAlchemy gives SQLite a Python floor() that fails on null: CASE keeps null away from it
+    "floor": ((N,), N, lambda t, a: case((a.sql.is_(None), null()), else_=func.floor(a.sql))),
     "ceiling": ((N,), N, lambda t, a: func.ceil(a.sql)),
 }

@@ -55,12 +55,15 @@ def _stations(world: World) -> dict[str, int]:
             made["thing"] = db.exec(select(FloodThing.id).order_by(FloodThing.id)).first()
             made["stream"] = db.exec(select(FloodDatastream.id).order_by(FloodDatastream.id)).first()
             made["observation"] = db.exec(select(FloodObservation.id).order_by(FloodObservation.id)).first()
+            from miniapps.floodmap.models import FloodMultiDatastream
+
+            made["multi"] = db.exec(select(FloodMultiDatastream.id).order_by(FloodMultiDatastream.id)).first()
     return made
 
 
 ENTITY_IDS = {"Things": "thing", "Locations": "thing", "HistoricalLocations": "thing", "Sensors": "thing",
               "ObservedProperties": "thing", "Datastreams": "stream", "Observations": "observation",
-              "FeaturesOfInterest": "thing"}
+              "FeaturesOfInterest": "thing", "MultiDatastreams": "multi"}
 
 
 def _entity_url(name: str, nav: str = "") -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 ST = "/api/miniapps/floodmap/v1.1"
 ENTITY_SETS = ("Things", "Locations", "HistoricalLocations", "Sensors", "ObservedProperties", "Datastreams",
-               "Observations", "FeaturesOfInterest")
+               "Observations", "FeaturesOfInterest", "MultiDatastreams")
 Check = Callable[[Any, dict[str, int]], bool]
 CHECKS: list[tuple[str, str, Check]] = []
 
@@ -41,7 +41,7 @@ def _values(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
 
 # --- Core: service root and entity sets ------------------------------------------------------------------
 
-@check("core", "service root lists all eight entity sets")
+@check("core", "service root lists all eight entity sets and MultiDatastreams")
 def _root_sets(c, ids):
     return {e["name"] for e in _ok(_get(c, ""))["value"]} >= set(ENTITY_SETS)
 
@@ -267,6 +267,32 @@ def _data_array_select(c, ids):
     return all(g["components"] == ["result", "phenomenonTime"] and len(g["dataArray"][0]) == 2 for g in body["value"])
 
 
+# --- MultiDatastream ------------------------------------------------------------------------------------
+
+@check("multi-datastream", "MultiDatastreams with units, data types and ObservedProperties in order")
+def _multi(c, ids):
+    multi = _ok(_get(c, f"MultiDatastreams({ids['multi']})", **{"$expand": "ObservedProperties,Thing"}))
+    return multi["observationType"].endswith("OM_ComplexObservation") and \
+        [u["symbol"] for u in multi["unitOfMeasurements"]] == ["m", "°C"] and \
+        len(multi["multiObservationDataTypes"]) == 2 and len(multi["ObservedProperties"]) == 2 and \
+        multi["Thing"]["@iot.id"] == ids["thing"]
+
+
+@check("multi-datastream", "a MultiDatastream's Observations have a result per component")
+def _multi_observations(c, ids):
+    observations = _values(c, f"MultiDatastreams({ids['multi']})/Observations", **{"$top": 3})
+    first = observations[0]
+    back = _ok(c.get(first["MultiDatastream@iot.navigationLink"]))
+    return len(observations) == 3 and all(len(o["result"]) == 2 for o in observations) and back["@iot.id"] == ids["multi"]
+
+
+@check("multi-datastream", "Things, Sensors and ObservedProperties link to MultiDatastreams")
+def _multi_links(c, ids):
+    return len(_values(c, f"Things({ids['thing']})/MultiDatastreams")) == 1 and \
+        any(_values(c, f"ObservedProperties({p['@iot.id']})/MultiDatastreams")
+            for p in _values(c, "ObservedProperties"))
+
+
 def run(client: Any, ids: dict[str, int]) -> list[tuple[str, str, bool, str]]:
     """Every check: (class, name, passed, why not)."""
     results = []
@@ -283,13 +309,14 @@ def ids_of(engine: Any) -> dict[str, int]:
     """Kim Long's thing, its datastream and one of its observations."""
     from sqlmodel import Session, select
 
-    from miniapps.floodmap.models import FloodDatastream, FloodObservation, FloodThing
+    from miniapps.floodmap.models import FloodDatastream, FloodMultiDatastream, FloodObservation, FloodThing
 
     with Session(engine) as db:
         thing = db.exec(select(FloodThing.id).where(FloodThing.code == "kim-long-gauge")).one()
         stream = db.exec(select(FloodDatastream.id).where(FloodDatastream.thing_id == thing)).first()
         observation = db.exec(select(FloodObservation.id).where(FloodObservation.datastream_id == stream)).first()
-    return {"thing": thing, "stream": stream, "observation": observation}
+        multi = db.exec(select(FloodMultiDatastream.id).where(FloodMultiDatastream.thing_id == thing)).first()
+    return {"thing": thing, "stream": stream, "observation": observation, "multi": multi}
 
 
 if __name__ == "__main__":  # pragma: no cover - the tally for the docs

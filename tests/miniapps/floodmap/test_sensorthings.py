@@ -13,7 +13,7 @@ def test_the_service_root_lists_the_standard_entity_sets(fm_client) -> None:
     root = fm_client.get(ST).json()
     assert [e["name"] for e in root["value"]] == ["Things", "Locations", "HistoricalLocations", "Sensors",
                                                   "ObservedProperties", "Datastreams", "Observations",
-                                                  "FeaturesOfInterest"]
+                                                  "FeaturesOfInterest", "MultiDatastreams"]
     assert all(e["url"].endswith(f"/v1.1/{e['name']}") for e in root["value"])
 
 
