@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_problem_handlers(app)
     install_security(app, settings)
+    # Outside install_security's JSON guard, which reads a JSON body whole: every read is counted here.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     # Added last, so outermost: an open /ws keeps no other middleware's frames alive (push/realtime.py).
     app.add_middleware(realtime.RealtimeSocketMiddleware)

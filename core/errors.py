@@ -99,6 +99,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI parses JSON bodies itself and calls every failure "an error parsing the body".
+            return problem_response(422, "the JSON body is nested too deeply to read", title="Invalid request",
+                                    type="/problems/validation", instance=request.url.path, field="body")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem_response(
             exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)

@@ -68,8 +68,11 @@ if TYPE_CHECKING:
         add_working_days,
         add_working_hours,
         all_or_nothing,
+        allow_body,
+        allow_uploads,
         create_official,
         fold,
+        loads_json,
         page_locale,
         places,
         process_photo,
@@ -91,7 +94,7 @@ _HOST_BACKED = frozenset({
     "NotificationSent", "NotifierError", "OrgUnit", "PhotoRejected", "Principal", "PrincipalDep",
     "ProcessedPhoto", "Receipt", "SessionDep", "Severity", "UnitKind", "UnitsDirectory", "User", "UserKind",
     "add_working_days", "add_working_hours", "all_or_nothing", "create_official", "fold", "page_locale",
-    "places", "process_photo", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
+    "places", "process_photo", "allow_body", "allow_uploads", "loads_json", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
 })
 
 __all__ = sorted([

@@ -16,6 +16,7 @@ from core.identity.models import Membership as MembershipRow
 from core.identity.models import User, UserKind, utcnow
 from core.identity.principal import Membership, Principal
 from core.identity.service import create_official
+from core.limits import allow_body, allow_uploads, loads_json
 from core.media import FileBatch, MediaStore, PhotoRejected, ProcessedPhoto, all_or_nothing, process_photo
 from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
 from core.security import public_base_url
@@ -61,8 +62,11 @@ __all__ = [
     "add_working_days",
     "add_working_hours",
     "all_or_nothing",
+    "allow_body",
+    "allow_uploads",
     "create_official",
     "fold",
+    "loads_json",
     "page_locale",
     "places",
     "process_photo",

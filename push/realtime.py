@@ -490,6 +490,9 @@ class RealtimeHub:
         except ValueError as exc:
             conn.offer(_error("bad_json", f"not JSON: {exc}"))
             return
+        except RecursionError:  # a 64 KiB frame can nest deeper than the parser goes: answer, keep the socket
+            conn.offer(_error("bad_json", "not JSON we read: nested too deeply"))
+            return
         if not isinstance(message, dict):
             conn.offer(_error("bad_message", "send a JSON object with a 'type'"))
             return

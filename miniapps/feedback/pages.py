@@ -26,6 +26,7 @@ from miniapps.feedback.models import ReportState
 from miniapps.feedback.routes import (
     DASHBOARD,
     FILE,
+    PHOTO_UPLOADS,
     place_of,
     read_photos,
     run_db,
@@ -135,7 +136,7 @@ async def new_report(request: Request, principal: PrincipalDep) -> Response:
     return await _form(request, values={}, error=None)
 
 
-@router.post("/new", response_class=HTMLResponse)
+@router.post("/new", response_class=HTMLResponse, dependencies=[PHOTO_UPLOADS])
 async def submit_report(request: Request, principal: PrincipalDep) -> Response:
     """File the report from the form; on a problem show the form again with the field named."""
     if not principal.is_authenticated:
@@ -226,7 +227,7 @@ def _failed(request: Request, report_id: int, exc: service.FeedbackError) -> Res
                                                            "report_id": report_id}, status_code=exc.status)
 
 
-@router.post("/reports/{report_id}/act", response_class=HTMLResponse)
+@router.post("/reports/{report_id}/act", response_class=HTMLResponse, dependencies=[PHOTO_UPLOADS])
 async def act_page(request: Request, report_id: int, principal: PrincipalDep) -> Response:
     """Take an action from the report page's form, then back to the report."""
     if not principal.is_authenticated:

@@ -21,6 +21,7 @@ from plugins import (
     Principal,
     PrincipalDep,
     ProcessedPhoto,
+    allow_uploads,
     host_of,
     process_photo,
     require_permission,
@@ -35,6 +36,8 @@ T = TypeVar("T")
 
 FILE = "feedback.reports.file"
 DASHBOARD = "feedback.dashboard.read"
+# A signed-in caller may send a form with MAX_PHOTOS photos; everyone else is held to the host's body limit.
+PHOTO_UPLOADS = allow_uploads(files=service.MAX_PHOTOS)
 KEYS = "feedback.api_keys.manage"
 
 
@@ -63,7 +66,7 @@ async def read_photos(request: Request, uploads: list[UploadFile] | None, *, fie
         raise service.FeedbackError(422, f"at most {service.MAX_PHOTOS} photos", field=field)
     limit = host_of(request).settings.media_max_bytes
     blobs = [await upload.read(limit + 1) for upload in uploads]  # never more than the limit in memory
-    # Processed side by side: Pillow releases the GIL while it decodes, resizes and encodes.
+    # Processed side by side (Pillow releases the GIL), each within the worker's decode budget (core.media).
     results = await asyncio.gather(*(run_in_threadpool(process_photo, blob, max_bytes=limit) for blob in blobs),
                                    return_exceptions=True)
     for index, (upload, result) in enumerate(zip(uploads, results, strict=True)):
@@ -134,7 +137,7 @@ async def possible_duplicates(request: Request, category_id: str, lat: Annotated
 # --- residents ------------------------------------------------------------------------------------------
 
 
-@api.post("/reports", status_code=201, operation_id="file_report")
+@api.post("/reports", status_code=201, operation_id="file_report", dependencies=[PHOTO_UPLOADS])
 async def file_report(
     request: Request, principal: Annotated[Principal, require_permission(FILE)],
     category_id: Annotated[str, Form(max_length=40)], description: Annotated[str, Form(min_length=1, max_length=4000)],
@@ -197,7 +200,7 @@ async def follow_report(request: Request, report_id: int,
     return await api_db(request, work)
 
 
-@api.post("/reports/{report_id}/actions", operation_id="act_on_report")
+@api.post("/reports/{report_id}/actions", operation_id="act_on_report", dependencies=[PHOTO_UPLOADS])
 async def act_on_report(
     request: Request, report_id: int, principal: CurrentUser,
     action: Annotated[str, Form(max_length=20)], note: Annotated[str | None, Form(max_length=4000)] = None,

@@ -25,7 +25,7 @@ from plugins import (
 )
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.models import QuestionStatus, ReplyKind, SearchKind
-from miniapps.interaction.routes import read_uploads
+from miniapps.interaction.routes import ATTACHMENT_UPLOADS, read_uploads
 
 pages = APIRouter()
 BOX_NAMES = {
@@ -131,7 +131,7 @@ def ask_form(request: Request, principal: PrincipalDep, db: SessionDep) -> Respo
     return _ask_page(request, db, values={}, errors={})
 
 
-@pages.post("/ask", response_class=HTMLResponse)
+@pages.post("/ask", response_class=HTMLResponse, dependencies=[ATTACHMENT_UPLOADS])
 def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep, background: BackgroundTasks,
                title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
                field: Annotated[str, Form()] = "", unit_id: Annotated[str, Form()] = "",

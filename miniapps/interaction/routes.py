@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from plugins import CurrentUser, DomainError, SessionDep, fold, host_of, require_permission
+from plugins import CurrentUser, DomainError, SessionDep, allow_uploads, fold, host_of, require_permission
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.attachments import (
     MAX_BYTES,
@@ -49,6 +49,8 @@ from miniapps.interaction.schemas import (
 
 api = APIRouter()
 API = "/api/miniapps/interaction"
+# A signed-in caller may send MAX_FILES files of MAX_BYTES; everyone else is held to the host's body limit.
+ATTACHMENT_UPLOADS = allow_uploads(files=MAX_FILES, each=MAX_BYTES)
 SUGGESTIONS = 5
 
 
@@ -267,7 +269,7 @@ def set_visibility(request: Request, question_id: int, body: VisibilityBody, pri
 
 
 @api.post("/questions/{question_id}/attachments", status_code=201, operation_id="attach_files",
-          dependencies=[require_permission(service.READ)])
+          dependencies=[require_permission(service.READ), ATTACHMENT_UPLOADS])
 def attach_files(request: Request, question_id: int, principal: CurrentUser, db: SessionDep,
                  files: Annotated[list[UploadFile], File(description="PDF, images or office documents, 10 MB each")]
                  ) -> list[AttachmentPublic]:

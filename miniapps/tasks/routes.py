@@ -18,6 +18,8 @@ from plugins import (
     PhotoRejected,
     Principal,
     SessionDep,
+    allow_body,
+    allow_uploads,
     host_of,
     process_photo,
     require_permission,
@@ -37,6 +39,10 @@ from miniapps.tasks.service import (
 
 api = APIRouter()
 EVIDENCE_MAX_BYTES = 10 * 2**20
+# Procedure files are read row by row (spooled to disk, never whole in memory): a city's year fits.
+PROCEDURE_FILE_MAX_BYTES = 256 * 2**20
+# RecordsImport takes up to 10,000 records of a few hundred bytes each.
+PROCEDURE_RECORDS_MAX_BYTES = 8 * 2**20
 MAX_PAGE = 200  # lists are paged: a city's two years of tasks are thousands of rows
 Viewer = Annotated[Principal, require_permission("tasks.view")]
 Assigner = Annotated[Principal, require_permission("tasks.assign")]
@@ -164,7 +170,8 @@ def return_report(report_id: int, body: ReportReturn, request: Request, session:
     return service.report_json(report)
 
 
-@api.post("/reports/{report_id}/evidence", operation_id="add_evidence_photo", status_code=201)
+@api.post("/reports/{report_id}/evidence", operation_id="add_evidence_photo", status_code=201,
+          dependencies=[allow_uploads(files=1, each=EVIDENCE_MAX_BYTES)])
 async def add_evidence_photo(report_id: int, request: Request, principal: Reporter,
                              photo: Annotated[UploadFile, File()]) -> dict[str, Any]:
     """Attach a photo to a pending report of the caller's unit (checked and stripped by the media service)."""
@@ -333,7 +340,8 @@ def export_procedure_stats(session: SessionDep, principal: Viewer,
                                                                                    lang), fmt=format, name=name)
 
 
-@api.post("/procedures/imports", operation_id="import_procedure_file", status_code=201)
+@api.post("/procedures/imports", operation_id="import_procedure_file", status_code=201,
+          dependencies=[allow_body(PROCEDURE_FILE_MAX_BYTES)])
 def import_procedure_file(session: SessionDep, principal: Importer, file: Annotated[UploadFile, File()],
                           mode: Annotated[Literal["keep_good", "reject_file"], Form()] = "keep_good") -> dict[str, Any]:
     """Import procedure records from a CSV or XLSX file, streamed; bad rows are reported row by row."""
@@ -350,7 +358,8 @@ def import_procedure_file(session: SessionDep, principal: Importer, file: Annota
     return procedures.import_json(record)
 
 
-@api.post("/procedures/records", operation_id="import_procedure_records", status_code=201)
+@api.post("/procedures/records", operation_id="import_procedure_records", status_code=201,
+          dependencies=[allow_body(PROCEDURE_RECORDS_MAX_BYTES)])
 def import_procedure_records(body: RecordsImport, session: SessionDep, principal: Importer) -> dict[str, Any]:
     """Import procedure records sent as JSON (another system's API); bad rows reported row by row."""
     rows = ((n, record) for n, record in enumerate(body.records))
