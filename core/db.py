@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
 
 
@@ -25,7 +27,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout on every connection.
 
     On PostgreSQL, ``pool_size``/``max_overflow`` default to the settings' defaults (the app passes the
-    configured ``SUPERAPP_DATABASE_POOL_SIZE``/``_MAX_OVERFLOW``).
+    configured ``SUPERAPP_DATABASE_POOL_SIZE``/``_MAX_OVERFLOW``), and connections that waited in the
+    pool longer than ``ping_after_idle_seconds`` are checked before use.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -34,10 +37,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    idle_ping = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_idle_connections(engine, idle_ping)
+    return engine
+
+
+# A pooled connection that sat unused this long is checked (``SELECT 1``) before it is handed out; one
+# in steady use is not. SQLAlchemy's ``pool_pre_ping`` checks every checkout, a round trip more for
+# every request, though a connection broken by a database restart or a proxy's idle timeout is almost
+# always one that waited in the pool.
+PING_AFTER_IDLE_SECONDS = 5.0
+_CHECKED_IN_AT = "superapp.checked_in_at"
+
+
+def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Check connections that waited in the pool longer than ``idle_seconds`` as they are checked out."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN_AT)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or in steady use
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another one.
+            raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
 
 
 SQLITE_MMAP_BYTES = 8 << 30  # address space only (64-bit); pages are mapped as they are read
