@@ -24,27 +24,38 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", operation_id="readyz", summary="Readiness: database and broker")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and the broker answers; 503 naming what is down otherwise."""
+    """Ready with the database and the broker; degraded (still 200) without the broker; 503 without the database.
+
+    A worker without Redis still signs people in, takes sensor readings and serves pages: rate limits
+    count in its own memory and live events wait in its memory until Redis returns (core/fallback.py,
+    push/broker.py). Every worker loses the same Redis at once, so a load balancer that dropped them
+    all would turn a degraded service into none: a broker outage answers 200 with ``"status":
+    "degraded"``. Only a database it cannot reach takes a worker out of rotation (503).
+    """
     checks: dict[str, str] = {}
     try:
         await run_in_threadpool(check_reachable, request.app.state.engine)
         checks["database"] = "ok"
     except DatabaseUnavailable as exc:
         checks["database"] = str(exc)
+    broker = request.app.state.broker
     try:
-        await asyncio.wait_for(request.app.state.broker.ping(), timeout=2)
+        await asyncio.wait_for(broker.ping(), timeout=2)
         checks["broker"] = "ok"
-    except Exception as exc:  # any broker failure means not ready; say which
+    except Exception as exc:  # any broker failure degrades; say which
         checks["broker"] = f"{type(exc).__name__}: {exc}"
-    ready = all(value == "ok" for value in checks.values())
-    if ready:
-        return JSONResponse({"status": "ready", "checks": checks})
-    down = ", ".join(name for name, value in checks.items() if value != "ok")
-    return JSONResponse(
-        {"type": "about:blank", "title": "Service Unavailable", "status": 503,
-         "detail": f"not ready: {down}", "checks": checks},
-        status_code=503, media_type="application/problem+json",
-    )
+    held = getattr(broker, "held", 0)
+    if held:
+        checks["broker"] += f" ({held} live event(s) held for replay)"
+    if checks["database"] != "ok":
+        return JSONResponse(
+            {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+             "detail": "not ready: database", "checks": checks},
+            status_code=503, media_type="application/problem+json",
+        )
+    if checks["broker"] != "ok":
+        return JSONResponse({"status": "degraded", "degraded": ["broker"], "checks": checks})
+    return JSONResponse({"status": "ready", "checks": checks})
 
 
 @router.get("/metrics", operation_id="metrics", summary="Prometheus metrics", include_in_schema=False)

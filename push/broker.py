@@ -14,6 +14,14 @@ thing on every worker:
   clock so a restarted process keeps issuing larger ids; history is a bounded deque per channel for
   the most recently used channels. A cursor from before a restart is reported as not recoverable.
 
+A Redis outage loses nothing published in a process that lives through it: a publish Redis cannot
+take is held in a bounded buffer in this process (``outage_buffer`` events, oldest dropped beyond, each
+drop counted in ``dropped``) and ``publish`` returns ``""`` instead of an id. A background task sends
+the held events in order once Redis answers again; there they get their ids and reach every
+subscriber like any other event (live, or through the subscriptions' catch-up from the streams), so
+a client's cursor keeps working. While anything is held, new events queue behind it, so each channel
+keeps its order.
+
 Live reading uses pub/sub rather than ``XREAD``: one worker may follow tens of thousands of channels
 (one per connected user), and a blocking ``XREAD`` would resend every stream key on each call.
 """
@@ -523,7 +531,7 @@ class RedisBroker(_SubscribeMixin):
     """Redis streams (history) and pub/sub (live) shared by every worker; reconnects by itself."""
 
     def __init__(self, url: str, *, prefix: str = "superapp:", history_size: int = 100,
-                 history_ttl: int = 86_400, queue_size: int = 1000) -> None:
+                 history_ttl: int = 86_400, queue_size: int = 1000, outage_buffer: int = 10_000) -> None:
         import redis.asyncio as redis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -549,18 +557,73 @@ class RedisBroker(_SubscribeMixin):
         self._queue_size = queue_size
         self._publish = self._redis.register_script(_PUBLISH_LUA)
         self._subscriptions: weakref.WeakSet[_RedisSubscription] = weakref.WeakSet()
+        self._unreachable = (ConnectionError, TimeoutError, OSError)
+        # (channel, JSON) published while Redis could not take them, oldest first (module docstring).
+        self._held: deque[tuple[str, str]] = deque()
+        self.outage_buffer = outage_buffer
+        self.dropped = 0
+        self._flusher: asyncio.Task[None] | None = None
 
     def stream_key(self, channel: str) -> str:
         """The Redis key of a channel's history stream."""
         return f"{self.prefix}stream:{channel}"
 
     async def publish(self, channel: str, message: dict[str, Any]) -> str:
-        """Append ``message`` to the channel's stream and publish it live; returns the stream id."""
+        """Append ``message`` to the channel's stream and publish it live; returns the stream id.
+
+        While Redis is unreachable the message is held here and sent when Redis returns; the id is
+        then ``""`` (it is given when Redis takes the message).
+        """
         raw = _encode(message)
+        if not self._held:
+            try:
+                return await self._send(channel, raw)
+            except self._unreachable as exc:
+                log.warning("redis unreachable (%s: %s); holding live events in this process until it returns",
+                            type(exc).__name__, exc)
+        self._hold(channel, raw)
+        return ""
+
+    async def _send(self, channel: str, raw: str) -> str:
         return await self._publish(
             keys=[self.stream_key(channel)],
             args=[max(self.history_size, 1), raw, self.history_ttl, self.prefix + channel],
         )
+
+    @property
+    def held(self) -> int:
+        """Events published during an outage that Redis has not taken yet."""
+        return len(self._held)
+
+    def _hold(self, channel: str, raw: str) -> None:
+        if len(self._held) >= self.outage_buffer:
+            self._held.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("redis outage: %d held live event(s) dropped (buffer of %d full)",
+                          self.dropped, self.outage_buffer)
+        self._held.append((channel, raw))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="redis-held-events")
+
+    async def _flush(self) -> None:
+        """Send the held events in order as soon as Redis takes them again."""
+        delay, sent = 0.05, 0
+        while self._held:
+            channel, raw = self._held[0]
+            try:
+                await self._send(channel, raw)
+            except self._unreachable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except Exception:  # Redis refused this one event (not an outage): it would never go through
+                log.exception("a held live event was refused by Redis and dropped", extra={"channel": channel})
+            else:
+                sent += 1
+                delay = 0.05
+            self._held.popleft()
+        log.warning("redis is back: %d live event(s) held during the outage were published", sent)
 
     async def history(self, channel: str, after: str, limit: int | None = None) -> History:
         """The channel's events after ``after``; complete when the stream still holds ``after`` or older."""
@@ -590,7 +653,13 @@ class RedisBroker(_SubscribeMixin):
         await self._redis.ping()
 
     async def close(self) -> None:
-        """Close open subscriptions and the connection pool."""
+        """Send what is still held (a few seconds at most), close open subscriptions and the connection pool."""
+        if self._flusher is not None and not self._flusher.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), 5)
+            except TimeoutError:
+                self._flusher.cancel()
+                log.error("shutting down with %d live event(s) Redis never took", len(self._held))
         for subscription in list(self._subscriptions):
             await subscription.close()
         await self._redis.aclose()

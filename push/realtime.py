@@ -4,6 +4,24 @@ Core and mini-apps publish with ``await app.state.realtime.publish(channel, even
 the event in the channel's bounded history (through the broker, so every worker shares it) and every
 worker delivers it to its own connections subscribed to the channel.
 
+Live authorisation: a subscription lasts only as long as the right to read the channel. The channel
+check (the hub's own for ``user:``/``unit:``/``feed``, the mini-app's registered ``authorize`` for
+``miniapp:`` channels) runs again, on every worker, for
+
+- an object whose readers changed: ``await app.state.realtime.rights_changed(channel)`` after the
+  change is committed (a question moved to another department or made internal). The notice travels
+  on the channel itself, in order with its events, and is not shown to clients;
+- a person whose roles or sessions changed (``auth:invalidate``, sent by the identity routes): their
+  connections are checked against the token again (closed 4401 if the session ended) and every channel
+  again;
+- a token that expires: the socket gets ``{"type": "error", "code": "token_expired"}`` and is closed
+  with 4401, unless the client sent a fresh token of the same person first (``{"type": "auth"}``).
+
+While a check runs, live events of the channels it covers are held back for those connections and
+delivered only if the check allows, so nothing published after the change reaches someone who lost the
+right. A refused channel is dropped with ``{"type": "unsubscribed", "channels": [...], "reason":
+"forbidden_channel"}``; the connection stays open for the rest.
+
 Channels
     ``user:<id>``             the signed-in user's own channel (new inbox items: ``{"type": "inbox", ...}``)
     ``unit:<unit_id>``        the home unit, followed units (``unit_follow``) and units where the caller
@@ -18,19 +36,23 @@ Protocol (JSON text frames)
                 ``{"type": "error", "code": "unauthorized", "detail": ...}`` and closes with 4401:
                 a browser sees neither an HTTP status nor a close before accept, but it does see 4401.
     client      ``{"type": "subscribe", "channels": [...], "cursor": {"<channel>": "<last id>"}}``
-                ``{"type": "unsubscribe", "channels": [...]}``, ``{"type": "ping"}``, ``{"type": "pong"}``
+                ``{"type": "unsubscribe", "channels": [...]}``, ``{"type": "ping"}``, ``{"type": "pong"}``,
+                ``{"type": "auth", "token": "<fresh access token of the same person>"}`` (before it expires)
     server      ``{"type": "subscribed", "channels": [...], "recovered": {"<channel>": true|false}}``, then
                 the replayed events after each cursor, then live
                 ``{"type": "event", "channel": ..., "id": "<ms>-<seq>", "data": {...}}``;
-                ``{"type": "unsubscribed", "channels": [...]}``; ``{"type": "ping"}`` every
+                ``{"type": "unsubscribed", "channels": [...], "reason"?: "forbidden_channel"}`` (the reason
+                when the server dropped channels whose right was lost); ``{"type": "authenticated",
+                "expires_at": <Unix seconds>}`` for an accepted ``auth``; ``{"type": "ping"}`` every
                 ``heartbeat_seconds`` and ``{"type": "pong"}`` for a client ping;
                 ``{"type": "error", "code": ..., "detail": ..., "channel"?: ...}`` for bad input
                 (``bad_json``, ``bad_message``, ``unknown_type``, ``unknown_channel``,
-                ``forbidden_channel``, ``too_many_channels``, ``invalid_cursor``), connection kept.
+                ``forbidden_channel``, ``too_many_channels``, ``invalid_cursor``, ``unauthorized`` for a
+                refused ``auth``), connection kept; ``token_expired`` just before a 4401 close.
     ``recovered`` is true when every event after the cursor was replayed, false when the history
     no longer reaches back that far (reload over HTTP). Keep the last ``id`` seen per channel.
 
-Close codes: 4401 missing, invalid or revoked token; 4408 no frame from the client for
+Close codes: 4401 missing, invalid, revoked or expired token; 4408 no frame from the client for
 ``heartbeat_timeout`` seconds (answer pings); 1009 a client frame over 64 KiB; 1013 slow consumer
 (its send queue of ``queue_size`` messages overflowed); 1012 server restart (uvicorn).
 """
@@ -72,6 +94,11 @@ CITY_ID = "hue"  # core.units.service.CITY_ID, repeated to keep this import ligh
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)*$")
 MAX_CHANNEL_LENGTH = 200
 ANY_UNIT_ROLES = frozenset({"operator", "admin"})
+# Published on a channel by ``rights_changed``: its subscribers are checked again; never sent to clients.
+RIGHTS_CHANGED = {"type": "rights_changed"}
+RIGHTS_CHANGED_RAW = json.dumps(RIGHTS_CHANGED, separators=(",", ":"))
+TOKEN_EXPIRED = ('the access token expired; reconnect with a fresh one, or send {"type": "auth"} '
+                 "with it before it expires")
 
 
 class Outgoing:
@@ -183,7 +210,7 @@ class Connection:
     """
 
     __slots__ = ("hub", "ws", "send", "direct", "principal", "token", "channels", "replaying", "queue",
-                 "room", "last_seen", "closed", "writer", "task", "closing", "aborted")
+                 "room", "last_seen", "closed", "writer", "task", "closing", "aborted", "expiry")
 
     def __init__(self, hub: RealtimeHub, ws: WebSocket, principal: Principal, token: str,
                  direct: DirectSocket | None = None) -> None:
@@ -205,6 +232,8 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None
         self.closing: asyncio.Task[None] | None = None
         self.aborted = False
+        # Closes the connection when its token expires (a timer on the loop, not a task).
+        self.expiry: asyncio.TimerHandle | None = None
 
     def offer(self, frame: Outgoing) -> None:
         """Send ``frame`` now, or queue it behind a waiting write; a full queue closes a slow consumer."""
@@ -370,6 +399,18 @@ class RealtimeHub:
             raise TypeError(f"a realtime event must be a dict, not {type(event).__name__}")
         return await self.broker.publish(channel, event)
 
+    async def rights_changed(self, *channels: str) -> None:
+        """Who may read these channels changed: every worker checks its subscribers again before the next event.
+
+        Call it after the change is committed (for instance when a question moves to another department
+        or becomes internal). The check is the channel's own (for a mini-app, the ``authorize`` it
+        registered), so a mini-app names the object and never re-implements who may read it.
+        """
+        for channel in channels:
+            if not _publishable(channel):
+                raise ValueError(f"not a realtime channel: {channel!r}")
+            await self.broker.publish(channel, RIGHTS_CHANGED)
+
     # --- background loops -------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -409,7 +450,11 @@ class RealtimeHub:
         if event.channel == INVALIDATION_CHANNEL:
             self._invalidated(event)
         elif event.channel in self.channels:
-            self.loop.call_soon(self._fan_out, event)
+            if event.raw == RIGHTS_CHANGED_RAW:
+                # At once, not on the next turn: the events after it must already find the channel held.
+                self._rights_changed(event.channel)
+            else:
+                self.loop.call_soon(self._fan_out, event)
 
     def _fan_out(self, event: Event) -> None:
         """Write one event to this worker's subscribed connections (never waits for any of them)."""
@@ -446,6 +491,7 @@ class RealtimeHub:
         await self.start()
         conn = Connection(self, ws, principal, token, DirectSocket.of(receive) if receive is not None else None)
         conn.task = asyncio.current_task()
+        self._expire_at(conn, self.authenticator.token_expires_at(token))
         self.connections.add(conn)
         self.by_user.setdefault(principal.user_id, set()).add(conn)
         self.stats["connected"] += 1
@@ -503,11 +549,13 @@ class RealtimeHub:
             self._unsubscribe(conn, message)
         elif kind == "ping":
             conn.offer(PONG)
+        elif kind == "auth":
+            await self._reauthenticate(conn, message)
         elif kind == "pong":
             pass
         else:
             conn.offer(_error("unknown_type", f"unknown message type {kind!r}; use subscribe, unsubscribe, "
-                                              "ping or pong"))
+                                              "auth, ping or pong"))
 
     async def _subscribe(self, conn: Connection, message: dict[str, Any]) -> None:
         channels = message.get("channels")
@@ -562,7 +610,7 @@ class RealtimeHub:
                 recovered[channel] = False
                 continue
             recovered[channel] = history.complete
-            replays[channel] = history.events
+            replays[channel] = [e for e in history.events if e.raw != RIGHTS_CHANGED_RAW]
         conn.offer(_frame({"type": "subscribed", "channels": accepted, "recovered": recovered}))
         for channel in new:
             events = replays.get(channel, ())
@@ -606,6 +654,9 @@ class RealtimeHub:
         """Detach ``conn`` from every channel and index (idempotent)."""
         for channel in tuple(conn.channels):
             self._detach(conn, channel)
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
         self.connections.discard(conn)
         mine = self.by_user.get(conn.principal.user_id)
         if mine is not None:
@@ -661,24 +712,112 @@ class RealtimeHub:
             # The authenticator's own listener may not have run yet; its cache must not answer for it.
             self.authenticator.forget(user_id)
             for conn in tuple(conns):
-                self._spawn(self._recheck(conn))
+                # Held at once: what is published after the change waits for the verdict.
+                held = [channel for channel in tuple(conn.channels) if _hold(conn, channel)]
+                self._spawn(self._recheck(conn, held))
 
-    async def _recheck(self, conn: Connection) -> None:
+    async def _recheck(self, conn: Connection, held: Iterable[str] = ()) -> None:
         """After a sign-out or role change: close if the token is no longer valid, else re-authorize."""
         try:
-            principal = await self.authenticator.principal_for_token(conn.token)
-        except Problem as exc:
-            self.close(conn, CLOSE_UNAUTHORIZED, f"session ended: {exc.detail}")
+            try:
+                principal = await self.authenticator.principal_for_token(conn.token)
+            except Problem as exc:
+                self.close(conn, CLOSE_UNAUTHORIZED, f"session ended: {exc.detail}")
+                return
+            conn.principal = principal
+            dropped = []
+            context: dict[str, Any] = {}
+            for channel in tuple(conn.channels):
+                if await self._verdict(principal, channel, context) is not None:
+                    self._detach(conn, channel)
+                    dropped.append(channel)
+            if dropped:
+                conn.offer(_frame({"type": "unsubscribed", "channels": dropped, "reason": "forbidden_channel"}))
+        finally:
+            for channel in held:
+                _release(conn, channel)
+
+    def _rights_changed(self, channel: str) -> None:
+        """Hold the channel's live events for this worker's subscribers and check each of them again."""
+        conns = self.channels.get(channel)
+        if conns:
+            targets = [(conn, _hold(conn, channel)) for conn in tuple(conns)]
+            self._spawn(self._recheck_channel(channel, targets))
+
+    async def _recheck_channel(self, channel: str, targets: list[tuple[Connection, bool]]) -> None:
+        """Drop ``channel`` from the connections no longer allowed; release what was held for the others."""
+        verdicts: dict[int | None, tuple[str, str] | None] = {}  # one check per person, however many tabs
+        for conn, held in targets:
+            try:
+                if conn.closed or channel not in conn.channels:
+                    continue
+                user_id = conn.principal.user_id
+                if user_id not in verdicts:
+                    verdicts[user_id] = await self._verdict(conn.principal, channel, {})
+                if verdicts[user_id] is not None and channel in conn.channels:
+                    self._detach(conn, channel)
+                    conn.offer(_frame({"type": "unsubscribed", "channels": [channel], "reason": "forbidden_channel"}))
+            finally:
+                if held:
+                    _release(conn, channel)
+
+    async def _verdict(self, principal: Principal, channel: str, context: dict[str, Any]) -> tuple[str, str] | None:
+        """``_authorize`` for a check after the fact: a check that fails refuses (fail closed)."""
+        try:
+            return await self._authorize(principal, channel, context)
+        except Exception:
+            log.exception("realtime: checking %s again failed; dropping it", channel)
+            return "forbidden_channel", "the check failed"
+
+    # --- tokens -------------------------------------------------------------------------------------
+
+    def _expire_at(self, conn: Connection, expires_at: float | None) -> None:
+        """Close ``conn`` (4401) when its token expires, at Unix time ``expires_at``."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
+        if expires_at is not None:
+            loop = asyncio.get_running_loop()
+            conn.expiry = loop.call_at(loop.time() + max(0.0, expires_at - time.time()), self._expired, conn)
+
+    def _expired(self, conn: Connection) -> None:
+        conn.expiry = None
+        if conn.closed:
             return
-        conn.principal = principal
-        dropped = []
-        context: dict[str, Any] = {}
-        for channel in tuple(conn.channels):
-            if await self._authorize(principal, channel, context) is not None:
-                self._detach(conn, channel)
-                dropped.append(channel)
-        if dropped:
-            conn.offer(_frame({"type": "unsubscribed", "channels": dropped, "reason": "forbidden_channel"}))
+        for channel in tuple(conn.channels):  # nothing more reaches it from now on
+            self._detach(conn, channel)
+        conn.offer(_error("token_expired", TOKEN_EXPIRED))
+        self._spawn(self._close_after_writes(conn, CLOSE_UNAUTHORIZED, "access token expired"))
+
+    async def _close_after_writes(self, conn: Connection, code: int, reason: str) -> None:
+        """Close once what was offered is written (``close`` drops unwritten frames), within ``close_timeout``."""
+        writer = conn.writer
+        if writer is not None:
+            await asyncio.wait({writer}, timeout=self.close_timeout)
+        self.close(conn, code, reason)
+
+    async def _reauthenticate(self, conn: Connection, message: dict[str, Any]) -> None:
+        """``{"type": "auth", "token": ...}``: carry on with a fresh token of the same person."""
+        token = message.get("token")
+        if not isinstance(token, str) or not token.strip():
+            conn.offer(_error("bad_message", "'token' must be an access token"))
+            return
+        try:
+            principal = await self.authenticator.principal_for_token(token.strip())
+        except Problem as exc:
+            conn.offer(_error("unauthorized", f"token refused: {exc.detail}; the current one is kept"))
+            return
+        if principal.user_id != conn.principal.user_id:
+            conn.offer(_error("unauthorized", "that token belongs to another user; open a new connection for them"))
+            return
+        expires_at = self.authenticator.token_expires_at(token.strip())
+        if conn.closed:
+            return
+        conn.token = token.strip()
+        self._expire_at(conn, expires_at)
+        conn.offer(_frame({"type": "authenticated", "expires_at": expires_at}))
+        # The new session may hold other roles than the old one: every channel is checked again.
+        await self._recheck(conn, [channel for channel in tuple(conn.channels) if _hold(conn, channel)])
 
     # --- channel rules ----------------------------------------------------------------------------
 
@@ -753,6 +892,42 @@ class RealtimeHub:
             log.exception("mini-app '%s': channel authorization failed", rule.miniapp)
             return False
         return result is True
+
+
+class _Held(list):  # type: ignore[type-arg]
+    """Live events held back while a channel's right is checked again; ``checks`` still running."""
+
+    __slots__ = ("checks",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+
+
+def _hold(conn: Connection, channel: str) -> bool:
+    """Hold ``channel``'s live events for ``conn`` until ``_release``; False when there is nothing to hold
+    (not subscribed, or its replay is holding them: the subscribe in progress sends them)."""
+    if conn.closed or channel not in conn.channels:
+        return False
+    held = conn.replaying.get(channel) if conn.replaying else None
+    if held is None:
+        if conn.replaying is None:
+            conn.replaying = {}
+        held = conn.replaying[channel] = _Held()
+    elif not isinstance(held, _Held):
+        return False
+    held.checks += 1
+    return True
+
+
+def _release(conn: Connection, channel: str) -> None:
+    """One check of ``channel`` is over; when none is left, send what was held (if still subscribed)."""
+    held = conn.replaying.get(channel) if conn.replaying else None
+    if isinstance(held, _Held):
+        held.checks -= 1
+        if held.checks <= 0:
+            for _event_id, frame in _stop_holding(conn, channel):
+                conn.offer(frame)
 
 
 def _stop_holding(conn: Connection, channel: str) -> list[tuple[str, Outgoing]]:
