@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from plugins import hookimpl, read_manifest
-from plugins.events import MiniAppsLoaded
+from plugins import MiniAppsLoaded, hookimpl, read_manifest
 from superapp_festival import models, routes, service
 from superapp_festival.settings import FestivalSettings
 

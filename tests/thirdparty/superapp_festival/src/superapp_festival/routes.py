@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from core.db import SessionDep
-from core.identity.authz import require_scope
-from core.web import render_page
+from plugins import SessionDep, host_of, render_page, require_scope
 from superapp_festival import service
 
 api = APIRouter()
@@ -16,7 +14,7 @@ pages = APIRouter()
 @api.get("/events", operation_id="list_events")
 def list_events(request: Request, session: SessionDep) -> list[dict]:
     """The festival programme, as long and in the order an admin set in the mini-app's settings."""
-    settings = request.app.state.miniapp_settings.get("festival")
+    settings = host_of(request).settings_for("festival")
     events = service.list_events(session)
     if settings.ordering == "venue":
         events = sorted(events, key=lambda e: (e.venue, e.starts_at))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import weakref
 from datetime import UTC, datetime
 
 from sqlmodel import Session, select
@@ -25,9 +23,8 @@ def list_events(session: Session) -> list[FestivalEvent]:
     return list(session.exec(select(FestivalEvent).order_by(FestivalEvent.starts_at)))
 
 
-# The next event is the same for every reader and changes rarely: kept per engine for a little
+# The next event is the same for every reader and changes rarely: kept in the host's cache for a little
 # while, so the feed's first page (which asks every contributor) does not query the programme each time.
-_next_event: "weakref.WeakKeyDictionary[object, tuple[float, FestivalEvent | None]]" = weakref.WeakKeyDictionary()
 NEXT_EVENT_SECONDS = 30.0
 
 
@@ -39,13 +36,14 @@ def _read_next_event(host, now: datetime) -> FestivalEvent | None:
 
 async def next_event_card(context):
     """Feed contributor: a card for the next event of the programme, in the reader's language."""
-    from plugins.feed import FeedCard
+    from plugins import FeedCard
 
-    hit = _next_event.get(context.host.engine)
-    if hit is None or hit[0] <= time.monotonic() or (hit[1] is not None and hit[1].starts_at <= context.now):
-        event = await run_in_threadpool(_read_next_event, context.host, context.now)
-        hit = _next_event[context.host.engine] = (time.monotonic() + NEXT_EVENT_SECONDS, event)
-    event = hit[1]
+    cache = context.host.cache("festival", "next_event", ttl=NEXT_EVENT_SECONDS, max_entries=1)
+    hit = cache.get("next")  # a 1-tuple, so "no next event" is remembered too
+    if hit is None or (hit[0] is not None and hit[0].starts_at <= context.now):
+        hit = (await run_in_threadpool(_read_next_event, context.host, context.now),)
+        cache.set("next", hit)
+    event = hit[0]
     if event is None:
         return []
     english = context.locale == "en"
@@ -64,8 +62,7 @@ def count_upcoming_job(host) -> None:
 
 def search(query):
     """Events whose title contains the query, with or without diacritics."""
-    from core.text import fold
-    from plugins.search import SearchResult
+    from plugins import SearchResult, fold
 
     with query.host.session() as session:
         events = list_events(session)
