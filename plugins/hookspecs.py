@@ -185,5 +185,7 @@ def superapp_register_channels(register: "RegisterChannel") -> None:
     that read the database) and returns (or awaits to) ``True`` to allow; anything else, an exception or a
     slow answer refuses. Results are not combined across mini-apps: each mini-app decides for its own
     names only, and within one mini-app the longest registered prefix that matches decides. Publish
-    with ``await app.state.realtime.publish("miniapp:<id>:live", {...})``.
+    with ``await app.state.realtime.publish("miniapp:<id>:live", {...})``. After a change of who may
+    read an object, ``await app.state.realtime.rights_changed("miniapp:<id>:live:<object>")`` runs the
+    same ``authorize`` again for every open subscription of that channel (docs/push.md).
     """
