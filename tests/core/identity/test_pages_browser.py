@@ -86,8 +86,11 @@ def test_wrong_password_shows_an_error_and_stays_on_the_form(page, official: Off
 
 def test_profile_without_a_cookie_redirects_to_sign_in(page) -> None:
     response = page.goto("/me")
-    assert path_of(page) == "/auth/login" and urlsplit(page.url).query == "next=/me"
+    # residents' phone sign-in first; officials follow its link to their form, still coming back to /me
+    assert path_of(page) == "/auth/phone" and urlsplit(page.url).query == "next=/me"
     assert response is not None and response.status == 200
+    page.get_by_test_id("officials-sign-in").click()
+    page.wait_for_url("**/auth/login?next=/me")
     assert page.locator('input[name="next"]').input_value() == "/me"
 
 
@@ -109,7 +112,7 @@ def test_sign_out_button_ends_the_session(page, official: Official) -> None:
     page.wait_for_url(lambda url: urlsplit(url).path == "/")
     assert session_cookie(page) is None
     page.goto("/me")
-    assert path_of(page) == "/auth/login"
+    assert path_of(page) == "/auth/phone"
     # the signed-out cookie's token is dead too, not merely forgotten by the browser
     check = page.request.get("/api/auth/check", headers={"Authorization": f"Bearer {cookie['value']}"})
     assert check.status == 401
@@ -133,7 +136,7 @@ def test_stale_cookie_after_signing_out_everywhere_sends_the_browser_to_sign_in(
     assert (me.status if me else None, home.status if home else None) == (200, 200), (
         f"/me answered {me and me.status}, / answered {home and home.status} with a revoked session cookie")
     page.goto("/me")
-    assert path_of(page) == "/auth/login"
+    assert path_of(page) == "/auth/phone"
 
 
 # --- With TestClient ------------------------------------------------------------------------------------
