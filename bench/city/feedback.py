@@ -13,6 +13,7 @@ Photos are metadata rows only (their files are not in the media store; opening o
 
 from __future__ import annotations
 
+import base64
 import bisect
 import itertools
 import math
@@ -61,7 +62,7 @@ REPORT_COLUMNS = ("id", "token", "category_id", "description", "address", "lat",
                   "resolved_at", "escalated_at", "rating", "rating_comment", "rated_at", "search_text")
 EVENT_COLUMNS = ("id", "report_id", "at", "actor_id", "actor_role", "action", "from_state", "to_state", "unit_id",
                  "note")
-PHOTO_COLUMNS = ("id", "report_id", "kind", "key", "width", "height", "sha256", "created_at")
+PHOTO_COLUMNS = ("id", "public_id", "report_id", "kind", "key", "width", "height", "sha256", "created_at")
 FOLLOWER_COLUMNS = ("report_id", "user_id", "created_at")
 OPEN = frozenset({"submitted", "accepted", "assigned", "in_progress", "transferred", "reopened"})
 
@@ -383,6 +384,8 @@ class _Reports:
     def _photo(self, report_id: int, kind: str, n: int, at: datetime) -> tuple:
         photo_id = self.next_photo
         self.next_photo += 1
-        return (photo_id, report_id, kind, f"feedback/{report_id}/synthetic-{n}.jpg", 1600, 1200,
+        # The random URL id (models.new_photo_id's shape: 22 URL-safe characters), from the seeded generator.
+        public_id = base64.urlsafe_b64encode(self.rng.getrandbits(128).to_bytes(16, "big")).rstrip(b"=").decode()
+        return (photo_id, public_id, report_id, kind, f"feedback/{report_id}/synthetic-{n}.jpg", 1600, 1200,
                 f"{self.rng.getrandbits(256):064x}", at)
 

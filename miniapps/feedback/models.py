@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from enum import StrEnum
 
@@ -88,11 +89,18 @@ class FeedbackReport(SQLModel, table=True):
     search_text: str = Field(default="", max_length=5000)
 
 
+def new_photo_id() -> str:
+    """An unguessable photo id for URLs (128 random bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
 class FeedbackPhoto(SQLModel, table=True):
     """A processed photo of a report (sent by the resident) or of its resolution (sent by the handler)."""
 
     __tablename__ = "feedback_photo"
     id: int | None = Field(default=None, primary_key=True)
+    # The id in URLs: random, so a public report's photo cannot be found by counting (issue 15).
+    public_id: str = Field(default_factory=new_photo_id, max_length=32, unique=True, index=True)
     report_id: int = Field(foreign_key="feedback_report.id", index=True, ondelete="CASCADE")
     kind: str = Field(default="report", max_length=20, description="report or resolution")
     key: str = Field(max_length=200, description="Media store key of the display copy; thumbnail adds '-thumb'.")

@@ -216,7 +216,7 @@ async def service_definition(request: Request, service_code: str, fmt: str) -> R
 
 
 def request_view(report: FeedbackReport, base: str, names: dict[str, FeedbackCategory], units: dict[str, OrgUnit],
-                 first_photos: dict[int, int], now: datetime) -> dict[str, Any]:
+                 first_photos: dict[int, str], now: datetime) -> dict[str, Any]:
     """A report as an Open311 service request (no reporter identity, ever)."""
     category = names.get(report.category_id)
     unit = units.get(report.handling_unit_id)
@@ -245,8 +245,10 @@ def _views(session: Session, reports: list[FeedbackReport], base: str) -> list[d
     # one grouped query (at most MAX_REQUESTS ids) rather than one query per report.
     units = {u.id: u for u in session.exec(select(OrgUnit))}
     ids = [r.id for r in reports]
-    first_photos = dict(session.exec(select(FeedbackPhoto.report_id, func.min(FeedbackPhoto.id)).where(
-        col(FeedbackPhoto.report_id).in_(ids)).group_by(FeedbackPhoto.report_id)).all()) if ids else {}
+    first_ids = select(func.min(FeedbackPhoto.id)).where(col(FeedbackPhoto.report_id).in_(ids)).group_by(
+        FeedbackPhoto.report_id)
+    first_photos = dict(session.exec(select(FeedbackPhoto.report_id, FeedbackPhoto.public_id).where(
+        col(FeedbackPhoto.id).in_(first_ids))).all()) if ids else {}
     now = service.utcnow()
     return [request_view(r, base, names, units, first_photos, now) for r in reports]
 

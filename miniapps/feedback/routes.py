@@ -9,9 +9,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from plugins import (
@@ -395,12 +395,17 @@ def encoded_response(request: Request, answer: cache.EncodedAnswer, *, media_typ
     return Response(answer.body, media_type=media_type, headers=headers)
 
 
+# Photo ids in URLs are random tokens (models.new_photo_id): counting cannot find a photo.
+PHOTO_ID = "^[A-Za-z0-9_-]{16,32}$"
+
+
 @api.get("/photos/{photo_id}", operation_id="get_photo")
-async def get_photo(request: Request, photo_id: int, principal: PrincipalDep,
+async def get_photo(request: Request, photo_id: Annotated[str, Path(pattern=PHOTO_ID, description=
+                    "The photo's opaque id, as report answers give it.")], principal: PrincipalDep,
                     size: Annotated[str, Query(pattern="^(display|thumb)$")] = "display") -> Response:
     """A report's photo (EXIF-free JPEG) for whoever may see the report."""
     def work(session: Session) -> str:
-        photo = session.get(FeedbackPhoto, photo_id)
+        photo = session.exec(select(FeedbackPhoto).where(FeedbackPhoto.public_id == photo_id)).first()
         if photo is None:
             raise service.FeedbackError(404, f"no photo {photo_id}", field="photo_id")
         service.visible_report(session, principal=principal, authorizer=authorizer(request), report_id=photo.report_id)

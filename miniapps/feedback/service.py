@@ -664,9 +664,9 @@ def view(session: Session, report: FeedbackReport, level: str, *, now: datetime 
         "urgent": report.urgent, "created_at": aware(report.created_at), "updated_at": aware(report.updated_at),
         "due_at": aware(report.due_at), "overdue": is_overdue(report, now), "response": report.response,
         "duplicate_of": report.duplicate_of_id, "rating": report.rating,
-        "photos": [{"id": p.id, "kind": p.kind, "width": p.width, "height": p.height,
-                    "url": f"/api/miniapps/{MINIAPP}/photos/{p.id}",
-                    "thumbnail_url": f"/api/miniapps/{MINIAPP}/photos/{p.id}?size=thumb"} for p in photos],
+        "photos": [{"id": p.public_id, "kind": p.kind, "width": p.width, "height": p.height,
+                    "url": f"/api/miniapps/{MINIAPP}/photos/{p.public_id}",
+                    "thumbnail_url": f"/api/miniapps/{MINIAPP}/photos/{p.public_id}?size=thumb"} for p in photos],
         "timeline": [{
             "at": aware(e.at), "action": e.action, "from_state": e.from_state, "to_state": e.to_state,
             "actor_role": e.actor_role, "note": e.note if level != "public" or e.action == "resolve" else None,

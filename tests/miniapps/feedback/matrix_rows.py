@@ -80,7 +80,7 @@ def _photo_url(world: World, who: str) -> str:
     report_id = _report(world, "with a photo", photo=True)
     with world.db() as db:
         photo = db.exec(select(FeedbackPhoto).where(FeedbackPhoto.report_id == report_id)).first()
-    return f"{API}/photos/{photo.id}?size=thumb"
+    return f"{API}/photos/{photo.public_id}?size=thumb"
 
 
 def _key_id(world: World, who: str) -> str:
@@ -187,7 +187,7 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("GET", f"{API}/reports.geojson"): [Case("map layer", f"{API}/reports.geojson", PUBLIC)],
     ("GET", f"{API}/photos/{{photo_id}}"): [
         Case("a public report's photo", _photo_url, PUBLIC),
-        Case("no such photo", f"{API}/photos/987654", everyone(404)),
+        Case("no such photo", f"{API}/photos/{'A' * 22}", everyone(404)),
     ],
     ("GET", f"{API}/api-keys"): [Case("Open311 keys", f"{API}/api-keys", only("admin"))],
     ("POST", f"{API}/api-keys"): [Case("issue a key", f"{API}/api-keys", only("admin"), json={"name": "Zalo"})],

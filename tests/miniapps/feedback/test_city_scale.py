@@ -139,7 +139,7 @@ def test_open311_listing_links_each_reports_first_photo(api: TestClient, residen
     with_photos = file_report(api, resident_a, photos=photos).json()
     without = file_report(api, resident_a, point=KIM_LONG).json()
     listed = {r["service_request_id"]: r for r in api.get("/open311/v2/requests.json").json()}
-    first = min(p["id"] for p in with_photos["photos"])
+    first = with_photos["photos"][0]["id"]  # photos are listed in the order they were sent
     assert listed[str(with_photos["id"])]["media_url"].endswith(f"/api/miniapps/feedback/photos/{first}")
     assert listed[str(without["id"])]["media_url"] is None
 
