@@ -22,6 +22,7 @@ from config.logging import configure_logging
 from core import __version__, retention
 from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
+from core.http import HeadAsGet
 from core.routing import index_routes
 from core.limits import BodyLimitMiddleware
 from core.events import EventBus
@@ -168,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.events.host = app.state.host
 
     install_problem_handlers(app)
+    # Innermost: the routes see a GET, every other layer (security headers, authentication) the HEAD.
+    app.add_middleware(HeadAsGet)
     install_security(app, settings)
     # Outside install_security's JSON guard, which reads a JSON body whole: every read is counted here.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from core import __version__
+from core.http import if_none_match
 from core.i18n import negotiate
 from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
@@ -128,12 +129,6 @@ async def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
         "Cache-Control": "private, no-cache",
         "Content-Language": locale,
     }
-    if etag in _etags(request.headers.get("if-none-match")):
+    if if_none_match(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
-
-
-def _etags(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}

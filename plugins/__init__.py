@@ -71,7 +71,9 @@ if TYPE_CHECKING:
         allow_body,
         allow_uploads,
         create_official,
+        encoded_answer,
         fold,
+        if_none_match,
         loads_json,
         page_locale,
         places,
@@ -93,7 +95,8 @@ _HOST_BACKED = frozenset({
     "FeedItemPublished", "FeedItemWithdrawn", "FileBatch", "MediaStore", "Membership", "MembershipRow",
     "NotificationSent", "NotifierError", "OrgUnit", "PhotoRejected", "Principal", "PrincipalDep",
     "ProcessedPhoto", "Receipt", "SessionDep", "Severity", "UnitKind", "UnitsDirectory", "User", "UserKind",
-    "add_working_days", "add_working_hours", "all_or_nothing", "create_official", "fold", "page_locale",
+    "add_working_days", "add_working_hours", "all_or_nothing", "create_official", "encoded_answer", "fold",
+    "if_none_match", "page_locale",
     "places", "process_photo", "allow_body", "allow_uploads", "loads_json", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
 })
 

@@ -10,6 +10,7 @@ from core.db import SessionDep
 from core.feed.events import FeedItemPublished, FeedItemWithdrawn
 from core.feed.models import Severity
 from core.feed.service import FeedError
+from core.http import encoded_answer, if_none_match
 from core.identity.authz import Authorizer, require_permission, require_scope
 from core.identity.deps import CurrentUser, PrincipalDep
 from core.identity.models import Membership as MembershipRow

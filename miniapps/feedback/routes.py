@@ -22,6 +22,7 @@ from plugins import (
     PrincipalDep,
     ProcessedPhoto,
     allow_uploads,
+    encoded_answer,
     host_of,
     process_photo,
     require_permission,
@@ -387,12 +388,8 @@ def encoded_response(request: Request, answer: cache.EncodedAnswer, *, media_typ
     """``answer`` as the client can best take it: 304 when it holds it already, gzipped when it accepts that."""
     # no-cache: a client keeps the layer but asks each time (a 304 is a few bytes), since a report may
     # have changed; the ETag is the layer's content hash, so equal layers from two workers match.
-    headers = {"ETag": answer.etag, "Cache-Control": "public, no-cache", "Vary": "Accept-Encoding"}
-    if answer.etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(answer.gzipped, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
-    return Response(answer.body, media_type=media_type, headers=headers)
+    return encoded_answer(request, body=answer.body, gzipped=answer.gzipped, etag=answer.etag,
+                          media_type=media_type, headers={"Cache-Control": "public, no-cache"})
 
 
 # Photo ids in URLs are random tokens (models.new_photo_id): counting cannot find a photo.

@@ -25,6 +25,7 @@ from plugins import (
     PhotoRejected,
     PrincipalDep,
     SessionDep,
+    encoded_answer,
     host_of,
     process_photo,
     require_permission,
@@ -232,12 +233,8 @@ async def stations_geojson(request: Request) -> Response:
     # many readers of a flood night never queue for a worker thread.
     engine = host_of(request).engine
     layer = LAYER_CACHE.fresh(engine) or await run_in_threadpool(LAYER_CACHE.get, engine)
-    headers = {"ETag": layer.etag, "Cache-Control": "public, max-age=2", "Vary": "Accept-Encoding"}
-    if request.headers.get("if-none-match") == layer.etag:
-        return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(layer.gzipped, media_type="application/geo+json", headers={**headers, "Content-Encoding": "gzip"})
-    return Response(layer.body, media_type="application/geo+json", headers=headers)
+    return encoded_answer(request, body=layer.body, gzipped=layer.gzipped, etag=layer.etag,
+                          media_type="application/geo+json", headers={"Cache-Control": "public, max-age=2"})
 
 
 @api.get("/stations/{station_id}/history", operation_id="station_history")
