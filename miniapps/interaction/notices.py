@@ -1,13 +1,17 @@
 """Telling people: notifications through the host's notifier, live thread events over /ws.
 
-Both run after the change is committed (FastAPI background tasks in the routes), so a failure to
-notify never undoes an answer; it is logged.
+Notifications are written in the use case's own transaction (``notifier.send(session, ...)``, called by
+the service before it commits): the question, answer, move or escalation and its notice commit together
+or not at all. Live thread events are published after the commit (FastAPI background tasks in the
+routes); a failed live event is logged, and an open page catches up when it reloads.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from sqlmodel import Session
 
 from miniapps.interaction.models import Question, Reply
 
@@ -61,36 +65,36 @@ async def readers_changed(realtime: Any, question_id: int) -> None:
         log.exception("interaction: watchers of question %s not checked again", question_id)
 
 
-async def notify(notifier: Any, *, topic: str, title: dict[str, str], body: dict[str, str], question_id: int,
-                 users: tuple[int, ...] = (), roles: tuple[tuple[str, str], ...] = ()) -> None:
-    """One notification about a question, to users and officials holding roles in units."""
+def notify(notifier: Any, db: Session, *, topic: str, title: dict[str, str], body: dict[str, str],
+           question_id: int, users: tuple[int, ...] = (), roles: tuple[tuple[str, str], ...] = ()) -> None:
+    """One notification about a question, to users and officials holding roles in units, in ``db``'s transaction.
+
+    A failure raises, so the caller's transaction rolls back with it: nothing is half done.
+    """
     users = tuple(u for u in users if u is not None)
     if notifier is None or not (users or roles):
         return
-    try:
-        await notifier.notify(miniapp=MINIAPP, topic=topic, title=title, body=body, users=users, roles=roles,
-                              url=thread_url(question_id), data={"question_id": question_id})
-    except Exception:
-        log.exception("interaction: notification %s for question %s not sent", topic, question_id)
+    notifier.send(db, miniapp=MINIAPP, topic=topic, title=title, body=body, users=users, roles=roles,
+                  url=thread_url(question_id), data={"question_id": question_id})
 
 
 def _short(text: str, limit: int = 180) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def question_asked(notifier: Any, question: Question) -> None:
+def question_asked(notifier: Any, db: Session, question: Question) -> None:
     """The responsible department's officials hear of a new question."""
-    await notify(notifier, topic="question_asked", question_id=question.id,  # type: ignore[arg-type]
+    notify(notifier, db, topic="question_asked", question_id=question.id,  # type: ignore[arg-type]
                  title={"vi": "Câu hỏi mới từ phường, xã", "en": "A new question from a commune"},
                  body={"vi": _short(question.title), "en": _short(question.title)},
                  roles=(("department_official", question.department_id),))
 
 
-async def reply_posted(notifier: Any, question: Question, reply: Reply) -> None:
+def reply_posted(notifier: Any, db: Session, question: Question, reply: Reply) -> None:
     """An answer goes to the asker; a comment to the other side of the thread."""
     from_department = reply.author_unit_id == question.department_id
     if reply.kind.value == "answer":
-        await notify(notifier, topic="question_answered", question_id=question.id,  # type: ignore[arg-type]
+        notify(notifier, db, topic="question_answered", question_id=question.id,  # type: ignore[arg-type]
                      title={"vi": "Sở đã trả lời câu hỏi của bạn", "en": "Your question has an answer"},
                      body={"vi": _short(question.title), "en": _short(question.title)},
                      users=(question.asker_user_id,) if question.asker_user_id else (),
@@ -103,26 +107,26 @@ async def reply_posted(notifier: Any, question: Question, reply: Reply) -> None:
         users = (question.assignee_user_id,) if question.assignee_user_id else ()
         roles = () if users else (("department_official", question.department_id),)
     users = tuple(u for u in users if u != reply.author_user_id)
-    await notify(notifier, topic="question_comment", question_id=question.id,  # type: ignore[arg-type]
+    notify(notifier, db, topic="question_comment", question_id=question.id,  # type: ignore[arg-type]
                  title={"vi": "Trao đổi mới về câu hỏi", "en": "A new comment on a question"},
                  body={"vi": _short(question.title), "en": _short(question.title)}, users=users, roles=roles)
 
 
-async def question_transferred(notifier: Any, question: Question, note: str) -> None:
+def question_transferred(notifier: Any, db: Session, question: Question, note: str) -> None:
     """The receiving department, and the asker, hear of a move."""
-    await notify(notifier, topic="question_transferred", question_id=question.id,  # type: ignore[arg-type]
+    notify(notifier, db, topic="question_transferred", question_id=question.id,  # type: ignore[arg-type]
                  title={"vi": "Câu hỏi được chuyển tới sở", "en": "A question was transferred to your department"},
                  body={"vi": _short(f"{question.title} — {note}"), "en": _short(f"{question.title} — {note}")},
                  roles=(("department_official", question.department_id),))
-    await notify(notifier, topic="question_transferred", question_id=question.id,  # type: ignore[arg-type]
+    notify(notifier, db, topic="question_transferred", question_id=question.id,  # type: ignore[arg-type]
                  title={"vi": "Câu hỏi của bạn được chuyển sở khác", "en": "Your question moved to another department"},
                  body={"vi": _short(question.title), "en": _short(question.title)},
                  users=(question.asker_user_id,) if question.asker_user_id else ())
 
 
-async def question_overdue(notifier: Any, question: Question) -> None:
+def question_overdue(notifier: Any, db: Session, question: Question) -> None:
     """Operators and the department hear that a first answer is late."""
-    await notify(notifier, topic="question_overdue", question_id=question.id,  # type: ignore[arg-type]
+    notify(notifier, db, topic="question_overdue", question_id=question.id,  # type: ignore[arg-type]
                  title={"vi": "Câu hỏi quá hạn trả lời", "en": "A question is overdue"},
                  body={"vi": _short(question.title), "en": _short(question.title)},
                  roles=(("operator", "hue"), ("department_official", question.department_id)))

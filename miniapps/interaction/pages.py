@@ -132,7 +132,7 @@ def ask_form(request: Request, principal: PrincipalDep, db: SessionDep) -> Respo
 
 
 @pages.post("/ask", response_class=HTMLResponse, dependencies=[ATTACHMENT_UPLOADS])
-def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep, background: BackgroundTasks,
+def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep,
                title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
                field: Annotated[str, Form()] = "", unit_id: Annotated[str, Form()] = "",
                files: Annotated[list[UploadFile] | None, File()] = None) -> Response:
@@ -146,7 +146,7 @@ def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep, backgr
         checked = read_uploads(uploads)
         question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
                                media=host_of(request).media, title=title, body=body, field_key=field,
-                               unit_id=unit_id or None, files=checked)
+                               unit_id=unit_id or None, files=checked, notifier=host_of(request).notifier)
     except DomainError as exc:
         return _ask_page(request, db, values=values, errors={"files": _error_text(locale, exc.field, exc.detail)},
                          status_code=exc.status)
@@ -154,7 +154,6 @@ def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep, backgr
         key = (exc.field or "title").split(".")[0]
         return _ask_page(request, db, values=values, errors={key: _error_text(locale, exc.field, exc.message)},
                          status_code=exc.status)
-    background.add_task(notices.question_asked, host_of(request).notifier, question)
     return RedirectResponse(f"{notices.thread_url(question.id)}?lang={locale}", status_code=303)  # type: ignore[arg-type]
 
 
@@ -218,7 +217,8 @@ def reply_submit(request: Request, question_id: int, principal: PrincipalDep, db
     reply_kind = ReplyKind.answer if kind == "answer" else ReplyKind.comment
     try:
         question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
-                                         question_id=question_id, kind=reply_kind, body=body)
+                                         question_id=question_id, kind=reply_kind, body=body,
+                                         notifier=host_of(request).notifier)
     except service.InteractionError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
@@ -226,7 +226,6 @@ def reply_submit(request: Request, question_id: int, principal: PrincipalDep, db
                             errors={"reply": _error_text(locale, exc.field, exc.message)}, values={"body": body})
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
-    background.add_task(notices.reply_posted, host_of(request).notifier, question, posted)
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}#reply-{posted.id}", status_code=303)
 
 
@@ -240,7 +239,8 @@ def transfer_submit(request: Request, question_id: int, principal: PrincipalDep,
     locale = page_locale(request)
     try:
         question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
-                                           question_id=question_id, department_id=department_id, note=note)
+                                           question_id=question_id, department_id=department_id, note=note,
+                                           notifier=host_of(request).notifier)
     except service.InteractionError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
@@ -249,7 +249,6 @@ def transfer_submit(request: Request, question_id: int, principal: PrincipalDep,
                             values={"note": note, "department_id": department_id})
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
-    background.add_task(notices.question_transferred, host_of(request).notifier, question, moved.note)
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}", status_code=303)
 
 

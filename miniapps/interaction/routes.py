@@ -170,14 +170,12 @@ def list_questions(request: Request, principal: CurrentUser, db: SessionDep,
 
 
 @api.post("/questions", status_code=201, operation_id="ask_question", dependencies=[require_permission(service.ASK)])
-def ask_question(request: Request, body: QuestionCreate, principal: CurrentUser, db: SessionDep,
-                 background: BackgroundTasks) -> QuestionPublic:
+def ask_question(request: Request, body: QuestionCreate, principal: CurrentUser, db: SessionDep) -> QuestionPublic:
     """Ask a department: the field decides which one. Attach files afterwards with POST .../attachments."""
     with domain_errors():
         question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
                                media=host_of(request).media, title=body.title, body=body.body,
-                               field_key=body.field, unit_id=body.unit_id)
-    background.add_task(notices.question_asked, host_of(request).notifier, question)
+                               field_key=body.field, unit_id=body.unit_id, notifier=host_of(request).notifier)
     return full(service.thread(db, question))
 
 
@@ -194,10 +192,10 @@ def _post_reply(request: Request, question_id: int, kind: ReplyKind, body: str, 
                 background: BackgroundTasks) -> ReplyPublic:
     with domain_errors():
         question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
-                                         question_id=question_id, kind=kind, body=body)
+                                         question_id=question_id, kind=kind, body=body,
+                                         notifier=host_of(request).notifier)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
-    background.add_task(notices.reply_posted, host_of(request).notifier, question, posted)
     return ReplyPublic(id=posted.id, kind=posted.kind, body=posted.body, author_name=posted.author_name,  # type: ignore[arg-type]
                        author_unit_id=posted.author_unit_id, created_at=posted.created_at)
 
@@ -236,10 +234,10 @@ def transfer_question(request: Request, question_id: int, body: TransferBody, pr
     """Move the question to another department with a note (its department, or an operator re-routing)."""
     with domain_errors():
         question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
-                                           question_id=question_id, department_id=body.department_id, note=body.note)
+                                           question_id=question_id, department_id=body.department_id, note=body.note,
+                                           notifier=host_of(request).notifier)
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
-    background.add_task(notices.question_transferred, host_of(request).notifier, question, moved.note)
     return full(service.thread(db, question))
 
 

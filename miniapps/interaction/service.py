@@ -15,7 +15,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from plugins import Authorizer, CITY_ID, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
-from miniapps.interaction import knowledge, routing
+from miniapps.interaction import knowledge, notices, routing
 from miniapps.interaction.attachments import MAX_FILES, CheckedFile
 from miniapps.interaction.models import (
     Article,
@@ -146,8 +146,9 @@ def _asking_unit(session: Session, principal: Principal, authorizer: Authorizer,
 
 
 def ask(session: Session, *, principal: Principal, authorizer: Authorizer, media: Any, title: str, body: str,
-        field_key: str, unit_id: str | None = None, files: Sequence[CheckedFile] = ()) -> Question:
-    """Ask a question for a commune or ward; the field decides the department. One transaction, files included."""
+        field_key: str, unit_id: str | None = None, files: Sequence[CheckedFile] = (), notifier: Any = None) -> Question:
+    """Ask a question for a commune or ward; the field decides the department. One transaction, files and the
+    department's notice included."""
     title = _text(title, "title", TITLE_MAX, least=5)
     body = _text(body, "body", BODY_MAX)
     if len(files) > MAX_FILES:
@@ -167,6 +168,7 @@ def ask(session: Session, *, principal: Principal, authorizer: Authorizer, media
         with all_or_nothing(media) as written:
             _store_files(session, written, question, files, principal)
             knowledge.index_question(session, question, replies=[])
+            notices.question_asked(notifier, session, question)
             session.commit()
     except Exception:
         session.rollback()
@@ -235,8 +237,9 @@ def _author_unit(principal: Principal, authorizer: Authorizer, question: Questio
 
 
 def reply(session: Session, *, principal: Principal, authorizer: Authorizer, question_id: int, kind: ReplyKind,
-          body: str) -> tuple[Question, Reply]:
-    """Post an answer (the responsible department) or a comment (the asking unit, the department, operators)."""
+          body: str, notifier: Any = None) -> tuple[Question, Reply]:
+    """Post an answer (the responsible department) or a comment (the asking unit, the department, operators);
+    the other side's notice is written in the same transaction."""
     question = _visible(session, principal, authorizer, question_id)
     body = _text(body, "body", REPLY_MAX)
     if kind is ReplyKind.answer:
@@ -261,6 +264,11 @@ def reply(session: Session, *, principal: Principal, authorizer: Authorizer, que
     session.add(question)
     session.flush()
     knowledge.index_question(session, question)
+    try:
+        notices.reply_posted(notifier, session, question, posted)
+    except Exception:
+        session.rollback()
+        raise
     session.commit()
     session.refresh(posted)
     session.refresh(question)
@@ -290,8 +298,9 @@ def accept(session: Session, *, principal: Principal, authorizer: Authorizer, qu
 
 
 def transfer(session: Session, *, principal: Principal, authorizer: Authorizer, question_id: int,
-             department_id: str, note: str) -> tuple[Question, Transfer]:
-    """Move a question to another department with a note: the department holding it, or an operator re-routing."""
+             department_id: str, note: str, notifier: Any = None) -> tuple[Question, Transfer]:
+    """Move a question to another department with a note: the department holding it, or an operator re-routing.
+    The receiving department's and the asker's notices are written in the same transaction."""
     question = _visible(session, principal, authorizer, question_id)
     _ensure(authorizer.allows(principal, TRANSFER, question.department_id),
             "only the department holding the question, or an operator, moves it")
@@ -313,6 +322,11 @@ def transfer(session: Session, *, principal: Principal, authorizer: Authorizer, 
         question.due_at = routing.first_answer_due(now)
         question.escalated_at = None
     question.updated_at = now
+    try:
+        notices.question_transferred(notifier, session, question, note)
+    except Exception:
+        session.rollback()
+        raise
     _save(session, question)
     session.refresh(moved)
     return question, moved
@@ -423,15 +437,22 @@ def inbox(session: Session, *, principal: Principal, authorizer: Authorizer, box
     return list(session.exec(query.order_by(*order, Question.id.desc()).offset(offset).limit(limit)))  # type: ignore[attr-defined]
 
 
-def escalate_overdue(session: Session, now: datetime | None = None, limit: int = 500) -> list[Question]:
-    """Mark newly overdue questions escalated (the oldest ``limit`` a run) and return them (the job then tells them)."""
+def escalate_overdue(session: Session, now: datetime | None = None, limit: int = 500,
+                     notifier: Any = None) -> list[Question]:
+    """Mark newly overdue questions escalated (the oldest ``limit`` a run), each with its notice to operators and
+    the department in the same transaction, and return them."""
     now = now or utcnow()
     overdue = list(session.exec(select(Question).where(
         Question.first_answered_at.is_(None), Question.due_at < now, Question.escalated_at.is_(None),  # type: ignore[union-attr,operator]
         Question.status == QuestionStatus.new).order_by(Question.due_at).limit(limit)))
-    for question in overdue:
-        question.escalated_at = now
-        session.add(question)
+    try:
+        for question in overdue:
+            question.escalated_at = now
+            session.add(question)
+            notices.question_overdue(notifier, session, question)
+    except Exception:
+        session.rollback()
+        raise
     session.commit()
     return overdue
 
