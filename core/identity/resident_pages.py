@@ -40,6 +40,7 @@ FIREBASE_SOURCES = {
     "script-src": "https://www.gstatic.com https://www.google.com https://apis.google.com",
     "connect-src": "https://identitytoolkit.googleapis.com https://securetoken.googleapis.com https://www.google.com",
     "frame-src": "https://www.google.com https://*.firebaseapp.com",
+    "img-src": "https://www.gstatic.com https://www.google.com",
 }
 
 MESSAGES = {
@@ -209,16 +210,9 @@ async def save_home_ward(request: Request, principal: PrincipalDep, home_unit_id
 
 
 async def _changed(request: Request, user_id: int) -> None:
-    """Every worker forgets the cached caller, and their inbox (its audiences follow the home ward)."""
+    """Every worker forgets the cached caller, and with it their cached inbox (its audiences follow the
+    home ward: push/inbox_cache.py listens to the authenticator's invalidations)."""
     await request.app.state.authenticator.invalidate(user_id)
-    cache = getattr(request.app.state, "inbox_cache", None)
-    if cache is not None:
-        try:
-            from push.inbox_cache import user_key
-
-            cache.changed([user_key(user_id)])
-        except Exception:  # the cache's own time limit still bounds a missed note
-            pass
 
 
 # --- Profile ----------------------------------------------------------------------------------------------
