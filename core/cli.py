@@ -42,7 +42,7 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _as_a_demo() -> None:
+def as_a_demo() -> None:
     """The demo runs in development (its public secret and development sign-in) unless SUPERAPP_ENV says
     otherwise in the environment or .env; everything else defaults to production."""
     from dotenv import dotenv_values
@@ -82,7 +82,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     from push.wsprotocol import UVICORN_OPTIONS
 
     if demo:
-        _as_a_demo()
+        as_a_demo()
     settings = _settings()
     if workers > 1 and not settings.redis_url:
         raise SettingsError("--workers > 1 needs SUPERAPP_REDIS_URL so workers share the broker")
@@ -186,7 +186,7 @@ def seed() -> None:
 @_fail_cleanly
 def seed_demo() -> None:
     """Load Hue's org units and demo content for every mini-app present; safe to run again."""
-    _as_a_demo()
+    as_a_demo()
     engine, miniapps = _loaded(_settings())
     _seed_demo(engine, miniapps)
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from bench.city.base import City, CityError
 from config import Settings, load_settings
+from core.cli import as_a_demo
 
 # The order matters: every part after ``people`` reads the residents, and ``notifications`` may
 # point at feed items.
@@ -63,6 +64,7 @@ def generate(url: str, *, scale: str | float = 1.0, parts: str | Sequence[str] =
     """Migrate, seed the demo and load ``parts`` of a city of ``scale`` into the database at ``url``."""
     if os.environ.get("SUPERAPP_ENV", "").strip().lower() == "production":
         raise CityError("refusing to generate a synthetic city with SUPERAPP_ENV=production")
+    as_a_demo()  # development unless the environment or .env names one, as `superapp seed demo`
     scale = parse_scale(scale)
     wanted = parse_parts(parts)
     settings = load_settings(database_url=url)
