@@ -1,8 +1,9 @@
 """The scheduled job that reminds units before a deadline and tells them when they are overdue.
 
-The host runs it once per period across all workers (core/scheduler.py); a ``tasks_notice`` row is
-written before each notification, under a unique key, so a thing is never notified twice even when
-runs overlap or a run is repeated."""
+The host runs it once per period across all workers (core/scheduler.py). Each notice is one
+transaction: the ``tasks_notice`` row (unique per assignment, kind and period, so a thing is never
+notified twice even when runs overlap) and the notification itself (``notifier.send`` in the caller's
+transaction) commit together, or, when the send fails, neither does and the next run tries again."""
 
 from __future__ import annotations
 
@@ -71,14 +72,36 @@ def notices_due(session: Session, now: datetime) -> list[Due]:
 
 
 def claim(session: Session, due: Due, now: datetime) -> Notice | None:
-    """Write the notice row first; None when it was already there (sent, or being sent elsewhere)."""
+    """Add the notice row to the session's transaction (flushed, not committed); None when it is already there
+    (sent, or being sent by an overlapping run), after rolling the transaction back.
+
+    It must be the transaction's first write: a clash rolls back everything before it (no SAVEPOINT, which
+    SQLite's driver does not nest inside its implicit transactions).
+    """
     notice = Notice(assignment_id=due.assignment_id, kind=due.kind, due_key=due.due_key, sent_at=now)
     session.add(notice)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:
         session.rollback()
         return None
+    return notice
+
+
+def send_notice(host, due: Due, now: datetime) -> Notice | None:
+    """One transaction: claim the notice and write its notification; both commit, or neither (an error raises)."""
+    title, body = _texts(due, now)
+    with host.transaction() as session:
+        notice = claim(session, due, now)
+        if notice is None:
+            return None
+        receipt = host.notify(
+            session, miniapp="tasks", topic=TOPICS[due.kind], title=title, body=body,
+            severity="warning" if due.kind == "overdue" else "info",
+            roles=[("commune_official", due.unit_id)], url=f"/m/tasks/assignments/{due.assignment_id}",
+            data={"task_id": due.task_id, "assignment_id": due.assignment_id, "kind": due.kind})
+        notice.notification_id = receipt.notification_id
+        session.add(notice)
     return notice
 
 
@@ -104,43 +127,13 @@ async def send_deadline_notices(host, now: datetime | None = None) -> int:
 
     sent = 0
     for due in await run_in_threadpool(pending):
-        def take(due: Due = due) -> Notice | None:
-            with host.session() as session:
-                return claim(session, due, now)
-
-        notice = await run_in_threadpool(take)
-        if notice is None:
-            continue
-        title, body = _texts(due, now)
         try:
-            receipt = await host.notifier.notify(
-                miniapp="tasks", topic=TOPICS[due.kind], title=title, body=body,
-                severity="warning" if due.kind == "overdue" else "info",
-                roles=[("commune_official", due.unit_id)], url=f"/m/tasks/assignments/{due.assignment_id}",
-                data={"task_id": due.task_id, "assignment_id": due.assignment_id, "kind": due.kind})
-        except Exception:
+            notice = await run_in_threadpool(send_notice, host, due, now)
+        except Exception:  # rolled back: no notice row, no notification; the next run tries again
             log.exception("could not send the %s notice for assignment %s", due.kind, due.assignment_id)
-
-            def release(notice_id: int | None = notice.id) -> None:
-                with host.session() as session:
-                    row = session.get(Notice, notice_id)
-                    if row is not None:
-                        session.delete(row)
-                        session.commit()
-
-            await run_in_threadpool(release)  # so the next run tries again
             continue
-
-        def record(notice_id: int | None = notice.id, notification_id: int = receipt.notification_id) -> None:
-            with host.session() as session:
-                row = session.get(Notice, notice_id)
-                if row is not None:
-                    row.notification_id = notification_id
-                    session.add(row)
-                    session.commit()
-
-        await run_in_threadpool(record)
-        sent += 1
+        if notice is not None:
+            sent += 1
     return sent
 
 
