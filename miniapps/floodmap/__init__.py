@@ -32,6 +32,9 @@ def superapp_register_permissions(register):
                                             "en": "Issue flood warnings to wards and communes"}, roles=["operator"])
     register("dashboard.view", description={"vi": "Xem bảng điều hành ngập lụt", "en": "See the flood operations dashboard"},
              roles=["commune_official", "department_official", "operator"])
+    register("sensorthings.write", description={"vi": "Tạo, sửa, xóa trạm và số đo qua SensorThings",
+                                                "en": "Create, change and delete stations and readings through SensorThings"},
+             roles=["operator"])
     register("reports.read", description={"vi": "Xem báo cáo ngập của người dân trong đơn vị",
                                           "en": "Read residents' flood reports in the unit"},
              roles=["commune_official", "operator"])

@@ -250,6 +250,8 @@ def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datet
         if _store(connection, accepted, now) != len(accepted):
             connection.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
             return None
+        if replacing is not None:
+            _keep_id(connection, replacing, _OBSERVATIONS.c.datastream_id, accepted[0].stream.id, accepted[0].time)
         for c in accepted:
             results[c.index] = ReadingResult(c.index, "accepted", datastream_id=c.stream.id, time=c.time)
         updates = _apply_alerts(connection, stations, accepted, series, now)
@@ -392,6 +394,12 @@ def _jump(stream: _Stream, c: _Candidate, neighbour: tuple[datetime, float] | No
         return (f"impossible jump: {c.value:g} {stream.unit_symbol} against {neighbour[1]:g} at "
                 f"{neighbour[0].isoformat()} (at most {stream.max_change_per_hour:g} {stream.unit_symbol} an hour)")
     return None
+
+
+def _keep_id(connection: Connection, replaced: int, stream_column: Any, stream_id: int, when: datetime) -> None:
+    """The reading that replaced ``replaced`` takes its id: a corrected Observation keeps its address."""
+    connection.execute(update(_OBSERVATIONS).where(stream_column == stream_id, _OBSERVATIONS.c.phenomenon_time == when)
+                       .values(id=replaced))
 
 
 def _store(connection: Connection, accepted: list[_Candidate], now: datetime) -> int:
@@ -591,6 +599,8 @@ def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: da
             if stored != len(accepted):
                 connection.rollback()  # raced another batch for the same readings: judge again
                 continue
+            if replacing is not None:
+                _keep_id(connection, replacing, _OBSERVATIONS.c.multi_datastream_id, accepted[0][1], accepted[0][2])
             connection.commit()
             return IngestOutcome(results=sorted(results, key=lambda r: r.index))
     raise IngestRace("multi datastream readings kept arriving for the same times; nothing was stored")

@@ -3,11 +3,14 @@ SensorThings read API under /v1.1, the GeoJSON layer, warnings and their CAP 1.2
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -32,7 +35,7 @@ from plugins import (
     require_scope,
 )
 from plugins import allow_uploads, loads_json, public_base_url
-from miniapps.floodmap import cap, ingest, reports, retention, sensorthings
+from miniapps.floodmap import cap, ingest, reports, retention, sensorthings, sta_write
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodReport,
@@ -220,6 +223,204 @@ async def sensorthings_path(request: Request, path: str) -> Response:
     entity of a related set (``Things(1)/Datastreams(2)``), a property (``Things(1)/name``), its
     ``$value``, or ``$ref``."""
     return await _resolve(request, path)
+
+
+# --- SensorThings Create-Update-Delete and Batch ----------------------------------------------------------
+
+# the dependency PrincipalDep stands for, called only when no sensor credentials came (Basic is a sensor's)
+_principal_of = get_args(PrincipalDep)[1].dependency
+
+
+async def _writer(request: Request) -> sta_write.Writer:
+    """A keyed sensor (HTTP Basic code:key, or X-Sensor-Key), rate-limited as at ingest; or an operator."""
+    host = host_of(request)
+    code, key = None, request.headers.get("x-sensor-key")
+    authorization = request.headers.get("authorization", "")
+    if authorization[:6].lower() == "basic ":
+        try:
+            code, _, key = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            code = key = None
+        if not key:
+            raise DomainError(401, "Basic credentials are a sensor's code and key", field="header.authorization",
+                              headers={"WWW-Authenticate": 'Basic realm="floodmap sensors"'})
+    if key:
+        def find() -> Any:
+            with Session(host.engine, expire_on_commit=False) as db:
+                return sta_write.sensor_by_key(db, code=code, key=key)
+
+        sensor = await run_in_threadpool(find)
+        if sensor is None:
+            raise DomainError(401, "unknown sensor or wrong key", field="header.authorization",
+                              headers={"WWW-Authenticate": 'Basic realm="floodmap sensors"'})
+        limiter, rate = _limiter(host), await run_in_threadpool(ingest_rate, host)
+        if not limiter.hit(rate, "sensor", sensor.code):
+            retry = max(1, math.ceil(limiter.get_window_stats(rate, "sensor", sensor.code).reset_time - time.time()))
+            raise DomainError(429, f"sensor {sensor.code!r} sent more than {rate} batches; send it again in {retry} s",
+                              headers={"Retry-After": str(retry)})
+        return sta_write.Writer(sensor=sensor)
+    principal = await _principal_of(request)
+    if not principal.is_authenticated:
+        raise DomainError(401, "Sign in as an operator, or send a sensor's key", headers={
+            "WWW-Authenticate": 'Bearer, Basic realm="floodmap sensors"'})
+    if not host.authorizer.allows(principal, sta_write.WRITE_PERMISSION):
+        raise DomainError(403, f"you do not have the permission {sta_write.WRITE_PERMISSION!r}",
+                          type="/problems/forbidden", permission=sta_write.WRITE_PERMISSION)
+    return sta_write.Writer()
+
+
+def _created(request: Request, written: sta_write.Written) -> Response:
+    """201 with the new entity as a GET would read it, and its address in Location."""
+    links = sensorthings.Links(_base(request))
+    engine = host_of(request).engine
+    with engine.connect() as db:
+        body = sensorthings.resolve(db, f"{written.entity}({written.id})", {}, links).json
+    return JSONResponse(body, status_code=201, headers={"Location": body["@iot.selfLink"], **written.headers})
+
+
+async def _write(request: Request, method: str, path: str, body: Any, writer: sta_write.Writer) -> Response:
+    """One write (POST, PATCH or DELETE) by ``writer``, its station news announced after it committed."""
+    host = host_of(request)
+    if method != "POST" and writer.sensor is not None:
+        raise DomainError(403, "a sensor's key creates Observations only", field="header.authorization")
+    if method == "POST":
+        written = await run_in_threadpool(sta_write.create, host.engine, path, body, writer)
+    elif method == "DELETE":
+        await run_in_threadpool(sta_write.remove, host.engine, path)
+        return Response(status_code=200)
+    else:
+        json_patch = "json-patch" in request.headers.get("content-type", "")
+        links = sensorthings.Links(_base(request))
+
+        def read_and_patch() -> sta_write.Written:
+            with host.engine.connect() as db:
+                current = sensorthings.resolve(db, path, {}, links).json or {}
+            return sta_write.patch(host.engine, path, body, json_patch=json_patch, current=current)
+
+        written = await run_in_threadpool(read_and_patch)
+    if written.stations:
+        await announce_updates(Outlets.of_host(host), written.stations)
+    if method == "POST":
+        return await run_in_threadpool(_created, request, written)
+    return Response(status_code=200)
+
+
+_WRITE_ERRORS = {400: {"description": "Refused: the field names what, and why (the ingest rules for readings)"},
+                 401: {"description": "Neither an operator nor a sensor's key"},
+                 403: {"description": "Not an operator, or another sensor's stream"},
+                 404: {"description": "No such entity"}, 409: {"description": "Already stored, or still in use"}}
+
+
+MAX_BATCH_REQUESTS = 100
+
+
+def _batch_target(text: Any, created: dict[str, str]) -> str:
+    """A batch request's url relative to the version root, ``$<id>`` replaced by what request <id> created."""
+    if not isinstance(text, str) or not text:
+        raise DomainError(400, "each request has a url such as Things(1) or Datastreams(1)/Observations",
+                          field="body.requests.url")
+    path = text.split("?", 1)[0]
+    marker = f"/{sensorthings.VERSION}/"
+    path = path.split(marker, 1)[1] if marker in path else path.lstrip("/")
+    if path.startswith("$"):
+        head, _, rest = path[1:].partition("/")
+        if head not in created:
+            raise DomainError(400, f"${head} names no earlier request that created an entity",
+                              field="body.requests.url")
+        path = created[head] + (f"/{rest}" if rest else "")
+    return path
+
+
+def _with_created(value: Any, created: dict[str, str]) -> Any:
+    """``{"@iot.id": "$1"}`` in a batch body: the id request 1 created."""
+    if isinstance(value, dict):
+        ident = value.get("@iot.id")
+        if isinstance(ident, str) and ident.startswith("$") and ident[1:] in created:
+            return {**value, "@iot.id": int(created[ident[1:]].rsplit("(", 1)[1][:-1])}
+        return {k: _with_created(v, created) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_created(v, created) for v in value]
+    return value
+
+
+@api.post(f"/{sensorthings.VERSION}/$batch", operation_id="sensorthings_batch",
+          responses={400: {"description": "Not a JSON batch, or too many requests"}})
+async def sensorthings_batch(request: Request) -> JSONResponse:
+    """A JSON batch (OData 4.01 ``{"requests": [...]}``) of up to 100 reads and writes, answered in order;
+    ``$<id>`` in a url or ``{"@iot.id": "$<id>"}`` refers to what an earlier request created. Each write
+    commits on its own (no atomicity groups)."""
+    body = loads_json(await request.body())
+    requests_ = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests_, list) or not requests_ or len(requests_) > MAX_BATCH_REQUESTS:
+        raise DomainError(400, f"a batch is {{\"requests\": [...]}} with 1 to {MAX_BATCH_REQUESTS} requests",
+                          field="body.requests")
+    if any(isinstance(r, dict) and r.get("atomicityGroup") for r in requests_):
+        raise DomainError(400, "atomicity groups are not supported: each write of a batch commits on its own",
+                          field="body.requests.atomicityGroup")
+    links = sensorthings.Links(_base(request))
+    engine = host_of(request).engine
+    writer: sta_write.Writer | None = None
+    created: dict[str, str] = {}
+    answers = []
+    for position, item in enumerate(requests_):
+        ident = str(item.get("id", position)) if isinstance(item, dict) else str(position)
+        try:
+            if not isinstance(item, dict):
+                raise DomainError(400, "a batch request is an object with id, method and url", field="body.requests")
+            method = str(item.get("method", "")).upper()
+            raw_url = item.get("url")
+            path = _batch_target(raw_url, created)
+            query = dict(parse_qsl(raw_url.split("?", 1)[1])) if isinstance(raw_url, str) and "?" in raw_url else {}
+            if method == "GET":
+                answer = await run_in_threadpool(_read_path, engine, path, query, links)
+                answers.append({"id": ident, "status": 200, "body": answer})
+                continue
+            if method not in ("POST", "PATCH", "DELETE"):
+                raise DomainError(405, "a batch request's method is GET, POST, PATCH or DELETE",
+                                  field="body.requests.method")
+            writer = writer or await _writer(request)
+            response = await _write(request, method, path, _with_created(item.get("body"), created), writer)
+            entry: dict[str, Any] = {"id": ident, "status": response.status_code}
+            if response.status_code == 201:
+                entry["body"] = json.loads(response.body)
+                entry["headers"] = {"location": response.headers["location"]}
+                created[ident] = entry["body"]["@iot.selfLink"].rsplit("/", 1)[1]
+            answers.append(entry)
+        except DomainError as refused:
+            answers.append({"id": ident, "status": refused.status, "body": {
+                "type": refused.type, "title": refused.title, "status": refused.status, "detail": refused.detail,
+                **({"field": refused.field} if refused.field else {})}})
+    return JSONResponse({"responses": answers})
+
+
+def _read_path(engine: Any, path: str, params: dict[str, str], links: sensorthings.Links) -> Any:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        answer = sensorthings.resolve(db, path, params, links)
+    return answer.json if answer.json is not None else answer.text
+
+
+@api.post(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_create", status_code=201,
+          responses=_WRITE_ERRORS)
+async def sensorthings_create(request: Request, path: str) -> Response:
+    """Create in a collection (``Things``, ``Datastreams(1)/Observations``, ...): operators any entity,
+    a keyed sensor (HTTP Basic code:key) Observations of its own streams, through the ingest rules."""
+    writer = await _writer(request)
+    return await _write(request, "POST", path, loads_json(await request.body()), writer)
+
+
+@api.patch(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_update", responses=_WRITE_ERRORS)
+async def sensorthings_update(request: Request, path: str) -> Response:
+    """Operators: change an entity (JSON merge, or JSON Patch as application/json-patch+json); a reading is
+    judged again by the ingest rules and replaced only when accepted."""
+    writer = await _writer(request)
+    return await _write(request, "PATCH", path, loads_json(await request.body()), writer)
+
+
+@api.delete(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_delete", responses=_WRITE_ERRORS)
+async def sensorthings_delete(request: Request, path: str) -> Response:
+    """Operators: delete an entity (a station with its locations, datastreams and readings)."""
+    writer = await _writer(request)
+    return await _write(request, "DELETE", path, None, writer)
 
 
 # --- Map layer and warnings -------------------------------------------------------------------------------

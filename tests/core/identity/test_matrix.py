@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -629,7 +630,8 @@ def test_every_route_has_a_row(sqlite_url: str) -> None:
 
 def test_route_walk_agrees_with_the_openapi_schema(sqlite_url: str) -> None:
     app = create_app(base_settings(database_url=sqlite_url, env="dev"))
-    served = served_routes(app)
+    # OpenAPI writes a path parameter without its Starlette convertor: {path:path} is documented as {path}
+    served = {(method, re.sub(r"\{(\w+):\w+\}", r"{\1}", path)) for method, path in served_routes(app)}
     documented = {(method.upper(), path) for path, operations in app.openapi()["paths"].items()
                   for method in operations}
     # an independent enumeration: the walk sees through include_router and misses no documented route

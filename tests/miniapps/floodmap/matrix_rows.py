@@ -58,6 +58,8 @@ def _stations(world: World) -> dict[str, int]:
             from miniapps.floodmap.models import FloodMultiDatastream
 
             made["multi"] = db.exec(select(FloodMultiDatastream.id).order_by(FloodMultiDatastream.id)).first()
+            made["multi_observation"] = db.exec(select(FloodObservation.id).where(
+                FloodObservation.multi_datastream_id.is_not(None)).order_by(FloodObservation.id)).first()
     return made
 
 
@@ -69,7 +71,9 @@ ENTITY_IDS = {"Things": "thing", "Locations": "thing", "HistoricalLocations": "t
 def _entity_url(name: str, nav: str = "") -> Any:
     def url(world: World, who: str) -> str:
         made = _stations(world)
-        return f"{ST}/{name}({made[ENTITY_IDS[name]]})" + (f"/{nav}" if nav else "")
+        # a reading of a MultiDatastream, for the one navigation only such readings have
+        key = "multi_observation" if (name, nav) == ("Observations", "MultiDatastream") else ENTITY_IDS[name]
+        return f"{ST}/{name}({made[key]})" + (f"/{nav}" if nav else "")
 
     return url
 
@@ -144,7 +148,31 @@ def only_own_reports(world: World, who: str, creds: Any, response: Any) -> None:
 MANUAL = {"unit_ids": ["kim-long"], "level": 1, "title": {"vi": "Nước lên", "en": "Water rising"},
           "body": {"vi": "Chú ý", "en": "Take care"}}
 
+def _new_property(world: World, who: str) -> str:
+    """A fresh ObservedProperty for ``who`` to delete (so each persona deletes its own)."""
+    from miniapps.floodmap.models import FloodObservedProperty
+
+    _stations(world)
+    with world.db() as db:
+        made = FloodObservedProperty(name=f"matrix {who} {len(world.__dict__)}-{id(db)}", definition="x")
+        db.add(made)
+        db.commit()
+        return f"{ST}/ObservedProperties({made.id})"
+
+
+WRITERS = only("operator", "admin")
+
 ROWS: dict[tuple[str, str], list[Case]] = {
+    ("POST", f"{ST}/{{path:path}}"): [
+        Case("SensorThings create", f"{ST}/ObservedProperties", WRITERS, before=lambda world: _stations(world),
+             json=lambda world, who: {"name": f"matrix property of {who}", "definition": "https://example.org/x"})],
+    ("POST", f"{ST}/$batch"): [
+        Case("SensorThings batch of reads", f"{ST}/$batch", PUBLIC, before=lambda world: _stations(world),
+             json={"requests": [{"id": "1", "method": "get", "url": "Things?$top=1"}]})],
+    ("PATCH", f"{ST}/{{path:path}}"): [
+        Case("SensorThings update", lambda world, who: f"{ST}/Things({_stations(world)['thing']})", WRITERS,
+             json={"description": "checked by the matrix"})],
+    ("DELETE", f"{ST}/{{path:path}}"): [Case("SensorThings delete", _new_property, WRITERS)],
     ("POST", f"{API}/ingest/{{sensor_code}}"): [
         Case("a person's token is no sensor key", f"{API}/ingest/kim-long-gauge", everyone(401),
              json={"time": "2026-11-25T00:00:00Z", "value": 0.5}, before=lambda world: _stations(world)),

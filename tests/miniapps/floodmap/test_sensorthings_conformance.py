@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import event
 
 from miniapps.floodmap import sensorthings
+from tests.miniapps.floodmap.conftest import make_people
 from tests.miniapps.floodmap.sta_checklist import CHECKS, ST, ids_of, run
 
 # the conformance class URI each checklist group stands for
@@ -17,11 +18,15 @@ CLASSES = {
     "filtering": ["request-data"],
     "dataarray": ["data-array/data-array"],
     "multi-datastream": ["multi-datastream"],
+    # served and tested, but short of the class (no HistoricalLocation or FeatureOfInterest writes, no deep
+    # insert of Datastreams, no atomic changesets): not declared
+    "create-update-delete": [],
+    "batch": [],
 }
 
 
 def test_every_check_of_the_checklist_passes(fm_app, fm_client) -> None:
-    outcome = run(fm_client, ids_of(fm_app.state.engine))
+    outcome = run(fm_client, ids_of(fm_app.state.engine, make_people(fm_app).operator))
     failed = [(group, name, why) for group, name, passed, why in outcome if not passed]
     assert len(outcome) == len(CHECKS) > 50
     assert not failed, failed
