@@ -218,13 +218,36 @@ async def _changed(request: Request, user_id: int) -> None:
 # --- Profile ----------------------------------------------------------------------------------------------
 
 
+# How a session was opened and which role an official holds, in words rather than codes.
+SIGN_IN_METHODS = {
+    "firebase": {"vi": "Số điện thoại (Firebase)", "en": "Phone number (Firebase)"},
+    "dev_code": {"vi": "Mã phát triển", "en": "Development code"},
+    "password": {"vi": "Mật khẩu", "en": "Password"},
+    "launch_code": {"vi": "Trang mở từ ứng dụng", "en": "Page opened from the app"},
+}
+ROLE_NAMES = {
+    "commune_official": {"vi": "Cán bộ phường, xã", "en": "Commune or ward official"},
+    "department_official": {"vi": "Cán bộ sở, ngành", "en": "Department official"},
+    "operator": {"vi": "Điều hành (IOC)", "en": "Operator (IOC)"},
+    "admin": {"vi": "Quản trị", "en": "Administrator"},
+}
+
+
 def profile_context(request: Request, principal: Principal, db: Session, *, errors: dict[str, Any] | None = None,
                     values: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the profile page shows: the account, and for residents the form's choices and current values."""
     from push.models import UnitFollow
 
+    locale = page_locale(request)
     profile = profile_of(db, principal.user_id or 0)
-    context: dict[str, Any] = {"profile": profile, "sessions": service.list_sessions(db, user_id=principal.user_id or 0),
+    sessions = [{"id": s.id, "created_at": s.created_at,
+                 "method": SIGN_IN_METHODS.get(s.sign_in_method, {}).get(locale, s.sign_in_method)}
+                for s in service.list_sessions(db, user_id=principal.user_id or 0)]
+    units = {u.id: (u.name_en if locale == "en" else u.name_vi)
+             for u in db.exec(select(OrgUnit).where(OrgUnit.id.in_([m.unit_id for m in profile.memberships])))}
+    roles = [{"role": ROLE_NAMES.get(m.role, {}).get(locale, m.role), "unit": units.get(m.unit_id, m.unit_id)}
+             for m in profile.memberships]
+    context: dict[str, Any] = {"profile": profile, "sessions": sessions, "roles": roles,
                                "errors": errors or {}, "saved": request.query_params.get("saved") == "1"}
     if profile.kind == UserKind.resident:
         follows = set(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == principal.user_id)))

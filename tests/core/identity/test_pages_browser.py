@@ -69,7 +69,8 @@ def test_official_signs_in_and_lands_on_their_profile(page, official: Official) 
     sign_in(page, official.username, PASSWORD)
     page.wait_for_url("**/me")
     assert page.get_by_test_id("profile-name").inner_text() == "Trần Thị Hoa"
-    assert page.get_by_test_id("roles").inner_text().strip() == "commune_official — phu-xuan"
+    # the role and the unit in words, in the page's language (Vietnamese by default)
+    assert page.get_by_test_id("roles").inner_text().strip() == "Cán bộ phường, xã — Phường Phú Xuân"
     cookie = session_cookie(page)
     assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
@@ -99,7 +100,7 @@ def test_profile_works_with_the_webview_bearer_token(page, official: Official) -
     response = page.goto("/me")
     assert response is not None and response.status == 200 and path_of(page) == "/me"
     assert page.get_by_test_id("profile-name").inner_text() == "Trần Thị Hoa"
-    assert page.get_by_test_id("sessions").inner_text().count("firebase") == 1
+    assert page.get_by_test_id("sessions").inner_text().count("(Firebase)") == 1
     assert session_cookie(page) is None
 
 
