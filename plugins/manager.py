@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from plugins import hookspecs
+from plugins._compat import warn_host_imports
 from plugins.manifest import ManifestError, semver_tuple, validate_manifest
 from plugins.registry import (
     ContractError,
@@ -127,6 +128,8 @@ def load_miniapps(candidates: Iterable[Candidate], *, host_version: str) -> tupl
             raise ContractError(
                 f"mini-app '{candidate.id}' ({candidate.source}) failed to import: {type(exc).__name__}: {exc}"
             ) from exc
+        if isinstance(module, ModuleType):
+            warn_host_imports(candidate.id, module)  # contract 1.1 paths: warned once, still loaded
         try:
             pm.register(module, name=candidate.id)
         except (ValueError, pluggy.PluginValidationError) as exc:
