@@ -29,13 +29,13 @@ from plugins.manifest import validate_manifest
 from plugins.registry import PERMISSION_NAME, MiniApp
 
 
-def _host(miniapp_id: str, tmp_path: Path) -> tuple[Any, MiniApp]:
+def _host(miniapp_id: str, tmp_path: Path, database_url: str | None = None) -> tuple[Any, MiniApp]:
     from config import Settings
     from core.app import create_app
 
     settings = Settings(
         env="test", secret_key="contract-kit-secret-0123456789abcdef", scheduler_enabled=False, log_json=False,
-        database_url=f"sqlite:///{tmp_path / 'contract.db'}", miniapps=[miniapp_id], var_dir=tmp_path,
+        database_url=database_url or f"sqlite:///{tmp_path / 'contract.db'}", miniapps=[miniapp_id], var_dir=tmp_path,
     )
     app = create_app(settings)
     [miniapp] = [m for m in app.state.miniapps if m.id == miniapp_id]
@@ -43,15 +43,16 @@ def _host(miniapp_id: str, tmp_path: Path) -> tuple[Any, MiniApp]:
 
 
 @contextmanager
-def miniapp_client(miniapp_id: str, tmp_path: Path) -> Iterator[Any]:
-    """A ``TestClient`` of a host serving only ``miniapp_id``, its database migrated and Hue's units loaded."""
+def miniapp_client(miniapp_id: str, tmp_path: Path, database_url: str | None = None) -> Iterator[Any]:
+    """A ``TestClient`` of a host serving only ``miniapp_id``, its database (SQLite in ``tmp_path`` unless
+    ``database_url`` names one, e.g. the ``superapp_database_url`` fixture's) migrated and Hue's units loaded."""
     from fastapi.testclient import TestClient
     from sqlmodel import Session
 
     from core.migrate import upgrade
     from core.units.service import load_reference_units
 
-    app, miniapp = _host(miniapp_id, tmp_path)
+    app, miniapp = _host(miniapp_id, tmp_path, database_url)
     upgrade(app.state.engine, [miniapp])
     with Session(app.state.engine) as session:
         load_reference_units(session)
@@ -195,9 +196,9 @@ def check_settings(app: Any, miniapp: MiniApp) -> None:
     )
 
 
-def check_miniapp(miniapp_id: str, tmp_path: Path) -> None:
-    """Run every contract check on the installed mini-app ``miniapp_id``."""
-    app, miniapp = _host(miniapp_id, tmp_path)
+def check_miniapp(miniapp_id: str, tmp_path: Path, database_url: str | None = None) -> None:
+    """Run every contract check on the installed mini-app ``miniapp_id`` (on ``database_url``, else SQLite)."""
+    app, miniapp = _host(miniapp_id, tmp_path, database_url)
     check_manifest(miniapp)
     check_routes_namespaced(app, miniapp)
     check_permissions(miniapp)
