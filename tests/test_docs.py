@@ -243,11 +243,21 @@ def test_tutorial_miniapp_passes_its_own_tests(tmp_path: Path, monkeypatch: pyte
             if name.startswith("test_") and callable(test):
                 workdir = tmp_path / name
                 workdir.mkdir()
-                test(workdir)
+                test(**_kit_arguments(test, workdir))
                 ran.append(name)
         assert "test_passes_the_contract_kit" in ran
     finally:
         _forget("superapp_lostfound")
+
+
+def _kit_arguments(test: Any, workdir: Path) -> dict[str, Any]:
+    """What pytest and the kit's plugin (plugins.pytest_plugin) would pass, on SQLite in ``workdir``."""
+    from plugins.testing import miniapp_client
+
+    url = f"sqlite:///{workdir / 'kit.db'}"
+    known = {"tmp_path": workdir, "superapp_database_url": url,
+             "superapp_client": lambda miniapp_id: miniapp_client(miniapp_id, workdir, database_url=url)}
+    return {name: known[name] for name in inspect.signature(test).parameters}
 
 
 def _forget(package: str) -> None:
