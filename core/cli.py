@@ -100,7 +100,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     click.echo(f"serving on http://{host}:{port} with {workers} worker(s); {len(miniapps)} mini-app(s)")
     # WebSockets as push/wsprotocol.py explains: a lean protocol, no permessage-deflate, 64 KiB frames.
     uvicorn.run("core.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=None, proxy_headers=True, **UVICORN_OPTIONS)
+                # X-Forwarded-Proto/-For are honoured by the app itself, from SUPERAPP_TRUSTED_PROXIES only (core/security.py).
+                log_config=None, proxy_headers=False, **UVICORN_OPTIONS)
 
 
 @main.group()
