@@ -78,3 +78,10 @@ def test_the_built_in_miniapps_import_no_host_path() -> None:
         module = importlib.import_module(f"miniapps.{package.name}")
         found += [(package.name, old, name) for _, old, name in _compat.host_imports(module)]
     assert found == []
+
+
+def test_every_sdk_name_has_a_docs_entry() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "miniapps.md").read_text(encoding="utf-8")
+    section = docs.split("## The SDK: what a mini-app imports", 1)[1].split("\n## ", 1)[0]
+    undocumented = [name for name in plugins.__all__ if f"`{name}`" not in section and f"`{name}(" not in section]
+    assert undocumented == [], f"add these SDK names to docs/miniapps.md, 'The SDK': {undocumented}"
