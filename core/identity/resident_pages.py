@@ -23,7 +23,7 @@ from core.errors import Problem
 from core.identity import resident, service
 from core.identity.authn import SESSION_COOKIE, client_address
 from core.identity.deps import PrincipalDep
-from core.identity.models import User, UserKind
+from core.identity.models import RefreshToken, User, UserKind
 from core.identity.principal import Principal
 from core.identity.routes import erase_resident, profile_of, set_session_cookie
 from core.identity.service import IdentityError
@@ -240,9 +240,14 @@ def profile_context(request: Request, principal: Principal, db: Session, *, erro
 
     locale = page_locale(request)
     profile = profile_of(db, principal.user_id or 0)
+    open_sessions = service.list_sessions(db, user_id=principal.user_id or 0)
+    # A launch code the WebView never exchanged opened nothing a person would recognise: not listed.
+    launched = {s.id for s in open_sessions if s.sign_in_method == resident.LAUNCH_METHOD}
+    unopened = set(db.exec(select(RefreshToken.session_id).where(RefreshToken.session_id.in_(launched),
+                                                                 RefreshToken.used_at.is_(None)))) if launched else set()
     sessions = [{"id": s.id, "created_at": s.created_at,
                  "method": SIGN_IN_METHODS.get(s.sign_in_method, {}).get(locale, s.sign_in_method)}
-                for s in service.list_sessions(db, user_id=principal.user_id or 0)]
+                for s in open_sessions if s.id not in unopened]
     units = {u.id: (u.name_en if locale == "en" else u.name_vi)
              for u in db.exec(select(OrgUnit).where(OrgUnit.id.in_([m.unit_id for m in profile.memberships])))}
     roles = [{"role": ROLE_NAMES.get(m.role, {}).get(locale, m.role), "unit": units.get(m.unit_id, m.unit_id)}

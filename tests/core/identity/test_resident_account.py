@@ -89,6 +89,10 @@ def test_a_launch_code_opens_a_cookie_session_once(api: TestClient, resident_a: 
     elsewhere = TestClient(api.app).get(f"/auth/launch?code={other}&next=//evil.example/", follow_redirects=False)
     assert elsewhere.status_code == 303 and elsewhere.headers["location"] == "/"
     assert [e.subject_id for e in _audited(api, "launch_code_used")] == [resident_a.user_id] * 2
+    # the profile lists the two WebView sessions that were opened, not a code nobody exchanged
+    api.post("/api/auth/launch-code", headers=resident_a)
+    profile = api.get("/me?lang=en", headers=resident_a)
+    assert profile.text.count("Page opened from the app") == 2
 
 
 def test_an_expired_launch_code_opens_nothing(api: TestClient, resident_a: Persona) -> None:
