@@ -36,6 +36,8 @@ def map_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Respo
         "collection": collection, "warnings": warnings, "channel": MAP_CHANNEL,
         "live": principal.is_authenticated, "tile_url": host_of(request).settings.map_tile_url or "",
         "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS,
+        # The dashboard link is shown only to those it would let in.
+        "may_dashboard": principal.is_authenticated and host_of(request).authorizer.allows(principal, DASHBOARD_PERMISSION),
     })
 
 
