@@ -224,6 +224,19 @@ def task_page(task_id: int, request: Request, principal: PrincipalDep, session: 
         "periods": service.report_periods(task)})
 
 
+# The report form's refusals in words, by the field the service named (the page never shows field paths).
+REPORT_ERRORS: dict[str, dict[str, str]] = {
+    "number": {"vi": "Tiến độ và các chỉ số phải là số.", "en": "Progress and the indicators must be numbers."},
+    "body.percent": {"vi": "Tiến độ phải từ 0 đến 100%; báo cáo hoàn thành phải là 100%.",
+                     "en": "Progress must be from 0 to 100%; a report that completes the task must say 100%."},
+    "body.period": {"vi": "Hãy chọn một kỳ báo cáo của nhiệm vụ này.", "en": "Choose a reporting period of this task."},
+    "body.note": {"vi": "Ghi chú có ký tự không hợp lệ hoặc quá dài.", "en": "The note has invalid characters or is too long."},
+    "path.assignment_id": {"vi": "Nhiệm vụ này đã hoàn thành; không nhận thêm báo cáo.",
+                           "en": "This assignment is completed; no more reports are taken."},
+    "report": {"vi": "Báo cáo chưa được lưu; hãy kiểm tra lại.", "en": "The report was not saved; check it and try again."},
+}
+
+
 @pages.get("/assignments/{assignment_id}")
 def assignment_page(assignment_id: int, request: Request, principal: PrincipalDep, session: SessionDep,
                     error: str | None = None) -> Response:
@@ -237,9 +250,13 @@ def assignment_page(assignment_id: int, request: Request, principal: PrincipalDe
         return _not_found(request)
     allows = allows_for(request, principal)
     indicators = service.indicators_of(session, task.id or 0)
+    reports = service.reports_of(session, assignment_id)
+    # Progress counts once the assigning body accepts a report; until then the page says what was reported.
+    awaiting = max((r.percent for r in reports if r.state is ReviewState.pending), default=None)
     return render_page(request, "tasks/assignment.html", _base(request, principal, session) | {
-        "item": service.view(task, assignment, datetime.now(UTC)), "task": task,
-        "reports": service.reports_of(session, assignment_id), "indicators": indicators,
+        "item": service.view(task, assignment, datetime.now(UTC)), "task": task, "awaiting": awaiting,
+        "error_text": REPORT_ERRORS.get(error or "", REPORT_ERRORS["report"]) if error else None,
+        "reports": reports, "indicators": indicators,
         "indicator_names": {str(i.id): f"{i.name} ({i.unit_of_measure})" for i in indicators},
         "periods": [k for k, _ in service.report_periods(task)], "error": error, "pending": ReviewState.pending,
         "may_report": allows("tasks.report", assignment.unit_id) and assignment.completed_at is None and (

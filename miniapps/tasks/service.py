@@ -497,6 +497,8 @@ def submit_report(session: Session, *, principal: Principal, allows: Any, assign
         expected = "leave it empty for a one-off task" if periods == [""] else f"one of {', '.join(periods)}"
         raise TaskError(422, f"period {spec.period!r} is not a reporting period of this task: {expected}",
                         field="body.period")
+    if not 0 <= spec.percent <= 100:  # the page's form reaches here without the API's schema
+        raise TaskError(422, "percent must be from 0 to 100", field="body.percent")
     if spec.complete and spec.percent != 100:
         raise TaskError(422, "a report that completes the task must say 100 percent", field="body.percent")
     check_text(spec.note, field="body.note")
