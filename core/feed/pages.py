@@ -42,6 +42,13 @@ VI_ERRORS = {
 }
 
 
+EN_ERRORS = {
+    "title_vi": "Give the Vietnamese title (at most 200 characters).",
+    "body_vi": "Give the Vietnamese text (at most 5000 characters).",
+    "severity": "A warning needs a severity.",
+}
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(HUE_TIME).strftime("%d/%m/%Y %H:%M") if value else ""
 
@@ -123,11 +130,10 @@ def _parse_local_time(text: str) -> datetime:
 
 def _missing(values: dict[str, Any], locale: str) -> dict[str, str]:
     """Every empty required field at once (the service stops at the first), so one round trip fixes all."""
-    required = ["title_vi", "title_en", "body_vi", "body_en"]
+    required = ["title_vi", "body_vi"]  # English is optional: without it English readers see the Vietnamese
     if values["kind"] == FeedKind.warning.value:
         required.append("severity")
-    return {name: VI_ERRORS[name] if locale == "vi" else f"{name.replace('_', ' ')} is required"
-            for name in required if not values[name]}
+    return {name: VI_ERRORS[name] if locale == "vi" else EN_ERRORS[name] for name in required if not values[name]}
 
 
 @router.post("/feed/new", response_class=HTMLResponse)

@@ -93,17 +93,18 @@ class Strict(BaseModel):
 
 
 class TitleIn(Strict):
-    """A title in both languages."""
+    """A title in Vietnamese, and in English when there is a translation (else English readers see the
+    Vietnamese: a ward may post in Vietnamese only)."""
 
     vi: Line
-    en: Line
+    en: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
 
 
 class BodyIn(Strict):
-    """A text in both languages."""
+    """A text in Vietnamese, and in English when there is a translation."""
 
     vi: Paragraph
-    en: Paragraph
+    en: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] = ""
 
 
 class FeedItemCreate(Strict):

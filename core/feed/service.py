@@ -440,17 +440,17 @@ def get_item(db: Session | Connection, *, principal: Any, item_id: int, now: dat
 
 
 def _texts(value: Any, name: str, max_length: int) -> dict[str, str]:
-    """Both languages of a text, stripped; FeedError naming ``<name>.vi`` or ``<name>.en`` otherwise."""
+    """Both languages of a text, stripped; English defaults to the Vietnamese (a ward may post in Vietnamese
+    only); FeedError naming ``<name>.vi`` or ``<name>.en`` otherwise."""
     if hasattr(value, "model_dump"):
         value = value.model_dump()
     if not isinstance(value, Mapping):
-        raise FeedError(422, f"{name} needs a Vietnamese and an English text", field=name)
+        raise FeedError(422, f"{name} needs a Vietnamese text", field=name)
     texts: dict[str, str] = {}
     for locale in ("vi", "en"):
-        text = str(value.get(locale) or "").strip()
+        text = str(value.get(locale) or "").strip() or (texts.get("vi", "") if locale == "en" else "")
         if not text:
-            raise FeedError(422, f"{name} needs a text in {'Vietnamese' if locale == 'vi' else 'English'}",
-                            field=f"{name}.{locale}")
+            raise FeedError(422, f"{name} needs a text in Vietnamese", field=f"{name}.{locale}")
         if len(text) > max_length:
             raise FeedError(422, f"{name}.{locale} is longer than {max_length} characters", field=f"{name}.{locale}")
         texts[locale] = text

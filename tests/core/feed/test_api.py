@@ -159,7 +159,7 @@ def test_item_id_must_be_a_positive_number(feed_api: TestClient) -> None:
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"title": {"vi": "Chỉ tiếng Việt"}}, "body.title.en"),
+    ({"title": {"vi": "Tin", "en": "y" * 201}}, "body.title.en"),
     ({"body": {"vi": "", "en": "x"}}, "body.body.vi"),
     ({"severity": None}, "body.severity"),
     ({"kind": "news", "severity": "warning"}, "body.severity"),

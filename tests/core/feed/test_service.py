@@ -63,9 +63,9 @@ def official(role: str, unit: str) -> Principal:
 
 
 @pytest.mark.parametrize(("fields", "field"), [
-    ({"title": {"vi": "Tin"}}, "title.en"),
+    ({"title": {"vi": "Tin", "en": "y" * 201}}, "title.en"),
     ({"title": {"vi": " ", "en": "News"}}, "title.vi"),
-    ({"body": {"vi": "x", "en": ""}}, "body.en"),
+    ({"body": {"vi": "", "en": "x"}}, "body.vi"),
     ({"title": "just one language"}, "title"),
     ({"kind": "warning"}, "severity"),
     ({"kind": "news", "severity": "critical"}, "severity"),
@@ -103,6 +103,14 @@ def test_publish_stores_targets_and_both_languages(engine: Engine) -> None:
     assert entry.unit_ids == ["kim-long", "phu-xuan"] and entry.localized("en")["published_at"].endswith("Z")
     city = publish_in(engine)
     assert city.city_wide and city.severity == "info"
+
+
+def test_a_ward_may_publish_in_vietnamese_only(engine: Engine) -> None:
+    item = publish_in(engine, title={"vi": "Lịch tiêm chủng"}, body={"vi": "Sáng thứ Bảy tại nhà văn hoá", "en": ""})
+    with engine.connect() as db:
+        entry = service.get_item(db, principal=ANONYMOUS, item_id=item.id or 0, reader=EVERYTHING)
+    assert entry is not None  # English readers see the Vietnamese rather than a gap
+    assert entry.localized("en")["title"] == "Lịch tiêm chủng" == entry.localized("vi")["title"]
 
 
 # --- Who sees what ----------------------------------------------------------------------------------------
