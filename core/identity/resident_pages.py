@@ -243,8 +243,9 @@ def profile_context(request: Request, principal: Principal, db: Session, *, erro
     open_sessions = service.list_sessions(db, user_id=principal.user_id or 0)
     # A launch code the WebView never exchanged opened nothing a person would recognise: not listed.
     launched = {s.id for s in open_sessions if s.sign_in_method == resident.LAUNCH_METHOD}
-    unopened = set(db.exec(select(RefreshToken.session_id).where(RefreshToken.session_id.in_(launched),
-                                                                 RefreshToken.used_at.is_(None)))) if launched else set()
+    opened = set(db.exec(select(RefreshToken.session_id).where(RefreshToken.session_id.in_(launched),
+                                                               RefreshToken.used_at.is_not(None)))) if launched else set()
+    unopened = launched - opened
     sessions = [{"id": s.id, "created_at": s.created_at,
                  "method": SIGN_IN_METHODS.get(s.sign_in_method, {}).get(locale, s.sign_in_method)}
                 for s in open_sessions if s.id not in unopened]
