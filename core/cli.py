@@ -223,6 +223,22 @@ def miniapps_list() -> None:
         click.echo(f"{m.id:<{width}}  {m.manifest.version:<10}  {m.source}")
 
 
+@miniapps.command("check")
+@click.argument("miniapp_id", required=False)
+@_fail_cleanly
+def miniapps_check(miniapp_id: str | None) -> None:
+    """Check every mini-app (or MINIAPP_ID) before serve: hooks, manifest without coercion, routes,
+    permissions, models against migrations, type names. Exit 1 naming each problem."""
+    from core.checks import check
+
+    checked, findings = check(_settings(), miniapp_id)
+    for finding in findings:
+        click.secho(f"error: {finding}", fg="red", err=True)
+    if findings:
+        sys.exit(1)
+    click.echo(f"ok: {', '.join(m.id for m in checked)}")
+
+
 @main.command("new-miniapp")
 @click.argument("name")
 @click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),

@@ -79,6 +79,19 @@ class Candidate:
     load: Any  # zero-argument callable returning the plugin module
 
 
+def did_you_mean(message: str) -> str:
+    """``"; did you mean 'superapp_register_routes'?"`` for an unknown hook close to a real one, else ``""``."""
+    import difflib
+    import re
+
+    unknown = re.search(r"unknown hook '([^']+)'", message)
+    if not unknown:
+        return ""
+    known = [n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_")] + list(hookspecs.DEPRECATED_HOOKS)
+    close = difflib.get_close_matches(unknown.group(1), known, n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def find_candidates(*, builtin_package: str | None, use_entry_points: bool) -> list[Candidate]:
     """Every mini-app on this machine: built-in subpackages, then entry points, in a stable order."""
     found: list[Candidate] = []
@@ -140,7 +153,7 @@ def load_miniapps(candidates: Iterable[Candidate], *, host_version: str) -> tupl
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
         raise ContractError(
-            f"mini-app '{name}': {exc}; the hooks are listed in plugins/hookspecs.py"
+            f"mini-app '{name}': {exc}{did_you_mean(str(exc))}; the hooks are listed in plugins/hookspecs.py"
         ) from exc
 
     host = semver_tuple(host_version)
