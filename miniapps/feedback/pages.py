@@ -195,6 +195,11 @@ async def report_page(request: Request, report_id: int, principal: PrincipalDep)
         view = service.view(session, report, level)
         actions = [a for a, (sources, _t, who) in service.TRANSITIONS.items()
                    if report.state in sources and service.may_take(level, who)]
+        # The resident who filed it answers a resolution in their own words (rate, which closes it, or
+        # reopen), not with the officials' handling forms.
+        may_reopen = level == "reporter" and "reopen" in actions
+        if level == "reporter":
+            actions = [a for a in actions if a not in ("close", "reopen")]
         following = principal.is_authenticated and session.get(
             service.FeedbackFollower, (report.id, principal.user_id)) is not None
         officials = []
@@ -202,6 +207,7 @@ async def report_page(request: Request, report_id: int, principal: PrincipalDep)
             officials = list(session.exec(select(User).join(Membership, Membership.user_id == User.id).where(
                 Membership.unit_id == report.handling_unit_id, col(User.is_active)).order_by(User.display_name)))
         return {**_common(session), "report": view, "actions": actions, "level": level, "following": following,
+                "may_reopen": may_reopen,
                 "officials": officials,
                 "may_follow": _may(request, principal, FILE) and level == "public" and not following,
                 "transfer_units": [u for u in session.exec(select(OrgUnit).order_by(OrgUnit.kind, OrgUnit.name_vi))

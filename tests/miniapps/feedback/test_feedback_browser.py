@@ -130,7 +130,13 @@ def test_resident_files_official_resolves_resident_rates(page, live_url: str, pe
     as_resident(page, live_url, people.resident_token)
     page.goto(f"/m/feedback/reports/{report_id}?lang=en")
     assert page.get_by_test_id("report-response").inner_text() == "The pavement is clear again."
-    page.locator("#stars").select_option("4")
+    # the resident answers the resolution: rate it (which closes it, as the page says) or reopen it;
+    # no officials' forms, and no stars chosen for them
+    assert page.locator('[data-testid^="action-"]').count() == 0
+    assert page.get_by_test_id("reopen-form").count() == 1
+    assert page.get_by_test_id("rate-closes").inner_text() == "Sending the rating closes this report."
+    assert page.locator('input[name="stars"]:checked').count() == 0
+    page.get_by_test_id("stars-4").check()
     page.locator("#comment").fill("Quick, thank you")
     page.get_by_test_id("rate-form").locator('button[type="submit"]').click()
     page.wait_for_load_state()
