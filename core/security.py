@@ -184,7 +184,7 @@ class TextInputGuard:
         if _SURROGATE_ESCAPE.search(body):
             try:
                 field = _lone_surrogate_at(json.loads(body), "body")
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
                 field = None  # not JSON: the route's own validation names the problem
             if field:
                 response = problem_response(

@@ -10,6 +10,8 @@ image is shrunk to the display size first, then rotated and flattened, so no ful
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import math
@@ -25,6 +27,25 @@ from PIL import Image, PngImagePlugin
 
 # Phones send HEIC; pillow-heif teaches Pillow to read it (decode only, we always store JPEG).
 pillow_heif.register_heif_opener()
+
+
+def _return_large_frees_to_the_os() -> None:
+    """Have glibc map every allocation of 1 MiB or more on its own, so freeing it gives it back at once.
+
+    Photos decode in the thread pool, and glibc gives each thread an arena that keeps what it freed:
+    five photos decoded one after another on five threads held five decodes' memory (measured: +636 MiB
+    for five 25 MP PNGs; +139 MiB with this). Pillow allocates pixels in blocks of up to 16 MiB, under
+    glibc's own sliding threshold, so the threshold is fixed here. Elsewhere (not glibc) nothing is done.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_return_large_frees_to_the_os()
 # PNG text chunks are inflated while the header is read, before any pixel limit applies: Pillow
 # allows 64 MB of them per image; a photo's metadata needs far less.
 PngImagePlugin.MAX_TEXT_MEMORY = 4 * 2**20
@@ -150,8 +171,6 @@ def process_photo(data: bytes, *, max_bytes: int, budget: DecodeBudget | None = 
                 raise PhotoRejected(
                     422, f"the {kind}image claims {image.width}x{image.height} pixels; at most {limit} are accepted"
                 )
-            gps = _gps_of(image)
-            orientation = _orientation_of(image)
             if drafts and max(image.size) > DISPLAY_SIDE:
                 # Decode at the smallest DCT scale still above the display size: a 12 MP phone photo
                 # decodes at a quarter of its pixels, which is most of the cost of processing it.
@@ -164,6 +183,9 @@ def process_photo(data: bytes, *, max_bytes: int, budget: DecodeBudget | None = 
                          f"at most {budget.capacity // 2**20} MiB are spent on one photo")
             with budget.reserve(cost):
                 image.load()
+                # After load: Pillow decodes a whole PNG to look for EXIF that may follow the pixels.
+                gps = _gps_of(image)
+                orientation = _orientation_of(image)
                 upright = _display_copy(image, orientation)
                 del image  # the full-size pixels go before the budget is given back
     except PhotoRejected:

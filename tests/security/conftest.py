@@ -70,7 +70,9 @@ class Served:
         before = _status(self.pid)["VmRSS"]
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # peak := current
         result = request()
-        return result, _status(self.pid)["VmHWM"] - before
+        rise = _status(self.pid)["VmHWM"] - before
+        print(f"[peak RSS] +{rise / MIB:.0f} MiB")  # the figure docs/operations.md quotes (pytest -s)
+        return result, rise
 
     def resident(self, unit: str = "phu-xuan") -> dict[str, str]:
         """A new resident of ``unit``, signed in: the bearer header."""
@@ -117,7 +119,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     env.update({"PYTHONPATH": str(root), "SUPERAPP_DATABASE_URL": database_url, "SUPERAPP_ENV": "dev",
                 "SUPERAPP_SECRET_KEY": TEST_SECRET, "SUPERAPP_SCHEDULER_ENABLED": "false",
                 "SUPERAPP_PUSH_WORKER_ENABLED": "false", "SUPERAPP_LOG_LEVEL": "WARNING",
-                "SUPERAPP_LOG_JSON": "false", "SUPERAPP_VAR_DIR": str(tmp_path / "var")})
+                "SUPERAPP_LOG_JSON": "false", "SUPERAPP_VAR_DIR": str(tmp_path / "var"),
+                "SUPERAPP_LOAD_ENTRY_POINTS": "false"})  # the built-in mini-apps only, whatever is installed
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
