@@ -21,10 +21,25 @@
     li.dataset.testid = 'reply';
     const who = document.createElement('div');
     who.className = 'who';
-    who.textContent = `${labels.kind[reply.kind]} · ${reply.author_name} · ${unitNames[reply.author_unit_id] || reply.author_unit_id}`;
+    // Unit names come in both languages ({vi, en}); show the page's.
+    const unit = unitNames[reply.author_unit_id];
+    const unitName = unit ? (unit[list.dataset.locale] || unit.vi) : reply.author_unit_id;
+    who.textContent = `${labels.kind[reply.kind]} · ${reply.author_name} · ${unitName}`;
     const body = document.createElement('p');
     body.textContent = reply.body;
     li.append(who, body);
+    if (reply.kind === 'answer' && list.dataset.acceptUrl) {
+      // The asker may settle the question with this answer at once, as after a reload.
+      const form = document.createElement('form');
+      form.method = 'post';
+      form.action = list.dataset.acceptUrl;
+      const id = document.createElement('input');
+      id.type = 'hidden'; id.name = 'reply_id'; id.value = reply.id;
+      const button = document.createElement('button');
+      button.type = 'submit'; button.dataset.testid = 'accept'; button.textContent = list.dataset.acceptLabel;
+      form.append(id, button);
+      li.append(form);
+    }
     list.append(li);
     document.querySelector('[data-testid=thread-empty]')?.remove();
   }, document.querySelector('[data-testid=live-status]'));

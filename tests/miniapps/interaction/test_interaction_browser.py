@@ -70,6 +70,12 @@ def test_done_when_scenario(browser, live_url, settings) -> None:
         # the answer appears on the asker's open page without a reload
         asker.wait_for_selector(f"[data-testid=thread] [data-testid=reply] >> text={ANSWER}", timeout=10_000)
         assert asker.evaluate("window.__stillTheSamePage") is True
+        live = asker.locator("[data-testid=thread] [data-testid=reply]").last
+        # the department by its Vietnamese name (not "[object Object]"), and the asker may settle it at once
+        assert live.locator(".who").inner_text().endswith("· Sở Nông nghiệp và Môi trường")
+        live.get_by_test_id("accept").click()
+        asker.wait_for_selector("[data-testid=accepted]")
+        assert ANSWER in asker.get_by_test_id("accepted").inner_text()
 
         # another commune finds it without diacritics
         _sign_in(neighbour, "kimlong.reader", OTHER_PASSWORD, "/m/interaction/")
