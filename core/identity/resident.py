@@ -18,8 +18,8 @@ from sqlalchemy import Table, select, update
 from sqlmodel import Session, SQLModel
 
 from core.identity.models import AuthSession, DevSignInCode, RefreshToken, User, UserKind, utcnow
-from core.identity.service import IdentityError, TokenPair, _issue, audit
-from core.identity.tokens import hash_refresh_token, new_refresh_token
+from core.identity.service import IdentityError, TokenPair, audit
+from core.identity.tokens import WEB_SESSION_TTL, hash_refresh_token, issue_access_token, new_refresh_token
 
 # A launch code is good for one exchange within this time: long enough for a WebView to open a page.
 LAUNCH_CODE_TTL = timedelta(seconds=60)
@@ -74,10 +74,11 @@ def exchange_launch_code(db: Session, *, secret: str, code: str, address: str | 
     if user is None or not user.is_active:
         db.commit()
         raise wrong
-    pair = _issue(db, secret=secret, user=user, session=session, web=True)
+    # A browser session's access token only: no refresh token is stored for a cookie nobody refreshes.
+    access = issue_access_token(secret=secret, user_id=user.id or 0, session_id=session.id, ttl=WEB_SESSION_TTL)
     audit(db, "launch_code_used", actor_id=user.id, subject_id=user.id, address=address, session=session.id)
     db.commit()
-    return pair
+    return TokenPair(access, "", int(WEB_SESSION_TTL.total_seconds()), session.id, user.id or 0)
 
 
 # --- Download my data ----------------------------------------------------------------------------------------

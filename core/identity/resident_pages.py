@@ -241,7 +241,8 @@ def profile_context(request: Request, principal: Principal, db: Session, *, erro
     locale = page_locale(request)
     profile = profile_of(db, principal.user_id or 0)
     open_sessions = service.list_sessions(db, user_id=principal.user_id or 0)
-    # A launch code the WebView never exchanged opened nothing a person would recognise: not listed.
+    # A launch code the WebView never exchanged (its one token unused) opened nothing a person would
+    # recognise: not listed.
     launched = {s.id for s in open_sessions if s.sign_in_method == resident.LAUNCH_METHOD}
     opened = set(db.exec(select(RefreshToken.session_id).where(RefreshToken.session_id.in_(launched),
                                                                RefreshToken.used_at.is_not(None)))) if launched else set()

@@ -80,6 +80,9 @@ def test_a_launch_code_opens_a_cookie_session_once(api: TestClient, resident_a: 
     assert opened.status_code == 303 and opened.headers["location"] == "/m/festival/"
     assert opened.headers["referrer-policy"] == "no-referrer" and opened.headers["cache-control"] == "no-store"
     assert webview.get("/api/me").json()["id"] == resident_a.user_id  # by the cookie alone
+    with Session(api.app.state.engine) as db:  # the code was the session's one and only refresh token
+        [only] = db.exec(select(RefreshToken).where(RefreshToken.session_id == stored[0][1].id)).all()
+        assert only.used_at is not None
     # once only, and never as a refresh token for bearer tokens
     again = TestClient(api.app).post("/auth/launch", data={"code": code}, follow_redirects=False)
     assert again.status_code == 401 and "superapp_session" not in again.headers.get("set-cookie", "")
