@@ -26,8 +26,6 @@ from limits import parse, storage, strategies
 
 from core.fallback import LocalFallback
 
-# Failures are forgotten this long after the last one (a success clears an account's at once).
-FAILURE_MEMORY_SECONDS = 24 * 3600
 # Development codes: asked for at most this often per phone number and per address.
 CODES_PER_PHONE = parse("5 per hour")
 CODES_PER_ADDRESS = parse("20 per hour")
@@ -36,17 +34,26 @@ MEMORY_ENTRIES = 100_000  # in-process state is bounded: a flood of distinct nam
 
 @dataclass(frozen=True)
 class Backoff:
-    """``free`` failures cost nothing; after that each attempt waits ``base * 2**(extra failures)`` up to ``cap``."""
+    """``free`` failures cost nothing; after that each attempt waits ``base * 2**(extra failures)`` up to ``cap``.
+
+    Failures drain away, one per ``leak`` seconds (a leaky bucket), so the typos of a busy office behind one
+    address never add up to a delay, while an attacker is held to about one guess per ``leak``.
+    """
 
     free: int
     base: float
     cap: float
+    leak: float
 
     def delay(self, failures: int) -> float:
-        """Seconds the next attempt must wait after ``failures`` failures counted since the last one."""
+        """Seconds the next attempt must wait after the last of ``failures`` still-counted failures."""
         if failures < self.free:
             return 0.0
         return min(self.cap, self.base * 2 ** min(failures - self.free, 40))
+
+    def counted(self, failures: float, since_last: float) -> int:
+        """Failures still counted ``since_last`` seconds after the last one (a part-drained one counts whole)."""
+        return math.ceil(max(0.0, failures - since_last / self.leak) - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -65,28 +72,29 @@ class Reserved:
     counts: tuple[int, ...]
 
 
-# KEYS: one hash {n, last} per count; ARGV: now, memory in ms, then free, base, cap for each key.
-# Refuses (returns the 1-based index of the key and the wait) or counts the attempt on every key.
+# KEYS: one hash {n, last} per count; ARGV: now, then free, base, cap, leak for each key (Backoff's
+# arithmetic, in Lua). Refuses (returns the 1-based index of the key and the wait) or counts the
+# attempt on every key, each hash expiring once it would have drained.
 _RESERVE = """
 local now = tonumber(ARGV[1])
+local counted = {}
 for i, key in ipairs(KEYS) do
   local state = redis.call('HMGET', key, 'n', 'last')
-  local n = tonumber(state[1]) or 0
   local last = tonumber(state[2]) or 0
-  local free = tonumber(ARGV[3 * i])
+  local free, base, cap, leak = tonumber(ARGV[4*i-2]), tonumber(ARGV[4*i-1]), tonumber(ARGV[4*i]), tonumber(ARGV[4*i+1])
+  local n = math.ceil(math.max(0, (tonumber(state[1]) or 0) - (now - last) / leak) - 1e-9)
+  counted[i] = n
   if n >= free then
-    local delay = math.min(tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 1]) * 2 ^ math.min(n - free, 40))
-    local wait = last + delay - now
+    local wait = last + math.min(cap, base * 2 ^ math.min(n - free, 40)) - now
     if wait > 0 then return {i, tostring(wait)} end
   end
 end
-local counts = {}
 for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('HINCRBY', key, 'n', 1)
-  redis.call('HSET', key, 'last', ARGV[1])
-  redis.call('PEXPIRE', key, ARGV[2])
+  counted[i] = counted[i] + 1
+  redis.call('HSET', key, 'n', counted[i], 'last', ARGV[1])
+  redis.call('PEXPIRE', key, math.ceil(counted[i] * tonumber(ARGV[4*i+1]) * 1000))
 end
-return {0, counts}
+return {0, counted}
 """
 _RELEASE = """
 if redis.call('HINCRBY', KEYS[1], 'n', -1) <= 0 then redis.call('DEL', KEYS[1]) end
@@ -99,28 +107,26 @@ class _MemoryCounts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, list[float]] = {}  # key -> [failures, last failure, forgotten at]
+        self._counts: dict[str, list[float]] = {}  # key -> [failures, last failure, drained at]
         self._once: dict[str, float] = {}
 
     def reserve(self, now: float, keys: Sequence[str], policies: Sequence[Backoff]) -> tuple[int, float] | list[int]:
         with self._lock:
             states = []
             for index, (key, policy) in enumerate(zip(keys, policies, strict=True)):
-                state = self._counts.get(key)
-                if state is not None and state[2] <= now:
-                    state = None
-                failures, last = (int(state[0]), state[1]) if state else (0, 0.0)
-                wait = last + policy.delay(failures) - now if failures >= policy.free else 0.0
+                failures, last, _ = self._counts.get(key, (0, 0.0, 0.0))
+                counted = policy.counted(failures, now - last)
+                wait = last + policy.delay(counted) - now if counted >= policy.free else 0.0
                 if wait > 0:
                     return index, wait
-                states.append(failures)
+                states.append(counted)
             if len(self._counts) + len(keys) > MEMORY_ENTRIES:
                 self._counts = {k: v for k, v in self._counts.items() if v[2] > now}
                 if len(self._counts) + len(keys) > MEMORY_ENTRIES:
                     self._counts.clear()
-            for key, failures in zip(keys, states, strict=True):
-                self._counts[key] = [failures + 1, now, now + FAILURE_MEMORY_SECONDS]
-            return [f + 1 for f in states]
+            for key, policy, counted in zip(keys, policies, states, strict=True):
+                self._counts[key] = [counted + 1, now, now + (counted + 1) * policy.leak]
+            return [c + 1 for c in states]
 
     def release(self, key: str) -> None:
         with self._lock:
@@ -155,9 +161,9 @@ class _RedisCounts:
         self._release = self._redis.register_script(_RELEASE)
 
     def reserve(self, now: float, keys: Sequence[str], policies: Sequence[Backoff]) -> tuple[int, float] | list[int]:
-        args: list[float | int] = [repr(now), int(FAILURE_MEMORY_SECONDS * 1000)]  # type: ignore[list-item]
+        args: list[str | int] = [repr(now)]
         for policy in policies:
-            args += [policy.free, repr(policy.base), repr(policy.cap)]  # type: ignore[list-item]
+            args += [policy.free, repr(policy.base), repr(policy.cap), repr(policy.leak)]
         refused, detail = self._reserve(keys=list(keys), args=args)
         if refused:
             return int(refused) - 1, float(detail)
@@ -185,10 +191,11 @@ class SignInLimiter:
     def __init__(self, redis_url: str | None = None, *, cap_seconds: float = 900.0, base_seconds: float = 1.0,
                  account_free: int = 5, address_free: int = 20, alert_failures: int = 20,
                  key_prefix: str = "superapp-signin", clock: Callable[[], float] = time.time) -> None:
-        self.account = Backoff(account_free, base_seconds, cap_seconds)
-        self.address = Backoff(address_free, base_seconds, cap_seconds)
+        # An account forgets one failure per quarter hour, an address (many people) one per three minutes.
+        self.account = Backoff(account_free, base_seconds, cap_seconds, leak=900.0)
+        self.address = Backoff(address_free, base_seconds, cap_seconds, leak=180.0)
         # A known device has its own allowance: someone who stole the cookie still guesses slowly.
-        self.device = Backoff(account_free, base_seconds, cap_seconds)
+        self.device = Backoff(account_free, base_seconds, cap_seconds, leak=900.0)
         self.alert_failures = alert_failures
         self._prefix = key_prefix
         self._clock = clock

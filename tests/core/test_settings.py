@@ -9,6 +9,7 @@ def test_embedded_defaults(monkeypatch) -> None:
     for name in ("SUPERAPP_DATABASE_URL", "SUPERAPP_REDIS_URL", "SUPERAPP_MINIAPPS", "SUPERAPP_ENV"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
+    assert settings.env == "production"  # fail closed: only an explicit dev accepts the placeholder secret
     assert settings.database_url == "sqlite:///./var/superapp.db"
     assert settings.redis_url is None and settings.miniapps is None and settings.locale == "vi"
 

@@ -120,9 +120,16 @@ def test_the_right_password_works_once_the_delay_has_passed(app, attacker, clock
     assert _login(attacker, "px.lan", WRONG).status_code == 401
 
 
-def test_delays_double_up_to_the_cap(app, attacker, clock: Clock) -> None:
+@pytest.fixture(params=["memory", "redis"])
+def counts_in(request: pytest.FixtureRequest) -> str | None:
+    """Where the limiter keeps its counts: this process, or Redis through its Lua script."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
+def test_delays_double_up_to_the_cap(app, attacker, clock: Clock, counts_in: str | None) -> None:
     _official(app, "px.tam")
-    app.state.sign_in_limiter = SignInLimiter(clock=clock, cap_seconds=60)
+    app.state.sign_in_limiter = SignInLimiter(counts_in, clock=clock, cap_seconds=60,
+                                              key_prefix=f"t-{uuid.uuid4().hex[:10]}")
     waits = []
     for _ in range(5):
         assert _login(attacker, "px.tam", WRONG).status_code == 401
@@ -144,6 +151,19 @@ def test_one_address_guessing_many_accounts_is_slowed_down(app, clock: Clock) ->
     assert "your network address" in spray.post("/api/auth/login", json={"username": "kl.hoa",
                                                                           "password": PASSWORD}).json()["detail"]
     assert _login(other, "kl.hoa", PASSWORD).status_code == 200  # another address is not slowed
+
+
+def test_failures_drain_away_so_an_offices_typos_never_add_up(app, clock: Clock, counts_in: str | None) -> None:
+    app.state.sign_in_limiter = limiter = SignInLimiter(counts_in, clock=clock, key_prefix=f"t-{uuid.uuid4().hex[:10]}")
+    office = TestClient(app, client=("10.20.0.1", 40000))
+    _official(app, "px.office")
+    for n in range(60):  # 60 typos from one office over three hours, each on someone's own account
+        assert _login(office, f"staff.{n}", WRONG).status_code == 401, n
+        clock.now += limiter.address.leak
+    assert _login(office, "px.office", PASSWORD).status_code == 200
+    # the same failures at once from one address are slowed down after the free 20
+    spray = TestClient(app, client=("10.20.0.2", 40000))
+    assert [_login(spray, f"staff.{n}", WRONG).status_code for n in range(21)].count(429) == 1
 
 
 def test_parallel_guesses_cannot_outrun_the_count(app, attacker) -> None:
