@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    BENCH_SECRET_KEY,
     HOST,
     ROOT,
     BenchError,
@@ -273,7 +274,7 @@ def _city_database(url: str, scale: float) -> None:
             if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first() is None:
                 conn.execute(text(f'CREATE DATABASE "{target.database}"'))
         admin.dispose()
-    env = child_env({"SUPERAPP_DATABASE_URL": url, "SUPERAPP_ENV": "test"})
+    env = child_env({"SUPERAPP_DATABASE_URL": url, "SUPERAPP_ENV": "test", "SUPERAPP_SECRET_KEY": BENCH_SECRET_KEY})
     engine = create_engine(url)
     present = residents = 0
     if inspect(engine).has_table("feedback_report"):

@@ -66,6 +66,7 @@ from urllib.parse import quote
 from sqlalchemy import text
 
 from bench.harness import (
+    BENCH_SECRET_KEY,
     HOST,
     BenchError,
     RunningServer,
@@ -398,7 +399,7 @@ def city_database(url: str, scale: float) -> int:
         finally:
             engine.dispose()
 
-    env = child_env({"SUPERAPP_DATABASE_URL": url, "SUPERAPP_ENV": "test"})
+    env = child_env({"SUPERAPP_DATABASE_URL": url, "SUPERAPP_ENV": "test", "SUPERAPP_SECRET_KEY": BENCH_SECRET_KEY})
     present, wanted = answered(), round(CITY_QUESTIONS * scale)
     if present >= wanted:
         done = subprocess.run(superapp_command() + ["db", "upgrade"], env=env, capture_output=True, text=True, check=False)
