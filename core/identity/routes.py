@@ -9,6 +9,7 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from anyio import from_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import select
@@ -425,8 +426,9 @@ class ProfileUpdate(Strict):
 
 
 @router.patch("/api/me", operation_id="update_my_profile", response_model=Profile)
-async def update_my_profile(body: ProfileUpdate, principal: CurrentUser, request: Request, db: SessionDep) -> Profile:
+def update_my_profile(body: ProfileUpdate, principal: CurrentUser, request: Request, db: SessionDep) -> Profile:
     """Change the caller's name, home unit, language or notification preferences."""
+    # A plain def: FastAPI runs it in the thread pool, so its database calls never block the event loop.
     user = db.get(User, principal.user_id)
     assert user is not None
     changes = body.model_dump(exclude_unset=True)
@@ -451,7 +453,7 @@ async def update_my_profile(body: ProfileUpdate, principal: CurrentUser, request
         user.notification_prefs = body.notification_prefs.model_dump(exclude_none=True)
     db.add(user)
     db.commit()
-    await request.app.state.authenticator.invalidate(user.id)
+    from_thread.run(request.app.state.authenticator.invalidate, user.id)
     return profile_of(db, user.id)
 
 
@@ -603,8 +605,8 @@ class MembershipCreate(Strict):
 
 @router.post("/api/users/{user_id}/memberships", operation_id="add_membership", response_model=MembershipOut,
              status_code=201)
-async def add_membership(user_id: int, body: MembershipCreate, request: Request, db: SessionDep,
-                         principal=require_permission("core.users.manage")) -> MembershipOut:
+def add_membership(user_id: int, body: MembershipCreate, request: Request, db: SessionDep,
+                   principal=require_permission("core.users.manage")) -> MembershipOut:
     """Admins: grant an official a role in a unit."""
     try:
         membership = service.add_membership(db, user_id=user_id, role=body.role, unit_id=body.unit_id,
@@ -613,19 +615,19 @@ async def add_membership(user_id: int, body: MembershipCreate, request: Request,
         if exc.field in ("role", "unit"):
             exc.field = f"body.{'unit_id' if exc.field == 'unit' else 'role'}"
         raise _problem(exc) from None
-    await request.app.state.authenticator.invalidate(user_id)
+    from_thread.run(request.app.state.authenticator.invalidate, user_id)
     return MembershipOut(id=membership.id, role=membership.role.value, unit_id=membership.unit_id)
 
 
 @router.delete("/api/memberships/{membership_id}", operation_id="remove_membership", status_code=204)
-async def remove_membership(membership_id: int, request: Request, db: SessionDep,
-                            principal=require_permission("core.users.manage")) -> Response:
+def remove_membership(membership_id: int, request: Request, db: SessionDep,
+                      principal=require_permission("core.users.manage")) -> Response:
     """Admins: take a role away; the official's sessions end at once."""
     try:
         user_id = service.remove_membership(db, membership_id=membership_id, actor_id=principal.user_id)
     except IdentityError as exc:
         raise _problem(exc) from None
-    await request.app.state.authenticator.invalidate(user_id)
+    from_thread.run(request.app.state.authenticator.invalidate, user_id)
     return Response(status_code=204)
 
 

@@ -153,9 +153,14 @@ async def new_task_from_form(request: Request, principal: PrincipalDep) -> Respo
     try:
         task_id = await run_in_threadpool(store)
     except TaskError as exc:
-        with Session(host_of(request).engine) as db:
-            return _task_form(request, principal, db, values=values, error=exc.detail,
-                              status_code=403 if exc.status == 403 else 422)
+        refusal = exc
+
+        def form_again() -> Response:  # in the thread pool: the form reads units from the database
+            with Session(host_of(request).engine) as db:
+                return _task_form(request, principal, db, values=values, error=refusal.detail,
+                                  status_code=403 if refusal.status == 403 else 422)
+
+        return await run_in_threadpool(form_again)
     return RedirectResponse(f"/m/tasks/tasks/{task_id}?lang={page_locale(request)}", status_code=303)
 
 
@@ -189,8 +194,11 @@ async def import_from_form(request: Request, principal: PrincipalDep) -> Respons
             return procedures.import_json(procedures.import_rows(db, rows, source=suffix[1:], mode=mode,
                                                                  filename=name, created_by=principal.user_id))
 
-    with Session(host_of(request).engine) as db:
-        base = _base(request, principal, db)
+    def read_base() -> dict[str, Any]:  # in the thread pool, never on the event loop
+        with Session(host_of(request).engine) as db:
+            return _base(request, principal, db)
+
+    base = await run_in_threadpool(read_base)
     try:
         result = await run_in_threadpool(run)
     except TaskError as exc:
