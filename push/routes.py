@@ -23,6 +23,7 @@ from core.identity.models import utcnow
 from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
 from plugins.manifest import LocalizedText
+from plugins import Cache
 from push import inbox
 from push.inbox_cache import InboxCache, user_key
 from push.models import (
@@ -398,6 +399,18 @@ def send_notification(body: NotificationIn, request: Request, db: SessionDep,
                                status_url=f"/api/notifications/{receipt.notification_id}")
 
 
+def _reach_counts(request: Request) -> Cache[int]:
+    """This app's remembered reach counts.
+
+    Reach counts the members of every audience (about a second for a city-wide notice) and changes only
+    as people move, follow or take roles: a sender polling the status page re-counts once a minute at most.
+    """
+    counts = getattr(request.app.state, "reach_counts", None)
+    if counts is None:
+        counts = request.app.state.reach_counts = Cache(ttl=60, max_entries=1000)
+    return counts
+
+
 @router.get("/api/notifications/{notification_id}", operation_id="notification_status",
             response_model=NotificationStatus)
 def notification_status(notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, db: SessionDep,
@@ -416,5 +429,7 @@ def notification_status(notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)
                           .group_by(PushOutbox.status)).all())
     return NotificationStatus(notification_id=note.id, miniapp=note.miniapp, topic=note.topic, severity=note.severity,
                               created_at=note.created_at, audiences=audiences,
-                              reach=inbox.reach(db, notification_id), delivery=note.delivery or {},
+                              reach=_reach_counts(request).get_or_set(notification_id,
+                                                                      lambda: inbox.reach(db, notification_id)),
+                              delivery=note.delivery or {},
                               outbox={str(getattr(k, "value", k)): v for k, v in counts.items()})

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from core.app import create_app
 from core.identity.service import create_official, find_or_create_resident, start_session
-from sqlalchemy import func
+from sqlalchemy import event, func
 
 from push.fcm import TokenResult
 from push.models import InboxItem, Notification, NotificationAudience, OutboxKind, PushOutbox
@@ -333,7 +333,13 @@ def test_officials_send_within_their_reach(api) -> None:
     own = api.post("/api/notifications", headers=px, json={**body, "units": ["phu-xuan"]})
     assert own.status_code == 202 and own.json()["audiences"] == ["unit:phu-xuan"]
     status = api.get(own.json()["status_url"], headers=px)
-    assert status.status_code == 200 and status.json()["outbox"] == {"pending": 1}
+    assert status.status_code == 200 and status.json()["outbox"] == {"pending": 1} and status.json()["reach"] == 1
+    counted = []
+    listener = lambda *a: counted.append(a[2])  # noqa: E731 - the statements of the second look
+    event.listen(app.state.engine, "before_cursor_execute", listener)
+    assert api.get(own.json()["status_url"], headers=px).json()["reach"] == 1
+    event.remove(app.state.engine, "before_cursor_execute", listener)
+    assert counted and not any("UNION" in s.upper() for s in counted)  # the reach count was remembered
     assert api.post("/api/notifications", headers=px, json={**body, "city": True}).status_code == 403
     city = api.post("/api/notifications", headers=dept, json={**body, "city": True})
     assert city.status_code == 202 and city.json()["audiences"] == ["city"]
