@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.identity.models import (
@@ -391,12 +392,18 @@ def start_dev_sign_in(db: Session, *, secret: str, phone: str) -> str:
         row.attempts = 0
     elif row.attempts >= DEV_CODE_ATTEMPTS:
         wait = max(1, int((_aware(row.expires_at) - now).total_seconds()) + 1)
+        db.rollback()
         raise IdentityError(429, f"too many wrong codes for this phone number; ask again in {wait} second(s)",
                             field="phone", retry_after=wait)
     row.code_hash = dev_code_hash(secret, phone, code)
     row.expires_at = now + DEV_CODE_TTL
     db.add(row)
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # another request created this phone's first code at the same moment
+        db.rollback()
+        raise IdentityError(429, "a code was just sent to this phone number; ask again in a few seconds",
+                            field="phone", retry_after=5) from None
     return code
 
 

@@ -123,3 +123,25 @@ def test_concurrent_sessions_count_every_guess(database_url: str) -> None:
             assert guess(code) == 401
     finally:
         engine.dispose()
+
+
+def test_codes_asked_for_one_new_phone_at_once_are_one_code_and_clear_refusals(database_url: str) -> None:
+    """Eight requests for a phone's first code at once: each gets a code or a 429, never a 500."""
+    engine = make_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        def ask(_: str) -> int:
+            with Session(engine) as db:
+                try:
+                    service.start_dev_sign_in(db, secret=TEST_SECRET, phone="+84905240000")
+                    return 202
+                except service.IdentityError as exc:
+                    return exc.status
+                except Exception:  # what the API would answer 500
+                    return 500
+
+        statuses = _race(ask, ["-"] * 8)
+        assert len(statuses) == 8 and set(statuses) <= {202, 429} and 202 in statuses, statuses
+        with Session(engine) as db:
+            assert db.get(DevSignInCode, "+84905240000").attempts == 0
+    finally:
+        engine.dispose()
