@@ -72,3 +72,36 @@ def test_a_flood_report_photo_bomb_is_refused_cheaply(served: Served) -> None:
     assert rise <= REQUEST_BUDGET, f"peak RSS rose {rise / MIB:.0f} MiB"
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "body.photo"
+
+
+def test_a_photo_over_the_decode_budget_is_refused_before_decoding() -> None:
+    """A photo whose decode would need more than the whole budget is a 422 that says how much it needs."""
+    from core.media.photos import DecodeBudget, PhotoRejected, process_photo
+
+    budget = DecodeBudget(4 * MIB)
+    try:
+        process_photo(_png(1000, 1000), max_bytes=10 * MIB, budget=budget)
+    except PhotoRejected as refused:
+        assert refused.status == 422
+        assert "MiB to decode" in refused.detail
+    else:
+        raise AssertionError("a 1000x1000 PNG (8 MB to decode) fit a 4 MiB budget")
+    assert budget.in_use == 0
+
+
+def test_a_photo_waits_for_its_share_of_the_budget_and_gives_it_back() -> None:
+    """Reservations add up to at most the capacity; one that cannot be had in time is a 503 to retry."""
+    from core.media.photos import DecodeBudget, PhotoRejected, process_photo
+
+    budget = DecodeBudget(16 * MIB)
+    with budget.reserve(12 * MIB):
+        assert budget.in_use == 12 * MIB
+        try:
+            with budget.reserve(8 * MIB, timeout=0):
+                raise AssertionError("two reservations of 12 and 8 MiB fit a 16 MiB budget")
+        except PhotoRejected as refused:
+            assert refused.status == 503
+    assert budget.in_use == 0
+    photo = process_photo(_png(1000, 1000), max_bytes=10 * MIB, budget=budget)  # 8 MB: fits once freed
+    assert (photo.width, photo.height) == (1000, 1000)
+    assert budget.in_use == 0
