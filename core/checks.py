@@ -4,8 +4,8 @@ Each finding is one line naming the mini-app and the field, table, column, type 
 
 - the app builds with every mount-time check (misspelt hooks with a "did you mean", routes outside the
   namespace, permissions checked but not declared, manifests);
-- the manifest is valid without coercion (``"order": "40"`` or ``"public": "yes"`` are refused, where
-  start-up would quietly convert them);
+- the manifest is valid without coercion (``"order": "40"`` or ``"public": "yes"`` are refused; start-up
+  refuses them too, and this repeats the check for manifests start-up validates as Python objects);
 - the models agree with the migrations, on a scratch SQLite database migrated from scratch;
 - database type names (enums) carry the mini-app's prefix, so two mini-apps' types never collide on PostgreSQL.
 """

@@ -160,13 +160,22 @@ def semver_tuple(version: str) -> tuple[int, int, int]:
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
+def _strictly(data: dict[str, Any]) -> Manifest:
+    """Validate as the JSON it is, without coercion: ``"order": "40"`` or ``"public": "yes"`` are refused."""
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError):  # built in Python with objects JSON cannot hold: validate those as given
+        return Manifest.model_validate(data)
+    return Manifest.model_validate_json(text, strict=True)
+
+
 def validate_manifest(raw: Manifest | Mapping[str, Any], *, miniapp: str) -> Manifest:
     """Validate ``raw`` as the manifest of ``miniapp``, raising ManifestError naming every bad field."""
     if isinstance(raw, Manifest):
         manifest = raw
     elif isinstance(raw, Mapping):
         try:
-            manifest = Manifest.model_validate(dict(raw))
+            manifest = _strictly(dict(raw))
         except ValidationError as exc:
             problems = []
             for error in exc.errors():

@@ -125,8 +125,10 @@ def test_a_sound_miniapp_passes(apps: Path) -> None:
 
 @pytest.mark.parametrize(("miniapp_id", "expected"), [
     ("misspelt", "mini-app 'misspelt': unknown hook 'superapp_register_route'"),
-    ("coerced", "mini-app 'coerced': manifest field 'order': Input should be a valid integer"),
-    ("coerced", "mini-app 'coerced': manifest field 'public': Input should be a valid boolean"),
+    # no coercion, in the check and at start-up alike: serve refuses these too
+    ("coerced", "mini-app 'coerced': invalid manifest: "),
+    ("coerced", "field 'order': Input should be a valid integer"),
+    ("coerced", "field 'public': Input should be a valid boolean"),
     ("drifty", "mini-app 'drifty': table 'drifty_item' column 'colour' is in the model but no migration adds it"),
     ("enumtype", "mini-app 'enumtype': table 'enumtype_item' column 'kind': database type 'kind' must be named "
                  "with the prefix 'enumtype_'"),
