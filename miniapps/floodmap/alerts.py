@@ -20,6 +20,36 @@ LEVEL_NAMES = {
     2: {"vi": "Báo động II", "en": "Alarm level II"},
     3: {"vi": "Báo động III", "en": "Alarm level III"},
 }
+# A station whose sensor fell silent: its own state, never "normal" (the last level is said beside it).
+STALE_NAME = {"vi": "Mất tín hiệu", "en": "No signal"}
+# What each kind of station is, in the words residents use.
+KIND_NAMES = {
+    "river_gauge": {"vi": "Trạm đo mực nước sông", "en": "River gauge"},
+    "street_hotspot": {"vi": "Cảm biến ngập đường phố", "en": "Street flood gauge"},
+    "rain_gauge": {"vi": "Trạm đo mưa", "en": "Rain gauge"},
+    "camera": {"vi": "Camera giám sát ngập", "en": "Flood camera"},
+}
+# Why a level changed, as the pages say it ({level}: the level's name, {threshold}: its threshold).
+REASON_NAMES = {
+    "threshold": {"vi": "đạt ngưỡng {level} ({threshold})", "en": "reached the {level} threshold ({threshold})"},
+    "rate_of_rise": {"vi": "nước lên nhanh sát ngưỡng {level} ({threshold}): nâng mức sớm",
+                     "en": "water rising fast close below the {level} threshold ({threshold}): raised early"},
+    "fell": {"vi": "nước rút, giữ dưới ngưỡng đủ thời gian", "en": "water fell and stayed below the threshold"},
+    "manual": {"vi": "cán bộ điều hành ban hành", "en": "issued by the operations centre"},
+}
+
+
+def number(value: float, locale: str, digits: int = 2) -> str:
+    """A reading as the page's language writes numbers: 1,85 in Vietnamese, 1.85 in English."""
+    text = f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return text.replace(".", ",") if locale == "vi" else text
+
+
+def level_rule(reason: str, level: int, threshold: float | None, unit_symbol: str, locale: str) -> str:
+    """Why a station is at ``level``, with the threshold: "đạt ngưỡng Báo động II (2 m)"."""
+    words = REASON_NAMES.get(reason, REASON_NAMES["threshold"])[locale]
+    limit = f"{number(threshold, locale)} {unit_symbol}".strip() if threshold is not None else "—"
+    return words.format(level=LEVEL_NAMES.get(level, LEVEL_NAMES[0])[locale], threshold=limit)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import select
 
-from plugins import DomainError, OrgUnit, PrincipalDep, SessionDep, host_of, render_page
+from plugins import DomainError, OrgUnit, PrincipalDep, SessionDep, host_of, page_locale, render_page
 from miniapps.floodmap import reports
-from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES
+from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES, REASON_NAMES, STALE_NAME, level_rule, number
 from miniapps.floodmap.models import FloodLevelChange, FloodWarning
 from miniapps.floodmap.stations import chart_svg, feature_collection, station_view
 from miniapps.floodmap.warnings import (
@@ -23,6 +24,23 @@ from miniapps.floodmap.warnings import (
 )
 
 pages = APIRouter()
+HUE = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def hue_clock(value: datetime | str | None) -> str:
+    """A moment (a datetime or the API's ISO text) as Hue reads a clock: ``dd/mm/yyyy HH:MM``."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(HUE).strftime("%d/%m/%Y %H:%M")
+
+
+def _wording(locale: str) -> dict:
+    """What the flood pages need to say readings, times and rules in the page's language."""
+    return {"clock": hue_clock, "num": lambda value, digits=2: number(value, locale, digits),
+            "rule": lambda reason, level, threshold, symbol: level_rule(reason, level, threshold, symbol or "", locale),
+            "reason_names": REASON_NAMES, "stale_name": STALE_NAME}
 DASHBOARD_PERMISSION = "floodmap.dashboard.view"
 ISSUE_PERMISSION = "floodmap.warnings.issue"
 
@@ -35,7 +53,7 @@ def map_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Respo
     return render_page(request, "floodmap/map.html", {
         "collection": collection, "warnings": warnings, "channel": MAP_CHANNEL,
         "live": principal.is_authenticated, "tile_url": host_of(request).settings.map_tile_url or "",
-        "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS,
+        "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS, **_wording(page_locale(request)),
         # The dashboard link is shown only to those it would let in.
         "may_dashboard": principal.is_authenticated and host_of(request).authorizer.allows(principal, DASHBOARD_PERMISSION),
     })
@@ -55,9 +73,11 @@ def station_page(request: Request, station_id: int, db: SessionDep) -> Response:
                                  now=now, title=props["name"]))
     history = list(db.scalars(select(FloodLevelChange).where(FloodLevelChange.thing_id == station_id)
                               .order_by(FloodLevelChange.id.desc()).limit(20)))
+    # The rule that put the station at its level: the latest rise to it.
+    raised = next((c for c in history if c.to_level == props["level"] and c.to_level > c.from_level), None)
     return render_page(request, "floodmap/station.html", {
         "station": props, "chart": chart, "history": history, "level_names": LEVEL_NAMES,
-        "readings": len(view.readings), "channel": MAP_CHANNEL,
+        "readings": len(view.readings), "channel": MAP_CHANNEL, "raised": raised, **_wording(page_locale(request)),
     })
 
 
@@ -68,7 +88,9 @@ def warning_page(request: Request, warning_id: int, db: SessionDep) -> Response:
     if warning is None:
         raise DomainError(404, f"no warning {warning_id}", field="path.warning_id")
     units = list(db.exec(select(OrgUnit).where(OrgUnit.id.in_(warning.units)).order_by(OrgUnit.name_vi)))
-    return render_page(request, "floodmap/warning.html", {"warning": warning_json(warning), "units": units})
+    return render_page(request, "floodmap/warning.html", {
+        "warning": warning_json(warning), "units": units, "level_names": LEVEL_NAMES, "level_colours": LEVEL_COLOURS,
+        **_wording(page_locale(request))})
 
 
 @pages.get("/dashboard", response_class=HTMLResponse)
@@ -89,5 +111,5 @@ def dashboard_page(request: Request, principal: PrincipalDep, db: SessionDep) ->
         "level_names": LEVEL_NAMES, "counts": {level: sum(1 for f in stations if f["properties"]["level"] == level)
                                                for level in range(4)},
         "reports": [reports.report_json(r) for r in reports.visible_reports(
-            db, principal=principal, authorizer=authorizer, limit=20)],
+            db, principal=principal, authorizer=authorizer, limit=20)], **_wording(page_locale(request)),
     })

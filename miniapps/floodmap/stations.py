@@ -18,7 +18,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES, STALE_COLOUR
+from miniapps.floodmap.alerts import KIND_NAMES, LEVEL_COLOURS, LEVEL_NAMES, STALE_COLOUR, STALE_NAME
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodLocation,
@@ -71,6 +71,16 @@ def _features(db: Session, query: Any, thing_ids: list[int] | None = None) -> li
     return [feature_of(row, points[row.id]) for row in db.execute(query) if row.id in points]
 
 
+def _level_name(level: int, stale: bool) -> dict[str, str]:
+    """The level in words; a silent station is "no signal", with the last level it reported when raised."""
+    name = LEVEL_NAMES.get(level, LEVEL_NAMES[0])
+    if not stale:
+        return name
+    if level == 0:
+        return STALE_NAME
+    return {lang: f"{STALE_NAME[lang]} ({'mức cuối' if lang == 'vi' else 'last'}: {name[lang]})" for lang in name}
+
+
 def feature_of(row: Any, point: tuple[float, float]) -> dict[str, Any]:
     """One station as a GeoJSON Feature (RFC 7946: coordinates are longitude, latitude)."""
     kind = row.kind.value if hasattr(row.kind, "value") else str(row.kind)
@@ -81,7 +91,8 @@ def feature_of(row: Any, point: tuple[float, float]) -> dict[str, Any]:
         "properties": {
             "id": row.id, "code": row.code, "name": row.name, "kind": kind, "unit_id": row.unit_id,
             "warn_units": row.warn_units or [], "synthetic": row.synthetic, "level": row.level,
-            "level_name": LEVEL_NAMES.get(row.level, LEVEL_NAMES[0]), "stale": row.stale,
+            "level_name": _level_name(row.level, row.stale), "stale": row.stale,
+            "kind_name": KIND_NAMES.get(kind, KIND_NAMES["river_gauge"]),
             "colour": colour_of(kind, row.level, row.stale), "value": row.last_value,
             "unit_of_measurement": row.unit_symbol, "observed_at": _iso(row.last_observed_at),
             "thresholds": [row.level_1, row.level_2, row.level_3] if row.unit_symbol else None,

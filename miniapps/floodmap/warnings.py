@@ -18,7 +18,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from plugins import FeedError, Host
-from miniapps.floodmap.alerts import LEVEL_NAMES
+from miniapps.floodmap.alerts import LEVEL_NAMES, level_rule, number
 from miniapps.floodmap.events import (
     FloodWarningIssued,
     StationLevelChanged,
@@ -98,7 +98,7 @@ async def announce_updates(outlets: Outlets, updates: list[StationUpdate]) -> li
                              "change": None if change is None else {"from": change.from_level, "to": change.to_level,
                                                                     "reason": change.reason}})
         if change is not None and change.rising:
-            warning_id = await issue_automatic(outlets, update.thing_id, change.to_level, change.value)
+            warning_id = await issue_automatic(outlets, update.thing_id, change.to_level, change.value, change.reason)
             if warning_id is not None:
                 issued.append(warning_id)
         elif change is not None and change.to_level == 0:
@@ -127,34 +127,46 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _texts_for_rise(thing: FloodThing, level: int, value: float | None, unit_symbol: str) -> dict[str, str]:
+def _texts_for_rise(thing: FloodThing, level: int, value: float | None, unit_symbol: str, *,
+                    reason: str = "threshold", threshold: float | None = None) -> dict[str, str]:
+    """The warning's words: the level, the reading, and the rule that raised it with its threshold."""
     name = LEVEL_NAMES[level]
-    reading = f" ({value:g} {unit_symbol})" if value is not None else ""
-    if thing.kind is StationKind.river_gauge:
-        body_vi = (f"Mực nước tại {thing.name} đạt mức {name['vi']}{reading}. Theo dõi thông báo của "
-                   "chính quyền, chuẩn bị di dời người và tài sản khỏi vùng trũng.")
-        body_en = (f"The water at {thing.name} has reached {name['en']}{reading}. Follow the authorities' "
-                   "instructions and be ready to move people and belongings away from low ground.")
-    else:
-        body_vi = f"Ngập tại {thing.name}: {name['vi']}{reading}. Tránh đi qua khu vực này."
-        body_en = f"Flooding at {thing.name}: {name['en']}{reading}. Avoid the area."
-    return {"title_vi": f"{name['vi']}: {thing.name}", "title_en": f"{name['en']}: {thing.name}",
-            "body_vi": body_vi, "body_en": body_en}
+    texts: dict[str, str] = {}
+    for lang in ("vi", "en"):
+        reading = f"{number(value, lang)} {unit_symbol}".strip() if value is not None else ""
+        rule = level_rule(reason, level, threshold, unit_symbol, lang)
+        if thing.kind is StationKind.river_gauge:
+            texts[f"body_{lang}"] = (
+                f"{name['vi']} tại {thing.name}: mực nước {reading}, {rule}. Theo dõi thông báo của chính quyền, "
+                "chuẩn bị di dời người và tài sản khỏi vùng trũng." if lang == "vi" else
+                f"{name['en']} at {thing.name}: the water is at {reading}, {rule}. Follow the authorities' "
+                "instructions and be ready to move people and belongings away from low ground.")
+        else:
+            texts[f"body_{lang}"] = (
+                f"{name['vi']} tại {thing.name}: ngập {reading}, {rule}. Tránh đi qua khu vực này." if lang == "vi"
+                else f"{name['en']} at {thing.name}: flooding {reading}, {rule}. Avoid the area.")
+    return {"title_vi": f"{name['vi']}: {thing.name}", "title_en": f"{name['en']}: {thing.name}", **texts}
 
 
-async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: float | None) -> int | None:
-    """A station rose to ``level``: warn the residents of its units; returns the warning id."""
+async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: float | None,
+                          reason: str = "threshold") -> int | None:
+    """A station rose to ``level`` by ``reason`` (threshold or rate_of_rise): warn the residents of its
+    units, saying the rule and the threshold; returns the warning id."""
 
     def store_and_send() -> tuple[FloodWarning, Any, list[str]] | None:
         with Session(outlets.engine, expire_on_commit=False) as db:
             thing = db.get(FloodThing, thing_id)
             if thing is None or not thing.warn_units:
                 return None
-            symbol = db.scalars(select(FloodDatastream.unit_symbol).where(
-                FloodDatastream.thing_id == thing_id, FloodDatastream.drives_alert)).first() or ""
+            stream = db.execute(select(FloodDatastream.unit_symbol, FloodDatastream.level_1, FloodDatastream.level_2,
+                                       FloodDatastream.level_3).where(
+                FloodDatastream.thing_id == thing_id, FloodDatastream.drives_alert)).first()
+            symbol = (stream[0] if stream else "") or ""
+            threshold = stream[level] if stream is not None and 1 <= level <= 3 else None
             warning = _new_warning(hours=outlets.warning_hours(), thing_id=thing_id, level=level,
                                    severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
-                                   issued_by=None, **_texts_for_rise(thing, level, value, symbol))
+                                   issued_by=None, **_texts_for_rise(thing, level, value, symbol, reason=reason,
+                                                                     threshold=threshold))
             db.add(warning)
             db.flush()
             # The warning, its notice and its feed item: one transaction.

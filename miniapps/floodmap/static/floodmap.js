@@ -22,8 +22,10 @@
       item.dataset.level = p.level;
       item.dataset.stale = p.stale ? 'true' : 'false';
       item.querySelector('.dot').style.background = p.colour;
-      item.querySelector('.level').textContent = levelNames(feature) + (p.stale ? ` · ${data.stale_label}` : '');
-      item.querySelector('.value').textContent = p.value === null ? '' : `${p.value.toFixed(2)} ${p.unit_of_measurement || ''}`;
+      // A silent station's name says so itself ("no signal"); cameras have no level.
+      item.querySelector('.level').textContent = p.kind === 'camera' ? '' : levelNames(feature);
+      item.querySelector('.value').textContent = p.value === null ? '' :
+        `${p.value.toLocaleString(data.locale === 'vi' ? 'vi-VN' : 'en-GB', {maximumFractionDigits: 2})} ${p.unit_of_measurement || ''}`;
     }
   };
   data.collection.features.forEach(draw);
@@ -40,7 +42,7 @@
     body.textContent = warning.body[data.locale];
     const link = document.createElement('a');
     link.href = warning.url;
-    link.textContent = data.locale === 'en' ? 'Details' : 'Chi tiết';
+    link.textContent = data.details;
     article.append(title, body, link);
     box.prepend(article);
   };

@@ -60,7 +60,14 @@ def test_the_open_map_shows_kim_long_reaching_level_two_without_reload(page, liv
     assert page.evaluate("window.floodmapMarker") is True
 
     station.get_by_role("link").click()
-    expect(page.get_by_test_id("station-level")).to_have_text("Báo động II")  # the browser speaks Vietnamese
+    expect(page.get_by_test_id("station-level")).to_have_text("Alarm level II")  # the chosen language is kept
+    assert page.get_by_test_id("station-kind").inner_text() == "River gauge"
+    # the rule that raised the level, with its threshold; the reading in Hue time, not UTC ISO
+    assert "Alarm level II threshold (" in page.get_by_test_id("station-rule").inner_text()
+    assert "T" not in page.get_by_test_id("station-reading").inner_text().split("(")[1]
+    page.goto(page.url.split("?")[0] + "?lang=vi")
+    expect(page.get_by_test_id("station-level")).to_have_text("Báo động II")
+    assert "ngưỡng Báo động II (" in page.get_by_test_id("station-rule").inner_text()
     chart = page.get_by_test_id("chart").locator("svg")
     expect(chart.locator("polyline.readings")).to_have_count(1)
     expect(chart.locator("line.threshold")).to_have_count(3)
