@@ -1,6 +1,7 @@
 """Observation retention: readings older than ``raw_readings_days`` are folded into hourly lowest /
 mean / highest (``floodmap_observation_hourly``) and deleted; hourly summaries older than
-``hourly_readings_days`` (when not 0) are deleted too.
+``hourly_readings_days`` (when not 0) are deleted too. MultiDatastream readings (lists of values) older
+than ``raw_readings_days`` are deleted without a summary.
 
 Work goes in bounded batches, each its own short transaction: one datastream's readings of at most
 ``BATCH_HOURS`` hours (864 rows at 10-minute readings), summarised by the database in one statement and
@@ -24,6 +25,7 @@ from sqlmodel import Session
 
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodMultiDatastream,
     FloodObservation,
     FloodObservationHourly,
 )
@@ -41,6 +43,7 @@ class RetentionOutcome:
     hours_deleted: int = 0
     finished: bool = True
     batches: list[tuple[int, datetime, datetime]] = field(default_factory=list)  # (datastream, from, to)
+    multi_deleted: int = 0  # MultiDatastream readings past raw_readings_days (no hourly summary of lists)
 
 
 def _hour_of(dialect: str):
@@ -68,6 +71,8 @@ def apply_retention(engine: Engine, *, raw_days: int, hourly_days: int, now: dat
                 return outcome
             if not _fold_batch(engine, stream_id, cutoff, outcome):
                 break
+    if not _drop_old_multi(engine, cutoff, deadline, outcome):
+        return outcome
     if hourly_days:
         _drop_old_hours(engine, now - timedelta(days=hourly_days), deadline, outcome)
     return outcome
@@ -110,6 +115,30 @@ def _fold_batch(engine: Engine, stream_id: int, cutoff: datetime, outcome: Reten
     outcome.folded += folded
     outcome.hours_written += written
     outcome.batches.append((stream_id, start, end))
+    return True
+
+
+def _drop_old_multi(engine: Engine, cutoff: datetime, deadline: float, outcome: RetentionOutcome) -> bool:
+    """Delete MultiDatastream readings from before ``cutoff``, HOURLY_BATCH_ROWS of one MultiDatastream a
+    transaction (read through its unique (MultiDatastream, time) index); False when the budget ran out."""
+    with Session(engine) as db:
+        multis = list(db.scalars(select(FloodMultiDatastream.id).order_by(FloodMultiDatastream.id)))
+    for multi_id in multis:
+        while True:
+            if time.monotonic() > deadline:
+                outcome.finished = False
+                return False
+            with Session(engine) as db:
+                window = (select(FloodObservation.phenomenon_time)
+                          .where(FloodObservation.multi_datastream_id == multi_id,
+                                 FloodObservation.phenomenon_time < cutoff)
+                          .order_by(FloodObservation.phenomenon_time).limit(HOURLY_BATCH_ROWS).subquery())
+                last = db.scalar(select(func.max(window.c.phenomenon_time)))
+                if last is None:
+                    break
+                outcome.multi_deleted += db.execute(delete(FloodObservation).where(
+                    FloodObservation.multi_datastream_id == multi_id, FloodObservation.phenomenon_time <= last)).rowcount
+                db.commit()
     return True
 
 

@@ -122,16 +122,17 @@ class Nav:
     many: bool
     parent_key: str
     child_key: str = "id"
-    via: Callable[[Any], tuple[Any, list[Any]]] | None = None
+    via: Callable[[Any], tuple[Any, Any]] | None = None
     unique: frozenset[str] = frozenset({"id"})
     order: tuple[tuple[str, bool], ...] = ()
 
-    def key_of(self, table: Any) -> tuple[Any, list[Any]]:
-        """The target's key column (of ``table``, the target's table or an alias) and the join conditions
-        reaching it."""
+    def key_of(self, table: Any) -> tuple[Any, Any]:
+        """The target's key column (of ``table``, the target's table or an alias) and the FROM to read it
+        from: ``table`` itself, or ``table`` explicitly JOINed to what ``via`` goes through (explicit joins,
+        so SQLAlchemy's cartesian-product check sees how the tables meet)."""
         if self.via is not None:
             return self.via(table)
-        return table.c[self.child_key], []
+        return table.c[self.child_key], table
 
 
 @dataclass(frozen=True)
@@ -245,28 +246,39 @@ C = Prop  # a column-backed property
 _NAMED = {"id": C("id"), "name": C("name"), "description": C("description")}
 
 
-def _foi_of_observation(location: Any) -> tuple[Any, list[Any]]:
-    """An Observation's FeatureOfInterest is the location of its datastream's station: keyed by datastream id."""
+def _foi_of_observation(location: Any) -> tuple[Any, Any]:
+    """An Observation's FeatureOfInterest is the location of its (Multi)Datastream's station: keyed by the
+    Observation's id."""
+    reading = FloodObservation.__table__.alias()  # type: ignore[attr-defined]
     stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
-    return stream.c.id, [stream.c.thing_id == location.c.thing_id]
+    multi = FloodMultiDatastream.__table__.alias()  # type: ignore[attr-defined]
+    place = FloodLocation.__table__.alias()  # type: ignore[attr-defined]
+    # (reading, its station's location) as a derived table the databases flatten, so the reading's id
+    # narrows it first; joined to the FeatureOfInterest by the location's id, a plain column equality
+    places = (select(reading.c.id.label("reading_id"), place.c.id.label("location_id"))
+              .select_from(reading.outerjoin(stream, stream.c.id == reading.c.datastream_id)
+                           .outerjoin(multi, multi.c.id == reading.c.multi_datastream_id)
+                           .join(place, place.c.thing_id == func.coalesce(stream.c.thing_id, multi.c.thing_id)))
+              .subquery())
+    return places.c.reading_id, location.join(places, location.c.id == places.c.location_id)
 
 
-def _observations_of_feature(observation: Any) -> tuple[Any, list[Any]]:
+def _observations_of_feature(observation: Any) -> tuple[Any, Any]:
     """A FeatureOfInterest's Observations: those of its station's datastreams, keyed by station id."""
     stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
-    return stream.c.thing_id, [stream.c.id == observation.c.datastream_id]
+    return stream.c.thing_id, observation.join(stream, stream.c.id == observation.c.datastream_id)
 
 
-def _properties_of_multi(prop: Any) -> tuple[Any, list[Any]]:
+def _properties_of_multi(prop: Any) -> tuple[Any, Any]:
     """A MultiDatastream's ObservedProperties: through its components, keyed by MultiDatastream id."""
     part = FloodMultiComponent.__table__.alias()  # type: ignore[attr-defined]
-    return part.c.multi_datastream_id, [part.c.observed_property_id == prop.c.id]
+    return part.c.multi_datastream_id, prop.join(part, part.c.observed_property_id == prop.c.id)
 
 
-def _multis_of_property(multi: Any) -> tuple[Any, list[Any]]:
+def _multis_of_property(multi: Any) -> tuple[Any, Any]:
     """An ObservedProperty's MultiDatastreams: those with a component of it, keyed by property id."""
     part = FloodMultiComponent.__table__.alias()  # type: ignore[attr-defined]
-    return part.c.observed_property_id, [part.c.multi_datastream_id == multi.c.id]
+    return part.c.observed_property_id, multi.join(part, part.c.multi_datastream_id == multi.c.id)
 
 
 _BY_TIME = {"unique": frozenset({"id", "phenomenon_time"}), "order": (("phenomenon_time", False),)}
@@ -313,7 +325,7 @@ ENTITY_SETS: dict[str, EntitySet] = {
         id=C("id"), phenomenonTime=C("phenomenon_time"), resultTime=C("result_time"), result=C("result")), {
         "Datastream": Nav("Datastreams", False, "datastream_id"),
         "MultiDatastream": Nav("MultiDatastreams", False, "multi_datastream_id"),
-        "FeatureOfInterest": Nav("FeaturesOfInterest", False, "datastream_id", via=_foi_of_observation),
+        "FeatureOfInterest": Nav("FeaturesOfInterest", False, "id", via=_foi_of_observation),
     }, _observation, ("id", "selfLink", "phenomenonTime", "resultTime", "result")),
     "FeaturesOfInterest": EntitySet("FeaturesOfInterest", FloodLocation, _props(
         **_NAMED, encodingType=Prop(constant=GEOJSON), feature=Prop(geometry=("lon", "lat"))), {
@@ -714,26 +726,28 @@ def _related(db: Connection, rows: list[Any], nav: Nav, target: EntitySet, optio
         raise _bad("$expand", f"{nav.target} of {len(keys)} entities at $top={options.top} exceeds "
                               f"{MAX_EXPANDED} expanded entities; ask for a smaller $top")
     table = target.table
-    key, joins = nav.key_of(table)
-    condition = [*joins]
+    key, source = nav.key_of(table)
+    condition = []
     if options.filter is not None:
         condition.append(sta_filter.Translator(target, db).condition(options.filter))
     sort = _sort(db, target, options, unique=nav.unique, default=nav.order)
     order = [k.sql.desc() if k.desc else k.sql.asc() for k in sort]
     counts: dict[Any, int] = {}
     if options.count and nav.many:
-        counted = select(key, func.count()).where(*condition, key.in_(keys)).group_by(key)
+        counted = select(key, func.count()).select_from(source).where(*condition, key.in_(keys)).group_by(key)
         counts = {parent: n for parent, n in db.execute(counted)}
     if db.dialect.name == "postgresql":
         # each parent's page read from the index by a LATERAL subquery: LIMIT per parent, no window over the
         # whole related set (a datastream's five years of readings)
         parents = func.unnest(postgresql.array(keys, type_=Integer)).table_valued("parent").render_derived()
-        page = (select(*target.columns(), key.label("sta_parent")).where(*condition, key == parents.c.parent)
+        page = (select(*target.columns(), key.label("sta_parent")).select_from(source)
+                .where(*condition, key == parents.c.parent)
                 .order_by(*order).offset(options.skip if nav.many else 0).limit(per_parent).lateral())
         query = select(page).select_from(parents).join(page, true()).order_by(parents.c.parent)
     else:
         rank = func.row_number().over(partition_by=key, order_by=order).label("sta_rank")
-        ranked = select(*target.columns(), key.label("sta_parent"), rank).where(*condition, key.in_(keys)).subquery()
+        ranked = (select(*target.columns(), key.label("sta_parent"), rank).select_from(source)
+                  .where(*condition, key.in_(keys)).subquery())
         first = options.skip if nav.many else 0
         query = (select(ranked).where(ranked.c.sta_rank > first, ranked.c.sta_rank <= first + per_parent)
                  .order_by(ranked.c.sta_parent, ranked.c.sta_rank))
@@ -904,7 +918,7 @@ def _follow(step: _Step, nav_name: str) -> _Step:
     """The entities ``nav_name`` leads to from the one entity ``step`` selects, as conditions on the target."""
     nav = step.entity.navs[nav_name]
     target = ENTITY_SETS[nav.target]
-    key, joins = nav.key_of(target.table)
+    key, source = nav.key_of(target.table)
     parent = step.entity.table
     if nav.parent_key == "id" and step.ident is not None and not step.where[:-1]:
         # the parent named by id: its children are those with that key, read without the parent's table
@@ -913,9 +927,9 @@ def _follow(step: _Step, nav_name: str) -> _Step:
         # correlate(None): the parent may be the target's own table (a Location's HistoricalLocations)
         inner = select(parent.c[nav.parent_key]).where(*step.where).correlate(None).scalar_subquery()
         condition = key == inner
-    where = [*joins, condition]
-    if joins:  # the key is reached through another table: keep the target's rows distinct
-        where = [target.table.c.id.in_(select(target.table.c.id).where(*joins, condition).correlate(None))]
+    where = [condition]
+    if source is not target.table:  # the key is reached through another table: keep the target's rows distinct
+        where = [target.table.c.id.in_(select(target.table.c.id).select_from(source).where(condition).correlate(None))]
     return _Step(target, where, not nav.many, None, nav, f"{step.text}/{nav_name}")
 
 

@@ -50,6 +50,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.sql.selectable import Join
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from plugins import DomainError
@@ -145,7 +146,7 @@ class Value:
 
     sql: Any
     kind: str
-    scope: list[Any] = field(default_factory=list)
+    scope: list[Any] = field(default_factory=list)  # join conditions, and explicit joins (``Join``) of via navigations
     geo: Any = None  # kind geometry: a shapely literal, or a Point column pair (lon, lat, id) of a location
     literal: Any = None  # the Python value of a literal, for LIKE escaping and geometry literals
     is_literal: bool = False
@@ -189,13 +190,13 @@ class Translator:
         if value.kind == GEO:
             raise self.bad("cannot order by a geometry")
         if value.scope:  # a to-one path: the related value as a scalar subquery
-            return Value(select(value.sql).where(*value.scope).limit(1).scalar_subquery(), value.kind)
+            return Value(_within(select(value.sql), value.scope).limit(1).scalar_subquery(), value.kind)
         return value
 
     def close(self, value: Value) -> Any:
         """A boolean value's SQL, wrapped in EXISTS when it reaches through a navigation path."""
         if value.scope:
-            return exists(select(literal(1)).where(*value.scope, value.sql))
+            return exists(_within(select(literal(1)), value.scope).where(value.sql))
         return value.sql
 
     # -- terms
@@ -252,8 +253,8 @@ class Translator:
             if hops > MAX_HOPS:
                 raise self.bad(f"at most {MAX_HOPS} navigation steps in a path")
             alias = target.table.alias()
-            key, joins = nav.key_of(alias)
-            scope = [*scope, *joins, key == table.c[nav.parent_key]]
+            key, source = nav.key_of(alias)
+            scope = [*scope, *([source] if source is not alias else []), key == table.c[nav.parent_key]]
             entity, table = target, alias
             position += 1
         rest = tuple(names[position:])
@@ -494,6 +495,13 @@ class Translator:
         if len(rows) > MAX_GEO_LOCATIONS:
             raise self.bad(f"the shape holds more than {MAX_GEO_LOCATIONS} locations; use a smaller one")
         return rows
+
+
+def _within(query: Any, scope: list[Any]) -> Any:
+    """``query`` reading from the explicit joins of ``scope`` and narrowed by its conditions."""
+    joins = [item for item in scope if isinstance(item, Join)]
+    conditions = [item for item in scope if not isinstance(item, Join)]
+    return (query.select_from(*joins) if joins else query).where(*conditions)
 
 
 def _merge(*scopes: list[Any]) -> list[Any]:

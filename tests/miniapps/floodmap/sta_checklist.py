@@ -73,9 +73,11 @@ def _loc_hl(c, ids):
     return "HistoricalLocations@iot.navigationLink" in _values(c, "Locations", **{"$top": 1})[0]
 
 
-@check("core", "Observation's FeatureOfInterest resolves")
+@check("core", "Observation's FeatureOfInterest resolves, and expands for a page")
 def _foi(c, ids):
-    return "feature" in _ok(_get(c, f"Observations({ids['observation']})/FeatureOfInterest"))
+    page = _values(c, f"Datastreams({ids['stream']})/Observations", **{"$expand": "FeatureOfInterest", "$top": 3})
+    return "feature" in _ok(_get(c, f"Observations({ids['observation']})/FeatureOfInterest")) and \
+        len({o["FeatureOfInterest"]["@iot.id"] for o in page}) == 1
 
 
 @check("core", "HistoricalLocation has a time and its Thing")
@@ -242,6 +244,10 @@ _filters("Locations", "geo.intersects(location, geography'POLYGON((0 0, 1 0, 1 1
 _filters("Things", "st_within(Locations/location, geography'POLYGON((107 16, 108 16, 108 17, 107 17, 107 16))')",
          lambda n, ids: n >= 1, "geospatial through a navigation path")
 _filters("Things", "name in ('Kim Long gauge', 'nothing')", lambda n, ids: n <= 1, "in")
+_filters("Observations", "FeatureOfInterest/id eq {thing} and Datastream/id eq {stream}", lambda n, ids: n > 10,
+         "a path through FeatureOfInterest")
+_filters("ObservedProperties", "MultiDatastreams/id eq {multi}", lambda n, ids: n == 2,
+         "a path through MultiDatastreams' components")
 
 
 @check("filtering", "bad $filter is 400 naming $filter")
@@ -283,7 +289,9 @@ def _multi_observations(c, ids):
     observations = _values(c, f"MultiDatastreams({ids['multi']})/Observations", **{"$top": 3})
     first = observations[0]
     back = _ok(c.get(first["MultiDatastream@iot.navigationLink"]))
-    return len(observations) == 3 and all(len(o["result"]) == 2 for o in observations) and back["@iot.id"] == ids["multi"]
+    feature = _ok(c.get(first["FeatureOfInterest@iot.navigationLink"]))
+    return len(observations) == 3 and all(len(o["result"]) == 2 for o in observations) and \
+        back["@iot.id"] == ids["multi"] and feature["feature"]["type"] == "Point"
 
 
 @check("multi-datastream", "Things, Sensors and ObservedProperties link to MultiDatastreams")

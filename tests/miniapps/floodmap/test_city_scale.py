@@ -162,6 +162,25 @@ def test_a_run_out_of_time_stops_between_batches_and_the_next_goes_on(fm_app) ->
     assert done.finished and done.folded == 20 * 144 and len(done.batches) >= 20 * 24 // retention.BATCH_HOURS
 
 
+def test_retention_deletes_old_multi_datastream_readings_in_bounded_batches(fm_app, monkeypatch) -> None:
+    from miniapps.floodmap.models import FloodMultiDatastream
+
+    monkeypatch.setattr(retention, "HOURLY_BATCH_ROWS", 50)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with Session(fm_app.state.engine) as db:
+        multi = db.scalar(select(FloodMultiDatastream.id))
+        kept = len(db.scalars(select(FloodObservation.id).where(FloodObservation.multi_datastream_id == multi)).all())
+        db.execute(insert(FloodObservation), [
+            {"multi_datastream_id": multi, "phenomenon_time": now - timedelta(days=100, minutes=10 * i),
+             "result_time": now, "results": [0.5, 24.0]} for i in range(120)])
+        db.commit()
+    outcome = apply_retention(fm_app.state.engine, raw_days=90, hourly_days=0, now=now)
+    assert outcome.finished and outcome.multi_deleted == 120
+    with Session(fm_app.state.engine) as db:
+        left = db.scalars(select(FloodObservation.id).where(FloodObservation.multi_datastream_id == multi)).all()
+    assert len(left) == kept > 0  # the demo's last day stays
+
+
 def test_retention_settings_out_of_range_are_refused_naming_the_setting(fm_app) -> None:
     store = fm_app.state.miniapp_settings
     for changes, named in (({"raw_readings_days": 3}, "raw_readings_days"),
