@@ -96,6 +96,12 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             f"the database schema is not up to date (pending: {', '.join(sorted(missing))}); "
             "run `superapp db upgrade`"
         )
+    from core.checks import schema_findings
+
+    drifted = schema_findings(engine, miniapps)
+    if drifted:  # every call to the mini-app would answer 500: refuse, naming it
+        raise DatabaseUnavailable("the models and the migrated database differ: " + "; ".join(drifted[:5])
+                                  + "; run `superapp miniapps check` for all of it")
     engine.dispose()
     click.echo(f"serving on http://{host}:{port} with {workers} worker(s); {len(miniapps)} mini-app(s)")
     # WebSockets as push/wsprotocol.py explains: a lean protocol, no permessage-deflate, 64 KiB frames.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +21,26 @@ router = APIRouter(tags=["operations"])
 async def healthz() -> dict[str, str]:
     """The process is up and serving."""
     return {"status": "ok"}
+
+
+async def _schema(app: Any) -> str:
+    """``ok``, or where the models and the migrated database differ (naming the mini-app, table and column).
+
+    Compared once per worker and remembered while it agrees: a worker whose mini-app has a column its
+    migrations lack would answer 500 to every call to it, so it is not ready until it is migrated.
+    """
+    if getattr(app.state, "schema_agrees", False):
+        return "ok"
+    from core.checks import schema_findings
+
+    try:
+        findings = await run_in_threadpool(schema_findings, app.state.engine, app.state.miniapps)
+    except Exception as exc:  # a schema that cannot even be compared is not ready either
+        return f"cannot compare the models with the database: {type(exc).__name__}: {exc}"
+    if findings:
+        return "; ".join(findings[:5])
+    app.state.schema_agrees = True
+    return "ok"
 
 
 @router.get("/readyz", operation_id="readyz", summary="Readiness: database and broker")
@@ -47,10 +68,13 @@ async def readyz(request: Request) -> JSONResponse:
     held = getattr(broker, "held", 0)
     if held:
         checks["broker"] += f" ({held} live event(s) held for replay)"
-    if checks["database"] != "ok":
+    if checks["database"] == "ok":
+        checks["schema"] = await _schema(request.app)
+    if checks["database"] != "ok" or checks.get("schema") != "ok":
+        what = "database" if checks["database"] != "ok" else "schema"
         return JSONResponse(
             {"type": "about:blank", "title": "Service Unavailable", "status": 503,
-             "detail": "not ready: database", "checks": checks},
+             "detail": f"not ready: {what}", "checks": checks},
             status_code=503, media_type="application/problem+json",
         )
     if checks["broker"] != "ok":

@@ -43,7 +43,20 @@ def test_openapi_is_served_with_stable_operation_ids(client: TestClient) -> None
 def test_ready_when_database_and_broker_answer(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "schema": "ok", "broker": "ok"}
+
+
+def test_readyz_names_the_miniapp_whose_model_its_migrations_lack(settings) -> None:
+    # A column the model has and the database lacks would make every call to the mini-app answer 500.
+    from sqlalchemy import text
+
+    app = create_app(settings)
+    with app.state.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE festival_event DROP COLUMN venue"))
+    with TestClient(app) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["detail"] == "not ready: schema"
+    assert "mini-app 'festival': table 'festival_event' column 'venue'" in response.json()["checks"]["schema"]
 
 
 def test_readyz_names_what_is_down(settings, tmp_path) -> None:

@@ -69,6 +69,17 @@ def test_serve_refuses_an_unmigrated_database(fresh_db) -> None:
     assert result.returncode == 2 and "run `superapp db upgrade`" in result.stderr
 
 
+def test_serve_refuses_a_model_its_migrations_lack_naming_the_miniapp(fresh_db, tmp_path) -> None:
+    import sqlite3
+
+    assert run("db", "upgrade", env=fresh_db).returncode == 0
+    with sqlite3.connect(tmp_path / "cli.db") as connection:
+        connection.execute("ALTER TABLE festival_event DROP COLUMN venue")
+    result = run("serve", "--port", "8799", env=fresh_db)
+    assert result.returncode == 2
+    assert "mini-app 'festival': table 'festival_event' column 'venue'" in result.stderr
+
+
 def test_serve_refuses_several_workers_without_redis(fresh_db) -> None:
     result = run("serve", "--workers", "2", env={**fresh_db, "SUPERAPP_REDIS_URL": ""})
     assert result.returncode == 2 and "SUPERAPP_REDIS_URL" in result.stderr
