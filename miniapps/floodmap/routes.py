@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from limits import parse, storage, strategies
 from sqlalchemy import Connection
+from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
@@ -168,7 +169,11 @@ async def _answer(request: Request, read: Callable[[Connection], sensorthings.An
 
     def work() -> Response:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            answer = read(connection)
+            try:
+                answer = read(connection)
+            except DataError as exc:  # e.g. an integer overflow in $filter arithmetic on PostgreSQL
+                raise DomainError(400, f"$filter: the expression cannot be evaluated on these data "
+                                       f"({str(exc.orig).splitlines()[0]})", field="query.$filter") from None
         if answer.text is not None:
             return PlainTextResponse(answer.text)
         return JSONResponse(answer.json)

@@ -541,7 +541,8 @@ _FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable[..., Any]]] = {
     "length": ((S,), N, lambda t, a: func.length(a.sql)),
     "indexof": ((S, S), N, lambda t, a, b: t.position(a.sql, b.sql) - 1),
     "substring": ((S, N, N), S, lambda t, a, start, count=None: func.substr(a.sql, cast(start.sql + 1, Integer))
-                  if count is None else func.substr(a.sql, cast(start.sql + 1, Integer), cast(count.sql, Integer))),
+                  if count is None else func.substr(a.sql, cast(start.sql + 1, Integer),
+                                                    cast(case((count.sql < 0, 0), else_=count.sql), Integer))),
     "tolower": ((S,), S, lambda t, a: func.lower(a.sql)),
     "toupper": ((S,), S, lambda t, a: func.upper(a.sql)),
     "trim": ((S,), S, lambda t, a: func.trim(a.sql)),
