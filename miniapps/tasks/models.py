@@ -7,7 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Enum, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from plugins import utcnow
@@ -57,7 +57,8 @@ class Task(SQLModel, table=True):
     created_by: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     starts_at: datetime
     deadline: datetime = Field(index=True)
-    recurrence: Recurrence = Recurrence.once
+    # Enum types carry the mini-app's prefix: PostgreSQL keeps type names in one namespace for every mini-app.
+    recurrence: Recurrence = Field(default=Recurrence.once, sa_type=Enum(Recurrence, name="tasks_recurrence"))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -71,8 +72,9 @@ class Indicator(SQLModel, table=True):
     unit_of_measure: str = Field(max_length=40)
     baseline: float
     target: float
-    direction: Direction = Direction.at_least
-    source: IndicatorSource = IndicatorSource.report
+    direction: Direction = Field(default=Direction.at_least, sa_type=Enum(Direction, name="tasks_direction"))
+    source: IndicatorSource = Field(default=IndicatorSource.report,
+                                    sa_type=Enum(IndicatorSource, name="tasks_indicatorsource"))
 
 
 class Assignment(SQLModel, table=True):
@@ -105,7 +107,7 @@ class Report(SQLModel, table=True):
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     submitted_by: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     submitted_at: datetime = Field(default_factory=utcnow)
-    state: ReviewState = ReviewState.pending
+    state: ReviewState = Field(default=ReviewState.pending, sa_type=Enum(ReviewState, name="tasks_reviewstate"))
     reviewed_by: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     reviewed_at: datetime | None = None
     reason: str = Field(default="", max_length=2000)
