@@ -70,7 +70,8 @@ def station_page(request: Request, station_id: int, db: SessionDep) -> Response:
     chart = None
     if view.stream is not None:
         chart = Markup(chart_svg(view.readings, thresholds=props["thresholds"] or [], unit=view.stream.unit_symbol,
-                                 now=now, title=props["name"]))
+                                 now=now, title=props["name"],
+                                 now_label={"vi": "bây giờ", "en": "now"}[page_locale(request)]))
     history = list(db.scalars(select(FloodLevelChange).where(FloodLevelChange.thing_id == station_id)
                               .order_by(FloodLevelChange.id.desc()).limit(20)))
     # The rule that put the station at its level: the latest rise to it.

@@ -195,7 +195,7 @@ def station_view(db: Session, thing_id: int, *, now: datetime | None = None) -> 
 
 
 def chart_svg(readings: list[tuple[datetime, float]], *, thresholds: list[float | None], unit: str,
-              now: datetime, hours: int = CHART_HOURS, title: str = "") -> str:
+              now: datetime, hours: int = CHART_HOURS, title: str = "", now_label: str = "now") -> str:
     """A line chart of ``readings`` over the last ``hours`` with the alarm levels as dashed lines."""
     width, height, left, right, top, bottom = 380, 220, 40, 8, 16, 24
     start = now - timedelta(hours=hours)
@@ -224,7 +224,7 @@ def chart_svg(readings: list[tuple[datetime, float]], *, thresholds: list[float 
         at = now - timedelta(hours=hours_back)
         parts.append(f'<line x1="{x(at):.1f}" y1="{top}" x2="{x(at):.1f}" y2="{top + plot_h}" stroke="#eee"/>')
         parts.append(f'<text x="{x(at):.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
-                     f'{"-" + str(hours_back) + "h" if hours_back else escape("now")}</text>')
+                     f'{"-" + str(hours_back) + "h" if hours_back else escape(now_label)}</text>')
     for index, threshold in enumerate(thresholds, start=1):
         if threshold is None:
             continue

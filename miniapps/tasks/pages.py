@@ -55,9 +55,17 @@ def _home_unit(principal: Principal) -> str | None:
     return next(iter(sorted(principal.units_with_role("commune_official"))), None)
 
 
+def format_number(value: float | int, locale: str, digits: int = 0) -> str:
+    """A number as the page's language writes it: 17.710 and 75,78 in Vietnamese, 17,710 and 75.78 in English."""
+    text = f"{value:,.{digits}f}"
+    return text.translate(str.maketrans(",.", ".,")) if locale == "vi" else text
+
+
 def _base(request: Request, principal: Principal, session: Session) -> dict[str, Any]:
+    locale = page_locale(request)
     return {"names": service.unit_names(session), "status_names": STATUS_NAMES, "when": _when,
-            "home_unit": _home_unit(principal)}
+            "home_unit": _home_unit(principal),
+            "num": lambda value, digits=0: format_number(value, locale, digits)}
 
 
 @pages.get("/")
@@ -366,7 +374,8 @@ def ranking_body(request: Request, month: str, locale: str) -> Markup:
         names = service.unit_names(session)
     rows = ranked[month]["rows"]
     chart = bar_chart([Bar(names.get(r["unit_id"], {}).get(locale, r["unit_id"]), r["score"],
-                           "—" if r["score"] is None else f"{r['score']:.1f}", tone_for((r["score"] or 0) / 100))
+                           "—" if r["score"] is None else format_number(r["score"], locale, 1),
+                           tone_for((r["score"] or 0) / 100))
                        for r in rows], title={"vi": "Điểm đánh giá", "en": "Scores"}[locale], testid="ranking-chart")
     ranks = {m: {r["unit_id"]: r["rank"] for r in ranked[m]["rows"]} for m in months}
     # 40 x 12 cells of small integers: built here, as one string per unit, rather than cell by cell in Jinja
@@ -374,7 +383,8 @@ def ranking_body(request: Request, month: str, locale: str) -> Markup:
                 Markup("".join(f"<td>{ranks[m].get(r['unit_id']) or ''}</td>" for m in months))) for r in rows]
     template = request.app.state.templates.get_template("tasks/ranking_body.html")
     return Markup(template.render(locale=locale, period=month, ranking=ranked[month], rows=rows, chart=chart,
-                                  months=months, history=history, names=names))
+                                  months=months, history=history, names=names,
+                                  num=lambda value, digits=0: format_number(value, locale, digits)))
 
 
 @dataclass
@@ -449,10 +459,11 @@ def procedures_page(request: Request, principal: PrincipalDep, session: SessionD
     def label(stats: procedures.UnitStats) -> str:
         return names.get(stats.unit_id, {}).get(locale, stats.unit_id)
 
-    received_chart = bar_chart([Bar(label(s), s.received, f"{s.received:,}") for s in units],
+    received_chart = bar_chart([Bar(label(s), s.received, format_number(s.received, locale)) for s in units],
                                title={"vi": "Hồ sơ tiếp nhận", "en": "Records received"}[locale],
                                maximum=max([s.received for s in units] or [1]), testid="received-chart")
-    online_chart = bar_chart([Bar(label(s), 100 * (s.online_rate or 0), f"{procedures.pct(s.online_rate)}%",
+    online_chart = bar_chart([Bar(label(s), 100 * (s.online_rate or 0),
+                                  f"{format_number(procedures.pct(s.online_rate) or 0, locale, 2)}%",
                                   tone_for(s.online_rate, good=0.8, fair=0.6))
                               for s in sorted(units, key=lambda s: -(s.online_rate or 0))],
                              title={"vi": "Tỷ lệ nộp trực tuyến", "en": "Online submission rate"}[locale],

@@ -16,6 +16,8 @@
     },
   }).addTo(map);
   const count = document.getElementById("map-count");
-  count.textContent = data.features.length + " " + count.dataset.label;
+  const n = data.features.length;  // "1 report", "2 reports"; Vietnamese has one form
+  count.textContent = n.toLocaleString(count.dataset.locale === "en" ? "en-GB" : "vi-VN") + " " +
+    (n === 1 ? count.dataset.labelOne : count.dataset.label);
   if (data.features.length) map.fitBounds(layer.getBounds(), {maxZoom: 15});
 })();

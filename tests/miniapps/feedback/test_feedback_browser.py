@@ -169,7 +169,7 @@ def test_public_map_draws_the_geojson_layer_without_tiles(page, live_url: str, p
     page.context.clear_cookies()
     page.goto("/m/feedback/map?lang=en")
     expect(page.get_by_test_id("map-count")).not_to_be_empty()
-    assert page.get_by_test_id("map-count").inner_text() == "1 reports"
+    assert page.get_by_test_id("map-count").inner_text() == "1 report"  # not "1 reports"
     assert page.locator("#reports-map path.leaflet-interactive").count() == 1
 
 

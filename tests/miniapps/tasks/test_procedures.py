@@ -104,9 +104,12 @@ def test_demo_records_reproduce_the_published_figures(api: TestClient, operator)
     assert (best_online.unit_id, best_online.online, best_online.received) == ("phu-vang", 491, 493)
     assert procedures.pct(best_online.online_rate) == 99.59
 
-    page = api.get("/m/tasks/procedures", headers=operator)
+    page = api.get("/m/tasks/procedures", headers=operator, params={"lang": "en"})
     assert page.status_code == 200
     for shown in ("17,710", "75.78%", "1,758", "91% (309/338)", "99.59% (491/493)", "01/07/2025 – 14/07/2025"):
+        assert shown in page.text, shown
+    page = api.get("/m/tasks/procedures", headers=operator, params={"lang": "vi"})  # Vietnamese number formats
+    for shown in ("17.710", "75,78%", "1.758", "91% (309/338)", "99,59% (491/493)"):
         assert shown in page.text, shown
     api_stats = api.get(f"{TASKS}/procedures/stats", headers=operator, params={"from": "2025-07-01", "to": "2025-07-14"})
     assert api_stats.json()["city"]["online_rate"] == 75.78

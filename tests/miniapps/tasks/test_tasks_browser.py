@@ -27,16 +27,19 @@ def test_demo_dashboards_and_a_report_from_the_form(page, browser, live_url, set
     _seed(settings)
     _sign_in(page, "noivu.demo", "/m/tasks/procedures")
     page.wait_for_url("**/m/tasks/procedures")
-    assert page.get_by_test_id("city-received").inner_text() == "17,710"
-    assert page.get_by_test_id("city-online-rate").inner_text() == "75.78%"
+    # Vietnamese number formats on a Vietnamese page
+    assert page.get_by_test_id("city-received").inner_text() == "17.710"
+    assert page.get_by_test_id("city-online-rate").inner_text() == "75,78%"
     assert "Phú Xuân" in page.get_by_test_id("most-received").inner_text()
-    assert "1,758" in page.get_by_test_id("most-received").inner_text()
+    assert "1.758" in page.get_by_test_id("most-received").inner_text()
     assert "Hương An" in page.get_by_test_id("best-on-time").inner_text()
     assert "91% (309/338)" in page.get_by_test_id("best-on-time").inner_text()
-    assert "99.59% (491/493)" in page.get_by_test_id("best-online").inner_text()
+    assert "99,59% (491/493)" in page.get_by_test_id("best-online").inner_text()
     assert page.locator("[data-testid=received-chart] rect").count() == 40
 
-    page.goto("/m/tasks/rankings")
+    page.goto("/m/tasks/procedures?lang=en")
+    assert page.get_by_test_id("city-received").inner_text() == "17,710"
+    page.goto("/m/tasks/rankings?lang=vi")
     last = page.locator("[data-testid=ranking] tbody tr").last
     assert last.get_attribute("data-unit") == "kim-long" and last.locator("td").nth(4).inner_text() == "1"
     assert page.locator("[data-testid=ranking-chart] rect").count() == 40
