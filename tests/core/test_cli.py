@@ -102,7 +102,8 @@ def test_create_official_reads_password_from_stdin_and_token_works(fresh_db) -> 
     token = run("users", "token", "px.le", env=env).stdout.strip()
     from core.identity.tokens import read_access_token
 
-    assert read_access_token(token, secret="change-me-this-built-in-secret-is-public").user_id > 0
+    # signed with the secret the command ran with (the test session's, tests/conftest.py)
+    assert read_access_token(token, secret=os.environ["SUPERAPP_SECRET_KEY"]).user_id > 0
 
 
 @pytest.mark.parametrize(
