@@ -359,7 +359,7 @@ def _multi_values(db: Session, body: dict[str, Any], *, partial: bool) -> tuple[
 
 
 _ALLOWED = {
-    "Things": {"name", "description", "properties", "Locations"},
+    "Things": {"name", "description", "properties", "Locations", "Datastreams"},
     "Locations": {"name", "description", "encodingType", "location", "Things"},
     "Sensors": {"name", "description", "encodingType", "metadata", "properties"},
     "ObservedProperties": {"name", "definition", "description"},
@@ -390,6 +390,8 @@ def _values(db: Session, name: str, body: dict[str, Any], *, partial: bool) -> d
 def _insert(db: Session, name: str, body: dict[str, Any], written: Written) -> int:
     """Add one entity (and a Thing's inline Locations, a Location's Thing link); returns its id."""
     body = _only(body, _ALLOWED[name], name[:-1])
+    if name == "Datastreams":
+        body = _inline_links(db, body, written)
     if name == "MultiDatastreams":
         values, components = _multi_values(db, body, partial=False)
         multi = FloodMultiDatastream(**values)
@@ -420,7 +422,24 @@ def _insert(db: Session, name: str, body: dict[str, Any], written: Written) -> i
                 raise _bad("a new Thing's Locations are new locations (a station stands at its own place)",
                            f"Locations[{position}]")
             _insert(db, "Locations", {**location, "Things": [{"@iot.id": obj.id}]}, written)
+        streams = body.get("Datastreams") or []
+        if not isinstance(streams, list) or not all(isinstance(d, dict) and "@iot.id" not in d for d in streams):
+            raise _bad("a new Thing's Datastreams are new datastreams (objects without @iot.id)", "Datastreams")
+        for stream in streams:
+            _insert(db, "Datastreams", {**stream, "Thing": {"@iot.id": obj.id}}, written)
     return obj.id  # type: ignore[attr-defined]
+
+
+def _inline_links(db: Session, body: dict[str, Any], written: Written) -> dict[str, Any]:
+    """A Datastream's Sensor or ObservedProperty given whole (deep insert) is created first and linked."""
+    body = dict(body)
+    for link, entity in (("Sensor", "Sensors"), ("ObservedProperty", "ObservedProperties")):
+        value = body.get(link)
+        if isinstance(value, dict) and "@iot.id" not in value:
+            if entity == "Sensors" and "X-Sensor-Key" in written.headers:
+                raise _bad("one new Sensor a request (its key comes back in one header)", link)
+            body[link] = {"@iot.id": _insert(db, entity, value, written)}
+    return body
 
 
 # --- Observations through ingest ----------------------------------------------------------------

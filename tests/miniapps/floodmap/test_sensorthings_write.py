@@ -200,3 +200,35 @@ def test_a_json_batch_reads_creates_and_refers_to_what_it_created(fm_app, fm_cli
     grouped = fm_client.post(f"{ST}/$batch", json={"requests": [
         {"id": "1", "method": "get", "url": "Things", "atomicityGroup": "g"}]})
     assert grouped.status_code == 400 and grouped.json()["field"] == "body.requests.atomicityGroup"
+
+
+def test_a_thing_is_created_deep_with_its_location_and_datastream(fm_app, fm_client) -> None:
+    operator = make_people(fm_app).operator
+    answer = fm_client.post(f"{ST}/Things", headers=operator, json={
+        "name": "Trạm mưa Phong Điền", "description": "", "properties": {
+            "code": "phong-dien-rain", "kind": "rain_gauge", "unit_id": "phong-dien"},
+        "Locations": [{"name": "Phong Điền", "description": "", "encodingType": GEOJSON,
+                       "location": {"type": "Point", "coordinates": [107.35, 16.55]}}],
+        "Datastreams": [{
+            "name": "Rainfall at Phong Điền", "description": "", "observationType": MEASUREMENT,
+            "unitOfMeasurement": {"name": "millimetre per hour", "symbol": "mm/h", "definition": ""},
+            "Sensor": {"name": "Phong Điền tipping bucket", "description": "", "encodingType": "text/plain",
+                       "metadata": "", "properties": {"code": "phong-dien-rain"}},
+            "ObservedProperty": {"name": "Rain accumulation", "definition": "https://example.org/rain"},
+            "properties": {"valid_min": 0, "valid_max": 300, "max_change_per_hour": 150}}]})
+    assert answer.status_code == 201, answer.text
+    thing = answer.json()["@iot.id"]
+    key = answer.headers["x-sensor-key"]
+    [stream] = fm_client.get(f"{ST}/Things({thing})/Datastreams", params={"$expand": "Sensor,ObservedProperty"}).json()["value"]
+    assert stream["Sensor"]["name"] == "Phong Điền tipping bucket" and stream["ObservedProperty"]["name"] == "Rain accumulation"
+    posted = fm_client.post(f"{ST}/Datastreams({stream['@iot.id']})/Observations", headers=_basic("phong-dien-rain", key),
+                            json={"phenomenonTime": _minutes_ago(2), "result": 12.5})
+    assert posted.status_code == 201, posted.text
+    # a refused part refuses the whole deep insert: nothing of it is stored
+    broken = fm_client.post(f"{ST}/Things", headers=operator, json={
+        "name": "half", "properties": {"code": "half-station", "kind": "rain_gauge", "unit_id": "phong-dien"},
+        "Datastreams": [{"name": "x", "observationType": MEASUREMENT, "unitOfMeasurement": {"name": "m", "symbol": "m"},
+                         "Sensor": {"@iot.id": 999999}, "ObservedProperty": {"@iot.id": 1},
+                         "properties": {"valid_min": 0, "valid_max": 1, "max_change_per_hour": 1}}]})
+    assert broken.status_code == 400 and broken.json()["field"] == "body.Sensor"
+    assert fm_client.get(f"{ST}/Things", params={"$filter": "properties/code eq 'half-station'"}).json()["value"] == []
