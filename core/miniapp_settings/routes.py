@@ -54,8 +54,11 @@ async def change_settings(request: Request, miniapp_id: str, principal: Principa
 # --- The form ------------------------------------------------------------------------------------------------
 
 
-def form_fields(store: MiniAppSettingsStore, miniapp_id: str) -> list[dict[str, Any]]:
-    """One entry per setting for the form: its name, label, input kind, limits and current value."""
+def form_fields(store: MiniAppSettingsStore, miniapp_id: str, locale: str = "en") -> list[dict[str, Any]]:
+    """One entry per setting for the form: its name, label, input kind, limits and current value.
+
+    Labels and help come in the page's language when the field gives them (``json_schema_extra``
+    ``title_vi`` / ``description_vi``); otherwise its ``title`` and ``description``."""
     described = store.describe(miniapp_id)
     model = store.model_of(miniapp_id)
     secrets = secret_fields(model)
@@ -64,7 +67,8 @@ def form_fields(store: MiniAppSettingsStore, miniapp_id: str) -> list[dict[str, 
         kind = ("secret" if name in secrets else "choice" if "enum" in prop else
                 {"boolean": "checkbox", "integer": "integer", "number": "number"}.get(prop.get("type"), "text"))
         fields.append({
-            "name": name, "label": prop.get("title", name), "help": prop.get("description", ""), "kind": kind,
+            "name": name, "label": prop.get(f"title_{locale}") or prop.get("title", name),
+            "help": prop.get(f"description_{locale}") or prop.get("description", ""), "kind": kind,
             "choices": prop.get("enum", []), "min": prop.get("minimum"), "max": prop.get("maximum"),
             "maxlength": prop.get("maxLength"),
             "value": None if kind == "secret" else described["values"].get(name),
@@ -88,7 +92,7 @@ def _render(request: Request, miniapp_id: str, *, errors: dict[str, str], saved:
     miniapp = next(m for m in request.app.state.miniapps if m.id == miniapp_id)
     return render_page(request, "miniapp_settings/edit.html", {
         "miniapp": miniapp, "name": miniapp.manifest.name.get(page_locale(request)),
-        "fields": form_fields(store, miniapp_id), "errors": errors, "saved": saved,
+        "fields": form_fields(store, miniapp_id, page_locale(request)), "errors": errors, "saved": saved,
     }, status_code=status_code)
 
 
