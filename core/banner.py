@@ -61,7 +61,8 @@ def read_active(db: Session, *, now: datetime | None = None) -> list[ActiveWarni
     expiring = list(db.execute(select(FeedItem).where(FeedItem.expires_at > now, *shown)
                             .order_by(FeedItem.expires_at).limit(50)).scalars())
     newest = select(FeedItem.id).order_by(FeedItem.id.desc()).limit(RECENT_ITEMS).subquery()
-    lasting = list(db.execute(select(FeedItem).where(FeedItem.id.in_(select(newest.c.id)), FeedItem.expires_at.is_(None),
+    lasting = list(db.execute(select(FeedItem).where(FeedItem.id.in_(select(newest.c.id)),
+                                                     FeedItem.expires_at.is_(None),
                                                   *shown)).scalars())
     items = {item.id: item for item in [*expiring, *lasting]}
     targets: dict[int, list[tuple[str, str, str]]] = {}

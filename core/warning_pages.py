@@ -48,7 +48,9 @@ def warning_page(item_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Req
     names = list(db.exec(select(OrgUnit.name_en if locale == "en" else OrgUnit.name_vi)
                          .join(FeedItemUnit, FeedItemUnit.unit_id == OrgUnit.id)
                          .where(FeedItemUnit.feed_item_id == item_id).order_by(OrgUnit.name_vi)))
-    expires = item.expires_at if item.expires_at is None or item.expires_at.tzinfo else item.expires_at.replace(tzinfo=UTC)
+    expires = item.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
     warning = {"id": item.id, "severity": getattr(item.severity, "value", item.severity),
                "title": item.title_en if locale == "en" else item.title_vi,
                "body": item.body_en if locale == "en" else item.body_vi, "url": item.url,

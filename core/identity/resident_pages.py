@@ -46,11 +46,13 @@ FIREBASE_SOURCES = {
 MESSAGES = {
     "home_unit_id": {"vi": "Chọn một phường hoặc xã trong danh sách.", "en": "Choose a ward or commune from the list."},
     "display_name": {"vi": "Tên hiển thị dài từ 1 đến 120 ký tự.", "en": "Your name must be 1 to 120 characters."},
-    "follows": {"vi": "Chỉ theo dõi được các phường, xã trong danh sách.", "en": "You can only follow wards and communes from the list."},
+    "follows": {"vi": "Chỉ theo dõi được các phường, xã trong danh sách.",
+                "en": "You can only follow wards and communes from the list."},
     "quiet_hours": {"vi": "Giờ yên lặng: nhập cả giờ bắt đầu và giờ kết thúc (HH:MM), hoặc bỏ trống cả hai.",
                     "en": "Quiet hours: give both a start and an end (HH:MM), or leave both empty."},
     "locale": {"vi": "Chọn Tiếng Việt hoặc English.", "en": "Choose Tiếng Việt or English."},
-    "confirm": {"vi": "Đánh dấu ô xác nhận để xoá tài khoản.", "en": "Tick the confirmation box to delete your account."},
+    "confirm": {"vi": "Đánh dấu ô xác nhận để xoá tài khoản.",
+                "en": "Tick the confirmation box to delete your account."},
     "officials": {"vi": "Tài khoản cán bộ do quản trị viên đóng, không xoá được ở đây.",
                   "en": "Officials' accounts are closed by an administrator, not here."},
 }
@@ -176,7 +178,8 @@ def home_ward_page(request: Request, principal: PrincipalDep, db: SessionDep, ne
 
 
 @router.post("/me/home", response_class=HTMLResponse)
-async def save_home_ward(request: Request, principal: PrincipalDep, home_unit_id: Annotated[str, Form(max_length=64)] = "",
+async def save_home_ward(request: Request, principal: PrincipalDep,
+                         home_unit_id: Annotated[str, Form(max_length=64)] = "",
                          next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
     """Save the home ward chosen at first run (or later) and go on."""
     target = safe_next(next)
@@ -244,8 +247,8 @@ def profile_context(request: Request, principal: Principal, db: Session, *, erro
     # A launch code the WebView never exchanged (its one token unused) opened nothing a person would
     # recognise: not listed.
     launched = {s.id for s in open_sessions if s.sign_in_method == resident.LAUNCH_METHOD}
-    opened = set(db.exec(select(RefreshToken.session_id).where(RefreshToken.session_id.in_(launched),
-                                                               RefreshToken.used_at.is_not(None)))) if launched else set()
+    opened = set(db.exec(select(RefreshToken.session_id).where(
+        RefreshToken.session_id.in_(launched), RefreshToken.used_at.is_not(None)))) if launched else set()
     unopened = launched - opened
     sessions = [{"id": s.id, "created_at": s.created_at,
                  "method": SIGN_IN_METHODS.get(s.sign_in_method, {}).get(locale, s.sign_in_method)}

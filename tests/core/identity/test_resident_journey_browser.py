@@ -183,7 +183,8 @@ def test_signed_out_visitor_sees_the_flood_warning_on_the_home_screen(variant: s
     with Session(app.state.engine) as db:
         item = feed.publish_item(
             db, author_unit_id="hue", author_user_id=None, kind="warning", severity="critical", audience="everyone",
-            title={"vi": "Báo động III sông Hương tại Kim Long", "en": "Alarm level III on the Huong River at Kim Long"},
+            title={"vi": "Báo động III sông Hương tại Kim Long",
+                   "en": "Alarm level III on the Huong River at Kim Long"},
             body={"vi": "Di chuyển lên chỗ cao.", "en": "Move to higher ground."}, unit_ids=["kim-long"],
             expires_at=datetime.now(UTC) + timedelta(hours=6))
         item_id = item.id
@@ -215,7 +216,8 @@ def test_signed_out_visitor_sees_the_flood_warning_on_the_home_screen(variant: s
         page.get_by_test_id("banner-warning").click()
         page.wait_for_url(f"**/warnings/{item_id}")
         assert page.get_by_test_id("warning-title").inner_text() == title[locale]
-        assert page.get_by_test_id("warning-places").inner_text() == {"vi": "Phường Kim Long", "en": "Ward Kim Long"}[locale]
+        places = {"vi": "Phường Kim Long", "en": "Ward Kim Long"}[locale]
+        assert page.get_by_test_id("warning-places").inner_text() == places
     finally:
         context.close()
 
