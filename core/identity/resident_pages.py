@@ -379,6 +379,12 @@ async def delete_account(request: Request, principal: PrincipalDep,
     return response
 
 
+@router.get("/me/delete", include_in_schema=False)
+def delete_account_page(request: Request) -> Response:
+    """The deletion form lives on the profile page (the language toggle of a refused deletion leads here)."""
+    return RedirectResponse("/me", status_code=303)
+
+
 @router.get("/auth/deleted", response_class=HTMLResponse)
 def account_deleted_page(request: Request) -> HTMLResponse:
     """Said once the account is gone."""

@@ -454,6 +454,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         Case("delete my account", "/me/delete", residents(officials=403) | {"anonymous": SIGN_IN},
              data={"confirm": "yes"}, fresh="account", check=account_erased),
     ],
+    ("GET", "/me/delete"): [Case("the deletion form is on the profile page", "/me/delete", PUBLIC)],
     ("GET", "/auth/deleted"): [Case("account deleted page", "/auth/deleted", PUBLIC)],
     ("GET", "/auth/launch"): [Case("a wrong launch code", "/auth/launch?code=nope", everyone(401))],
     ("POST", "/auth/launch"): [Case("a wrong launch code", "/auth/launch", everyone(401), data={"code": "nope"})],
