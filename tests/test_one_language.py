@@ -22,7 +22,8 @@ from tests.conftest import base_settings
 ROOT = Path(__file__).resolve().parent.parent
 PAIR = re.compile(r"""(["'])vi\1:\s*(["'])((?:(?!\2)[^\\]|\\.)*)\2,\s*(["'])en\4:\s*(["'])((?:(?!\5)[^\\]|\\.)*)\5""")
 # Words a page must never show: enum values, rule ids, developer placeholders.
-DEVELOPER_WORDS = ["rate_of_rise", "[object Object]", "None", "urgent", "stale", "now"]
+DEVELOPER_WORDS = ["rate_of_rise", "[object Object]", "None", "urgent", "stale", "now",
+                   "public-order", "roads", "trash", "lighting"]  # (the last: feedback category ids)
 PAGES = ["/", "/feed", "/warnings", "/search?q=ho+tich", "/no-such-page", "/m/no-such-app/",
          "/m/feedback/", "/m/feedback/map", "/m/feedback/new", "/m/feedback/mine", "/m/feedback/dashboard",
          "/m/feedback/queue", "/m/feedback/reports/1", "/m/floodmap/", "/m/floodmap/stations/1",

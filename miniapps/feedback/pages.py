@@ -98,7 +98,8 @@ def _roles(request: Request, principal: Principal) -> dict[str, bool]:
 
 
 def _common(session: Session) -> dict[str, Any]:
-    return {"categories": service.list_categories(session),
+    categories = service.list_categories(session)
+    return {"categories": categories, "category_names": {c.id: {"vi": c.name_vi, "en": c.name_en} for c in categories},
             "units": {u.id: u for u in session.exec(select(OrgUnit))},
             "state_names": service.STATE_NAMES, "when": hue_time}
 
