@@ -404,6 +404,22 @@ def _read_path(engine: Any, path: str, params: dict[str, str], links: sensorthin
     return answer.json if answer.json is not None else answer.text
 
 
+@api.post(f"/{sensorthings.VERSION}/CreateObservations", operation_id="sensorthings_create_observations",
+          status_code=201, responses=_WRITE_ERRORS)
+async def sensorthings_create_observations(request: Request) -> JSONResponse:
+    """Many Observations at once in the data array format (``[{"Datastream": {"@iot.id": 1}, "components":
+    ["phenomenonTime", "result"], "dataArray": [[...], ...]}]``), each group judged as one ingest batch;
+    answers a selfLink or ``error`` per row, in order."""
+    writer = await _writer(request)
+    body = loads_json(await request.body())
+    links = sensorthings.Links(_base(request))
+    host = host_of(request)
+    answers, stations = await run_in_threadpool(sta_write.create_observations, host.engine, body, writer, links)
+    if stations:
+        await announce_updates(Outlets.of_host(host), stations)
+    return JSONResponse(answers, status_code=201)
+
+
 @api.post(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_create", status_code=201,
           responses=_WRITE_ERRORS)
 async def sensorthings_create(request: Request, path: str) -> Response:

@@ -646,3 +646,69 @@ def remove(engine: Engine, path: str) -> None:
             raise DomainError(404, f"no {name}({ident})", field="path.entity_id")
         db.commit()
     sensorthings.forget_counts()
+
+
+# --- CreateObservations (the DataArray extension's bulk create) -----------------------------------
+
+_ARRAY_COMPONENTS = {"phenomenonTime", "result", "resultTime"}  # a FeatureOfInterest is the station's Location
+
+
+def create_observations(engine: Engine, body: Any, writer: Writer, links: sensorthings.Links,
+                        *, now: datetime | None = None) -> tuple[list[str], list[Any]]:
+    """``POST CreateObservations``: groups of ``components`` and ``dataArray`` rows per (Multi)Datastream,
+    each group judged as one ingest batch. Answers one entry per row, in order: the new Observation's
+    selfLink, or ``error`` (with the ingest's reason in the problem of a fully refused request)."""
+    if not isinstance(body, list) or not body:
+        raise _bad("CreateObservations takes a list of {Datastream, components, dataArray} groups")
+    answers: list[str] = []
+    stations: list[Any] = []
+    total = sum(len(g.get("dataArray") or []) for g in body if isinstance(g, dict))
+    if total > ingest.MAX_BATCH:
+        raise DomainError(413, f"at most {ingest.MAX_BATCH} rows a request", field="body")
+    for position, group in enumerate(body):
+        where = f"[{position}]"
+        if not isinstance(group, dict) or set(group) - {"Datastream", "MultiDatastream", "components", "dataArray",
+                                                        "dataArray@iot.count"}:
+            raise _bad("a group holds Datastream (or MultiDatastream), components and dataArray", where)
+        kind = "Datastream" if "Datastream" in group else "MultiDatastream"
+        stream = _ref(group.get(kind), f"{where}.{kind}")
+        components = group.get("components")
+        if not isinstance(components, list) or set(components) - _ARRAY_COMPONENTS or "result" not in components \
+                or len(set(components)) != len(components):
+            raise _bad(f"components name result and some of {', '.join(sorted(_ARRAY_COMPONENTS - {'result'}))}",
+                       f"{where}.components")
+        rows = group.get("dataArray")
+        if not isinstance(rows, list):
+            raise _bad("dataArray is a list of rows", f"{where}.dataArray")
+        with Session(engine, expire_on_commit=False) as db:
+            sensor = _stream_owner(db, kind, stream, writer)
+        readings: list[Any] = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(components):
+                readings.append(None)  # refused by ingest as not a reading, and answered "error"
+                continue
+            values = dict(zip(components, row, strict=True))
+            readings.append({"time": values.get("phenomenonTime", datetime.now(UTC).isoformat()),
+                             "value" if kind == "Datastream" else "result": values["result"],
+                             "datastream" if kind == "Datastream" else "MultiDatastream": stream})
+        if kind == "Datastream":
+            outcome = ingest.ingest(engine, sensor=sensor, readings=readings, now=now) if readings else None
+        else:
+            outcome = ingest.ingest_multi(engine, sensor_id=sensor.id, readings=readings, now=now) if readings else None
+        if outcome is None:
+            continue
+        stations.extend(outcome.stations)
+        column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
+        accepted = {r.index: r.time for r in outcome.results if r.status == "accepted"}
+        with Session(engine) as db:
+            ids = dict(db.execute(select(FloodObservation.phenomenon_time, FloodObservation.id).where(
+                column == stream, FloodObservation.phenomenon_time.in_(list(accepted.values())))).all()) \
+                if accepted else {}
+        by_index = {r.index: r for r in outcome.results}
+        for index in range(len(readings)):
+            when = accepted.get(index)
+            answers.append(f"{links.base}/Observations({ids[when]})" if when in ids else "error")
+            if index in by_index and by_index[index].status != "accepted" and len(rows) == 1 and len(body) == 1:
+                _judged(outcome)  # a single refused row: the reason as a problem, as POST Observations gives
+    sensorthings.forget_counts()
+    return answers, stations

@@ -169,6 +169,10 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("POST", f"{ST}/$batch"): [
         Case("SensorThings batch of reads", f"{ST}/$batch", PUBLIC, before=lambda world: _stations(world),
              json={"requests": [{"id": "1", "method": "get", "url": "Things?$top=1"}]})],
+    ("POST", f"{ST}/CreateObservations"): [
+        Case("SensorThings data-array create", f"{ST}/CreateObservations", WRITERS, json=lambda world, who: [{
+            "Datastream": {"@iot.id": _stations(world)["stream"]}, "components": ["phenomenonTime", "result"],
+            "dataArray": [[f"2026-01-01T00:{len(who):02d}:00Z", 0.5]]}])],
     ("PATCH", f"{ST}/{{path:path}}"): [
         Case("SensorThings update", lambda world, who: f"{ST}/Things({_stations(world)['thing']})", WRITERS,
              json={"description": "checked by the matrix"})],

@@ -232,3 +232,26 @@ def test_a_thing_is_created_deep_with_its_location_and_datastream(fm_app, fm_cli
                          "properties": {"valid_min": 0, "valid_max": 1, "max_change_per_hour": 1}}]})
     assert broken.status_code == 400 and broken.json()["field"] == "body.Sensor"
     assert fm_client.get(f"{ST}/Things", params={"$filter": "properties/code eq 'half-station'"}).json()["value"] == []
+
+
+def test_create_observations_in_the_data_array_format(fm_app, fm_client) -> None:
+    operator = make_people(fm_app).operator
+    made = _station(fm_client, operator)
+    sensor = _basic("dap-da-test", made["key"])
+    answer = fm_client.post(f"{ST}/CreateObservations", headers=sensor, json=[{
+        "Datastream": {"@iot.id": made["stream"]}, "components": ["phenomenonTime", "result"],
+        "dataArray": [[_minutes_ago(30), 0.5], [_minutes_ago(20), 0.55], [_minutes_ago(10), 40], [_minutes_ago(20), 0.6],
+                      ["not a time", 0.5], [_minutes_ago(5)]]}])
+    assert answer.status_code == 201, answer.text
+    links = answer.json()
+    assert [link == "error" for link in links] == [False, False, True, True, True, True]
+    assert fm_client.get(links[1]).json()["result"] == 0.55
+    other = fm_client.get(f"{ST}/Things({fm_app.state.test_stations[KIM_LONG]})/Datastreams").json()["value"][0]
+    refused = fm_client.post(f"{ST}/CreateObservations", headers=sensor, json=[{
+        "Datastream": {"@iot.id": other["@iot.id"]}, "components": ["phenomenonTime", "result"],
+        "dataArray": [[_minutes_ago(3), 0.5]]}])
+    assert refused.status_code == 403
+    with_feature = fm_client.post(f"{ST}/CreateObservations", headers=sensor, json=[{
+        "Datastream": {"@iot.id": made["stream"]}, "components": ["phenomenonTime", "result", "FeatureOfInterest/id"],
+        "dataArray": [[_minutes_ago(3), 0.5, 1]]}])
+    assert with_feature.status_code == 400 and with_feature.json()["field"] == "body.[0].components"
