@@ -238,3 +238,20 @@ def test_language_toggle_keeps_the_query_and_the_return_address(browser, host) -
         assert page.get_by_test_id("search-box").input_value() == "ho tich"
     finally:
         context.close()
+
+
+def test_toggle_after_a_refused_official_sign_in_keeps_the_return_address(browser, host) -> None:
+    url, _app = host
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=url, locale="vi-VN")
+    page = context.new_page()
+    try:
+        page.goto("/auth/login?next=/m/tasks/")
+        page.locator('input[name="username"]').fill("nobody.here")
+        page.locator('input[name="password"]').fill("Sai-mat-khau-123")
+        page.locator('form.form button[type="submit"]').click()
+        page.get_by_test_id("sign-in-error").wait_for()
+        page.get_by_test_id("lang-en").click()
+        page.wait_for_url("**/auth/login?next=%2Fm%2Ftasks%2F&lang=en")
+        assert page.locator('input[name="next"]').input_value() == "/m/tasks/"
+    finally:
+        context.close()
