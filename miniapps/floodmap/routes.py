@@ -294,13 +294,14 @@ async def _write(request: Request, method: str, path: str, body: Any, writer: st
         await run_in_threadpool(sta_write.remove, host.engine, path)
         return Response(status_code=200)
     else:
-        json_patch = "json-patch" in request.headers.get("content-type", "")
+        json_patch = method == "PATCH" and "json-patch" in request.headers.get("content-type", "")
         links = sensorthings.Links(_base(request))
 
         def read_and_patch() -> sta_write.Written:
             with host.engine.connect() as db:
                 current = sensorthings.resolve(db, path, {}, links).json or {}
-            return sta_write.patch(host.engine, path, body, json_patch=json_patch, current=current)
+            return sta_write.patch(host.engine, path, body, json_patch=json_patch, current=current,
+                                   replace=method == "PUT")
 
         written = await run_in_threadpool(read_and_patch)
     if written.stations:
@@ -435,6 +436,14 @@ async def sensorthings_update(request: Request, path: str) -> Response:
     judged again by the ingest rules and replaced only when accepted."""
     writer = await _writer(request)
     return await _write(request, "PATCH", path, loads_json(await request.body()), writer)
+
+
+@api.put(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_replace", responses=_WRITE_ERRORS)
+async def sensorthings_replace(request: Request, path: str) -> Response:
+    """Operators: replace an entity's properties with the whole entity sent (as FROST's client's update()
+    does); what it leaves out goes back to its default. A reading is judged again by the ingest rules."""
+    writer = await _writer(request)
+    return await _write(request, "PUT", path, loads_json(await request.body()), writer)
 
 
 @api.delete(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_delete", responses=_WRITE_ERRORS)

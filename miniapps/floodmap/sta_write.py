@@ -114,14 +114,16 @@ def _ref(value: Any, name: str) -> int:
     return ident
 
 
-def _text(body: dict[str, Any], name: str, *, most: int, required: bool = False, default: str | None = None) -> Any:
+def _text(body: dict[str, Any], name: str, *, most: int, required: bool = False, default: str | None = None,
+          within: str = "") -> Any:
     value = body.get(name, default)
+    label = f"{within}.{name}" if within else name
     if value is None:
         if required:
-            raise _bad(f"{name} is required", name)
+            raise _bad(f"{label} is required", label)
         return None
     if not isinstance(value, str) or len(value) > most:
-        raise _bad(f"{name} is text of at most {most} characters", name)
+        raise _bad(f"{label} is text of at most {most} characters", label)
     return value
 
 
@@ -175,8 +177,7 @@ def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[s
             raise _bad(f"properties.{unknown[0]} is not a property of a station; write {', '.join(sorted(known))}",
                        f"properties.{unknown[0]}")
         if "code" in props or not partial:
-            code = _text(props, "code", most=80, required=True)
-            values["code"] = code
+            values["code"] = _text(props, "code", most=80, required=True, within="properties")
         if "kind" in props or not partial:
             kind = props.get("kind")
             if kind not in {k.value for k in StationKind}:
@@ -200,7 +201,7 @@ def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[s
                 raise _bad("properties.synthetic is true or false", "properties.synthetic")
             values["synthetic"] = props["synthetic"]
         if "camera_url" in props:
-            values["camera_url"] = _text(props, "camera_url", most=500)
+            values["camera_url"] = _text(props, "camera_url", most=500, within="properties")
     return values
 
 
@@ -234,7 +235,7 @@ def _sensor_values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     if props is not None or not partial:
         if not isinstance(props, dict) or set(props) - {"code"}:
             raise _bad("properties holds the sensor's code, the name it logs in with", "properties")
-        values["code"] = _text(props, "code", most=80, required=True)
+        values["code"] = _text(props, "code", most=80, required=True, within="properties")
     return values
 
 
@@ -249,9 +250,9 @@ def _property_values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
 def _unit(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise _bad(f"{name} is an object with name, symbol and definition", name)
-    return {"unit_name": _text(value, "name", most=60, required=True),
-            "unit_symbol": _text(value, "symbol", most=20, required=True),
-            "unit_definition": _text(value, "definition", most=300, default="")}
+    return {"unit_name": _text(value, "name", most=60, required=True, within=name),
+            "unit_symbol": _text(value, "symbol", most=20, required=True, within=name),
+            "unit_definition": _text(value, "definition", most=300, default="", within=name)}
 
 
 _STREAM_PROPERTIES = {"valid_min", "valid_max", "max_change_per_hour", "alarm_levels", "drives_alert",
@@ -573,9 +574,10 @@ def _conflict(name: str) -> DomainError:
 
 
 def patch(engine: Engine, path: str, body: Any, *, json_patch: bool, current: dict[str, Any],
-          now: datetime | None = None) -> Written:
+          now: datetime | None = None, replace: bool = False) -> Written:
     """PATCH the entity ``path`` with a JSON merge of ``body``, or the JSON Patch ``body`` applied to
-    ``current`` (the entity as read)."""
+    ``current`` (the entity as read); ``replace`` (PUT): ``body`` is the whole entity, required properties
+    and all, and what it leaves out goes back to its default."""
     name, ident = _entity(path)
     if json_patch:
         if not isinstance(body, list):
@@ -608,7 +610,7 @@ def patch(engine: Engine, path: str, body: Any, *, json_patch: bool, current: di
                 raise _bad("change a station's Location itself (PATCH Locations(id))", "Locations")
             if name == "Locations" and "Things" in changes:
                 raise _bad("a Location stays with its station", "Things")
-            values = _values(db, name, changes, partial=True)
+            values = _values(db, name, changes, partial=not replace)
         if name == "Datastreams":
             row = db.get(FloodDatastream, ident)
             low, high = values.get("valid_min", row.valid_min), values.get("valid_max", row.valid_max)

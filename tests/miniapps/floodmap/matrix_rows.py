@@ -55,8 +55,10 @@ def _stations(world: World) -> dict[str, int]:
             made["thing"] = db.exec(select(FloodThing.id).order_by(FloodThing.id)).first()
             made["stream"] = db.exec(select(FloodDatastream.id).order_by(FloodDatastream.id)).first()
             made["observation"] = db.exec(select(FloodObservation.id).order_by(FloodObservation.id)).first()
-            from miniapps.floodmap.models import FloodMultiDatastream
+            from miniapps.floodmap.models import FloodMultiDatastream, FloodObservedProperty
 
+            made["property"] = db.exec(select(FloodObservedProperty.id).where(
+                FloodObservedProperty.name == "Water level")).first()
             made["multi"] = db.exec(select(FloodMultiDatastream.id).order_by(FloodMultiDatastream.id)).first()
             made["multi_observation"] = db.exec(select(FloodObservation.id).where(
                 FloodObservation.multi_datastream_id.is_not(None)).order_by(FloodObservation.id)).first()
@@ -177,6 +179,10 @@ ROWS: dict[tuple[str, str], list[Case]] = {
         Case("SensorThings update", lambda world, who: f"{ST}/Things({_stations(world)['thing']})", WRITERS,
              json={"description": "checked by the matrix"})],
     ("DELETE", f"{ST}/{{path:path}}"): [Case("SensorThings delete", _new_property, WRITERS)],
+    ("PUT", f"{ST}/{{path:path}}"): [
+        Case("SensorThings replace", lambda world, who: f"{ST}/ObservedProperties({_stations(world)['property']})",
+             WRITERS, json={"name": "Water level", "definition": "http://vocab.nerc.ac.uk/collection/P07/current/CFSN0723/",
+                            "description": "replaced by the matrix"})],
     ("POST", f"{API}/ingest/{{sensor_code}}"): [
         Case("a person's token is no sensor key", f"{API}/ingest/kim-long-gauge", everyone(401),
              json={"time": "2026-11-25T00:00:00Z", "value": 0.5}, before=lambda world: _stations(world)),

@@ -114,6 +114,13 @@ def test_patch_judges_the_new_reading_and_keeps_the_observation_id(fm_app, fm_cl
     thing = fm_client.get(f"{ST}/Things({made['thing']})").json()
     assert thing["name"] == "Trạm Đập Đá" and thing["properties"]["warn_units"] == ["vy-da", "thuan-hoa"]
     assert thing["properties"]["code"] == "dap-da-test"
+    replaced = fm_client.put(f"{ST}/Things({made['thing']})", headers=operator, json={
+        "name": "Trạm Đập Đá", "properties": {"code": "dap-da-test", "kind": "river_gauge", "unit_id": "vy-da"}})
+    assert replaced.status_code == 200, replaced.text
+    thing = fm_client.get(f"{ST}/Things({made['thing']})").json()
+    assert thing["description"] == "" and thing["properties"]["warn_units"] == ["vy-da"]  # back to the defaults
+    incomplete = fm_client.put(f"{ST}/Things({made['thing']})", headers=operator, json={"name": "x"})
+    assert incomplete.status_code == 400 and incomplete.json()["field"] == "body.properties.code"
     bad = fm_client.patch(f"{ST}/Things({made['thing']})", headers=operator, json={"properties": {"kind": "boat"}})
     assert bad.status_code == 400 and bad.json()["field"] == "body.properties.kind"
     place = fm_client.get(f"{ST}/Things({made['thing']})/Locations").json()["value"][0]["@iot.selfLink"]
