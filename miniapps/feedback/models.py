@@ -71,6 +71,7 @@ class FeedbackReport(SQLModel, table=True):
     reporter_id: int | None = Field(default=None, foreign_key="user_account.id", index=True, ondelete="SET NULL")
     # Open311 clients may send contact details; like the reporter, only operators see them.
     reporter_contact: str | None = Field(default=None, max_length=300)
+    media_url: str | None = Field(default=None, max_length=500, description="An Open311 client's photo link.")
     source: str = Field(default="app", max_length=20, description="app or open311:<api key id>.")
     assignee_id: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     duplicate_of_id: int | None = Field(default=None, foreign_key="feedback_report.id")

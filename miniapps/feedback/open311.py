@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plugins import DomainError, OrgUnit, host_of, public_base_url
+from plugins import DomainError, OrgUnit, fold, host_of, places, public_base_url
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import (
     FeedbackCategory,
@@ -72,7 +72,7 @@ def error_response(fmt: str, code: int, description: str) -> Response:
         ET.SubElement(error, "code").text = str(code)
         ET.SubElement(error, "description").text = description
         return Response(_xml_bytes(root), status_code=code, media_type=FORMATS["xml"])
-    return JSONResponse([{"code": code, "description": description}], status_code=code)
+    return JSONResponse([{"code": code, "description": description}], status_code=code, media_type=FORMATS["json"])
 
 
 class Open311Route(APIRoute):
@@ -136,7 +136,7 @@ def render(fmt: str, body: Any, *, root: str, item: str, status_code: int = 200,
            lists: dict[str, str] | None = None) -> Response:
     """``body`` (a list of objects, or one object) as JSON, or as XML under ``root`` with ``item`` elements."""
     if fmt == "json":
-        return JSONResponse(_jsonable(body), status_code=status_code)
+        return JSONResponse(_jsonable(body), status_code=status_code, media_type=FORMATS["json"])
     element = ET.Element(root)
     for entry in body if isinstance(body, list) else [body]:
         target = ET.SubElement(element, item) if isinstance(body, list) else element
@@ -227,11 +227,12 @@ def request_view(report: FeedbackReport, base: str, names: dict[str, FeedbackCat
     return {
         "service_request_id": str(report.id), "status": OPEN311_STATUS[report.state], "status_notes": notes,
         "service_name": category.name_vi if category else report.category_id, "service_code": report.category_id,
-        "description": report.description, "agency_responsible": unit.name_vi if unit else report.handling_unit_id,
+        "description": report.description or None, "agency_responsible": unit.name_vi if unit else report.handling_unit_id,
         "service_notice": None, "requested_datetime": service.aware(report.created_at),
         "updated_datetime": service.aware(report.updated_at), "expected_datetime": service.aware(report.due_at),
         "address": report.address, "address_id": None, "zipcode": None, "lat": report.lat, "long": report.lon,
-        "media_url": f"{base}/api/miniapps/feedback/photos/{photo_id}" if photo_id else None,
+        # A client's own media_url first (kept as posted), else our first photo's address
+        "media_url": report.media_url or (f"{base}/api/miniapps/feedback/photos/{photo_id}" if photo_id else None),
         "extended_attributes": {"status_detail": report.state.value, "handling_unit": report.handling_unit_id,
                                 "unit": report.unit_id, "urgent": report.urgent,
                                 "overdue": service.is_overdue(report, now),
@@ -306,7 +307,7 @@ async def list_requests(request: Request, fmt: str) -> Response:
     key = ("open311", fmt, _base(request), tuple(ids[:MAX_REQUESTS]) if ids_text else None, start, end,
            tuple(codes), tuple(sorted(set(statuses))))
     body = await cached(request, key, rendered)
-    return Response(body, media_type="application/json" if fmt == "json" else FORMATS["xml"])
+    return Response(body, media_type=FORMATS[fmt])
 
 
 @router.get("/v2/requests/{service_request_id}.{fmt}", operation_id="open311_get_request")
@@ -341,14 +342,88 @@ def _float(form: Any, name: str) -> float:
     try:
         return float(form[name])
     except KeyError:
-        raise Open311Error(400, f"{name} is required (we locate requests by lat and long)") from None
+        raise Open311Error(400, f"{name} is required with {'long' if name == 'lat' else 'lat'}") from None
     except ValueError:
         raise Open311Error(400, f"{name} must be a number") from None
 
 
+MAX_MEDIA_URL = 500
+PROVINCE_KEY = "thanhphohue"  # vietnamadminunits' key for Huế
+
+
+def unit_key(name_vi: str) -> str:
+    """The key vietnamadminunits gives a unit ('Phường Kim Long' -> 'phuongkimlong')."""
+    return "".join(ch for ch in fold(name_vi) if ch.isalnum())
+
+
+def _media_url(form: Any) -> str | None:
+    """The posted media_url, kept as given when it is an http(s) address of at most 500 characters."""
+    url = str(form.get("media_url") or "").strip()
+    if not url:
+        return None
+    if len(url) > MAX_MEDIA_URL or not re.fullmatch(r"https?://[^\s<>\"]+", url):
+        raise Open311Error(400, f"media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters")
+    return url
+
+
+def _words(text: str) -> str:
+    """``text`` folded (no diacritics, lower case) to single-spaced words, for whole-word matching."""
+    return " ".join(re.findall(r"\w+", fold(text)))
+
+
+def _parsed_ward(address: str) -> tuple[str, str] | None:
+    """(province key, 2025 ward key) a Vietnamese address names, old (pre-2025) or new unit names alike.
+
+    The package's parser matches loosely ("Phú Hội" can come back as "Xã Phú Hồ"), so a ward counts only
+    when its name appears as whole words in the address; a pre-2025 ward is converted to the unit it joined.
+    """
+    from vietnamadminunits import ParseMode, convert_address, parse_address  # its data loads on first use
+
+    said = f" {_words(address)} "
+    for mode in (ParseMode.FROM_2025, ParseMode.LEGACY):
+        try:
+            parsed = parse_address(address, mode=mode)
+        except Exception:  # the parser raises plain exceptions on text it cannot read; that is "not placed"
+            continue
+        if not parsed.ward or f" {_words(parsed.short_ward or parsed.ward)} " not in said:
+            continue
+        if mode is ParseMode.FROM_2025:
+            return str(parsed.province_key), str(parsed.ward_key)
+        try:
+            converted = convert_address(address)
+        except Exception:
+            continue
+        return PROVINCE_KEY if "hue" in _words(converted.province or "") else "", unit_key(converted.ward or "")
+    return None
+
+
+def _unit_by_address(session: Session, address_id: str, address: str) -> OrgUnit:
+    """The commune or ward an address_id (our unit id or its official code) or address_string names."""
+    units = places.local_units(session)
+    if address_id:
+        found = next((u for u in units if address_id in (u.id, u.code)), None)
+        if found is None:
+            raise Open311Error(400, f"address_id {address_id!r} is no commune or ward of Hue (use a unit id or code)")
+        return found
+    parsed = _parsed_ward(address)
+    if parsed is None:
+        raise Open311Error(400, "address_string names no commune or ward we can place; send lat and long")
+    province, ward = parsed
+    if province != PROVINCE_KEY:
+        raise Open311Error(400, "address_string: the place is outside Hue City")
+    found = next((u for u in units if unit_key(u.name_vi) == ward), None)
+    if found is None or found.lat is None or found.lon is None:
+        raise Open311Error(400, "address_string names no commune or ward of Hue we can place; send lat and long")
+    return found
+
+
 @router.post("/v2/requests.{fmt}", operation_id="open311_create_request")
 async def create_request(request: Request, fmt: str) -> Response:
-    """Create a request (form-encoded, api_key required); answers with its id and token."""
+    """Create a request (form-encoded, api_key required), located by lat/long, address_string or address_id.
+
+    Answers with its service_request_id: the request exists at once, so no token is needed (the spec gives
+    a token only when the id is not yet known).
+    """
     fmt = _fmt(fmt)
     form = await request.form()
     key_row = await run_db(request, lambda s: apikeys.verify(s, str(form.get("api_key") or "")))
@@ -357,10 +432,14 @@ async def create_request(request: Request, fmt: str) -> Response:
     code = str(form.get("service_code") or "")
     if not code:
         raise Open311Error(400, "service_code is required")
-    lat, lon = _float(form, "lat"), _float(form, "long")
-    description = str(form.get("description") or "").strip()
-    if not description:
-        raise Open311Error(400, "description is required")
+    address = str(form.get("address_string") or "").strip()
+    address_id = str(form.get("address_id") or "").strip()
+    located = bool(form.get("lat") or form.get("long"))  # an empty field is a field not sent
+    if not located and not address and not address_id:
+        raise Open311Error(400, "a location is required: lat and long, address_string or address_id")
+    lat, lon = (_float(form, "lat"), _float(form, "long")) if located else (0.0, 0.0)
+    description = str(form.get("description") or "").strip()  # optional in GeoReport v2
+    media_url = _media_url(form)
     urgent = str(form.get("attribute[urgent]") or "false").lower() == "true"
     name = " ".join(str(form.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
     contact = "; ".join(part for part in (name, str(form.get("email") or "").strip(),
@@ -368,19 +447,25 @@ async def create_request(request: Request, fmt: str) -> Response:
     store = host_of(request).media
 
     def work(session: Session) -> FeedbackReport:
+        if session.get(FeedbackCategory, code) is None:
+            raise Open311Error(404, f"unknown service_code {code!r}")
+        unit_id, point = None, (lat, lon)
+        if not located:  # placed by its unit; the point is the unit's centre
+            unit = _unit_by_address(session, address_id, address)
+            unit_id, point = unit.id, (unit.lat, unit.lon)
         return service.file_report(session, store=store, reporter_id=None, category_id=code,
-                                   description=description[:4000], lat=lat, lon=lon,
-                                   address=str(form.get("address_string") or "") or None, urgent=urgent,
-                                   source=f"open311:{key_row.id}", contact=contact[:300] if contact else None,
-                                   notifier=host_of(request).notifier)
+                                   description=description[:4000], lat=point[0], lon=point[1], unit_id=unit_id,
+                                   address=address or None, urgent=urgent, media_url=media_url,
+                                   description_required=False, source=f"open311:{key_row.id}",
+                                   contact=contact[:300] if contact else None, notifier=host_of(request).notifier)
 
     try:
         report = await run_db(request, work)
     except service.FeedbackError as exc:
         names = {"category_id": "service_code", "lat": "lat", "description": "description"}
         field = names.get(exc.field or "", exc.field)
-        raise Open311Error(400, f"{field}: {exc.detail}") from None
-    body = [{"service_request_id": str(report.id), "token": report.token,
+        raise Open311Error(404 if field == "service_code" else 400, f"{field}: {exc.detail}") from None
+    body = [{"service_request_id": str(report.id),
              "service_notice": f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}",  # type: ignore[union-attr]
              "account_id": None}]
     return render(fmt, body, root="service_requests", item="request")

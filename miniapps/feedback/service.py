@@ -197,12 +197,17 @@ def file_report(
     session: Session, *, store: MediaStore, reporter_id: int | None, category_id: str, description: str,
     lat: float, lon: float, unit_id: str | None = None, address: str | None = None, urgent: bool = False,
     photos: Sequence[ProcessedPhoto] = (), source: str = "app", contact: str | None = None,
-    now: datetime | None = None, notifier: Any = None,
+    now: datetime | None = None, notifier: Any = None, media_url: str | None = None,
+    description_required: bool = True,
 ) -> FeedbackReport:
-    """File a report with its photos and its notices in one transaction: all are stored or nothing is."""
+    """File a report with its photos and its notices in one transaction: all are stored or nothing is.
+
+    ``description_required=False`` for Open311, whose description is optional; ``media_url`` is an Open311
+    client's link to its own photo, kept as posted.
+    """
     now = now or utcnow()
     description = description.strip()
-    if not description:
+    if not description and description_required:
         raise FeedbackError(422, "describe the problem", field="description")
     if len(photos) > MAX_PHOTOS:
         raise FeedbackError(422, f"at most {MAX_PHOTOS} photos", field="photos")
@@ -215,6 +220,7 @@ def file_report(
         token=secrets.token_hex(16), category_id=category.id, description=description[:4000],
         address=(address or "").strip()[:300] or None, lat=lat, lon=lon, unit_id=unit.id, handling_unit_id=handler,
         urgent=urgent, reporter_id=reporter_id, reporter_contact=contact, source=source, created_at=now,
+        media_url=media_url,
         updated_at=now, due_at=add_working_hours(now, hours),
     )
     report.search_text = _search_text(report, category, [unit, session.get(OrgUnit, handler)])

@@ -8,6 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from sqlmodel import Session
+
+from miniapps.feedback.models import FeedbackReport
+from plugins import OrgUnit
 from tests.core.identity.conftest import Persona
 from tests.miniapps.feedback.conftest import PHU_XUAN, act
 
@@ -64,8 +68,12 @@ def test_create_then_token_list_and_get(api: TestClient, api_key: str, commune_p
     made = create(api, api_key)
     assert made.status_code == 200, made.text
     [answer] = made.json()
-    assert set(answer) == {"service_request_id", "token", "service_notice", "account_id"}
-    request_id, token = answer["service_request_id"], answer["token"]
+    # the request exists at once, so the spec's answer is its id, not a token as well
+    assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+    assert made.headers["content-type"] == "application/json; charset=utf-8"
+    request_id = answer["service_request_id"]
+    with Session(api.app.state.engine) as db:  # the token lookup still answers for the tokens we hold
+        token = db.get(FeedbackReport, int(request_id)).token
     root = xml(create(api, api_key, "xml", **{"attribute[urgent]": "true"}))
     assert root.tag == "service_requests" and root.find("request/service_request_id").text.isdigit()
 
@@ -129,7 +137,15 @@ def test_errors_use_the_open311_format(api: TestClient, api_key: str, fmt: str) 
     status, code, text = error(create(api, "wrong-key", fmt))
     assert status == code == 403 and "api_key" in text
     status, code, text = error(create(api, api_key, fmt, service_code="nope"))
-    assert status == code == 400 and "service_code" in text
+    assert status == code == 404 and "service_code" in text
+    status, code, text = error(create(api, api_key, fmt, media_url="javascript:alert(1)"))
+    assert status == code == 400 and "media_url" in text
+    status, code, text = error(create(api, api_key, fmt, lat="", long="", address_string="12 Lê Lợi, Hà Nội"))
+    assert status == code == 400 and "address_string" in text
+    status, code, text = error(create(api, api_key, fmt, lat="", long="", address_string="somewhere nice"))
+    assert status == code == 400 and "address_string" in text
+    status, code, text = error(create(api, api_key, fmt, lat="", long="", address_id="nowhere"))
+    assert status == code == 400 and "address_id" in text
     status, code, text = error(create(api, api_key, fmt, lat="21.03", long="105.85"))
     assert status == code == 400 and "outside Hue" in text
     status, code, text = error(create(api, api_key, fmt, lat="north"))
@@ -142,3 +158,38 @@ def test_errors_use_the_open311_format(api: TestClient, api_key: str, fmt: str) 
     assert status == code == 400 and "start_date" in text
     unknown = api.get(f"{V2}/requests.yaml")  # no format to answer in: JSON, the default
     assert unknown.status_code == 404 and unknown.json()[0]["code"] == 404
+
+
+def located(api: TestClient, key: str, **fields: str) -> dict[str, Any]:
+    """POST a request without lat/long (as a client that only knows an address does), then GET it back."""
+    data = {"api_key": key, "service_code": "trash", **fields}
+    made = api.post(f"{V2}/requests.json", data=data)
+    assert made.status_code == 200, made.text
+    [one] = api.get(f"{V2}/requests/{made.json()[0]['service_request_id']}.json").json()
+    return one
+
+
+def test_requests_located_by_address_alone(api: TestClient, api_key: str) -> None:
+    # a 2025 unit name, a pre-2025 ward (Phú Hội joined Thuận Hóa) and our unit id / official code
+    new = located(api, api_key, address_string="12 Lê Lợi, Phường Thuận Hóa, Thành phố Huế")
+    assert new["extended_attributes"]["unit"] == "thuan-hoa" and new["address"].startswith("12 Lê Lợi")
+    old = located(api, api_key, address_string="5 Phạm Ngũ Lão, Phường Phú Hội, Thành phố Huế, Thừa Thiên Huế")
+    assert old["extended_attributes"]["unit"] == "thuan-hoa"
+    kim_long = located(api, api_key, address_string="Phường Kim Long, Huế")
+    assert kim_long["extended_attributes"]["unit"] == "kim-long"
+    by_id = located(api, api_key, address_id="kim-long")
+    assert by_id["extended_attributes"]["unit"] == "kim-long" and by_id["lat"] and by_id["long"]
+    with Session(api.app.state.engine) as db:
+        code = db.get(OrgUnit, "phu-xuan").code
+    assert located(api, api_key, address_id=code)["extended_attributes"]["unit"] == "phu-xuan"
+
+
+def test_description_optional_and_media_url_kept(api: TestClient, api_key: str) -> None:
+    photo = "https://images.example.org/hue/pothole-1.jpg"
+    one = located(api, api_key, lat=str(PHU_XUAN[0]), long=str(PHU_XUAN[1]), media_url=photo)
+    assert one["description"] is None and one["media_url"] == photo
+    root = xml(api.get(f"{V2}/requests/{one['service_request_id']}.xml"))
+    assert root.findtext("request/media_url") == photo
+    listed = api.get(f"{V2}/requests.json", params={"service_request_id": one["service_request_id"]})
+    assert listed.headers["content-type"] == "application/json; charset=utf-8"
+    assert listed.json()[0]["media_url"] == photo
