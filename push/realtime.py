@@ -249,6 +249,13 @@ class Connection:
 
     def _send_now(self, message: dict[str, Any]) -> None:
         coroutine = self.send(message)
+        if self.direct is None and asyncio.current_task() is None:
+            # Called from a loop callback (the fan-out) on a server whose send may need a task's
+            # context (anyio's checkpoint in Starlette's test client raises outside one): a writer
+            # task sends it instead of driving it by hand.
+            self.queue = deque()
+            self.writer = self.hub.loop.create_task(self._write(coroutine, None))
+            return
         try:
             waiting = coroutine.send(None)
         except StopIteration:
@@ -387,6 +394,8 @@ class RealtimeHub:
         self._units: frozenset[str] = frozenset()
         self._units_loaded = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Counts the rights changes this worker heard of: a subscribe that saw one while it checked checks again.
+        self.rights_epoch = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, for callers in other threads
 
     # --- publishing -------------------------------------------------------------------------------
@@ -569,6 +578,7 @@ class RealtimeHub:
             return
         context: dict[str, Any] = {}
         accepted: list[str] = []
+        rights_epoch = self.rights_epoch
         for channel in dict.fromkeys(channels):
             verdict = await self._authorize(conn.principal, channel, context)
             if verdict is not None:
@@ -590,6 +600,15 @@ class RealtimeHub:
             self.channels.setdefault(channel, set()).add(conn)
         if new and self._subscription is not None:
             await self._settle(self._subscription.add(*new))
+        if self.rights_epoch != rights_epoch:
+            # Rights changed while we checked, before these channels were registered for the re-check:
+            # check them again (later changes find them registered, and held, like any other).
+            for channel in new:
+                if await self._verdict(conn.principal, channel, {}) is not None:
+                    self._detach(conn, channel)
+                    conn.offer(_error("forbidden_channel", "the right to this channel changed", channel=channel))
+            new = [c for c in new if c in conn.channels]
+            accepted = [c for c in accepted if c in conn.channels]
         recovered: dict[str, bool] = {}
         replays: dict[str, list[Event]] = {}
         for channel in accepted:
@@ -615,6 +634,8 @@ class RealtimeHub:
         for channel in new:
             events = replays.get(channel, ())
             for event in events:
+                if channel not in conn.channels:
+                    break  # its right was withdrawn during the replay
                 await conn.put(_event_frame(event))
             held = _stop_holding(conn, channel)
             if conn.closed:
@@ -708,6 +729,7 @@ class RealtimeHub:
         except (KeyError, TypeError, ValueError):
             return
         conns = self.by_user.get(user_id)
+        self.rights_epoch += 1
         if conns:
             # The authenticator's own listener may not have run yet; its cache must not answer for it.
             self.authenticator.forget(user_id)
@@ -740,6 +762,7 @@ class RealtimeHub:
     def _rights_changed(self, channel: str) -> None:
         """Hold the channel's live events for this worker's subscribers and check each of them again."""
         conns = self.channels.get(channel)
+        self.rights_epoch += 1
         if conns:
             targets = [(conn, _hold(conn, channel)) for conn in tuple(conns)]
             self._spawn(self._recheck_channel(channel, targets))
