@@ -30,6 +30,7 @@ from core.identity.authn import Authenticator
 from core.identity.authz import Authorizer, permission_checks
 from core.identity.consent import ConsentService
 from core.identity.firebase import verifier_from_settings
+from core.admin import router as admin_pages
 from core.identity.pages import router as identity_pages
 from core.identity.ratelimit import SignInLimiter
 from core.identity.routes import router as identity_router
@@ -45,6 +46,7 @@ from core.manifests import ManifestCache
 from core.media import media_store
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
+from core.pwa import router as pwa_router
 from core.scheduler import scheduler_loop
 from core.security import install_security
 from core.miniapp_settings import MiniAppSettingsStore
@@ -69,6 +71,7 @@ CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
     push_router, push_pages, realtime.router, shell_router, warning_pages, search_router, search_pages,
     settings_router, settings_pages,
+    admin_pages, pwa_router,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from core import __version__
 from core.http import if_none_match
 from core.i18n import negotiate
+from core.icons import icon_url
 from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from plugins.hookspecs import CONTRACT_VERSION
@@ -47,6 +48,8 @@ def manifest_view(miniapp: MiniApp, *, locale: str, granted: Collection[str] = (
         "name": m.name.get(locale),
         "description": m.description.get(locale),
         "icon": m.icon,
+        # The picture for the icon (core/icons.py): the product's SVG, the mini-app's file, or None (text).
+        "icon_url": icon_url(m.id, m.icon),
         "version": m.version,
         "min_host_version": m.min_host_version,
         "audiences": [a.value for a in m.audiences],

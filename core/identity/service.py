@@ -185,6 +185,43 @@ def remove_membership(db: Session, *, membership_id: int, actor_id: int | None) 
     return user_id
 
 
+def set_official_active(db: Session, *, user_id: int, active: bool, actor_id: int | None) -> User:
+    """Disable an official (every session ends at once) or enable them again; audited."""
+    user = db.get(User, user_id)
+    if user is None or user.kind != UserKind.official:
+        raise IdentityError(404, f"no official with id {user_id}", field="user_id")
+    if not active and actor_id == user_id:
+        raise IdentityError(422, "you cannot disable your own account", field="user_id")
+    if user.is_active == active:
+        return user
+    user.is_active = active
+    db.add(user)
+    audit(db, "user_enabled" if active else "user_disabled", actor_id=actor_id, subject_id=user_id)
+    db.commit()
+    if not active:
+        revoke_all_sessions(db, user_id=user_id, reason="account disabled", actor_id=actor_id)
+    db.refresh(user)
+    return user
+
+
+def reset_official_password(db: Session, *, user_id: int, password: str, actor_id: int | None) -> User:
+    """Give an official a new password (the rules apply); their sessions end so the old one stops at once."""
+    user = db.get(User, user_id)
+    if user is None or user.kind != UserKind.official:
+        raise IdentityError(404, f"no official with id {user_id}", field="user_id")
+    try:
+        check_rules(password, username=user.username or "")
+    except ValueError as exc:
+        raise IdentityError(422, str(exc), field="password") from None
+    user.password_hash = hash_password(password)
+    db.add(user)
+    audit(db, "password_reset", actor_id=actor_id, subject_id=user_id)
+    db.commit()
+    revoke_all_sessions(db, user_id=user_id, reason="password reset", actor_id=actor_id)
+    db.refresh(user)
+    return user
+
+
 # --- Sessions and tokens ------------------------------------------------------------------------------
 
 
