@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Outside web mini-app origins pages may frame (CSP frame-src); empty = only this site.
     frame_sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Web mini-apps' signing keys (core/webapps/tokens.py): the generation of the current key; raise it by one
+    # to rotate (the previous generation stays published in /.well-known/jwks.json until the next rotation).
+    webapp_key_generation: int = Field(default=1, ge=1)
     # Bearer token Prometheus sends for /metrics; unset = /metrics is off in production, open otherwise.
     metrics_token: str | None = None
 

@@ -55,9 +55,14 @@ from core.miniapp_settings.routes import router as settings_router
 from core.search import pages as search_pages
 from core.search import router as search_router
 from core.shell import router as shell_router
+from core.warning_pages import router as warning_pages
+from core.webapps.pages import router as webapp_pages
+from core.webapps.routes import router as webapp_router
+from core.webapps.s2s import ClientRateLimiter
+from core.webapps.s2s import router as webapp_s2s
+from core.webapps.service import WebApps
 from core.units.directory import UnitsDirectory
 from core.units.routes import router as units_router
-from core.warning_pages import router as warning_pages
 from core.web import build_templates
 from plugins.context import Host
 from plugins.events import MiniAppsLoaded
@@ -70,7 +75,7 @@ log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
     push_router, push_pages, realtime.router, shell_router, warning_pages, search_router, search_pages,
-    settings_router, settings_pages,
+    settings_router, settings_pages, webapp_router, webapp_s2s, webapp_pages,
     admin_pages, pwa_router,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
@@ -145,6 +150,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.manifest_cache = ManifestCache()
     app.state.consents = ConsentService(app.state.engine)
     app.state.authorizer = Authorizer(miniapps)
+    # Outside organisations' web mini-apps (core/webapps): launch keys, the live list, per-client rates.
+    app.state.webapps = WebApps(app.state.engine, secret=settings.secret_key,
+                                key_generation=settings.webapp_key_generation,
+                                reserved_ids=set(RESERVED_IDS) | {m.id for m in miniapps})
+    app.state.webapp_rates = ClientRateLimiter(settings.redis_url)
     app.state.authenticator = Authenticator(
         engine=app.state.engine, secret=settings.secret_key, cache_seconds=settings.auth_cache_seconds,
         broker=app.state.broker, trusted_origins=settings.trusted_origins,
@@ -158,7 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         realtime_of=lambda: getattr(app.state, "realtime", None),
         inbox_cache_of=lambda: getattr(app.state, "inbox_cache", None),
         wake=lambda: getattr(app.state, "outbox_worker", None) and app.state.outbox_worker.wake(),
-        topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps},
+        topics_of=lambda: {m.id: {t.id: t.critical for t in m.manifest.notification_topics} for m in miniapps}
+        | app.state.webapps.topics(),
     )
     app.state.media = media_store(settings)
     app.state.miniapp_settings = MiniAppSettingsStore(engine=app.state.engine, secret_key=settings.secret_key,

@@ -19,6 +19,7 @@ from core.i18n import negotiate
 from core.icons import icon_url
 from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
+from core.webapps.service import tile as webapp_tile
 from plugins.hookspecs import CONTRACT_VERSION
 from plugins.manifest import Audience, Placement
 from plugins.registry import MiniApp
@@ -114,7 +115,10 @@ async def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
     granted = (
         await run_in_threadpool(state.consents.granted_by_miniapp, principal) if principal.kind == "resident" else {}
     )
-    key = (locale, principal.is_authenticated, principal.audiences(), tuple(sorted((k, tuple(sorted(v))) for k, v in granted.items())))
+    # Outside web mini-apps (core/webapps) join by audience and by the caller's rollout bucket.
+    webapps = await run_in_threadpool(state.webapps.visible, principal)
+    key = (locale, principal.is_authenticated, principal.audiences(), tuple(sorted((k, tuple(sorted(v))) for k, v in granted.items())),
+           tuple((w.id, w.version) for w in webapps))
 
     def render() -> dict[str, Any]:
         shown = visible_miniapps(state.miniapps, principal)
@@ -122,7 +126,8 @@ async def list_miniapps(request: Request, principal: PrincipalDep) -> Response:
             "locale": locale,
             "host_version": __version__,
             "contract_version": CONTRACT_VERSION,
-            "miniapps": [manifest_view(m, locale=locale, granted=granted.get(m.id, ())) for m in shown],
+            "miniapps": [manifest_view(m, locale=locale, granted=granted.get(m.id, ())) for m in shown]
+            + [webapp_tile(w, locale=locale, granted=granted.get(w.id, set())) for w in webapps],
         }
 
     body, etag = state.manifest_cache.get_or_render(key, render)

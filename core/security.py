@@ -40,14 +40,14 @@ def tile_origin(tile_url: str) -> str | None:
     return f"{parts.scheme}://{host}"
 
 
-def content_security_policy(settings: Settings, nonce: str) -> str:
+def content_security_policy(settings: Settings, nonce: str, frames_extra: list[str] | tuple[str, ...] = ()) -> str:
     """The pages' policy: scripts only from this site, styles from it or with this request's nonce.
 
     Style attributes stay allowed (``style-src-attr``): a few templates colour a level with one, and
     they cannot run code. ``frame-src`` is the hook for outside web mini-apps: SUPERAPP_FRAME_SOURCES.
     """
     tiles = tile_origin(settings.map_tile_url)
-    frames = " ".join(["'self'", *settings.frame_sources])
+    frames = " ".join(["'self'", *settings.frame_sources, *frames_extra])
     return "; ".join([
         "default-src 'self'",
         "script-src 'self'",
@@ -107,7 +107,10 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.setdefault("Content-Security-Policy", policy)
+                # A web mini-app's frame page names the origins it frames (core/webapps/pages.py).
+                frames = scope["state"].get("csp_frame_sources")
+                headers.setdefault("Content-Security-Policy", content_security_policy(
+                    self.settings, nonce, frames) if frames and path not in API_EXPLORERS else policy)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
                 headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # for browsers without frame-ancestors

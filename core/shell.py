@@ -10,6 +10,7 @@ from core.db import SessionDep
 from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import ward_choices
 from core.manifests import manifest_view, visible_miniapps
+from core.webapps.service import tile as webapp_tile
 from core.web import page_locale, render_page
 from push import inbox
 
@@ -25,7 +26,7 @@ def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLRespo
     tiles = [
         manifest_view(m, locale=locale, granted=granted.get(m.id, ()))
         for m in visible_miniapps(state.miniapps, principal)
-    ]
+    ] + [webapp_tile(w, locale=locale, granted=granted.get(w.id, set())) for w in state.webapps.visible(principal)]
     # The unread badge (bounded count, push/inbox.py) and the places a visitor may pick for warnings.
     unread = inbox.unread(db, principal.user_id) if principal.is_authenticated and principal.user_id else None
     places = ward_choices(db, locale) if not principal.is_authenticated else []

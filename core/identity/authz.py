@@ -34,6 +34,9 @@ CORE_PERMISSIONS = (
                LocalizedText(vi="Thay đổi cài đặt của tiện ích", en="Change mini-app settings"), ("admin",), "core"),
     Permission("core.feed.publish", LocalizedText(vi="Đăng tin và cảnh báo lên bảng tin", en="Publish news and warnings to the feed"),
                ("commune_official", "department_official", "operator"), "core"),
+    Permission("core.webapps.manage",
+               LocalizedText(vi="Đăng ký, duyệt và phát hành tiện ích web bên ngoài",
+                             en="Register, review and publish outside web mini-apps"), ("operator",), "core"),
 )
 
 

@@ -1,0 +1,69 @@
+"""Residents' pages for web mini-apps: the frame that opens one (with the shell's consent dialog) and the
+page listing each web mini-app's granted scopes with revoke."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.identity.authn import client_address
+from core.identity.deps import PrincipalDep
+from core.web import page_locale, render_page
+from core.webapps.routes import LaunchRequest, launch_for
+from core.webapps.service import WebApps
+
+router = APIRouter(include_in_schema=False)
+
+
+def _signed_in(principal: PrincipalDep, request: Request) -> None:
+    if not principal.is_authenticated:
+        raise Problem(401, "Sign in to open this service.", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/webapps/{webapp_id}", response_class=HTMLResponse, name="webapp_frame")
+def frame(request: Request, webapp_id: str, principal: PrincipalDep, db: SessionDep,
+          start: str | None = None) -> HTMLResponse:
+    """Open a web mini-app in a sandboxed frame with a fresh launch token; the bridge talks to this page."""
+    _signed_in(principal, request)
+    webapps: WebApps = request.app.state.webapps
+    launched = launch_for(request, db, principal, webapp_id, LaunchRequest(start_param=start))
+    webapp = webapps.openable(principal, webapp_id)
+    locale = page_locale(request)
+    # This page, and only this page, may frame this mini-app's origins (core/security.py reads this).
+    request.scope.setdefault("state", {})["csp_frame_sources"] = webapp.manifest.allowed_origins
+    scopes = [{"scope": s.scope.value, "reason": s.reason.get(locale)} for s in webapp.manifest.scopes]
+    response = render_page(request, "webapps/frame.html", {
+        "webapp": webapp, "name": webapp.manifest.name.get(locale), "frame_url": launched["frame_url"],
+        "origins": " ".join(webapp.manifest.allowed_origins), "scopes": scopes})
+    response.headers["Cache-Control"] = "no-store"  # the page carries a launch token
+    return response
+
+
+@router.get("/me/webapps", response_class=HTMLResponse, name="webapp_consents")
+def consents(request: Request, principal: PrincipalDep) -> HTMLResponse:
+    """Each web mini-app I may open, with the scopes I granted it and a revoke button for each."""
+    _signed_in(principal, request)
+    locale = page_locale(request)
+    webapps: WebApps = request.app.state.webapps
+    granted = request.app.state.consents.granted_by_miniapp(principal)
+    rows = []
+    for webapp in webapps.live().values():
+        mine = granted.get(webapp.id, set())
+        if not mine and webapp not in webapps.visible(principal):
+            continue
+        rows.append({"id": webapp.id, "name": webapp.manifest.name.get(locale), "icon": webapp.manifest.icon,
+                     "scopes": [{"scope": s.scope.value, "reason": s.reason.get(locale),
+                                 "granted": s.scope.value in mine} for s in webapp.manifest.scopes]})
+    return render_page(request, "webapps/consents.html", {"webapps": sorted(rows, key=lambda r: r["id"])})
+
+
+@router.post("/me/webapps/{webapp_id}/revoke", name="webapp_revoke")
+def revoke(request: Request, webapp_id: str, principal: PrincipalDep, scope: str = Form(max_length=20)) -> RedirectResponse:
+    """Revoke one scope from the consents page, then show the page again."""
+    _signed_in(principal, request)
+    assert principal.user_id is not None
+    request.app.state.consents.revoke(user_id=principal.user_id, miniapp_id=webapp_id, scope=scope,
+                                      address=client_address(request))
+    return RedirectResponse(f"/me/webapps?lang={page_locale(request)}", status_code=303)

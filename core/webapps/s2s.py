@@ -1,0 +1,179 @@
+"""The server-to-server API for web mini-app backends: OAuth2 client credentials, scoped and rate-limited.
+
+``POST /oauth/token`` (client_secret_post or HTTP Basic) gives a 15-minute bearer token; every call checks
+that the client is still live (a revoked client's tokens stop at once), the token's scope, and the
+mini-app's own rate (per minute, counted in Redis, in this process while Redis is down).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import jwt
+from fastapi import APIRouter, Depends, Form, Request
+from limits import RateLimitItemPerMinute, storage, strategies
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from core.db import SessionDep
+from core.errors import Problem
+from core.fallback import LocalFallback
+from core.identity.models import MiniAppConsent
+from core.identity.service import audit
+from core.units.models import OrgUnit
+from core.webapps.models import WebApp, WebAppSubject
+from core.webapps.service import WebApps
+from plugins.manifest import LocalizedText
+from push.notifier import NotifierError
+
+router = APIRouter(tags=["web mini-apps: server API"])
+S2S_SCOPES = ("notifications.send", "units.read")
+MAX_RECIPIENTS = 1000
+
+
+class ClientRateLimiter:
+    """Each web mini-app's calls per minute, in Redis (shared by workers) or in memory without it."""
+
+    def __init__(self, redis_url: str | None, prefix: str = "superapp-webapps") -> None:
+        local = strategies.MovingWindowRateLimiter(storage.storage_from_string("memory://"))
+        self._limiter: Any = local
+        if redis_url:
+            shared = strategies.MovingWindowRateLimiter(storage.storage_from_string(redis_url, key_prefix=prefix))
+            self._limiter = LocalFallback(shared, local, what="web mini-app rate limits")
+
+    def hit(self, webapp_id: str, per_minute: int) -> bool:
+        """Count one call; False when the mini-app is over its rate."""
+        return bool(self._limiter.hit(RateLimitItemPerMinute(per_minute), "s2s", webapp_id))
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, type="/problems/unauthorized", error="invalid_client",
+                   headers={"WWW-Authenticate": 'Bearer realm="superapp-s2s"'})
+
+
+@router.post("/oauth/token", operation_id="webapp_client_token", summary="OAuth2 client credentials token")
+def client_token(request: Request, db: SessionDep, grant_type: Annotated[str, Form()],
+                 client_id: Annotated[str | None, Form()] = None, client_secret: Annotated[str | None, Form()] = None,
+                 scope: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+    """Exchange a web mini-app's client id and secret for a short-lived bearer token."""
+    if grant_type != "client_credentials":
+        raise Problem(400, "grant_type must be client_credentials", type="/problems/validation",
+                      field="grant_type", error="unsupported_grant_type")
+    basic = request.headers.get("authorization", "")
+    if basic.lower().startswith("basic "):
+        try:
+            client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise _unauthorized("the Basic credentials are not base64 of client_id:client_secret") from None
+    if not client_id or not client_secret:
+        raise _unauthorized("send client_id and client_secret")
+    webapps: WebApps = request.app.state.webapps
+    webapp = webapps.check_client(db, client_id, client_secret)
+    if webapp is None:
+        raise _unauthorized("unknown client, wrong secret or revoked client")
+    asked = (scope or " ".join(S2S_SCOPES)).split()
+    unknown = [s for s in asked if s not in S2S_SCOPES]
+    if unknown:
+        raise Problem(400, f"unknown scope(s) {unknown}; known: {list(S2S_SCOPES)}", type="/problems/validation",
+                      field="scope", error="invalid_scope")
+    token, lifetime = webapps.keys.s2s_token(issuer=_issuer(request), webapp_id=webapp.id, scopes=asked)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(asked)}
+
+
+def _issuer(request: Request) -> str:
+    return request.app.state.settings.public_url or str(request.base_url).rstrip("/")
+
+
+class S2SClient:
+    """A web mini-app's backend, as the token it sent says, checked live."""
+
+    def __init__(self, webapp_id: str, scopes: set[str]) -> None:
+        self.webapp_id = webapp_id
+        self.scopes = scopes
+
+
+def s2s_client(scope: str) -> Any:
+    """A dependency: a live client whose token carries ``scope``, within its rate."""
+
+    def check(request: Request, db: SessionDep) -> S2SClient:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            raise _unauthorized("send a bearer token from POST /oauth/token")
+        webapps: WebApps = request.app.state.webapps
+        try:
+            claims = webapps.keys.read_s2s(header[7:].strip())
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"token refused: {exc}") from None
+        webapp = db.get(WebApp, claims["sub"])
+        if webapp is None or webapp.client_revoked:
+            raise _unauthorized("this client is revoked")
+        granted = set(str(claims.get("scope", "")).split())
+        if scope not in granted:
+            raise Problem(403, f"the token lacks the scope {scope!r}", type="/problems/forbidden", scope=scope)
+        live = webapps.live().get(webapp.id)
+        rate = live.manifest.rate_per_minute if live else 60
+        if not request.app.state.webapp_rates.hit(webapp.id, rate):
+            raise Problem(429, f"over this mini-app's rate of {rate} calls a minute", type="/problems/rate-limited",
+                          headers={"Retry-After": "60"})
+        return S2SClient(webapp.id, granted)
+
+    return Depends(check)
+
+
+class S2SNotification(BaseModel):
+    """A notification a web mini-app's backend sends to residents, addressed by their pairwise ids."""
+
+    residents: list[str] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    topic: str = Field(max_length=40)
+    title: LocalizedText
+    body: LocalizedText
+
+
+@router.post("/api/s2s/notifications", operation_id="webapp_send_notification", status_code=202)
+def send_notification(request: Request, db: SessionDep, note: S2SNotification,
+                      client: Annotated[S2SClient, s2s_client("notifications.send")]) -> dict[str, Any]:
+    """Send to residents who granted this mini-app the ``notifications`` scope; anyone else refuses the whole send."""
+    webapps: WebApps = request.app.state.webapps
+    live = webapps.live().get(client.webapp_id)
+    if live is None:
+        raise Problem(403, "this mini-app is not published", type="/problems/forbidden")
+    wanted = list(dict.fromkeys(note.residents))
+    subjects = {s.pairwise_id: s.user_id for s in db.exec(select(WebAppSubject).where(
+        WebAppSubject.webapp_id == client.webapp_id, col(WebAppSubject.pairwise_id).in_(wanted)))}
+    consenting = set(db.exec(select(MiniAppConsent.user_id).where(
+        MiniAppConsent.miniapp_id == client.webapp_id, MiniAppConsent.scope == "notifications",
+        col(MiniAppConsent.user_id).in_(list(subjects.values())))).all()) if subjects else set()
+    refused = [p for p in wanted if subjects.get(p) not in consenting]
+    if refused:
+        raise Problem(403, f"{len(refused)} resident(s) have not granted (or have revoked) the notifications scope",
+                      type="/problems/scope-not-granted", field="residents", refused=refused[:50],
+                      scope="notifications")
+    try:
+        receipt = request.app.state.notifier.send(
+            db, miniapp=client.webapp_id, topic=note.topic, title=note.title, body=note.body,
+            users=[subjects[p] for p in wanted], url=f"/webapps/{client.webapp_id}")
+    except NotifierError as exc:
+        raise Problem(422, str(exc), type="/problems/validation", field=exc.field) from None
+    audit(db, "webapp_notification_sent", webapp=client.webapp_id, notification=receipt.notification_id,
+          recipients=len(wanted))
+    db.commit()
+    return {"notification_id": receipt.notification_id, "recipients": len(wanted)}
+
+
+@router.get("/api/s2s/units", operation_id="webapp_units_directory")
+def units_directory(db: SessionDep, client: Annotated[S2SClient, s2s_client("units.read")],
+                    after: str | None = None, limit: int = 200) -> dict[str, Any]:
+    """The city's units (id, names, kind, parent), a page at a time by id."""
+    limit = max(1, min(limit, 500))
+    query = select(OrgUnit).order_by(OrgUnit.id).limit(limit + 1)
+    if after:
+        query = query.where(OrgUnit.id > after)
+    rows = list(db.exec(query))
+    page = rows[:limit]
+    return {"units": [_unit(u) for u in page], "next_after": page[-1].id if len(rows) > limit else None}
+
+
+def _unit(unit: OrgUnit) -> dict[str, Any]:
+    data = unit.model_dump(mode="json")
+    return {k: data.get(k) for k in ("id", "name_vi", "name_en", "kind", "parent_id", "code") if k in data}
