@@ -17,14 +17,20 @@ from miniapps.floodmap.models import FloodWarning
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 SENDER = "floodmap@hue-s.example.org"
-SEVERITY = {1: "Moderate", 2: "Severe", 3: "Extreme"}
-URGENCY = {1: "Expected", 2: "Immediate", 3: "Immediate"}
-RESPONSE = {1: "Monitor", 2: "Prepare", 3: "Evacuate"}
+# Level 0 is the message closing an event (the station is back to normal): an Update with AllClear.
+SEVERITY = {0: "Minor", 1: "Moderate", 2: "Severe", 3: "Extreme"}
+URGENCY = {0: "Past", 1: "Expected", 2: "Immediate", 3: "Immediate"}
+RESPONSE = {0: "AllClear", 1: "Monitor", 2: "Prepare", 3: "Evacuate"}
 
 
 def cap_time(value: datetime) -> str:
     """CAP date-times carry an explicit offset and no fraction ('Z' is not allowed): Hue time."""
     return value.astimezone(HUE_TIME).replace(microsecond=0).isoformat()
+
+
+def cap_reference(warning: FloodWarning) -> str:
+    """How a later CAP message names this one in ``references``: ``sender,identifier,sent``."""
+    return f"{SENDER},{warning.identifier},{cap_time(warning.issued_at)}"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, ns: str = CAP_NS) -> ET.Element:
@@ -42,8 +48,10 @@ def alert_xml(warning: FloodWarning, *, units: dict[str, Any], station: dict[str
     _sub(alert, "sender", SENDER)
     _sub(alert, "sent", cap_time(warning.issued_at))
     _sub(alert, "status", "Actual")
-    _sub(alert, "msgType", "Alert")
+    _sub(alert, "msgType", warning.msg_type)
     _sub(alert, "scope", "Public")
+    if warning.cap_references:  # the schema's order: scope, ..., references, incidents, info
+        _sub(alert, "references", warning.cap_references)
     for language, title, body, sender_name in (
         ("vi-VN", warning.title_vi, warning.body_vi, "Trung tâm Giám sát, điều hành đô thị thông minh Huế"),
         ("en-US", warning.title_en, warning.body_en, "Hue Intelligent Operation Centre"),
@@ -55,7 +63,7 @@ def alert_xml(warning: FloodWarning, *, units: dict[str, Any], station: dict[str
         _sub(info, "responseType", RESPONSE[warning.level])
         _sub(info, "urgency", URGENCY[warning.level])
         _sub(info, "severity", SEVERITY[warning.level])
-        _sub(info, "certainty", "Likely" if warning.manual else "Observed")
+        _sub(info, "certainty", "Likely" if warning.manual and warning.level else "Observed")
         _sub(info, "effective", cap_time(warning.issued_at))
         _sub(info, "expires", cap_time(warning.expires_at))
         _sub(info, "senderName", sender_name)
@@ -99,6 +107,8 @@ def index_atom(warnings: list[FloodWarning], *, base_url: str, updated: datetime
         _sub(entry, "title", warning.title_en, ATOM_NS)
         _sub(entry, "updated", cap_time(warning.issued_at), ATOM_NS)
         _sub(entry, "summary", warning.body_en, ATOM_NS)
+        # The entry says whether it starts an event (Alert) or updates or closes one (Update)
+        _sub(entry, "category", None, ATOM_NS).set("term", warning.msg_type)
         alternate = _sub(entry, "link", None, ATOM_NS)
         alternate.set("rel", "alternate")
         alternate.set("type", "application/cap+xml")

@@ -208,6 +208,10 @@ class FloodWarning(SQLModel, table=True):
     expires_at: datetime
     issued_by: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     notification_id: int | None = None
+    # CAP: a station's later level in the same event is an Update, its return to normal a closing Update
+    # (level 0, responseType AllClear); each names every earlier message of the event ("sender,id,sent ...").
+    msg_type: str = Field(default="Alert", max_length=10, description="CAP msgType: Alert or Update.")
+    cap_references: str | None = Field(default=None, max_length=4000, description="CAP references.")
 
 
 class FloodReport(SQLModel, table=True):

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plugins import FeedError, Host
 from miniapps.floodmap.alerts import LEVEL_NAMES, level_rule, number
+from miniapps.floodmap.cap import cap_reference
 from miniapps.floodmap.events import (
     FloodWarningIssued,
     StationLevelChanged,
@@ -166,7 +167,8 @@ async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: fl
             warning = _new_warning(hours=outlets.warning_hours(), thing_id=thing_id, level=level,
                                    severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
                                    issued_by=None, **_texts_for_rise(thing, level, value, symbol, reason=reason,
-                                                                     threshold=threshold))
+                                                                     threshold=threshold),
+                                   **_continuing(db, thing_id))
             db.add(warning)
             db.flush()
             # The warning, its notice and its feed item: one transaction.
@@ -178,6 +180,23 @@ async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: fl
         return None
     await _announce_warning(outlets, *stored)
     return stored[0].id
+
+
+def open_event(db: Session, thing_id: int) -> FloodWarning | None:
+    """The station's latest automatic warning when its event is still open (no return to normal since)."""
+    latest = db.scalars(select(FloodWarning).where(FloodWarning.thing_id == thing_id, FloodWarning.manual.is_(False))
+                        .order_by(FloodWarning.id.desc()).limit(1)).first()
+    return latest if latest is not None and latest.level >= 1 else None
+
+
+def _continuing(db: Session, thing_id: int) -> dict[str, Any]:
+    """CAP fields for the station's next message: an Update naming every earlier message of an open event,
+    else a new Alert."""
+    earlier = open_event(db, thing_id)
+    if earlier is None:
+        return {"msg_type": "Alert", "cap_references": None}
+    chain = " ".join(part for part in (earlier.cap_references, cap_reference(earlier)) if part)
+    return {"msg_type": "Update", "cap_references": chain}
 
 
 def _new_warning(*, hours: int = WARNING_HOURS, **fields: Any) -> FloodWarning:
@@ -249,8 +268,29 @@ async def _announce_warning(outlets: Outlets, warning: FloodWarning, item: Any, 
         manual=warning.manual, units=list(warning.units), notification_id=warning.notification_id))
 
 
+def store_all_clear(engine: Any, thing_id: int, name: str, *, hours: int = WARNING_HOURS) -> FloodWarning | None:
+    """Close the station's open event with a CAP Update (level 0, AllClear) naming its messages; None when
+    no event is open. Residents hear of it through ``_all_clear``'s note, not a second warning."""
+    with Session(engine, expire_on_commit=False) as db:
+        fields = _continuing(db, thing_id)
+        if fields["msg_type"] != "Update":
+            return None
+        warning = _new_warning(
+            hours=hours, thing_id=thing_id, level=0, severity="info", manual=False,
+            units=list(open_event(db, thing_id).units), issued_by=None,  # type: ignore[union-attr]
+            title_vi=f"Hết báo động: {name}"[:200], title_en=f"Back to normal: {name}"[:200],
+            body_vi=f"Mực nước tại {name} đã xuống dưới mức báo động."[:2000],
+            body_en=f"The water at {name} is below the alarm levels again."[:2000], **fields)
+        db.add(warning)
+        db.commit()
+        db.refresh(warning)
+        return warning
+
+
 async def _all_clear(outlets: Outlets, props: dict[str, Any]) -> None:
-    """A station is back to normal: an informational note to the same units (mutable, not critical)."""
+    """A station is back to normal: its CAP event closed, an informational note to the same units."""
+    await run_in_threadpool(store_all_clear, outlets.engine, props["id"], props["name"],
+                            hours=await run_in_threadpool(outlets.warning_hours))
     if not props["warn_units"] or outlets.notifier is None:
         return
     await outlets.notifier.notify(
@@ -269,6 +309,7 @@ def warning_json(warning: FloodWarning) -> dict[str, Any]:
         "title": {"vi": warning.title_vi, "en": warning.title_en}, "body": {"vi": warning.body_vi, "en": warning.body_en},
         "issued_at": _iso(warning.issued_at), "expires_at": _iso(warning.expires_at),
         "notification_id": warning.notification_id, "cap": f"/api/miniapps/floodmap/cap/{warning.id}.xml",
+        "msg_type": warning.msg_type,
         "url": f"/m/floodmap/warnings/{warning.id}",
     }
 
@@ -284,7 +325,8 @@ def active_warnings(db: Session, *, now: datetime | None = None, limit: int = 50
                       .order_by(FloodWarning.id.desc()).limit(limit)).all()
     levels = dict(db.execute(select(FloodThing.id, FloodThing.level).where(
         FloodThing.id.in_([w.thing_id for w in rows if w.thing_id is not None]))).all())
-    return [w for w in rows if w.thing_id is None or w.manual or levels.get(w.thing_id, 0) >= 1]
+    # a level-0 row is the CAP message closing an event, not a warning in force
+    return [w for w in rows if w.level >= 1 and (w.thing_id is None or w.manual or levels.get(w.thing_id, 0) >= 1)]
 
 
 def recent_warnings(db: Session, *, limit: int = 50) -> list[FloodWarning]:
