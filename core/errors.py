@@ -75,7 +75,7 @@ def _out_of_range(request: Request) -> tuple[int, str | None]:
 # Paths whose clients are programs: the API, the standards' endpoints (mini-apps' manifest ``roots``, e.g.
 # /open311) and the operational ones. Every other path is a page a person opened, and gets a page.
 MACHINE_PREFIXES = ("/api/", "/api", "/openapi.json", "/docs", "/redoc", "/metrics", "/healthz", "/readyz",
-                    "/static/", "/.well-known/")
+                    "/static/", "/.well-known/", "/oauth/")
 
 ERROR_TEXT: dict[int, tuple[dict[str, str], dict[str, str]]] = {
     400: ({"vi": "Yêu cầu không hợp lệ", "en": "Bad request"},

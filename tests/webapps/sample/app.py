@@ -1,0 +1,88 @@
+"""A tiny outside web mini-app, as an organisation would write it: its page uses the host's bridge, its
+backend verifies launch tokens against the host's JWKS with PyJWT and sends notifications through the
+host's server-to-server API. Served by its own process: ``uvicorn tests.webapps.sample.app:from_env --factory``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+HERE = Path(__file__).parent
+
+
+class LaunchVerifier:
+    """Checks a launch token: the host's key (from its JWKS), this mini-app as audience, not expired, not replayed."""
+
+    def __init__(self, host: str, client_id: str) -> None:
+        self.host = host
+        self.client_id = client_id
+        self.jwks = jwt.PyJWKClient(f"{host}/.well-known/jwks.json", cache_keys=True, lifespan=300)
+        self._seen: dict[str, float] = {}  # jti -> expiry: the replay window is the token's own lifetime
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> dict:
+        """The claims, or raises jwt.PyJWTError saying why the token is refused."""
+        key = self.jwks.get_signing_key_from_jwt(token)
+        claims = jwt.decode(token, key.key, algorithms=["EdDSA", "RS256"], audience=self.client_id,
+                            issuer=self.host, options={"require": ["exp", "iat", "jti", "sub", "aud"]})
+        now = time.time()
+        with self._lock:
+            self._seen = {j: exp for j, exp in self._seen.items() if exp > now}
+            if claims["jti"] in self._seen:
+                raise jwt.InvalidTokenError("replayed launch token (jti already used)")
+            self._seen[claims["jti"]] = claims["exp"]
+        return claims
+
+
+def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
+    """The sample mini-app for the host at ``host`` with its registered client."""
+    verifier = LaunchVerifier(host, client_id)
+
+    async def page(request: Request) -> HTMLResponse:
+        html = (HERE / "page.html").read_text().replace("{{HOST}}", host)
+        return HTMLResponse(html)
+
+    async def script(request: Request) -> FileResponse:
+        return FileResponse(HERE / "sample.js", media_type="text/javascript")
+
+    async def verify(request: Request) -> JSONResponse:
+        body = await request.json()
+        try:
+            claims = verifier.verify(str(body.get("token", "")))
+        except jwt.PyJWTError as exc:
+            return JSONResponse({"ok": False, "reason": f"{type(exc).__name__}: {exc}"}, status_code=401)
+        return JSONResponse({"ok": True, "sub": claims["sub"], "scope": claims.get("scope", ""),
+                             "locale": claims.get("locale")})
+
+    async def notify(request: Request) -> JSONResponse:
+        body = await request.json()
+        async with httpx.AsyncClient(base_url=host, timeout=10) as client:
+            token = await client.post("/oauth/token", data={
+                "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                "scope": "notifications.send"})
+            if token.status_code != 200:
+                return JSONResponse({"status": token.status_code, "problem": token.json()}, status_code=502)
+            sent = await client.post("/api/s2s/notifications", headers={
+                "Authorization": f"Bearer {token.json()['access_token']}"}, json={
+                "residents": [body["sub"]], "topic": "activities",
+                "title": {"vi": "Hoạt động mới", "en": "New activity"},
+                "body": {"vi": str(body.get("text", "")) or "Mời bạn tham gia", "en": str(body.get("text", "")) or "Join us"}})
+        return JSONResponse({"status": sent.status_code, "answer": sent.json()})
+
+    return Starlette(routes=[Route("/app", page), Route("/sample.js", script),
+                             Route("/verify", verify, methods=["POST"]), Route("/notify", notify, methods=["POST"])])
+
+
+def from_env() -> Starlette:
+    """The sample configured by SAMPLE_HOST, SAMPLE_CLIENT_ID and SAMPLE_CLIENT_SECRET."""
+    return create_sample(os.environ["SAMPLE_HOST"], os.environ["SAMPLE_CLIENT_ID"], os.environ["SAMPLE_CLIENT_SECRET"])
