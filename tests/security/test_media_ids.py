@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from miniapps.feedback.models import FeedbackPhoto
 from tests.core.identity.conftest import Persona, api, make_persona, resident_a  # noqa: F401  (fixtures)
-from tests.miniapps.feedback.conftest import file_report, jpeg
+from tests.miniapps.feedback.conftest import categories, file_report, jpeg  # noqa: F401  (autouse fixture)
 
 API = "/api/miniapps/feedback"
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -19,7 +19,9 @@ TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 def test_photo_urls_hold_unguessable_ids(api: TestClient, resident_a: Persona) -> None:  # noqa: F811
     photos = [("a.jpg", jpeg(), "image/jpeg"), ("b.jpg", jpeg(), "image/jpeg")]
-    report = file_report(api, resident_a, photos=photos).json()
+    filed = file_report(api, resident_a, photos=photos)
+    assert filed.status_code == 201, filed.text
+    report = filed.json()
     ids = [p["id"] for p in report["photos"]]
     assert len(ids) == 2 and all(isinstance(i, str) and TOKEN.match(i) for i in ids), ids
     for photo in report["photos"]:
