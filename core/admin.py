@@ -298,7 +298,7 @@ def _day(text: str) -> date | None:
 
 def _hue_midnight(day: date) -> datetime:
     """The UTC moment a Hue day begins (stored moments are UTC)."""
-    return datetime.combine(day, time(0), tzinfo=HUE_TIME).astimezone(UTC).replace(tzinfo=None)
+    return datetime.combine(day, time(0), tzinfo=HUE_TIME).astimezone(UTC)
 
 
 @router.get("/admin/audit", response_class=HTMLResponse, name="admin_audit")
