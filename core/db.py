@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
+from starlette.concurrency import run_in_threadpool
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -107,10 +108,22 @@ def check_reachable(engine: Engine) -> None:
         ) from None
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A request-scoped session on the app's engine (FastAPI dependency)."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A request-scoped session on the app's engine (FastAPI dependency).
+
+    Async so that opening it costs no thread-pool hop (making a session touches no connection): on a
+    busy machine each hop waits for a thread to be scheduled, and a sync dependency with ``yield`` took
+    two of them per request. Closing goes to the thread pool only when the session still holds a
+    connection (a transaction the route left open, which closing rolls back over the network).
+    """
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
