@@ -60,6 +60,14 @@ FIELD_MESSAGES = {
     "since": {"vi": "Ngày không hợp lệ (dd/mm/yyyy).", "en": "Not a valid date (dd/mm/yyyy)."},
     "actor": {"vi": "Không có cán bộ với tên đăng nhập hoặc số này.", "en": "No account with this username or number."},
 }
+MINIAPP_TABLES = (
+    {"url": "/m/feedback/admin/categories", "testid": "admin-feedback-categories",
+     "permission": "feedback.categories.manage",
+     "name": {"vi": "Loại phản ánh và đơn vị xử lý", "en": "Report categories and their routing"}},
+    {"url": "/m/interaction/admin/fields", "testid": "admin-interaction-fields",
+     "permission": "interaction.fields.manage",
+     "name": {"vi": "Lĩnh vực và sở trả lời", "en": "Fields and the departments that answer"}},
+)
 AUDIT_ACTIONS = (
     "user_created", "membership_added", "membership_removed", "password_reset", "user_disabled", "user_enabled",
     "sign_in", "sign_in_failed", "sign_in_attack", "sign_out", "sign_out_everywhere", "refresh_token_reuse",
@@ -104,13 +112,9 @@ def admin_menu(request: Request, principal: PrincipalDep) -> Response:
     loaded = {m.id: m for m in state.miniapps}
     settings = [{"id": m, "name": loaded[m].manifest.name.get(locale)}
                 for m in sorted(state.miniapp_settings.configurable()) if m in loaded] if allows(principal, SETTINGS) else []
-    tables = []
-    if "feedback" in loaded and allows(principal, SETTINGS):
-        tables.append({"url": "/m/feedback/admin/categories", "testid": "admin-feedback-categories",
-                       "name": {"vi": "Loại phản ánh và đơn vị xử lý", "en": "Report categories and their routing"}})
-    if "interaction" in loaded and allows(principal, SETTINGS):
-        tables.append({"url": "/m/interaction/admin/fields", "testid": "admin-interaction-fields",
-                       "name": {"vi": "Lĩnh vực và sở trả lời", "en": "Fields and the departments that answer"}})
+    # The mini-apps' own admin tables, each shown to those holding the permission its page checks.
+    tables = [table for table in MINIAPP_TABLES if table["permission"] in state.authorizer.permissions
+              and allows(principal, table["permission"])]
     return render_page(request, "admin/menu.html", {
         "can_users": allows(principal, USERS), "can_audit": allows(principal, AUDIT),
         "settings": settings, "tables": tables})

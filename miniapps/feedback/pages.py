@@ -352,3 +352,77 @@ async def dashboard_page(request: Request, principal: PrincipalDep) -> Response:
 async def map_page(request: Request) -> Response:
     """The public map of reports (Leaflet, GeoJSON layer)."""
     return render_page(request, "feedback/map.html", {"tile_url": host_of(request).settings.map_tile_url})
+
+
+# --- admins: categories and their routing ------------------------------------------------------------------
+
+CATEGORIES = "feedback.categories.manage"
+CATEGORY_MESSAGES: dict[str, dict[str, str]] = {
+    "id": {"vi": "Mã loại: 2-40 chữ thường, số hoặc dấu '-'.", "en": "Category code: 2-40 lower-case letters, digits or '-'."},
+    "name_vi": {"vi": "Tên tiếng Việt: 1-120 ký tự.", "en": "Vietnamese name: 1 to 120 characters."},
+    "name_en": {"vi": "Tên tiếng Anh: 1-120 ký tự.", "en": "English name: 1 to 120 characters."},
+    "department_id": {"vi": "Chọn một sở trong danh sách, hoặc để phường, xã xử lý.",
+                      "en": "Choose a department from the list, or leave it to the ward or commune."},
+    "deadline_hours": {"vi": "Thời hạn: từ 1 đến 2000 giờ làm việc.", "en": "Deadline: 1 to 2000 working hours."},
+    "urgent_deadline_hours": {"vi": "Thời hạn khẩn: từ 1 đến 2000 giờ làm việc.",
+                              "en": "Urgent deadline: 1 to 2000 working hours."},
+    "position": {"vi": "Thứ tự: từ 0 đến 10000.", "en": "Order: 0 to 10000."},
+}
+
+
+def _categories_page(request: Request, session: Session, *, errors: dict[str, str], values: dict[str, Any],
+                     saved: str = "") -> dict[str, Any]:
+    departments = session.exec(select(OrgUnit).where(OrgUnit.kind == UnitKind.department).order_by(OrgUnit.name_vi))
+    categories = service.all_categories(session)
+    return {"all_categories": categories, "existing_ids": {c.id for c in categories},
+            "departments": list(departments), "errors": errors, "values": values, "saved": saved}
+
+
+@router.get("/admin/categories", response_class=HTMLResponse)
+async def categories_page(request: Request, principal: PrincipalDep, saved: str = "") -> Response:
+    """Admins: report categories, the department that handles each (or the local unit), and deadlines."""
+    if not principal.is_authenticated:
+        return RedirectResponse(f"/auth/login?next={quote(request.url.path)}", status_code=303)
+    if not _may(request, principal, CATEGORIES):
+        return _refused(request, 403, STATUS_MESSAGES[403])
+    context = await run_db(request, lambda s: _categories_page(request, s, errors={}, values={}, saved=saved[:40]))
+    return render_page(request, "feedback/categories.html", context)
+
+
+@router.post("/admin/categories", response_class=HTMLResponse)
+async def save_category_form(request: Request, principal: PrincipalDep) -> Response:
+    """Create or change one category from its row of the table; a refusal names the field."""
+    if not principal.is_authenticated:
+        return RedirectResponse(f"/auth/login?next={quote(request.url.path)}", status_code=303)
+    if not _may(request, principal, CATEGORIES):
+        return _refused(request, 403, STATUS_MESSAGES[403])
+    form = await request.form()
+    values = {k: str(form.get(k) or "").strip()[:200] for k in (
+        "id", "name_vi", "name_en", "department_id", "deadline_hours", "urgent_deadline_hours", "position")}
+    values["active"] = form.get("active") in ("on", "1", "true")
+    errors: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    for name in ("deadline_hours", "urgent_deadline_hours", "position"):
+        try:
+            numbers[name] = int(values[name])
+        except ValueError:
+            errors[name] = CATEGORY_MESSAGES[name][page_locale(request)]
+
+    def save(session: Session) -> dict[str, Any] | None:
+        if not errors:
+            try:
+                service.save_category(session, category_id=values["id"], name_vi=values["name_vi"],
+                                      name_en=values["name_en"], department_id=values["department_id"] or None,
+                                      active=values["active"], **numbers)
+                return None
+            except service.FeedbackError as exc:
+                session.rollback()
+                field = exc.field or "id"
+                errors[field] = CATEGORY_MESSAGES.get(field, STATUS_MESSAGES[403])[page_locale(request)]
+        return _categories_page(request, session, errors=errors, values=values)
+
+    failed = await run_db(request, save)
+    if failed is not None:
+        return render_page(request, "feedback/categories.html", failed, status_code=422)
+    return RedirectResponse(f"/m/feedback/admin/categories?saved={quote(values['id'])}&lang={page_locale(request)}",
+                            status_code=303)

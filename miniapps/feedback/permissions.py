@@ -15,6 +15,7 @@ PERMISSIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                       ("operator",)),
     "dashboard.read": ("Xem bảng tổng hợp phản ánh", "Read the field reports dashboard", ("operator",)),
     "api_keys.manage": ("Cấp khóa API Open311", "Issue Open311 API keys", ()),
+    "categories.manage": ("Quản lý loại phản ánh và đơn vị xử lý", "Manage report categories and their routing", ()),
 }
 
 

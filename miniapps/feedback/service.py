@@ -131,6 +131,42 @@ def list_categories(session: Session) -> list[FeedbackCategory]:
                              .order_by(FeedbackCategory.position, FeedbackCategory.id)))
 
 
+def all_categories(session: Session) -> list[FeedbackCategory]:
+    """Every category, retired ones too, in display order (the admins' table; at most a few dozen rows)."""
+    return list(session.exec(select(FeedbackCategory).order_by(FeedbackCategory.position, FeedbackCategory.id)))
+
+
+CATEGORY_ID = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
+
+
+def save_category(session: Session, *, category_id: str, name_vi: str, name_en: str, department_id: str | None,
+                  deadline_hours: int, urgent_deadline_hours: int, position: int, active: bool) -> FeedbackCategory:
+    """Create or change a category and its routing (admins): the department that handles it, or the local
+    unit when ``department_id`` is empty. Reports already filed keep their handler and deadline."""
+    if not CATEGORY_ID.match(category_id or ""):
+        raise FeedbackError(422, "a category id is 2-40 lower-case letters, digits or '-'", field="id")
+    for field_name, value in (("name_vi", name_vi), ("name_en", name_en)):
+        if not value.strip() or len(value.strip()) > 120:
+            raise FeedbackError(422, f"{field_name} must be 1 to 120 characters", field=field_name)
+    if department_id:
+        unit = session.get(OrgUnit, department_id)
+        if unit is None or unit.kind is not UnitKind.department:
+            raise FeedbackError(422, f"{department_id!r} is not a city department", field="department_id")
+    for field_name, hours in (("deadline_hours", deadline_hours), ("urgent_deadline_hours", urgent_deadline_hours)):
+        if not 1 <= hours <= 2000:
+            raise FeedbackError(422, f"{field_name} must be between 1 and 2000 working hours", field=field_name)
+    if not 0 <= position <= 10_000:
+        raise FeedbackError(422, "position must be between 0 and 10000", field="position")
+    category = session.get(FeedbackCategory, category_id) or FeedbackCategory(id=category_id, name_vi="", name_en="")
+    category.name_vi, category.name_en = name_vi.strip(), name_en.strip()
+    category.department_id = department_id or None
+    category.deadline_hours, category.urgent_deadline_hours = deadline_hours, urgent_deadline_hours
+    category.position, category.active = position, active
+    session.add(category)
+    session.commit()
+    return category
+
+
 def get_category(session: Session, category_id: str, *, field: str = "category_id") -> FeedbackCategory:
     """An active category, or a 422 naming ``field``."""
     category = session.get(FeedbackCategory, category_id)

@@ -309,3 +309,55 @@ def article_page(request: Request, article_id: int, principal: PrincipalDep, db:
         return render_page(request, "interaction/not_found.html", {}, status_code=404)
     return render_page(request, "interaction/article.html",
                        {"a": article, "units": _names(db), "fields": _field_names(db), **_nav(request, principal)})
+
+
+# --- admins: the field-to-department table ---------------------------------------------------------------
+
+FIELD_ERRORS = {
+    "key": {"vi": "Mã lĩnh vực: các từ chữ thường nối bằng '-', ví dụ 'ho-tich'.",
+            "en": "Field code: lower-case words joined by '-', such as 'civil-status'."},
+    "name": {"vi": "Nhập tên tiếng Việt và tiếng Anh (1-120 ký tự).",
+             "en": "Give the Vietnamese and English names (1 to 120 characters)."},
+    "department_id": {"vi": "Chọn một sở trong danh sách.", "en": "Choose a department from the list."},
+}
+
+
+def _fields_context(session: Session, *, errors: dict[str, str], values: dict[str, str], saved: str = "") -> dict[str, Any]:
+    departments = list(session.exec(select(OrgUnit).where(OrgUnit.kind == UnitKind.department).order_by(OrgUnit.name_vi)))
+    return {"fields": routing.list_fields(session), "departments": departments, "errors": errors, "values": values,
+            "saved": saved}
+
+
+@pages.get("/admin/fields", response_class=HTMLResponse)
+def fields_page(request: Request, principal: PrincipalDep, db: SessionDep, saved: str = "") -> Response:
+    """Admins: which department answers for each field; questions already asked stay where they are."""
+    refused = _gate(request, principal, service.FIELDS)
+    if refused is not None:
+        return refused
+    return render_page(request, "interaction/fields.html", _fields_context(db, errors={}, values={}, saved=saved[:60]))
+
+
+@pages.post("/admin/fields", response_class=HTMLResponse)
+def save_field(request: Request, principal: PrincipalDep, db: SessionDep, key: Annotated[str, Form(max_length=60)] = "",
+               name_vi: Annotated[str, Form(max_length=120)] = "", name_en: Annotated[str, Form(max_length=120)] = "",
+               department_id: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Create or change one row of the table; a refusal names the field in the page's language."""
+    refused = _gate(request, principal, service.FIELDS)
+    if refused is not None:
+        return refused
+    locale = page_locale(request)
+    values = {"key": key.strip(), "name_vi": name_vi, "name_en": name_en, "department_id": department_id}
+    field = None
+    if not name_vi.strip() or not name_en.strip():
+        field = "name"
+    else:
+        try:
+            routing.set_field(db, key=values["key"], name_vi=name_vi, name_en=name_en, department_id=department_id)
+        except routing.RoutingError as exc:
+            db.rollback()
+            field = "key" if exc.field == "path.key" else "department_id"
+    if field is not None:
+        context = _fields_context(db, errors={field: FIELD_ERRORS[field][locale]}, values=values)
+        return render_page(request, "interaction/fields.html", context, status_code=422)
+    return RedirectResponse(f"/m/interaction/admin/fields?{urlencode({'saved': values['key'], 'lang': locale})}",
+                            status_code=303)

@@ -237,3 +237,45 @@ def test_a_report_drafted_offline_is_sent_when_back_online(page, live_url: str, 
     page.goto("/m/feedback/mine?lang=en")
     mine = page.get_by_test_id("my-report")
     assert mine.count() == 1 and "soạn lúc mất mạng" in mine.inner_text()
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_the_admin_menu_leads_to_the_miniapps_tables(page, live_url: str, tokens: Tokens, lang: str) -> None:
+    signed_in(page, live_url, tokens.operator)
+    page.goto(f"/admin?lang={lang}")
+    page.get_by_test_id("admin-feedback-categories").click()
+    page.wait_for_url("**/m/feedback/admin/categories*")
+    # route street lighting to the ward or commune, with a shorter deadline
+    row = page.locator('[data-testid="category-row"][data-category="lighting"]')
+    row.get_by_test_id("category-department").select_option("")
+    row.get_by_test_id("category-hours").fill("48")
+    row.get_by_test_id("category-save").click()
+    page.wait_for_url("**saved=lighting*")
+    row = page.locator('[data-testid="category-row"][data-category="lighting"]')
+    assert row.get_by_test_id("category-department").input_value() == ""
+    assert row.get_by_test_id("category-hours").input_value() == "48"
+    # a refused new category names its field and keeps what was typed
+    new = page.get_by_test_id("category-new")
+    new.get_by_test_id("category-id").fill("Sai Ma")
+    new.get_by_test_id("category-name-vi").fill("Cống hở")
+    new.get_by_test_id("category-name-en").fill("Open drains")
+    new.get_by_test_id("category-save").click()
+    page.wait_for_load_state()
+    new = page.get_by_test_id("category-new")
+    assert new.locator('[data-field="id"]').count() == 1
+    assert new.get_by_test_id("category-name-vi").input_value() == "Cống hở"
+
+    page.goto(f"/admin?lang={lang}")
+    page.get_by_test_id("admin-interaction-fields").click()
+    page.wait_for_url("**/m/interaction/admin/fields*")
+    row = page.get_by_test_id("field-row").first
+    key = row.get_attribute("data-key")
+    row.get_by_test_id("field-department").select_option("so-noi-vu")
+    row.get_by_test_id("field-save").click()
+    page.wait_for_url("**saved=*")
+    assert page.locator(f'[data-testid="field-row"][data-key="{key}"]').get_attribute("data-department") == "so-noi-vu"
+
+    # a ward official is refused both tables
+    signed_in(page, live_url, tokens.commune)
+    for path in ("/m/feedback/admin/categories", "/m/interaction/admin/fields"):
+        assert page.goto(f"{path}?lang={lang}").status == 403, path
