@@ -4,12 +4,12 @@ page listing each web mini-app's granted scopes with revoke."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.db import SessionDep
-from core.errors import Problem
 from core.identity.authn import client_address
 from core.identity.deps import PrincipalDep
+from core.identity.resident_pages import resident_sign_in_url
 from core.web import page_locale, render_page
 from core.webapps.routes import LaunchRequest, launch_for
 from core.webapps.service import WebApps
@@ -17,16 +17,17 @@ from core.webapps.service import WebApps
 router = APIRouter(include_in_schema=False)
 
 
-def _signed_in(principal: PrincipalDep, request: Request) -> None:
-    if not principal.is_authenticated:
-        raise Problem(401, "Sign in to open this service.", headers={"WWW-Authenticate": "Bearer"})
+def _sign_in(next_path: str) -> RedirectResponse:
+    """Residents sign in on the phone page, then come back here."""
+    return RedirectResponse(resident_sign_in_url(next_path), status_code=303)
 
 
 @router.get("/webapps/{webapp_id}", response_class=HTMLResponse, name="webapp_frame")
 def frame(request: Request, webapp_id: str, principal: PrincipalDep, db: SessionDep,
-          start: str | None = None) -> HTMLResponse:
+          start: str | None = None) -> Response:
     """Open a web mini-app in a sandboxed frame with a fresh launch token; the bridge talks to this page."""
-    _signed_in(principal, request)
+    if not principal.is_authenticated:
+        return _sign_in(f"/webapps/{webapp_id}")
     webapps: WebApps = request.app.state.webapps
     launched = launch_for(request, db, principal, webapp_id, LaunchRequest(start_param=start))
     webapp = webapps.openable(principal, webapp_id)
@@ -42,9 +43,10 @@ def frame(request: Request, webapp_id: str, principal: PrincipalDep, db: Session
 
 
 @router.get("/me/webapps", response_class=HTMLResponse, name="webapp_consents")
-def consents(request: Request, principal: PrincipalDep) -> HTMLResponse:
+def consents(request: Request, principal: PrincipalDep) -> Response:
     """Each web mini-app I may open, with the scopes I granted it and a revoke button for each."""
-    _signed_in(principal, request)
+    if not principal.is_authenticated:
+        return _sign_in("/me/webapps")
     locale = page_locale(request)
     webapps: WebApps = request.app.state.webapps
     granted = request.app.state.consents.granted_by_miniapp(principal)
@@ -62,8 +64,8 @@ def consents(request: Request, principal: PrincipalDep) -> HTMLResponse:
 @router.post("/me/webapps/{webapp_id}/revoke", name="webapp_revoke")
 def revoke(request: Request, webapp_id: str, principal: PrincipalDep, scope: str = Form(max_length=20)) -> RedirectResponse:
     """Revoke one scope from the consents page, then show the page again."""
-    _signed_in(principal, request)
-    assert principal.user_id is not None
+    if not principal.is_authenticated or principal.user_id is None:
+        return _sign_in("/me/webapps")
     request.app.state.consents.revoke(user_id=principal.user_id, miniapp_id=webapp_id, scope=scope,
                                       address=client_address(request))
     return RedirectResponse(f"/me/webapps?lang={page_locale(request)}", status_code=303)

@@ -583,8 +583,11 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
 def _miniapp_rows() -> dict[tuple[str, str], list[Case]]:
     """Every mini-app's rows, from ``tests/miniapps/<id>/matrix_rows.py`` (a route may have rows in one file only)."""
     rows: dict[tuple[str, str], list[Case]] = {}
-    for path in sorted((Path(__file__).parents[2] / "miniapps").glob("*/matrix_rows.py")):
-        module = importlib.import_module(f"tests.miniapps.{path.parent.name}.matrix_rows")
+    modules = [f"tests.miniapps.{path.parent.name}.matrix_rows"
+               for path in sorted((Path(__file__).parents[2] / "miniapps").glob("*/matrix_rows.py"))]
+    for name in [*modules, "tests.webapps.matrix_rows"]:  # the host's web mini-apps keep theirs beside their tests
+        module = importlib.import_module(name)
+        path = name
         for key, cases in module.ROWS.items():
             assert key not in rows and key not in MATRIX, f"{key} has rows in two places ({path})"
             rows[key] = cases

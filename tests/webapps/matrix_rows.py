@@ -1,0 +1,111 @@
+"""The web mini-apps' rows of the authorisation matrix (merged by tests/core/identity/test_matrix.py).
+
+The world holds ``matrix_app``, published to every resident; rows that change it get a fresh version or a
+fresh grant per persona."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.webapps.service import Registration, WebAppManifest
+from tests.matrix import ALLOW, PUBLIC, RESIDENTS, SIGN_IN, Case, World, everyone, only, signed_in
+from tests.webapps.helpers import registration
+
+W = "/api/webapps/matrix_app"
+MANAGERS = ("operator", "admin")
+# Residents (its audience) and the admin (every audience) may open it; other officials are not its audience.
+OPENERS = signed_in(404, resident_a=ALLOW, resident_b=ALLOW, admin=ALLOW)
+
+
+def _published(world: World) -> None:
+    if world.__dict__.get("webapp_published"):
+        return
+    webapps = world.api.app.state.webapps
+    with world.db() as db:
+        webapps.register(db, Registration.model_validate(registration("matrix_app", "https://matrix.example.vn")),
+                         actor_id=None, address=None)
+        webapps.review(db, "matrix_app", 1, approve=True, reason=None, actor_id=None, address=None)
+        webapps.publish(db, "matrix_app", 1, rollout_percent=100, actor_id=None, address=None)
+        db.commit()
+    webapps.changed()
+    world.__dict__["webapp_published"] = True
+
+
+def _manifest() -> dict[str, Any]:
+    body = registration("matrix_app", "https://matrix.example.vn")
+    body.pop("id")
+    return body
+
+
+def _version(approved: bool, suffix: str) -> Any:
+    def url(world: World, who: str) -> str:
+        _published(world)
+        webapps = world.api.app.state.webapps
+        with world.db() as db:
+            version = webapps.submit(db, "matrix_app", WebAppManifest.model_validate(_manifest()), actor_id=None,
+                                     address=None)
+            if approved:
+                webapps.review(db, "matrix_app", version.number, approve=True, reason=None, actor_id=None,
+                               address=None)
+            number = version.number
+            db.commit()
+        return f"{W}/versions/{number}/{suffix}"
+    return url
+
+
+def _granted_location(world: World, who: str) -> str:
+    _published(world)
+    persona = world.personas[who]
+    if who in RESIDENTS and persona.user_id is not None:
+        world.api.app.state.consents.grant(user_id=persona.user_id, miniapp_id="matrix_app", scope="location",
+                                           address=None)
+    return f"{W}/consents/location"
+
+
+def _in(path: str) -> Any:
+    def url(world: World, who: str) -> str:
+        _published(world)
+        return path
+    return url
+
+
+NOTE = {"residents": ["0" * 32], "topic": "activities", "title": {"vi": "a", "en": "a"}, "body": {"vi": "b", "en": "b"}}
+
+ROWS: dict[tuple[str, str], list[Case]] = {
+    ("GET", "/.well-known/jwks.json"): [Case("launch-token keys", "/.well-known/jwks.json", PUBLIC)],
+    ("POST", "/api/webapps"): [Case("register a web mini-app", "/api/webapps", only(*MANAGERS),
+                                    json=lambda world, who: registration(f"reg_{who}", "https://reg.example.vn"))],
+    ("GET", "/api/webapps"): [Case("registered web mini-apps", "/api/webapps", only(*MANAGERS))],
+    ("GET", "/api/webapps/{webapp_id}"): [Case("one web mini-app", _in(W), only(*MANAGERS))],
+    ("POST", "/api/webapps/{webapp_id}/versions"): [
+        Case("submit a version", _in(f"{W}/versions"), only(*MANAGERS), json=_manifest())],
+    ("POST", "/api/webapps/{webapp_id}/versions/{number}/review"): [
+        Case("approve a version", _version(False, "review"), only(*MANAGERS), json={"decision": "approve"})],
+    ("POST", "/api/webapps/{webapp_id}/versions/{number}/publish"): [
+        Case("publish a version", _version(True, "publish"), only(*MANAGERS), json={"rollout_percent": 100})],
+    ("POST", "/api/webapps/{webapp_id}/rollout"): [
+        Case("widen the rollout", _in(f"{W}/rollout"), only(*MANAGERS), json={"rollout_percent": 100})],
+    ("POST", "/api/webapps/{webapp_id}/rollback"): [
+        Case("roll back to version 1", _in(f"{W}/rollback"), only(*MANAGERS), json={"version": 1})],
+    ("POST", "/api/webapps/{webapp_id}/client"): [
+        Case("keep the client", _in(f"{W}/client"), only(*MANAGERS), json={"revoked": False})],
+    ("POST", "/api/webapps/{webapp_id}/launch"): [Case("launch", _in(f"{W}/launch"), OPENERS)],
+    ("GET", "/api/webapps/{webapp_id}/consents"): [Case("my grants", _in(f"{W}/consents"), OPENERS)],
+    ("POST", "/api/webapps/{webapp_id}/consents"): [
+        Case("grant location", _in(f"{W}/consents"), {**OPENERS, "admin": 403}, json={"scope": "location"},
+             fresh="account")],
+    ("DELETE", "/api/webapps/{webapp_id}/consents/{scope}"): [
+        Case("revoke location", _granted_location, signed_in(404, resident_a=ALLOW, resident_b=ALLOW))],
+    ("POST", "/oauth/token"): [
+        Case("wrong client secret", "/oauth/token", everyone(401),
+             data={"grant_type": "client_credentials", "client_id": "matrix_app", "client_secret": "wrong"})],
+    ("POST", "/api/s2s/notifications"): [
+        Case("a person's token is no backend's", _in("/api/s2s/notifications"), everyone(401), json=NOTE)],
+    ("GET", "/api/s2s/units"): [Case("a person's token is no backend's", "/api/s2s/units", everyone(401))],
+    ("GET", "/webapps/{webapp_id}"): [
+        Case("open in the frame", _in("/webapps/matrix_app"), {**OPENERS, "anonymous": SIGN_IN})],
+    ("GET", "/me/webapps"): [Case("my grants page", "/me/webapps", signed_in(anonymous=SIGN_IN))],
+    ("POST", "/me/webapps/{webapp_id}/revoke"): [
+        Case("revoke from the page", _in("/me/webapps/matrix_app/revoke"), signed_in(anonymous=SIGN_IN),
+             data={"scope": "location"})],
+}
