@@ -47,6 +47,8 @@ from core.media import media_store
 from core.manifests import router as manifests_router
 from core.ops import router as ops_router
 from core.pwa import router as pwa_router
+from core.problems import document_problems
+from core.problems import router as problems_router
 from core.scheduler import scheduler_loop
 from core.security import install_security
 from core.miniapp_settings import MiniAppSettingsStore
@@ -76,7 +78,7 @@ CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
     push_router, push_pages, realtime.router, shell_router, warning_pages, search_router, search_pages,
     settings_router, settings_pages, webapp_router, webapp_s2s, webapp_pages,
-    admin_pages, pwa_router,
+    admin_pages, pwa_router, problems_router,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
 
@@ -199,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _mount_miniapps(app, miniapps)
     _check_permissions_declared(app.state.authorizer, miniapps)
     index_routes(app)
+    document_problems(app)  # every operation's problem details in the OpenAPI (RFC 9457)
     return app
 
 

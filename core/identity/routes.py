@@ -96,7 +96,8 @@ def _web_session(request: Request, pair: TokenPair) -> Response:
 
 
 @router.post("/api/auth/firebase", operation_id="sign_in_with_firebase", response_model=TokenResponse,
-             responses=WEB_SIGN_IN)
+             responses={**WEB_SIGN_IN, 401: {"description": "The Firebase ID token is refused"},
+                        404: {"description": "Firebase sign-in is not configured on this server"}})
 async def sign_in_with_firebase(body: FirebaseSignIn, request: Request) -> Any:
     """Residents: exchange a Firebase ID token (phone sign-in) for our tokens, or a browser session."""
     if body.web:
@@ -258,7 +259,8 @@ def _alert_if_sustained(request: Request, db: Any, counts: list[str]) -> None:
         log.exception("could not notify operators of failed sign-ins")
 
 
-@router.post("/api/auth/login", operation_id="sign_in_with_password", response_model=TokenResponse)
+@router.post("/api/auth/login", operation_id="sign_in_with_password", response_model=TokenResponse,
+             responses={401: {"description": "Wrong username or password"}})
 def sign_in_with_password(body: PasswordSignIn, request: Request, response: Response,
                           db: SessionDep) -> TokenResponse:
     """Officials: sign in with username and password (progressive delays per account and per address)."""
@@ -276,7 +278,8 @@ class RefreshRequest(Strict):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-@router.post("/api/auth/refresh", operation_id="refresh_tokens", response_model=TokenResponse)
+@router.post("/api/auth/refresh", operation_id="refresh_tokens", response_model=TokenResponse,
+             responses={401: {"description": "The refresh token is unknown, used or revoked"}})
 async def refresh_tokens(body: RefreshRequest, request: Request) -> TokenResponse:
     """Exchange a refresh token for new tokens; a reused one revokes its whole session."""
     from sqlmodel import Session

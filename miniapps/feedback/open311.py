@@ -75,8 +75,31 @@ def error_response(fmt: str, code: int, description: str) -> Response:
     return JSONResponse([{"code": code, "description": description}], status_code=code, media_type=FORMATS["json"])
 
 
+OPEN311_ERRORS_SCHEMA = {
+    "type": "array", "description": "Open311 GeoReport v2 errors (not RFC 9457): the code is the HTTP status.",
+    "items": {"type": "object", "required": ["code", "description"],
+              "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}},
+}
+OPEN311_ERROR_XML = {"type": "string", "description": "<errors><error><code>…</code><description>…</description>"
+                                                     "</error></errors>"}
+
+
+def _open311_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {FORMATS["json"]: {"schema": OPEN311_ERRORS_SCHEMA},
+                                                     FORMATS["xml"]: {"schema": OPEN311_ERROR_XML}}}
+
+
 class Open311Route(APIRoute):
     """Answers every failure of an Open311 route (validation, auth, ours) in Open311's error format."""
+
+    # The host's OpenAPI documents these instead of problem details (core.problems); 200 in both formats.
+    openapi_errors = {
+        200: {"description": "The answer, in the format the path's extension names",
+              "content": {FORMATS["json"]: {}, FORMATS["xml"]: {"schema": {"type": "string"}}}},
+        400: _open311_error("Bad input (Open311 error list)"),
+        403: _open311_error("api_key missing, unknown or revoked (Open311 error list)"),
+        404: _open311_error("Unknown format, request, token or service_code (Open311 error list)"),
+    }
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, wrapped so its failures answer in Open311's format."""

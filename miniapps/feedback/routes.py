@@ -32,6 +32,7 @@ from miniapps.feedback.models import FeedbackPhoto, ReportState
 from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
 
 log = logging.getLogger(__name__)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 api = APIRouter()
 T = TypeVar("T")
 
@@ -308,7 +309,7 @@ async def dashboard(request: Request, principal: Annotated[Principal, require_pe
     return Response(body, media_type="application/json")
 
 
-@api.get("/dashboard.csv", operation_id="dashboard_csv")
+@api.get("/dashboard.csv", operation_id="dashboard_csv", responses={200: {"content": {"text/csv; charset=utf-8": {"schema": {"type": "string"}}}}})
 async def dashboard_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
                         since: datetime | None = None, until: datetime | None = None) -> Response:
     """The dashboard as CSV, streamed line by line."""
@@ -317,18 +318,18 @@ async def dashboard_csv(request: Request, principal: Annotated[Principal, requir
                              headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.csv"'})
 
 
-@api.get("/dashboard.xlsx", operation_id="dashboard_xlsx")
+@api.get("/dashboard.xlsx", operation_id="dashboard_xlsx", responses={200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 async def dashboard_xlsx(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
                          since: datetime | None = None, until: datetime | None = None) -> Response:
     """The dashboard as an XLSX workbook (written row by row to a spooled file, then streamed)."""
     board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
     spooled = await run_in_threadpool(stats.to_xlsx, board)
     return StreamingResponse(stats.chunks_of(spooled),
-                             media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                             media_type=XLSX,
                              headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.xlsx"'})
 
 
-@api.get("/reports.csv", operation_id="export_reports_csv")
+@api.get("/reports.csv", operation_id="export_reports_csv", responses={200: {"content": {"text/csv; charset=utf-8": {"schema": {"type": "string"}}}}})
 async def export_reports_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
                              since: datetime | None = None, until: datetime | None = None) -> Response:
     """Every report created in [since, until) as CSV, one line each, streamed from a server-side cursor.

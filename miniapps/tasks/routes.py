@@ -37,6 +37,9 @@ from miniapps.tasks.service import (
     reach_of,
 )
 
+# The exports answer CSV or XLSX (``format``), documented as such in the OpenAPI
+EXPORT_TYPES: dict[int | str, dict] = {200: {"content": {exports.MEDIA["csv"]: {"schema": {"type": "string"}}, exports.MEDIA["xlsx"]: {
+    "schema": {"type": "string", "format": "binary"}}}}}
 api = APIRouter()
 EVIDENCE_MAX_BYTES = 10 * 2**20
 # Procedure files are read row by row (spooled to disk, never whole in memory): a city's year fits.
@@ -263,7 +266,7 @@ async def get_ranking(request: Request, principal: Viewer, period: str | None = 
     return Response(body, media_type="application/json")
 
 
-@api.get("/rankings/export", operation_id="export_ranking")
+@api.get("/rankings/export", operation_id="export_ranking", responses=EXPORT_TYPES)
 def export_ranking(session: SessionDep, principal: Viewer, period: str | None = None,
                    format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
     """The month's ranking as CSV or XLSX."""
@@ -324,7 +327,7 @@ def procedure_stats(session: SessionDep, principal: Viewer,
             "units": [s.as_json() for s in sorted(per_unit.values(), key=lambda s: -s.received)]}
 
 
-@api.get("/procedures/stats/export", operation_id="export_procedure_stats")
+@api.get("/procedures/stats/export", operation_id="export_procedure_stats", responses=EXPORT_TYPES)
 def export_procedure_stats(session: SessionDep, principal: Viewer,
                            first: Annotated[date | None, Query(alias="from")] = None,
                            last: Annotated[date | None, Query(alias="to")] = None,
