@@ -75,6 +75,26 @@ AUDIT_ACTIONS = (
 )
 
 
+ACTION_NAMES = {
+    "user_created": {"vi": "Tạo tài khoản", "en": "Account created"},
+    "membership_added": {"vi": "Thêm vai trò", "en": "Role added"},
+    "membership_removed": {"vi": "Bỏ vai trò", "en": "Role removed"},
+    "password_reset": {"vi": "Đặt lại mật khẩu", "en": "Password reset"},
+    "user_disabled": {"vi": "Khoá tài khoản", "en": "Account disabled"},
+    "user_enabled": {"vi": "Mở khoá tài khoản", "en": "Account enabled"},
+    "sign_in": {"vi": "Đăng nhập", "en": "Signed in"},
+    "sign_in_failed": {"vi": "Đăng nhập sai", "en": "Failed sign-in"},
+    "sign_in_attack": {"vi": "Đăng nhập sai liên tục", "en": "Sustained failed sign-ins"},
+    "sign_out": {"vi": "Đăng xuất", "en": "Signed out"},
+    "sign_out_everywhere": {"vi": "Đăng xuất mọi nơi", "en": "Signed out everywhere"},
+    "refresh_token_reuse": {"vi": "Dùng lại mã làm mới (phiên bị thu hồi)", "en": "Refresh token reused (session revoked)"},
+    "miniapp_settings_changed": {"vi": "Đổi cài đặt tiện ích", "en": "Mini-app settings changed"},
+    "personal_data_exported": {"vi": "Tải dữ liệu cá nhân", "en": "Personal data downloaded"},
+    "account_deletion_requested": {"vi": "Yêu cầu xoá tài khoản", "en": "Account deletion requested"},
+    "account_deleted": {"vi": "Đã xoá tài khoản", "en": "Account deleted"},
+}
+
+
 def _gate(request: Request, principal: Principal, permission: str | None) -> Response | None:
     """Signed out: to the officials' sign-in; without the permission (or, for the menu, any admin role): 403."""
     if not principal.is_authenticated:
@@ -349,4 +369,5 @@ def audit_page(request: Request, principal: PrincipalDep, action: Annotated[str,
                                                 "before": events[-1].id, "lang": locale})
     return render_page(request, "admin/audit.html", {
         "events": events, "names": names, "filters": filters, "actions": AUDIT_ACTIONS, "errors": errors,
+        "action_names": ACTION_NAMES,
         "next_url": next_url}, status_code=422 if errors else 200)
