@@ -422,3 +422,8 @@ def retention_run(dry_run: bool) -> None:
             click.echo(outcome.describe())
     finally:
         engine.dispose()
+
+
+from core.webapps.cli import webapps as _webapps_commands  # noqa: E402  (outside web mini-apps)
+
+main.add_command(_webapps_commands)
