@@ -338,6 +338,8 @@ SIGN_IN_ROWS = dict(before=World.fresh_rate_limits)
 MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/healthz"): [Case("liveness", "/healthz", PUBLIC)],
     ("GET", "/readyz"): [Case("readiness", "/readyz", PUBLIC)],
+    ("GET", "/problems"): [Case("problem types", "/problems", PUBLIC)],
+    ("GET", "/problems/{name}"): [Case("one problem type", "/problems/validation", PUBLIC)],
     ("GET", "/metrics"): [Case("metrics", "/metrics", PUBLIC)],
     ("GET", "/api/miniapps"): [Case("home screen manifests", "/api/miniapps", PUBLIC)],
     ("GET", "/api/units"): [Case("org units", "/api/units", PUBLIC)],
