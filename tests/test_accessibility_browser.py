@@ -28,6 +28,8 @@ PAGES = {
                      "/m/interaction/questions/1", "/feed/new"],
     "operator.demo": ["/m/feedback/dashboard", "/m/floodmap/dashboard", "/m/tasks/", "/m/tasks/procedures",
                       "/m/tasks/rankings", "/m/tasks/tasks/1", "/m/tasks/units/kim-long"],
+    "admin.demo": ["/admin", "/admin/officials", "/admin/officials/1", "/admin/audit",
+                   "/m/feedback/admin/categories", "/m/interaction/admin/fields"],
 }
 
 

@@ -30,7 +30,8 @@ PAGES = ["/", "/feed", "/warnings", "/search?q=ho+tich", "/no-such-page", "/m/no
          "/m/floodmap/stations/2", "/m/floodmap/dashboard", "/m/floodmap/warnings/1", "/m/interaction/",
          "/m/interaction/inbox", "/m/interaction/ask", "/m/interaction/questions/1", "/m/tasks/",
          "/m/tasks/procedures", "/m/tasks/rankings", "/m/tasks/tasks/1", "/m/tasks/assignments/1", "/me",
-         "/inbox", "/feed/new", "/auth/login", "/auth/phone"]
+         "/inbox", "/feed/new", "/auth/login", "/auth/phone", "/admin", "/admin/officials", "/admin/officials/1",
+         "/admin/audit", "/m/feedback/admin/categories", "/m/interaction/admin/fields"]
 
 
 def catalogue() -> dict[str, set[str]]:
@@ -106,7 +107,7 @@ def city(tmp_path_factory: pytest.TempPathFactory):
         yield client, token
 
 
-@pytest.mark.parametrize("who", ["visitor", "resident", "kimlong.demo", "operator.demo"])
+@pytest.mark.parametrize("who", ["visitor", "resident", "kimlong.demo", "operator.demo", "admin.demo"])
 def test_vietnamese_pages_show_no_english(city, who: str) -> None:
     lang = "vi"
     client, token = city
