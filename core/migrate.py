@@ -26,14 +26,14 @@ from core.miniapp_settings.models import MiniAppSettingsRow
 from core.scheduler import JobRun
 from push.models import Device, InboxItem, InboxState, Notification, NotificationAudience, PushOutbox, UnitFollow
 from core.units.models import OrgUnit, UnitBoundary
-from core.webapps.models import WebApp, WebAppSubject, WebAppVersion
+from core.webapps.models import WebApp, WebAppSubject, WebAppUsage, WebAppVersion
 from plugins.registry import MiniApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_MODELS = (
     OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
     FeedItem, FeedItemUnit, Notification, NotificationAudience, InboxItem, InboxState, Device, UnitFollow, PushOutbox,
-    MiniAppSettingsRow, UnitBoundary, WebApp, WebAppVersion, WebAppSubject,
+    MiniAppSettingsRow, UnitBoundary, WebApp, WebAppVersion, WebAppSubject, WebAppUsage,
 )
 
 

@@ -50,6 +50,7 @@
     close: function () { return call("close"); },
     setTitle: function (title) { return call("setTitle", { title: String(title) }); },
     launchData: function () { return call("launchData"); },
+    reportError: function (message) { return call("reportError", { message: String(message).slice(0, 200) }); },
     requestScope: function (scope) { return call("requestScope", { scope: scope }); },
     getLocation: function () { return call("location"); }
   };

@@ -11,7 +11,8 @@
   var lang = frame.dataset.lang || "vi";
   var statusLine = document.getElementById("webapp-status");
   var dialog = document.getElementById("consent-dialog");
-  var CAPABILITIES = ["capabilities", "ready", "close", "setTitle", "launchData", "requestScope", "location"];
+  var CAPABILITIES = ["capabilities", "ready", "close", "setTitle", "launchData", "requestScope", "location",
+    "reportError"];
 
   function say(text) { if (statusLine) statusLine.textContent = text; }
 
@@ -54,6 +55,11 @@
       return Promise.resolve({ title: title });
     },
     launchData: function () { return Promise.resolve({ webapp: webapp, locale: lang, protocol: PROTOCOL }); },
+    reportError: function () {
+      // Only counted (the analytics' errors per day); the message stays with the mini-app.
+      return fetch("/api/webapps/" + encodeURIComponent(webapp) + "/errors", { method: "POST",
+        credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function () { return {}; });
+    },
     requestScope: function (params) {
       var scope = String(params.scope || "");
       return granted().then(function (state) {

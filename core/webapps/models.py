@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -59,3 +59,17 @@ class WebAppSubject(SQLModel, table=True):
     webapp_id: str = Field(primary_key=True, max_length=40)
     pairwise_id: str = Field(primary_key=True, max_length=64)
     user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+
+
+class WebAppUsage(SQLModel, table=True):
+    """One resident's use of one web mini-app on one day (Hue time): opens and errors their frame reported.
+
+    A row per resident a day makes "unique residents per day" a count; the dashboard reads 90 days at most.
+    """
+
+    __tablename__ = "webapp_usage"
+    webapp_id: str = Field(primary_key=True, max_length=40)
+    day: date = Field(primary_key=True)
+    pairwise_id: str = Field(primary_key=True, max_length=64)
+    opens: int = 0
+    errors: int = 0

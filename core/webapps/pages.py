@@ -11,6 +11,8 @@ from core.identity.authn import client_address
 from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import resident_sign_in_url
 from core.web import page_locale, render_page
+from plugins._errors import DomainError
+from core.webapps import analytics
 from core.webapps.routes import LaunchRequest, launch_for
 from core.webapps.service import WebApps
 
@@ -69,3 +71,19 @@ def revoke(request: Request, webapp_id: str, principal: PrincipalDep, scope: str
     request.app.state.consents.revoke(user_id=principal.user_id, miniapp_id=webapp_id, scope=scope,
                                       address=client_address(request))
     return RedirectResponse(f"/me/webapps?lang={page_locale(request)}", status_code=303)
+
+
+@router.get("/admin/webapps/{webapp_id}/analytics", response_class=HTMLResponse, name="webapp_dashboard")
+def dashboard(request: Request, webapp_id: str, principal: PrincipalDep, db: SessionDep,
+              days: int = 30) -> Response:
+    """Operators' dashboard of one web mini-app: opens, unique residents and errors per day, with the CSV."""
+    if not principal.is_authenticated:
+        return RedirectResponse(f"/auth/login?next=/admin/webapps/{webapp_id}/analytics", status_code=303)
+    if not request.app.state.authorizer.allows(principal, "core.webapps.manage"):
+        raise DomainError(403, "you do not have the permission 'core.webapps.manage'", type="/problems/forbidden")
+    webapps: WebApps = request.app.state.webapps
+    webapps.get(db, webapp_id)
+    rows = list(reversed(analytics.daily(db, webapp_id, days)))
+    totals = {k: sum(r[k] for r in rows) for k in ("opens", "errors")}
+    return render_page(request, "webapps/dashboard.html", {"webapp_id": webapp_id, "rows": rows, "totals": totals,
+                                                           "days": len(rows)})

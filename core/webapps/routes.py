@@ -15,6 +15,7 @@ from core.identity.authn import client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
 from core.identity.principal import Principal
+from core.webapps import analytics
 from core.webapps.models import WebApp, WebAppVersion
 from core.webapps.service import Registration, WebAppManifest, WebApps, view
 
@@ -179,6 +180,7 @@ def launch_for(request: Request, db: SessionDep, principal: Principal, webapp_id
     webapp = webapps.openable(principal, webapp_id)
     assert principal.user_id is not None
     subject = webapps.subject(db, principal.user_id, webapp_id)
+    analytics.record(db, webapp_id, subject, opens=1)
     db.commit()
     granted = sorted(request.app.state.consents.granted_by_miniapp(principal).get(webapp_id, set())
                      & set(webapp.manifest.scope_names()))
@@ -237,3 +239,27 @@ def revoke(request: Request, webapp_id: str, scope: str, principal: CurrentUser)
                                              address=client_address(request)):
         raise Problem(404, f"you had not granted {scope!r} to {webapp_id!r}", type="/problems/not-found",
                       field="scope")
+
+
+@router.post("/api/webapps/{webapp_id}/errors", operation_id="report_webapp_error", status_code=204)
+def report_error(request: Request, webapp_id: str, db: SessionDep, principal: CurrentUser) -> None:
+    """Count an error the mini-app reported through the bridge (its analytics show errors per day)."""
+    webapps = _webapps(request)
+    webapps.openable(principal, webapp_id)
+    assert principal.user_id is not None
+    analytics.record(db, webapp_id, webapps.subject(db, principal.user_id, webapp_id), errors=1)
+    db.commit()
+
+
+@router.get("/api/webapps/{webapp_id}/analytics", operation_id="webapp_analytics")
+def usage(request: Request, webapp_id: str, db: SessionDep, operator: Operator, days: int = 90,
+          format: Literal["json", "csv"] = "json") -> Any:
+    """Opens, unique residents and errors per day for up to 90 days, as JSON or CSV."""
+    from fastapi.responses import Response
+
+    _webapps(request).get(db, webapp_id)
+    rows = analytics.daily(db, webapp_id, days)
+    if format == "csv":
+        return Response(analytics.as_csv(rows), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{webapp_id}-analytics.csv"'})
+    return {"webapp": webapp_id, "days": rows}

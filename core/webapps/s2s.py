@@ -22,12 +22,13 @@ from core.fallback import LocalFallback
 from core.identity.models import MiniAppConsent
 from core.identity.service import audit
 from core.units.models import OrgUnit
+from core.webapps import analytics
 from core.webapps.models import WebApp, WebAppSubject
 from core.webapps.service import WebApps
 from plugins.manifest import LocalizedText
 
 router = APIRouter(tags=["web mini-apps: server API"])
-S2S_SCOPES = ("notifications.send", "units.read")
+S2S_SCOPES = ("notifications.send", "units.read", "analytics.read")
 MAX_RECIPIENTS = 1000
 
 
@@ -177,3 +178,10 @@ def units_directory(db: SessionDep, client: Annotated[S2SClient, s2s_client("uni
 def _unit(unit: OrgUnit) -> dict[str, Any]:
     data = unit.model_dump(mode="json")
     return {k: data.get(k) for k in ("id", "name_vi", "name_en", "kind", "parent_id", "code") if k in data}
+
+
+@router.get("/api/s2s/analytics", operation_id="webapp_own_analytics")
+def own_analytics(db: SessionDep, client: Annotated[S2SClient, s2s_client("analytics.read")],
+                  days: int = 90) -> dict[str, Any]:
+    """The calling mini-app's own opens, unique residents and errors per day (up to 90 days)."""
+    return {"webapp": client.webapp_id, "days": analytics.daily(db, client.webapp_id, days)}

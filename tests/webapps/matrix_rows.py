@@ -108,4 +108,9 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("POST", "/me/webapps/{webapp_id}/revoke"): [
         Case("revoke from the page", _in("/me/webapps/matrix_app/revoke"), signed_in(anonymous=SIGN_IN),
              data={"scope": "location"})],
+    ("POST", "/api/webapps/{webapp_id}/errors"): [Case("report an error", _in(f"{W}/errors"), OPENERS)],
+    ("GET", "/api/webapps/{webapp_id}/analytics"): [Case("analytics", _in(f"{W}/analytics"), only(*MANAGERS))],
+    ("GET", "/api/s2s/analytics"): [Case("a person's token is no backend's", "/api/s2s/analytics", everyone(401))],
+    ("GET", "/admin/webapps/{webapp_id}/analytics"): [
+        Case("analytics dashboard", _in("/admin/webapps/matrix_app/analytics"), only(*MANAGERS, anonymous=SIGN_IN))],
 }

@@ -1,0 +1,28 @@
+"""Web mini-app analytics: opens, unique residents and errors per day, JSON, CSV, the backend's own view and
+the operators' dashboard, on both databases."""
+
+from __future__ import annotations
+
+from core.webapps.analytics import today
+from tests.webapps.helpers import publish, registration
+from tests.webapps.test_launch_s2s import s2s_token
+
+
+def test_opens_residents_and_errors_per_day(api, operator, resident_a, resident_b):
+    secret = publish(api, operator, registration())["client_secret"]
+    for who in (resident_a, resident_a, resident_b):
+        assert api.post("/api/webapps/youth_union/launch", headers=who).status_code == 200
+    assert api.post("/api/webapps/youth_union/errors", headers=resident_b).status_code == 204
+    answer = api.get("/api/webapps/youth_union/analytics", headers=operator).json()
+    assert len(answer["days"]) == 90
+    assert answer["days"][-1] == {"day": today().isoformat(), "opens": 3, "residents": 2, "errors": 1}
+    assert sum(d["opens"] for d in answer["days"][:-1]) == 0
+    csv = api.get("/api/webapps/youth_union/analytics?format=csv&days=2", headers=operator)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == "day,opens,residents,errors"
+    assert csv.text.splitlines()[-1] == f"{today().isoformat()},3,2,1"
+    assert api.get("/api/webapps/youth_union/analytics", headers=resident_a).status_code == 403
+    own = api.get("/api/s2s/analytics?days=1", headers={"Authorization": f"Bearer {s2s_token(api, secret, 'analytics.read')}"})
+    assert own.status_code == 200 and own.json()["days"][0]["residents"] == 2
+    page = api.get("/admin/webapps/youth_union/analytics", headers=operator)
+    assert page.status_code == 200 and 'data-testid="total-opens">3<' in page.text
