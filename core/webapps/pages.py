@@ -12,8 +12,8 @@ from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import resident_sign_in_url
 from core.web import page_locale, render_page
 from plugins._errors import DomainError
-from core.webapps import analytics
-from core.webapps.routes import LaunchRequest, launch_for
+from core.webapps import analytics, webhooks
+from core.webapps.routes import LaunchRequest, _issuer, launch_for
 from core.webapps.service import WebApps
 
 router = APIRouter(include_in_schema=False)
@@ -68,8 +68,10 @@ def revoke(request: Request, webapp_id: str, principal: PrincipalDep, scope: str
     """Revoke one scope from the consents page, then show the page again."""
     if not principal.is_authenticated or principal.user_id is None:
         return _sign_in("/me/webapps")
-    request.app.state.consents.revoke(user_id=principal.user_id, miniapp_id=webapp_id, scope=scope,
-                                      address=client_address(request))
+    if request.app.state.consents.revoke(user_id=principal.user_id, miniapp_id=webapp_id, scope=scope,
+                                         address=client_address(request)):
+        webhooks.consent_revoked(request.app.state, issuer=_issuer(request), webapp_id=webapp_id,
+                                 user_id=principal.user_id, scope=scope)
     return RedirectResponse(f"/me/webapps?lang={page_locale(request)}", status_code=303)
 
 

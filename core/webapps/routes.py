@@ -15,7 +15,7 @@ from core.identity.authn import client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
 from core.identity.principal import Principal
-from core.webapps import analytics
+from core.webapps import analytics, webhooks
 from core.webapps.models import WebApp, WebAppVersion
 from core.webapps.service import Registration, WebAppManifest, WebApps, view
 
@@ -173,6 +173,10 @@ class LaunchRequest(BaseModel):
     theme: Literal["light", "dark"] = "light"
 
 
+def _issuer(request: Request) -> str:
+    return request.app.state.settings.public_url or str(request.base_url).rstrip("/")
+
+
 def launch_for(request: Request, db: SessionDep, principal: Principal, webapp_id: str,
                body: LaunchRequest) -> dict[str, Any]:
     """Issue a launch token for ``principal`` opening ``webapp_id`` (shared by the API and the frame page)."""
@@ -239,6 +243,8 @@ def revoke(request: Request, webapp_id: str, scope: str, principal: CurrentUser)
                                              address=client_address(request)):
         raise Problem(404, f"you had not granted {scope!r} to {webapp_id!r}", type="/problems/not-found",
                       field="scope")
+    webhooks.consent_revoked(request.app.state, issuer=_issuer(request), webapp_id=webapp_id,
+                             user_id=principal.user_id, scope=scope)
 
 
 @router.post("/api/webapps/{webapp_id}/errors", operation_id="report_webapp_error", status_code=204)

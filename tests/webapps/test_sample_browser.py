@@ -73,6 +73,15 @@ def test_outside_mini_app_end_to_end(browser, live_url, people, sample):
         expect(page.locator('[data-webapp="youth_union"] [data-granted="yes"]')).to_have_count(0)
         refused = backend_notify(sample, sub)
         assert refused["status"] == 403 and refused["answer"]["refused"] == [sub], refused
+        # The backend heard of both revocations through signed webhooks it verified against the JWKS.
+        events: list = []
+        for _ in range(100):
+            events = httpx.get(f"{sample.url.replace('localhost', '127.0.0.1')}/hooks/received", timeout=10).json()
+            if len(events) >= 2:
+                break
+            time.sleep(0.1)
+        assert sorted((e["event"], e["sub"], e["scope"]) for e in events) == [
+            ("consent.revoked", sub, "location"), ("consent.revoked", sub, "notifications")]
         page.goto("/webapps/youth_union")
         expect(app.locator("#verified")).to_contain_text("verified " + sub)
         app.locator("#get-location").click()

@@ -79,7 +79,23 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
                 "body": {"vi": str(body.get("text", "")) or "Mời bạn tham gia", "en": str(body.get("text", "")) or "Join us"}})
         return JSONResponse({"status": sent.status_code, "answer": sent.json()})
 
+    received: list[dict] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        try:
+            key = verifier.jwks.get_signing_key_from_jwt((await request.body()).decode())
+            event = jwt.decode((await request.body()).decode(), key.key, algorithms=["EdDSA"], audience=client_id,
+                               issuer=host)
+        except jwt.PyJWTError as exc:
+            return JSONResponse({"ok": False, "reason": str(exc)}, status_code=401)
+        received.append({"event": event["event"], "sub": event["sub"], "scope": event.get("scope")})
+        return JSONResponse({"ok": True})
+
+    async def hooks_received(request: Request) -> JSONResponse:
+        return JSONResponse(received)
+
     return Starlette(routes=[Route("/app", page), Route("/sample.js", script),
+                             Route("/hooks/superapp", hook, methods=["POST"]), Route("/hooks/received", hooks_received),
                              Route("/verify", verify, methods=["POST"]), Route("/notify", notify, methods=["POST"])])
 
 
