@@ -139,6 +139,18 @@ def _victim_memberships_url(world: World, who: str) -> str:
     return f"/api/users/{world.victim.user_id}/memberships"
 
 
+def _victim_page(world: World, who: str) -> str:
+    return f"/admin/officials/{world.victim.user_id}"
+
+
+def _resident_page(world: World, who: str) -> str:
+    return f"/admin/officials/{world.personas['resident_a'].user_id}"
+
+
+def _victim_page_part(part: str) -> Callable[[World, str], str]:
+    return lambda world, who: f"/admin/officials/{world.victim.user_id}/{part}"
+
+
 def _resident_memberships_url(world: World, who: str) -> str:
     return f"/api/users/{world.personas['resident_a'].user_id}/memberships"
 
@@ -422,6 +434,37 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
         Case("unknown membership", "/api/memberships/987654", only("admin", admin=404)),
     ],
     ("GET", "/api/audit"): [Case("audit log", "/api/audit", only("admin"))],
+    ("GET", "/manifest.webmanifest"): [Case("web app manifest", "/manifest.webmanifest?lang=en", PUBLIC)],
+    ("GET", "/sw.js"): [Case("service worker", "/sw.js", PUBLIC)],
+    # --- the admin pages (core/admin.py): the same permissions as the API, pages answer 403 or sign-in ---
+    ("GET", "/admin"): [Case("admin menu", "/admin", only("operator", "admin", anonymous=SIGN_IN))],
+    ("GET", "/admin/officials"): [Case("officials page", "/admin/officials", only("admin", anonymous=SIGN_IN))],
+    ("POST", "/admin/officials"): [
+        Case("create an official from the page", "/admin/officials", only("admin", anonymous=SIGN_IN),
+             data={"username": "matrix.page", "display_name": "Cán bộ mới", "password": "Matrix-Trang-2025x",
+                   "role": "commune_official", "unit_id": "thuan-hoa"}),
+    ],
+    ("GET", "/admin/officials/{user_id}"): [
+        Case("an official's page", _victim_page, only("admin", anonymous=SIGN_IN)),
+        Case("a resident is no official", _resident_page, only("admin", admin=404, anonymous=SIGN_IN)),
+    ],
+    ("POST", "/admin/officials/{user_id}/memberships"): [
+        Case("grant a role from the page", _victim_page_part("memberships"), only("admin", anonymous=SIGN_IN),
+             data={"role": "commune_official", "unit_id": "thuan-hoa"}),
+    ],
+    ("POST", "/admin/officials/{user_id}/memberships/{membership_id}/remove"): [
+        Case("remove an unknown role from the page", _victim_page_part("memberships/987654/remove"),
+             only("admin", admin=404, anonymous=SIGN_IN)),
+    ],
+    ("POST", "/admin/officials/{user_id}/active"): [
+        Case("enable an active official", _victim_page_part("active"), only("admin", anonymous=SIGN_IN),
+             data={"active": "1"}),
+    ],
+    ("POST", "/admin/officials/{user_id}/password"): [
+        Case("a password the rules refuse", _victim_page_part("password"), only("admin", admin=422, anonymous=SIGN_IN),
+             data={"password": "short"}),
+    ],
+    ("GET", "/admin/audit"): [Case("audit log page", "/admin/audit?action=sign_in", only("admin", anonymous=SIGN_IN))],
     ("GET", "/auth/login"): [Case("sign-in form", "/auth/login", PUBLIC)],
     ("POST", "/auth/login"): [
         Case("sign-in form posted", "/auth/login", PUBLIC, data=_login, check=signed_in_cookie, **SIGN_IN_ROWS),

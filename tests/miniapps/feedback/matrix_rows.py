@@ -233,6 +233,18 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("GET", f"{PAGES}/dashboard"): [Case("dashboard page", f"{PAGES}/dashboard",
                                          only("operator", "admin", anonymous=SIGN_IN))],
     ("GET", f"{PAGES}/map"): [Case("map page", f"{PAGES}/map", PUBLIC)],
+    ("GET", f"{PAGES}/admin/categories"): [Case("categories table", f"{PAGES}/admin/categories",
+                                                only("admin", anonymous=SIGN_IN), before=_categories)],
+    ("POST", f"{PAGES}/admin/categories"): [
+        Case("a category saved from the table", f"{PAGES}/admin/categories", only("admin", anonymous=SIGN_IN),
+             before=_categories, data={"id": "other", "name_vi": "Vấn đề khác", "name_en": "Something else",
+                                       "department_id": "", "deadline_hours": "120", "urgent_deadline_hours": "24",
+                                       "position": "70", "active": "on"}),
+        Case("a category routed to a ward", f"{PAGES}/admin/categories",
+             only("admin", admin=422, anonymous=SIGN_IN), before=_categories,
+             data={"id": "other", "name_vi": "Vấn đề khác", "name_en": "Something else", "department_id": "phu-xuan",
+                   "deadline_hours": "120", "urgent_deadline_hours": "24", "position": "70", "active": "on"}),
+    ],
     # --- Open311: public reads; creation needs an api_key, not a persona ---
     ("GET", f"{V2}/discovery.{{fmt}}"): [Case("discovery", f"{V2}/discovery.xml", PUBLIC)],
     ("GET", f"{V2}/services.{{fmt}}"): [Case("services", f"{V2}/services.json", PUBLIC, before=_categories)],

@@ -192,4 +192,14 @@ ROWS: dict[tuple[str, str], list[Case]] = {
                                                    "field": "civil-status"})],
     ("GET", f"{PAGES}/handbook/{{article_id}}"): [
         Case("article page", _article_url(f"{PAGES}/handbook"), PAGE_READERS)],
+    ("GET", f"{PAGES}/admin/fields"): [Case("routing table page", f"{PAGES}/admin/fields",
+                                            only("admin", anonymous=SIGN_IN))],
+    ("POST", f"{PAGES}/admin/fields"): [
+        Case("a field added from the page", f"{PAGES}/admin/fields", only("admin", anonymous=SIGN_IN),
+             data={"key": "matrix-field", "name_vi": "Lĩnh vực thử", "name_en": "Test field",
+                   "department_id": "so-tu-phap"}),
+        Case("a field sent to a ward", f"{PAGES}/admin/fields", only("admin", admin=422, anonymous=SIGN_IN),
+             data={"key": "matrix-field", "name_vi": "Lĩnh vực thử", "name_en": "Test field",
+                   "department_id": "phu-xuan"}),
+    ],
 }
