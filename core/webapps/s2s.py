@@ -8,6 +8,8 @@ mini-app's own rate (per minute, counted in Redis, in this process while Redis i
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from typing import Annotated, Any
 
 import jwt
@@ -28,6 +30,7 @@ from core.webapps.service import WebApps
 from plugins.manifest import LocalizedText
 
 router = APIRouter(tags=["web mini-apps: server API"])
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 S2S_SCOPES = ("notifications.send", "units.read", "analytics.read")
 MAX_RECIPIENTS = 1000
 
@@ -55,7 +58,9 @@ def _unauthorized(detail: str) -> Problem:
 @router.post("/oauth/token", operation_id="webapp_client_token", summary="OAuth2 client credentials token")
 def client_token(request: Request, db: SessionDep, grant_type: Annotated[str, Form()],
                  client_id: Annotated[str | None, Form()] = None, client_secret: Annotated[str | None, Form()] = None,
-                 scope: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+                 scope: Annotated[str | None, Form()] = None,
+                 client_assertion_type: Annotated[str | None, Form()] = None,
+                 client_assertion: Annotated[str | None, Form(max_length=4000)] = None) -> dict[str, Any]:
     """Exchange a web mini-app's client id and secret for a short-lived bearer token."""
     if grant_type != "client_credentials":
         raise Problem(400, "grant_type must be client_credentials", type="/problems/validation",
@@ -66,12 +71,15 @@ def client_token(request: Request, db: SessionDep, grant_type: Annotated[str, Fo
             client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             raise _unauthorized("the Basic credentials are not base64 of client_id:client_secret") from None
-    if not client_id or not client_secret:
-        raise _unauthorized("send client_id and client_secret")
     webapps: WebApps = request.app.state.webapps
-    webapp = webapps.check_client(db, client_id, client_secret)
-    if webapp is None:
-        raise _unauthorized("unknown client, wrong secret or revoked client")
+    if client_assertion_type == JWT_BEARER and client_assertion:
+        webapp = _asserted_client(request, db, client_assertion)
+    else:
+        if not client_id or not client_secret:
+            raise _unauthorized("send client_id and client_secret, or a private_key_jwt client_assertion")
+        webapp = webapps.check_client(db, client_id, client_secret)
+        if webapp is None:
+            raise _unauthorized("unknown client, wrong secret or revoked client")
     asked = (scope or " ".join(S2S_SCOPES)).split()
     unknown = [s for s in asked if s not in S2S_SCOPES]
     if unknown:
@@ -79,6 +87,54 @@ def client_token(request: Request, db: SessionDep, grant_type: Annotated[str, Fo
                       field="scope", error="invalid_scope")
     token, lifetime = webapps.keys.s2s_token(issuer=_issuer(request), webapp_id=webapp.id, scopes=asked)
     return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(asked)}
+
+
+class _SeenAssertions:
+    """Assertion ids already used, until they expire (per process: a replay to another worker is not caught)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, jti: str, exp: float) -> bool:
+        """True the first time ``jti`` is seen."""
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > 10000:
+                self._seen = {j: e for j, e in self._seen.items() if e > now}
+            if jti in self._seen and self._seen[jti] > now:
+                return False
+            self._seen[jti] = exp
+            return True
+
+
+def _asserted_client(request: Request, db: Any, assertion: str) -> WebApp:
+    """The client a private_key_jwt assertion proves (RFC 7523): signed by its registered key, for this endpoint."""
+    try:
+        client_id = str(jwt.decode(assertion, options={"verify_signature": False}).get("iss", ""))
+    except jwt.PyJWTError as exc:
+        raise _unauthorized(f"client_assertion is not a JWT: {exc}") from None
+    webapp = db.get(WebApp, client_id)
+    live = request.app.state.webapps.live().get(client_id)
+    if webapp is None or webapp.client_revoked or live is None or not live.manifest.client_jwk:
+        raise _unauthorized("unknown or revoked client, or no client_jwk registered for private_key_jwt")
+    try:
+        key = jwt.PyJWK(live.manifest.client_jwk).key
+        claims = jwt.decode(assertion, key, algorithms=["EdDSA", "RS256", "ES256"], issuer=client_id,
+                            audience=_issuer(request) + "/oauth/token",
+                            options={"require": ["exp", "jti", "sub", "iss", "aud"]})
+    except jwt.PyJWTError as exc:
+        raise _unauthorized(f"client_assertion refused: {exc}") from None
+    if claims["sub"] != client_id:
+        raise _unauthorized("client_assertion: sub must equal iss (the client id)")
+    if claims["exp"] - time.time() > 600:
+        raise _unauthorized("client_assertion: exp must be within ten minutes")
+    seen = getattr(request.app.state, "webapp_assertions", None)
+    if seen is None:  # one memory per host, made on first use
+        seen = request.app.state.webapp_assertions = _SeenAssertions()
+    if not seen.first_use(str(claims["jti"]), float(claims["exp"])):
+        raise _unauthorized("client_assertion replayed (jti already used)")
+    return webapp
 
 
 def _issuer(request: Request) -> str:

@@ -55,6 +55,19 @@ class WebAppManifest(BaseModel):
     webhook_url: Url | None = None
     contact: Developer
     rate_per_minute: int = Field(default=120, ge=1, le=10000)
+    # The backend's public key (a JWK) for private_key_jwt client authentication, instead of the secret.
+    client_jwk: dict[str, Any] | None = None
+
+    @field_validator("client_jwk")
+    @classmethod
+    def _public_jwk(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if value.get("kty") not in ("OKP", "RSA", "EC"):
+            raise ValueError("must be a JWK with kty OKP (Ed25519), RSA or EC")
+        if any(k in value for k in ("d", "p", "q", "dp", "dq", "qi")):
+            raise ValueError("must be the public key only (no private parts)")
+        return value
 
     @field_validator("allowed_origins")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import time
+
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -127,3 +130,39 @@ def test_frame_page_frames_only_the_registered_origins(api, operator, resident_a
     assert "frame-src 'self' https://youth.example.vn" in policy and "script-src 'self';" in policy
     assert "#superapp_launch=" in page.text and page.headers["cache-control"] == "no-store"
     assert "https://youth.example.vn" not in api.get("/", headers=resident_a).headers["content-security-policy"]
+
+
+def test_private_key_jwt_client_authentication(api, operator):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    own = Ed25519PrivateKey.generate()
+    raw = own.public_key().public_bytes_raw()
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+    leaked = api.post("/api/webapps", json=registration("leaky_app", client_jwk={**jwk, "d": "secret"}), headers=operator)
+    assert leaked.status_code == 422 and leaked.json()["field"] == "body.client_jwk"
+    publish(api, operator, registration(client_jwk=jwk))
+    now = int(time.time())
+
+    def assertion(**overrides):
+        claims = {"iss": "youth_union", "sub": "youth_union", "aud": "http://testserver/oauth/token",
+                  "iat": now, "exp": now + 120, "jti": f"a-{len(overrides)}-{sorted(overrides)}"}
+        claims.update(overrides)
+        return jwt.encode(claims, own, algorithm="EdDSA")
+
+    def ask(token: str):
+        return api.post("/oauth/token", data={
+            "grant_type": "client_credentials", "scope": "units.read",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": token})
+
+    good = assertion()
+    first = ask(good)
+    assert first.status_code == 200, first.text
+    assert api.get("/api/s2s/units?limit=1", headers={"Authorization": f"Bearer {first.json()['access_token']}"}).status_code == 200
+    assert ask(good).status_code == 401  # replayed
+    assert ask(assertion(aud="https://elsewhere.example/oauth/token")).status_code == 401
+    assert ask(assertion(exp=now - 10)).status_code == 401
+    stranger = jwt.encode({"iss": "youth_union", "sub": "youth_union", "aud": "http://testserver/oauth/token",
+                           "exp": now + 60, "jti": "x"}, Ed25519PrivateKey.generate(), algorithm="EdDSA")
+    refused = ask(stranger)
+    assert refused.status_code == 401 and refused.headers["content-type"].startswith("application/problem+json")
