@@ -83,10 +83,16 @@ def test_rotation_reuse_and_revocation_across_processes(two_servers, postgres_ur
     second = rotated.json()
     assert httpx.get(a + "/api/me", headers=_bearer(second)).status_code == 200
 
+    # Within the grace window, before its successor is used, the same token is a retry: the same pair.
+    retry = httpx.post(a + "/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert retry.status_code == 200 and retry.json()["refresh_token"] == second["refresh_token"]
+    third = httpx.post(a + "/api/auth/refresh", json={"refresh_token": second["refresh_token"]}).json()
+
+    # Its successor has been used: presenting the first token again is reuse, and ends the session.
     reuse = httpx.post(a + "/api/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert reuse.status_code == 401
     # B had the session cached for 30 s; the revocation reached it through Redis.
-    assert _eventually_401(b, _bearer(second)) == 401
+    assert _eventually_401(b, _bearer(third)) == 401
 
 
 def test_membership_removal_ends_tokens_on_every_process(two_servers, postgres_url) -> None:
