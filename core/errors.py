@@ -180,10 +180,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if isinstance(exc.__cause__, RecursionError):
-            # FastAPI parses JSON bodies itself and calls every failure "an error parsing the body".
-            return problem_response(422, "the JSON body is nested too deeply to read", title="Invalid request",
-                                    type="/problems/validation", instance=request.url.path, field="body")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = getattr(exc, "headers", None)
         return page_or(request, exc.status_code, lambda: problem_response(

@@ -23,15 +23,19 @@ Upload allowances
     to anonymous callers as well, and it answers in text/plain.
 
 JSON depth
-    ``loads_json`` parses a body a route reads itself, refusing nesting past ``MAX_JSON_DEPTH`` with
-    a 422 naming the body (Python's parser would raise RecursionError around a thousand levels, a 500).
+    Every JSON request body is scanned for its nesting (``json_nesting_exceeds``, no parsing) before
+    FastAPI or a route parses it, and refused past ``MAX_JSON_DEPTH`` with a 422 naming the body
+    (``core.security.TextInputGuard``); ``loads_json`` does the same for text a route reads itself.
+    Python's parser would recurse to a RecursionError around a thousand levels.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any
 
 from fastapi import Depends
@@ -224,32 +228,44 @@ def _content_length(scope: Scope) -> int | None:
         return None
 
 
-def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether parsed JSON ``value`` nests lists and objects more than ``limit`` levels deep."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
+# A JSON string (escapes and all): its brackets are text, not nesting.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but the brackets: translate deletes them
+_NESTING_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_nesting_exceeds(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text ``raw`` opens lists and objects more than ``limit`` levels deep, found without parsing.
+
+    Checked before ``json.loads`` sees untrusted text: Python's parser recurses once per level and
+    raises RecursionError around a thousand, and catching that in a long-lived worker is not safe
+    (CPython 3.11 can be left with its recursion count off, failing later unrelated code).
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:  # the common case: cannot be too deep
+        return False
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _BRACKETS)
+    return max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def jwt_nesting_exceeds(token: str) -> bool:
+    """Whether a compact JWT's header or claims nest past ``MAX_JSON_DEPTH``: checked before a JWT library
+    parses them (PyJWT reads the header, and unverified claims, with ``json.loads``)."""
+    for segment in token.split(".")[:2]:
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except ValueError:  # not base64: the library refuses it with its own reason
+            return False
+        if json_nesting_exceeds(raw):
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
 
 
 def loads_json(raw: bytes | str, *, field: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``raw`` parsed as JSON; Problem 422 naming ``field`` when it is not JSON or nests too deeply."""
-    too_deep = f"the JSON is nested more than {max_depth} levels deep"
+    if json_nesting_exceeds(raw, max_depth):
+        raise Problem(422, f"the JSON is nested more than {max_depth} levels deep", field=field)
     try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise Problem(422, too_deep, field=field) from None
+        return json.loads(raw)
     except ValueError:
         raise Problem(422, "the body is not JSON", field=field) from None
-    if json_depth_exceeds(value, max_depth):
-        raise Problem(422, too_deep, field=field)
-    return value

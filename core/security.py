@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from config import Settings
 from core.errors import problem_response
+from core.limits import MAX_JSON_DEPTH, json_nesting_exceeds
 
 # FastAPI's own API explorers load Swagger UI / ReDoc from this CDN with an inline start-up script;
 # only these pages get a policy that allows them.
@@ -157,11 +158,13 @@ def _lone_surrogate_at(value: Any, path: str) -> str | None:
 
 
 class TextInputGuard:
-    """Answers 422 naming the field when a JSON body carries a lone surrogate ("\\ud800"): no text column on
-    either database can store one, and every route would otherwise fail with a 500 deep in the driver.
+    """Answers 422 naming the field when a JSON body nests too deeply or carries a lone surrogate ("\\ud800").
 
-    Forms, query strings and paths cannot carry one (they are decoded from UTF-8 with replacement), so JSON
-    bodies are the only way in; a body without a surrogate escape passes through unparsed.
+    Nesting is checked on the raw text before FastAPI or a route parses it: Python's parser recurses once
+    per level and fails around a thousand. No text column on either database can store a lone surrogate,
+    and every route would otherwise fail with a 500 deep in the driver. Forms, query strings and paths
+    cannot carry one (they are decoded from UTF-8 with replacement), so JSON bodies are the only way in.
+    A body without content type is treated as JSON too, as FastAPI does.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -169,8 +172,11 @@ class TextInputGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read a JSON body, check it, and replay it to the app."""
-        content_type = dict(scope.get("headers") or []).get(b"content-type", b"") if scope["type"] == "http" else b""
-        if b"json" not in content_type.lower():
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        content_type = dict(scope.get("headers") or []).get(b"content-type")
+        if content_type is not None and b"json" not in content_type.lower():
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -184,19 +190,14 @@ class TextInputGuard:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if _SURROGATE_ESCAPE.search(body):
-            try:
-                field = _lone_surrogate_at(json.loads(body), "body")
-            except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
-                field = None  # not JSON: the route's own validation names the problem
-            if field:
-                response = problem_response(
-                    422, f"{field}: text contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape); "
-                    "send valid Unicode text", title="Invalid request", type="/problems/validation",
-                    instance=scope.get("path"), field=field,
-                    errors=[{"field": field, "message": "lone surrogate in text", "type": "string_unicode"}])
-                await response(scope, receive, send)
-                return
+        refusal = _json_refusal(body)
+        if refusal:
+            field, detail, kind = refusal
+            response = problem_response(
+                422, f"{field}: {detail}", title="Invalid request", type="/problems/validation",
+                instance=scope.get("path"), field=field, errors=[{"field": field, "message": detail, "type": kind}])
+            await response(scope, receive, send)
+            return
         replay = iter([{"type": "http.request", "body": body, "more_body": False},
                        *(m for m in messages if m["type"] != "http.request")])
 
@@ -204,6 +205,23 @@ class TextInputGuard:
             return next(replay, None) or await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _json_refusal(body: bytes) -> tuple[str, str, str] | None:
+    """(field, detail, error type) when JSON ``body`` cannot be taken, else None (not JSON: the route's own
+    validation names that)."""
+    if json_nesting_exceeds(body):
+        return "body", f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep", "json_depth"
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        field = _lone_surrogate_at(json.loads(body), "body")
+    except ValueError:
+        return None
+    if field is None:
+        return None
+    return (field, "text contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape); send valid "
+            "Unicode text", "string_unicode")
 
 
 def public_base_url(request: Request) -> str:

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         encoded_answer,
         fold,
         if_none_match,
+        json_nesting_exceeds,
         loads_json,
         page_locale,
         places,
@@ -97,7 +98,7 @@ _HOST_BACKED = frozenset({
     "ProcessedPhoto", "Receipt", "SessionDep", "Severity", "UnitKind", "UnitsDirectory", "User", "UserKind",
     "add_working_days", "add_working_hours", "all_or_nothing", "create_official", "encoded_answer", "fold",
     "if_none_match", "page_locale",
-    "places", "process_photo", "allow_body", "allow_uploads", "loads_json", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
+    "places", "process_photo", "allow_body", "allow_uploads", "json_nesting_exceeds", "loads_json", "public_base_url", "render_page", "require_permission", "require_scope", "slugify", "utcnow",
 })
 
 __all__ = sorted([

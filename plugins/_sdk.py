@@ -17,7 +17,7 @@ from core.identity.models import Membership as MembershipRow
 from core.identity.models import User, UserKind, utcnow
 from core.identity.principal import Membership, Principal
 from core.identity.service import create_official
-from core.limits import allow_body, allow_uploads, loads_json
+from core.limits import allow_body, allow_uploads, json_nesting_exceeds, loads_json
 from core.media import FileBatch, MediaStore, PhotoRejected, ProcessedPhoto, all_or_nothing, process_photo
 from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
 from core.security import public_base_url
@@ -67,6 +67,7 @@ __all__ = [
     "allow_uploads",
     "create_official",
     "fold",
+    "json_nesting_exceeds",
     "loads_json",
     "page_locale",
     "places",

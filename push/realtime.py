@@ -81,6 +81,7 @@ from websockets.protocol import State
 from core.errors import Problem
 from core.identity.authn import INVALIDATION_CHANNEL, SESSION_COOKIE
 from core.identity.principal import Principal
+from core.limits import MAX_JSON_DEPTH, json_nesting_exceeds
 from push.broker import Event, parse_id
 
 log = logging.getLogger(__name__)
@@ -540,13 +541,13 @@ class RealtimeHub:
             await self._handle(conn, text)
 
     async def _handle(self, conn: Connection, text: str) -> None:
+        if json_nesting_exceeds(text):  # checked before parsing: the parser would recurse to a RecursionError
+            conn.offer(_error("bad_json", f"not JSON we read: nested more than {MAX_JSON_DEPTH} levels deep"))
+            return
         try:
             message = json.loads(text)
         except ValueError as exc:
             conn.offer(_error("bad_json", f"not JSON: {exc}"))
-            return
-        except RecursionError:  # a 64 KiB frame can nest deeper than the parser goes: answer, keep the socket
-            conn.offer(_error("bad_json", "not JSON we read: nested too deeply"))
             return
         if not isinstance(message, dict):
             conn.offer(_error("bad_message", "send a JSON object with a 'type'"))

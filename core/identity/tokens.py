@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from core.limits import jwt_nesting_exceeds
+
 ISSUER = "superapp"
 ALGORITHM = "HS256"
 ACCESS_TTL = timedelta(minutes=15)
@@ -43,6 +45,8 @@ def issue_access_token(*, secret: str, user_id: int, session_id: str, ttl: timed
 
 def read_access_token(token: str, *, secret: str) -> AccessClaims:
     """Verify ``token`` and return its claims, or raise TokenError with the reason."""
+    if jwt_nesting_exceeds(token):
+        raise TokenError("access token is malformed")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
@@ -100,7 +104,7 @@ def issue_device_token(*, secret: str, username: str) -> str:
 
 def read_device_token(token: str | None, *, secret: str, username: str) -> str | None:
     """The device id of a valid device token issued for ``username``, else None (never an error)."""
-    if not token or len(token) > 1024:
+    if not token or len(token) > 1024 or jwt_nesting_exceeds(token):
         return None
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER,

@@ -23,6 +23,7 @@ from core.errors import Problem
 from core.fallback import LocalFallback
 from core.identity.models import MiniAppConsent
 from core.identity.service import audit
+from core.limits import jwt_nesting_exceeds
 from core.units.models import OrgUnit
 from core.webapps import analytics
 from core.webapps.models import WebApp, WebAppSubject
@@ -110,6 +111,8 @@ class _SeenAssertions:
 
 def _asserted_client(request: Request, db: Any, assertion: str) -> WebApp:
     """The client a private_key_jwt assertion proves (RFC 7523): signed by its registered key, for this endpoint."""
+    if jwt_nesting_exceeds(assertion):
+        raise _unauthorized("client_assertion is not a JWT: its JSON is nested too deeply")
     try:
         client_id = str(jwt.decode(assertion, options={"verify_signature": False}).get("iss", ""))
     except jwt.PyJWTError as exc:

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from core.limits import jwt_nesting_exceeds
+
 LAUNCH_SECONDS = 300
 S2S_SECONDS = 900
 S2S_AUDIENCE = "superapp-s2s"
@@ -93,6 +95,8 @@ class KeyRing:
 
     def read_s2s(self, token: str) -> dict[str, Any]:
         """The claims of a server-to-server token this host signed; raises jwt.PyJWTError otherwise."""
+        if jwt_nesting_exceeds(token):
+            raise jwt.DecodeError("the token's JSON is nested too deeply")
         kid = jwt.get_unverified_header(token).get("kid")
         key = self._by_kid.get(kid)
         if key is None:

@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from plugins import DomainError
+from plugins import DomainError, json_nesting_exceeds
 from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -426,8 +426,11 @@ def _encode_token(key: list[Any]) -> str:
 def _decode_token(token: str) -> list[Any]:
     """The sort key a ``$skiptoken`` holds (checked against the order when the query is built)."""
     try:
-        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, RecursionError):  # a forged token may nest deeper than the parser goes
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        if json_nesting_exceeds(raw, 2):  # a forged token may nest deeper than the parser goes; ours never do
+            raise ValueError("nested")
+        key = json.loads(raw)
+    except ValueError:
         raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink") from None
     if not isinstance(key, list) or not all(isinstance(v, int | float | str) for v in key):
         raise _bad("$skiptoken", "not a token this server gave in @iot.nextLink")

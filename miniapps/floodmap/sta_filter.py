@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 MAX_LENGTH = 2000
 MAX_NODES = 200
+MAX_DEPTH = 64  # far past any real filter; keeps the recursive walks that follow shallow
 MAX_HOPS = 4
 MAX_GEO_LOCATIONS = 5000
 MIN_DATETIME = datetime(1, 1, 1, tzinfo=UTC)
@@ -106,21 +107,31 @@ def parse(text: str, option: str = "$filter") -> ast._Node:
     except exceptions.ParsingException as exc:
         where = f" near {text[exc.token.index:exc.token.index + 20]!r}" if getattr(exc, "token", None) else " (it ends early)"
         raise _bad(option, f"not an expression{where}") from None
-    except (exceptions.ODataException, ValueError, RecursionError):
+    except (exceptions.ODataException, ValueError):
         raise _bad(option, "not an expression") from None
     if tree is None:
         raise _bad(option, "an expression is needed")
-    if _size(tree) > MAX_NODES:
+    size, depth = _size_and_depth(tree)
+    if size > MAX_NODES:
         raise _bad(option, f"at most {MAX_NODES} terms")
+    if depth > MAX_DEPTH:
+        raise _bad(option, f"nested more than {MAX_DEPTH} levels deep")
     return tree
 
 
-def _size(node: Any) -> int:
-    if isinstance(node, list):
-        return sum(_size(n) for n in node)
-    if isinstance(node, ast._Node):
-        return 1 + sum(_size(getattr(node, f)) for f in node.__dataclass_fields__)
-    return 0
+def _size_and_depth(tree: Any) -> tuple[int, int]:
+    """The number of nodes in ``tree`` and its depth, walked without recursion: the parser builds a tree
+    1,999 levels deep from ``-------...1`` and every later (recursive) walk must be spared that."""
+    size = depth = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, list):
+            stack.extend((child, level) for child in node)
+        elif isinstance(node, ast._Node):
+            size, depth = size + 1, max(depth, level)
+            stack.extend((getattr(node, field), level + 1) for field in node.__dataclass_fields__)
+    return size, depth
 
 
 def path_of(node: ast._Node) -> list[str] | None:

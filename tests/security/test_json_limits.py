@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.app import create_app
-from core.limits import MAX_JSON_DEPTH
+from core.limits import MAX_JSON_DEPTH, json_nesting_exceeds
 from miniapps.floodmap.demo import demo_key, load_demo_stations
 from tests.conftest import base_settings
 from tests.security.conftest import Served
@@ -20,6 +20,27 @@ from tests.security.conftest import Served
 INGEST = "/api/miniapps/floodmap/ingest/kim-long-gauge"
 DEEP = "[" * 100_000 + "]" * 100_000  # 200 KB, well under the body limit
 JUST_TOO_DEEP = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+
+
+@pytest.fixture(autouse=True)
+def no_deep_parse(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Fails the test if any code in this process hands Python's JSON parser text nested past 500 levels.
+
+    Such text makes the parser recurse to a RecursionError; catching one in a long-lived worker is not
+    safe (CPython 3.11 can be left failing unrelated code later), so deep text must be refused before.
+    """
+    real = json.loads
+    deep: list[int] = []
+
+    def guarded(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(text, str | bytes | bytearray) and json_nesting_exceeds(bytes(text) if not isinstance(
+                text, str) else text, 500):
+            deep.append(len(text))
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", guarded)
+    yield deep
+    assert not deep, f"deep JSON reached json.loads: {deep}"
 
 
 @pytest.fixture
@@ -63,11 +84,51 @@ def test_deeply_nested_json_to_a_model_route_is_a_clear_4xx(client: TestClient) 
 
 
 def test_deep_nesting_with_a_lone_surrogate_is_still_a_clear_4xx(client: TestClient) -> None:
-    """The host's surrogate guard parses such bodies first: nesting too deep for it passes on to the route's 422."""
+    """Nesting is judged before the surrogate guard parses the body: one 422 naming the body."""
     answer = client.post("/api/miniapps/feedback/reports/1/rating", content='{"c":"\\ud800","stars":' + DEEP + "}",
                          headers={"Content-Type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == "body"
+
+
+def test_a_deep_body_without_content_type_is_refused_before_parsing(client: TestClient) -> None:
+    """FastAPI reads a body without a content type as JSON: it is scanned like any other."""
+    answer = client.post("/api/miniapps/feedback/reports/1/rating", content='{"stars":' + DEEP + "}")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "body"
+
+
+def test_a_form_body_full_of_brackets_is_not_judged_as_json(client: TestClient) -> None:
+    """Only JSON is scanned: a form whose text is all brackets reaches the route (401 here: not signed in)."""
+    answer = client.post("/api/miniapps/feedback/reports/1/rating", data={"comment": "[" * 5000})
+    assert answer.status_code == 401, answer.text
+
+
+def test_brackets_inside_json_strings_are_text_not_nesting(client: TestClient) -> None:
+    """A string of 5,000 brackets is one level deep: the route judges it (401: not signed in), not the guard."""
+    answer = client.post("/api/miniapps/feedback/reports/1/rating", content=json.dumps({"comment": "[{" * 5000}),
+                         headers={"Content-Type": "application/json"})
+    assert answer.status_code == 401, answer.text
+
+
+@pytest.mark.parametrize("where", ["header", "claims"])
+def test_a_bearer_token_with_deep_json_is_a_401(client: TestClient, where: str) -> None:
+    """A forged access token whose header or claims nest deeply is refused as malformed before PyJWT reads it."""
+    deep = base64.urlsafe_b64encode(('{"a":' + "[" * 5000 + "]" * 5000 + "}").encode()).decode().rstrip("=")
+    plain = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+    token = f"{deep}.{plain}.c2ln" if where == "header" else f"{plain}.{deep}.c2ln"
+    answer = client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401, answer.text
+    assert "malformed" in answer.json()["detail"]
+
+
+def test_a_deeply_nested_filter_is_a_400(client: TestClient) -> None:
+    """$filter trees deeper than 64 levels are refused by their depth (later walks of the tree recurse)."""
+    answer = client.get("/api/miniapps/floodmap/v1.1/Things", params={"$filter": "(" * 120 + "id eq 1" + ")" * 120})
+    assert answer.status_code == 200, answer.text
+    answer = client.get("/api/miniapps/floodmap/v1.1/Things", params={"$filter": "not " * 70 + "true"})
+    assert answer.status_code == 400, answer.text
+    assert "levels deep" in answer.json()["detail"]
 
 
 def test_a_deeply_nested_skiptoken_is_a_400(client: TestClient) -> None:
