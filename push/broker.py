@@ -7,7 +7,8 @@ thing on every worker:
 - **Redis** (``SUPERAPP_REDIS_URL``): the id is the entry id ``XADD`` gives in the channel's stream
   (``<prefix>stream:<channel>``, ``MAXLEN ~ history_size``, expiring ``history_ttl`` seconds after
   the last message). The same Lua call publishes ``"<id> <json>"`` on the pub/sub channel
-  ``<prefix><channel>`` for live delivery, so live messages arrive in id order. Subscribers read
+  ``<prefix><channel>`` for live delivery (the prefix names the database number when it is not 0:
+  pub/sub channels are server-wide), so live messages arrive in id order. Subscribers read
   history with ``XRANGE``/``XREVRANGE`` and, after a lost connection, re-subscribe and read the
   messages they missed from the streams (``XRANGE`` after the last id they saw).
 - **In-process** (the default): ids come from one counter per broker (per process), seeded with the
@@ -551,7 +552,10 @@ class RedisBroker(_SubscribeMixin):
             url, decode_responses=True, health_check_interval=15, socket_connect_timeout=5,
             retry=Retry(NoBackoff(), 0),
         )
-        self.prefix = prefix
+        # Pub/sub channels belong to the whole server, not to a database: deployments (or test runs)
+        # sharing one Redis server under different database numbers would hear each other's live events.
+        database = int(self._redis.connection_pool.connection_kwargs.get("db") or 0)
+        self.prefix = prefix if database == 0 else f"{prefix}{database}:"
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._queue_size = queue_size

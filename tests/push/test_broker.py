@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
 from push.broker import Event, InProcessBroker, RedisBroker, parse_id
 from tests.push.conftest import PrivateRedis
@@ -108,6 +109,24 @@ async def test_in_process_history_forgets_least_recent_channels_honestly() -> No
     assert not before_start.complete
 
 
+async def test_brokers_on_other_redis_databases_do_not_hear_each_other(redis_url) -> None:
+    """Pub/sub channels are server-wide: the database number keeps two deployments' live events apart."""
+    base, _, number = redis_url.rpartition("/")
+    other = f"{base}/{(int(number or 0) + 1) % 16}"
+    here, there = RedisBroker(redis_url), RedisBroker(other)
+    try:
+        assert here.prefix != there.prefix
+        async with here.subscribe("city") as mine, there.subscribe("city") as theirs:
+            await there.publish("city", {"from": "there"})
+            await here.publish("city", {"from": "here"})
+            assert (await asyncio.wait_for(anext(mine), 5))["from"] == "here"
+            assert (await asyncio.wait_for(anext(theirs), 5))["from"] == "there"
+    finally:
+        for broker in (here, there):
+            await broker._redis.delete(broker.stream_key("city"))
+            await broker.close()
+
+
 async def test_redis_ids_work_as_cursors_on_another_worker(redis_url) -> None:
     prefix = f"test:{uuid.uuid4().hex[:8]}:"
     one, two = RedisBroker(redis_url, prefix=prefix), RedisBroker(redis_url, prefix=prefix)
@@ -167,7 +186,7 @@ async def test_redis_down_at_first_then_up(private_redis: PrivateRedis) -> None:
         pending = subscription.add("user:1")
         await asyncio.sleep(0.3)
         assert not pending.done()
-        with pytest.raises(Exception):
+        with pytest.raises(redis.exceptions.ConnectionError):
             await broker.ping()
         await asyncio.to_thread(private_redis.start)
         await asyncio.wait_for(pending, 10)
