@@ -58,6 +58,8 @@ from core.search import pages as search_pages
 from core.search import router as search_router
 from core.shell import router as shell_router
 from core.warning_pages import router as warning_pages
+from core.webapps import webhooks as webapp_webhooks
+from core.webapps.admin_pages import router as webapp_admin_pages
 from core.webapps.pages import router as webapp_pages
 from core.webapps.routes import router as webapp_router
 from core.webapps.s2s import ClientRateLimiter
@@ -77,7 +79,7 @@ log = logging.getLogger(__name__)
 CORE_ROUTERS = (
     ops_router, manifests_router, units_router, identity_router, identity_pages, feed_router, feed_pages,
     push_router, push_pages, realtime.router, shell_router, warning_pages, search_router, search_pages,
-    settings_router, settings_pages, webapp_router, webapp_s2s, webapp_pages,
+    settings_router, settings_pages, webapp_router, webapp_s2s, webapp_pages, webapp_admin_pages,
     admin_pages, pwa_router, problems_router,
 )
 RESERVED_IDS = frozenset({"core", "shell", "api", "static", "admin", "auth", "ws"})
@@ -115,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background = [asyncio.create_task(run()) for run in app.state.background]
         scheduler = None
         # The host's own jobs (retention) run beside the mini-apps', one worker per period across machines.
-        jobs = [*retention.scheduled_jobs(settings), *(job for m in miniapps for job in m.jobs)]
+        jobs = [*retention.scheduled_jobs(settings), *webapp_webhooks.scheduled_jobs(app.state),
+                *(job for m in miniapps for job in m.jobs)]
         if settings.scheduler_enabled and jobs:
             worker = f"{socket.gethostname()}:{os.getpid()}"
             scheduler = asyncio.create_task(

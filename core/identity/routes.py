@@ -24,8 +24,8 @@ from core.identity.deps import CurrentUser
 from core.identity.firebase import FirebaseTokenError
 from core.identity.models import AuditEvent, Membership, User, UserKind
 from core.identity.principal import Principal
-from core.identity.service import IdentityError, TokenPair
 from core.identity.ratelimit import Throttled
+from core.identity.service import IdentityError, TokenPair
 from core.identity.tokens import (
     DEVICE_TTL,
     WEB_SESSION_TTL,
@@ -35,6 +35,7 @@ from core.identity.tokens import (
 )
 from core.units.models import OrgUnit, UnitKind
 from core.units.service import CITY_ID
+from core.webapps import webhooks as webapp_webhooks
 from plugins.manifest import Scope
 
 log = logging.getLogger(__name__)
@@ -520,6 +521,10 @@ async def delete_my_account(principal: CurrentUser, request: Request) -> Respons
     return _signed_out()
 
 
+def _public_url(request: Request) -> str:
+    return request.app.state.settings.public_url or str(request.base_url).rstrip("/")
+
+
 def erase_resident(request: Request, principal: Principal) -> dict[str, int]:
     """Delete the caller's resident account (refusals as problems); the caller then invalidates their sessions."""
     from sqlmodel import Session
@@ -528,10 +533,14 @@ def erase_resident(request: Request, principal: Principal) -> dict[str, int]:
         service.audit(db, "account_deletion_requested", actor_id=principal.user_id, subject_id=principal.user_id,
                       address=client_address(request))
         db.commit()
+        # Each web mini-app the resident used hears of it (a signed webhook queued with the deletion itself).
+        hooks = webapp_webhooks.account_deleted(db, request.app.state, issuer=_public_url(request),
+                                                user_id=principal.user_id or 0)
         try:
             kept = resident.delete_resident(db, user_id=principal.user_id or 0)
         except IdentityError as exc:
             raise _problem(exc) from None
+    webapp_webhooks.kick(request.app.state, hooks)
     return kept
 
 

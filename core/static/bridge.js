@@ -8,12 +8,17 @@
   var script = document.currentScript;
   var hostOrigin = new URL(script ? script.src : location.href).origin;
   var pending = {};
+  var listeners = {};
   var serial = 0;
 
   window.addEventListener("message", function (event) {
     // Answers come only from the host page that framed us, at the host's origin.
     if (event.source !== window.parent || event.origin !== hostOrigin) return;
     var data = event.data;
+    if (data && data.superapp === PROTOCOL && typeof data.event === "string") {
+      (listeners[data.event] || []).slice().forEach(function (fn) { fn(data.data); });
+      return;
+    }
     if (!data || data.superapp !== PROTOCOL || !pending[data.id]) return;
     var waiter = pending[data.id];
     delete pending[data.id];
@@ -39,8 +44,14 @@
     return hash.get("superapp_launch");
   }
 
+  // Events from the shell (backButton, themeChanged) reach the page once it has made a call (e.g. ready()).
+  function on(name, fn) {
+    (listeners[name] = listeners[name] || []).push(fn);
+    return function off() { listeners[name] = (listeners[name] || []).filter(function (f) { return f !== fn; }); };
+  }
+
   window.SuperApp = {
-    version: "1.0.0",
+    version: "1.1.0",
     protocol: PROTOCOL,
     hostOrigin: hostOrigin,
     call: call,
@@ -52,6 +63,23 @@
     launchData: function () { return call("launchData"); },
     reportError: function (message) { return call("reportError", { message: String(message).slice(0, 200) }); },
     requestScope: function (scope) { return call("requestScope", { scope: scope }); },
-    getLocation: function () { return call("location"); }
+    getLocation: function () { return call("location"); },
+    on: on,
+    isSupported: function (method) {
+      return call("capabilities").then(function (c) { return c.methods.indexOf(method) >= 0; });
+    },
+    backButton: {
+      show: function () { return call("setBackButton", { visible: true }); },
+      hide: function () { return call("setBackButton", { visible: false }); },
+      onClick: function (fn) { return on("backButton", fn); }
+    },
+    getTheme: function () { return call("theme"); },
+    onThemeChanged: function (fn) { return on("themeChanged", fn); },
+    getPhoneToken: function () { return call("phoneToken"); },
+    openMiniApp: function (id, start) { return call("openMiniApp", { id: String(id), start: start || "" }); },
+    share: function (text, url) { return call("share", { text: String(text || ""), url: url || "" }); },
+    openLink: function (url) { return call("openLink", { url: String(url) }); },
+    alert: function (message) { return call("alert", { message: String(message) }); },
+    confirm: function (message) { return call("confirm", { message: String(message) }); }
   };
 })();

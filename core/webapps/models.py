@@ -73,3 +73,33 @@ class WebAppUsage(SQLModel, table=True):
     pairwise_id: str = Field(primary_key=True, max_length=64)
     opens: int = 0
     errors: int = 0
+
+
+class WebAppPhoneToken(SQLModel, table=True):
+    """A one-time token for a resident's phone number: the bridge hands it to the mini-app's page, and only the
+    mini-app's backend exchanges it (server to server), once and within two minutes. Only its SHA-256 is kept."""
+
+    __tablename__ = "webapp_phone_token"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    webapp_id: str = Field(foreign_key="webapp.id", max_length=40, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    expires_at: datetime = Field(index=True)
+    used_at: datetime | None = None
+
+
+class WebAppWebhook(SQLModel, table=True):
+    """A signed webhook waiting for the mini-app's backend to accept it (the outbox): retried with backoff, it
+    survives a restart of the host and an outage of the backend."""
+
+    __tablename__ = "webapp_webhook"
+    id: int | None = Field(default=None, primary_key=True)
+    webapp_id: str = Field(foreign_key="webapp.id", index=True, max_length=40, ondelete="CASCADE")
+    event: str = Field(max_length=40)
+    url: str = Field(max_length=500)
+    # The event's claims; each attempt signs them afresh (a five-minute token), keeping the same jti.
+    claims: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: datetime | None = Field(default=None, index=True)
+    last_error: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(default_factory=utcnow)

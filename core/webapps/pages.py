@@ -31,7 +31,11 @@ def frame(request: Request, webapp_id: str, principal: PrincipalDep, db: Session
     if not principal.is_authenticated:
         return _sign_in(f"/webapps/{webapp_id}")
     webapps: WebApps = request.app.state.webapps
-    launched = launch_for(request, db, principal, webapp_id, LaunchRequest(start_param=start))
+    # The launch token's theme: the device's colour scheme when the browser tells it (a client hint this page
+    # asks for); the bridge's theme() and themeChanged give the live one.
+    hint = request.headers.get("sec-ch-prefers-color-scheme", "").strip('" ')
+    launched = launch_for(request, db, principal, webapp_id,
+                          LaunchRequest(start_param=start, theme="dark" if hint == "dark" else "light"))
     webapp = webapps.openable(principal, webapp_id)
     locale = page_locale(request)
     # This page, and only this page, may frame this mini-app's origins (core/security.py reads this).
@@ -41,6 +45,8 @@ def frame(request: Request, webapp_id: str, principal: PrincipalDep, db: Session
         "webapp": webapp, "name": webapp.manifest.name.get(locale), "frame_url": launched["frame_url"],
         "origins": " ".join(webapp.manifest.allowed_origins), "scopes": scopes})
     response.headers["Cache-Control"] = "no-store"  # the page carries a launch token
+    response.headers["Accept-CH"] = "Sec-CH-Prefers-Color-Scheme"
+    response.headers["Vary"] = "Sec-CH-Prefers-Color-Scheme"
     return response
 
 

@@ -15,7 +15,7 @@ from core.identity.authn import client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
 from core.identity.principal import Principal
-from core.webapps import analytics, webhooks
+from core.webapps import analytics, phone, webhooks
 from core.webapps.models import WebApp, WebAppVersion
 from core.webapps.service import Registration, WebAppManifest, WebApps, view
 
@@ -245,6 +245,23 @@ def revoke(request: Request, webapp_id: str, scope: str, principal: CurrentUser)
                       field="scope")
     webhooks.consent_revoked(request.app.state, issuer=_issuer(request), webapp_id=webapp_id,
                              user_id=principal.user_id, scope=scope)
+
+
+@router.post("/api/webapps/{webapp_id}/phone-token", operation_id="webapp_phone_token", status_code=201)
+def phone_token(request: Request, webapp_id: str, db: SessionDep, principal: CurrentUser) -> dict[str, Any]:
+    """A one-time token for my phone number that only this mini-app's backend can exchange (bridge getPhone)."""
+    webapps = _webapps(request)
+    webapp = webapps.openable(principal, webapp_id)
+    if principal.kind != "resident" or principal.user_id is None:
+        raise Problem(403, "only residents share their phone", type="/problems/forbidden")
+    granted = request.app.state.consents.granted_by_miniapp(principal).get(webapp_id, set())
+    if "phone" not in granted or "phone" not in webapp.manifest.scope_names():
+        raise Problem(403, f"you have not granted the phone scope to {webapp_id!r}",
+                      type="/problems/scope-not-granted", field="scope", scope="phone")
+    webapps.subject(db, principal.user_id, webapp_id)
+    token, lifetime = phone.issue(db, user_id=principal.user_id, webapp_id=webapp_id)
+    db.commit()
+    return {"token": token, "expires_in": lifetime}
 
 
 @router.post("/api/webapps/{webapp_id}/errors", operation_id="report_webapp_error", status_code=204)

@@ -10,29 +10,35 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import jwt
 from fastapi import APIRouter, Depends, Form, Request
 from limits import RateLimitItemPerMinute, storage, strategies
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from core.db import SessionDep
 from core.errors import Problem
 from core.fallback import LocalFallback
+from core.feed import service as feed
+from core.feed.models import FeedAudience
+from core.feed.routes import announce, problem_of
 from core.identity.models import MiniAppConsent
 from core.identity.service import audit
 from core.limits import jwt_nesting_exceeds
 from core.units.models import OrgUnit
-from core.webapps import analytics
+from core.units.service import CITY_ID
+from core.webapps import analytics, phone
 from core.webapps.models import WebApp, WebAppSubject
 from core.webapps.service import WebApps
-from plugins.manifest import LocalizedText
+from plugins.manifest import Audience, LocalizedText
 
 router = APIRouter(tags=["web mini-apps: server API"])
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-S2S_SCOPES = ("notifications.send", "units.read", "analytics.read")
+S2S_SCOPES = ("notifications.send", "units.read", "analytics.read", "phone.read", "feed.publish")
 MAX_RECIPIENTS = 1000
 
 
@@ -244,3 +250,70 @@ def own_analytics(db: SessionDep, client: Annotated[S2SClient, s2s_client("analy
                   days: int = 90) -> dict[str, Any]:
     """The calling mini-app's own opens, unique residents and errors per day (up to 90 days)."""
     return {"webapp": client.webapp_id, "days": analytics.daily(db, client.webapp_id, days)}
+
+
+class PhoneExchange(BaseModel):
+    """A one-time phone token the mini-app's page got from the bridge."""
+
+    token: str = Field(min_length=10, max_length=100)
+
+
+@router.post("/api/s2s/phone", operation_id="webapp_exchange_phone")
+def exchange_phone(request: Request, db: SessionDep, body: PhoneExchange,
+                   client: Annotated[S2SClient, s2s_client("phone.read")]) -> dict[str, Any]:
+    """Exchange a one-time phone token (once, within two minutes) for the resident's pairwise id and phone."""
+    user_id = phone.exchange(db, webapp_id=client.webapp_id, token=body.token)
+    number = phone.phone_of(db, user_id)
+    audit(db, "webapp_phone_shared", actor_id=user_id, subject_id=user_id, webapp=client.webapp_id)
+    db.commit()
+    if number is None:
+        raise Problem(404, "the resident has no verified phone number", type="/problems/not-found", field="token")
+    return {"sub": request.app.state.webapps.keys.pairwise_id(user_id, client.webapp_id), "phone": number}
+
+
+class S2SFeedCard(BaseModel):
+    """A news card a web mini-app's backend publishes in the host's feed; tapping it opens the mini-app."""
+
+    title: LocalizedText
+    body: LocalizedText
+    audience: FeedAudience = FeedAudience.residents
+    unit_ids: list[str] = Field(default_factory=list, max_length=20)
+    start_param: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_\-.]*$")
+    expires_at: datetime | None = None
+
+
+@router.post("/api/s2s/feed", operation_id="webapp_publish_feed_card", status_code=201)
+async def publish_feed_card(request: Request, card: S2SFeedCard,
+                            client: Annotated[S2SClient, s2s_client("feed.publish")]) -> dict[str, Any]:
+    """Publish a news card in the host's feed (the city's or some units'), under the feed's audience rules."""
+    webapps: WebApps = request.app.state.webapps
+    live = webapps.live().get(client.webapp_id)
+    if live is None:
+        raise Problem(403, "this mini-app is not published", type="/problems/forbidden")
+    # A card reaches only people the mini-app itself is for: the feed's audience must be within its audiences.
+    residents = Audience.resident in live.manifest.audiences
+    officials = bool(set(live.manifest.audiences) - {Audience.resident})
+    reachable = {FeedAudience.residents: residents, FeedAudience.officials: officials,
+                 FeedAudience.everyone: residents and officials}
+    if not reachable[card.audience]:
+        raise Problem(422, f"this mini-app is for {[a.value for a in live.manifest.audiences]}; its cards cannot "
+                           f"reach the audience {card.audience.value!r}", type="/problems/validation",
+                      field="audience")
+    url = f"/webapps/{client.webapp_id}" + (f"?start={card.start_param}" if card.start_param else "")
+
+    def store() -> tuple[Any, list[str]]:
+        with Session(request.app.state.engine, expire_on_commit=False) as db:
+            item = feed.publish_item(db, author_unit_id=CITY_ID, author_user_id=None, kind="news", severity=None,
+                                     audience=card.audience, title=card.title, body=card.body, url=url,
+                                     unit_ids=card.unit_ids, expires_at=card.expires_at, miniapp=client.webapp_id)
+            audit(db, "webapp_feed_card_published", webapp=client.webapp_id, feed_item=item.id,
+                  units=card.unit_ids or None)
+            db.commit()
+            return item, feed.target_units(db, item.id or 0)
+
+    try:
+        item, units = await run_in_threadpool(store)
+    except feed.FeedError as exc:
+        raise problem_of(exc) from None
+    await announce(request, feed.published_event(item, units))
+    return {"feed_item_id": item.id, "url": url, "unit_ids": units, "audience": card.audience.value}

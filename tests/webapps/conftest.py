@@ -70,13 +70,49 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class SampleProcess:
+    """The sample's own uvicorn process on a fixed loopback port, which a test may stop and start again."""
+
+    def __init__(self, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it answers (30 s at most)."""
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "tests.webapps.sample.app:from_env", "--factory", "--host",
+                 "127.0.0.1", "--port", str(self.port), "--no-access-log"], env=self.env, cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/app", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(self.log_path.read_text())
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop it (the backend is down until ``start``)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
 @dataclass(frozen=True)
 class Sample:
-    """The running sample mini-app: its URL and its registered client."""
+    """The running sample mini-app: its URL, its registered client and its process."""
 
     url: str
     client_id: str
     client_secret: str
+    process: SampleProcess
 
 
 def register_sample(live_url: str, operator_token: str, webapp_id: str, origin: str, publish: bool = True) -> str:
@@ -97,25 +133,11 @@ def sample(live_url: str, people: People, tmp_path: Path) -> Iterator[Sample]:
     port = free_port()
     origin = f"http://localhost:{port}"
     secret = register_sample(live_url, people.operator_token, "youth_union", origin)
-    log_path = tmp_path / "sample.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SAMPLE_HOST": live_url, "SAMPLE_CLIENT_ID": "youth_union",
            "SAMPLE_CLIENT_SECRET": secret}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.webapps.sample.app:from_env", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = SampleProcess(port, env, tmp_path / "sample.log")
+    process.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/app", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(log_path.read_text())
-            time.sleep(0.1)
-        yield Sample(origin, "youth_union", secret)
+        yield Sample(origin, "youth_union", secret, process)
     finally:
-        process.terminate()
-        process.wait(10)
+        process.stop()

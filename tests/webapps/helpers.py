@@ -20,6 +20,7 @@ def registration(webapp_id: str = "youth_union", origin: str = "https://youth.ex
         "scopes": [
             {"scope": "location", "reason": {"vi": "Tìm điểm tình nguyện gần bạn", "en": "Find volunteering near you"}},
             {"scope": "notifications", "reason": {"vi": "Báo lịch hoạt động", "en": "Tell you about activities"}},
+            {"scope": "phone", "reason": {"vi": "Liên hệ khi bạn đăng ký", "en": "Call you about your sign-up"}},
         ],
         "notification_topics": [{"id": "activities", "name": {"vi": "Hoạt động", "en": "Activities"}}],
         "webhook_url": f"{origin}/hooks/superapp",

@@ -127,3 +127,101 @@ def test_sample_refuses_bad_launch_tokens(live_url, people, sample):
                         headers={"kid": keys.current.kid})
     answer = verify(sample, forged)
     assert answer.status_code == 401 and "InvalidSignatureError" in answer.json()["reason"]
+
+
+def sample_post(sample, path: str, body: dict) -> dict:
+    """Ask the sample's backend to do something with the host's server API; its report of the answer."""
+    return httpx.post(f"{sample.url.replace('localhost', '127.0.0.1')}{path}", json=body, timeout=30).json()
+
+
+def test_bridge_shell_calls(browser, live_url, people, sample):
+    """Back button, theme and its changes, phone by one-time token, share, outside links, alert/confirm, opening
+    another mini-app; refusals without the scope, from a foreign origin and for a bad link."""
+    builtin = httpx.get(f"{live_url}/api/miniapps", headers={"Authorization": f"Bearer {people.resident_token}"},
+                        timeout=30).json()["miniapps"]
+    other = next(m for m in builtin if m.get("kind") != "web")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_url, locale="vi-VN",
+                                  color_scheme="light")
+    try:
+        context.add_cookies([{"name": "superapp_session", "value": people.resident_token, "url": live_url}])
+        page = context.new_page()
+        page.goto("/webapps/youth_union")
+        app = page.frame_locator('[data-testid="webapp-frame"]')
+        expect(app.locator("#verified")).to_contain_text("verified ")
+        sub = app.locator("#verified").get_attribute("data-sub")
+        # Theme, then a change of the device's colour scheme reaches the mini-app as themeChanged.
+        expect(app.locator("#theme")).to_have_text("theme light")
+        page.emulate_media(color_scheme="dark")
+        expect(app.locator("#theme")).to_have_text("theme dark")
+        # Back button: hidden until the mini-app shows it; each press is the mini-app's, which hides it after two.
+        back = page.get_by_test_id("webapp-back")
+        expect(back).to_be_hidden()
+        app.locator("#show-back").click()
+        expect(back).to_be_visible()
+        back.click()
+        expect(app.locator("#back-pressed")).to_have_text("1")
+        back.click()
+        expect(app.locator("#back-pressed")).to_have_text("2")
+        expect(back).to_be_hidden()
+        # Phone: refused without the scope; after the shell's dialog, a one-time token the backend exchanges.
+        app.locator("#get-phone").click()
+        expect(app.locator("#phone")).to_contain_text("refused: scope_not_granted")
+        app.locator("#ask-phone").click()
+        expect(page.get_by_test_id("consent-scope")).to_have_text("phone")
+        expect(page.get_by_test_id("consent-dialog")).to_contain_text("Liên hệ khi bạn đăng ký")
+        page.get_by_test_id("consent-grant").click()
+        expect(app.locator("#scope-result")).to_have_text("phone granted")
+        app.locator("#get-phone").click()
+        expect(app.locator("#phone")).to_have_text("phone +84905777001")
+        used = app.locator("#phone").get_attribute("data-token")
+        again = sample_post(sample, "/phone", {"token": used})
+        assert again["status"] == 422 and again["answer"]["field"] == "token", again  # single use
+        # A frame of another origin inside the mini-app tries the bridge: refused with a reason.
+        app.locator("#load-foreign").click()
+        expect(app.frame_locator("#foreign").locator("#answer")).to_have_text("origin_refused")
+        expect(page.get_by_test_id("webapp-status")).to_contain_text("refused a bridge call from http://127.0.0.1:")
+        # Alert and confirm are the shell's dialogs, naming the mini-app.
+        dialog = page.get_by_test_id("shell-dialog")
+        app.locator("#alert").click()
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("Đoàn Thanh niên")
+        expect(page.get_by_test_id("shell-dialog-text")).to_have_text("Đã lưu đăng ký")
+        expect(page.get_by_test_id("shell-dialog-cancel")).to_be_hidden()
+        page.get_by_test_id("shell-dialog-ok").click()
+        expect(app.locator("#dialog-result")).to_have_text("alert closed")
+        app.locator("#confirm").click()
+        page.get_by_test_id("shell-dialog-ok").click()
+        expect(app.locator("#dialog-result")).to_have_text("confirmed true")
+        app.locator("#confirm").click()
+        page.get_by_test_id("shell-dialog-cancel").click()
+        expect(app.locator("#dialog-result")).to_have_text("confirmed false")
+        # Share without a system share sheet: the shell shows what is shared; declining shares nothing.
+        if not page.evaluate("!!navigator.share"):
+            app.locator("#share").click()
+            expect(page.get_by_test_id("shell-dialog-text")).to_have_text("Chủ nhật xanh")
+            expect(page.get_by_test_id("shell-dialog-link")).to_have_text(f"{sample.url}/app?event=12")
+            page.get_by_test_id("shell-dialog-cancel").click()
+            expect(app.locator("#dialog-result")).to_have_text("shared false")
+        # An outside link: the shell confirms, then opens it in a new page that cannot reach back (noopener).
+        app.locator("#open-bad-link").click()
+        expect(app.locator("#dialog-result")).to_contain_text("refused: invalid")
+        app.locator("#open-link").click()
+        expect(page.get_by_test_id("shell-dialog-link")).to_have_text(f"{sample.url}/about")
+        with context.expect_page() as opened:
+            page.get_by_test_id("shell-dialog-ok").click()
+        outside = opened.value
+        outside.wait_for_load_state()
+        assert outside.url == f"{sample.url}/about"
+        assert outside.evaluate("window.opener === null")
+        expect(app.locator("#dialog-result")).to_have_text("opened true")
+        outside.close()
+        # Opening another mini-app: an unknown one is refused; an available one replaces this one.
+        app.locator("#other-id").fill("nobody_here")
+        app.locator("#open-other").click()
+        expect(app.locator("#open-result")).to_contain_text("refused: not_found")
+        app.locator("#other-id").fill(other["id"])
+        app.locator("#open-other").click()
+        expect(page).to_have_url(re.compile(re.escape(other["entry_url"])))
+        assert sub
+    finally:
+        context.close()

@@ -62,22 +62,45 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
         except jwt.PyJWTError as exc:
             return JSONResponse({"ok": False, "reason": f"{type(exc).__name__}: {exc}"}, status_code=401)
         return JSONResponse({"ok": True, "sub": claims["sub"], "scope": claims.get("scope", ""),
-                             "locale": claims.get("locale")})
+                             "locale": claims.get("locale"), "theme": claims.get("theme")})
 
-    async def notify(request: Request) -> JSONResponse:
-        body = await request.json()
+    async def server_call(path: str, scope: str, body: dict) -> JSONResponse:
+        """Call the host's server API with a fresh client-credentials token; our report of its answer."""
         async with httpx.AsyncClient(base_url=host, timeout=10) as client:
             token = await client.post("/oauth/token", data={
                 "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-                "scope": "notifications.send"})
+                "scope": scope})
             if token.status_code != 200:
                 return JSONResponse({"status": token.status_code, "problem": token.json()}, status_code=502)
-            sent = await client.post("/api/s2s/notifications", headers={
-                "Authorization": f"Bearer {token.json()['access_token']}"}, json={
+            answer = await client.post(path, headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+                                       json=body)
+        return JSONResponse({"status": answer.status_code, "answer": answer.json()})
+
+    async def phone(request: Request) -> JSONResponse:
+        body = await request.json()
+        return await server_call("/api/s2s/phone", "phone.read", {"token": str(body.get("token", ""))})
+
+    async def feed(request: Request) -> JSONResponse:
+        body = await request.json()
+        return await server_call("/api/s2s/feed", "feed.publish", body)
+
+    async def about(request: Request) -> HTMLResponse:
+        return HTMLResponse("<!doctype html><title>About the Youth Union</title><p id='about'>About us</p>")
+
+    async def foreign(request: Request) -> HTMLResponse:
+        # A page of another origin inside ours that tries the bridge itself: the shell must refuse it.
+        return HTMLResponse("<!doctype html><title>foreign</title><p id='answer'>waiting</p><script>"
+                            "addEventListener('message', function (e) { if (e.data && e.data.id === 'f1') "
+                            "document.getElementById('answer').textContent = e.data.ok ? 'answered' : e.data.error.code; });"
+                            "window.top.postMessage({superapp: 1, id: 'f1', method: 'phoneToken', params: {}}, '*');"
+                            "</script>")
+
+    async def notify(request: Request) -> JSONResponse:
+        body = await request.json()
+        return await server_call("/api/s2s/notifications", "notifications.send", {
                 "residents": [body["sub"]], "topic": "activities",
                 "title": {"vi": "Hoạt động mới", "en": "New activity"},
                 "body": {"vi": str(body.get("text", "")) or "Mời bạn tham gia", "en": str(body.get("text", "")) or "Join us"}})
-        return JSONResponse({"status": sent.status_code, "answer": sent.json()})
 
     received: list[dict] = []
 
@@ -88,7 +111,8 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
                                issuer=host)
         except jwt.PyJWTError as exc:
             return JSONResponse({"ok": False, "reason": str(exc)}, status_code=401)
-        received.append({"event": event["event"], "sub": event["sub"], "scope": event.get("scope")})
+        received.append({"event": event["event"], "sub": event["sub"], "scope": event.get("scope"),
+                         "jti": event["jti"]})
         return JSONResponse({"ok": True})
 
     async def hooks_received(request: Request) -> JSONResponse:
@@ -96,7 +120,9 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
 
     return Starlette(routes=[Route("/app", page), Route("/sample.js", script),
                              Route("/hooks/superapp", hook, methods=["POST"]), Route("/hooks/received", hooks_received),
-                             Route("/verify", verify, methods=["POST"]), Route("/notify", notify, methods=["POST"])])
+                             Route("/verify", verify, methods=["POST"]), Route("/notify", notify, methods=["POST"]),
+                             Route("/phone", phone, methods=["POST"]), Route("/feed", feed, methods=["POST"]),
+                             Route("/about", about), Route("/foreign", foreign)])
 
 
 def from_env() -> Starlette:
