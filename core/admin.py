@@ -137,7 +137,7 @@ def admin_menu(request: Request, principal: PrincipalDep) -> Response:
               and allows(principal, table["permission"])]
     return render_page(request, "admin/menu.html", {
         "can_users": allows(principal, USERS), "can_audit": allows(principal, AUDIT),
-        "settings": settings, "tables": tables})
+        "can_webapps": allows(principal, "core.webapps.manage"), "settings": settings, "tables": tables})
 
 
 # --- Officials --------------------------------------------------------------------------------------------

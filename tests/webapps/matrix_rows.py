@@ -37,7 +37,7 @@ def _manifest() -> dict[str, Any]:
     return body
 
 
-def _version(approved: bool, suffix: str) -> Any:
+def _version(approved: bool, suffix: str, base: str = W) -> Any:
     def url(world: World, who: str) -> str:
         _published(world)
         webapps = world.api.app.state.webapps
@@ -49,7 +49,7 @@ def _version(approved: bool, suffix: str) -> Any:
                                address=None)
             number = version.number
             db.commit()
-        return f"{W}/versions/{number}/{suffix}"
+        return f"{base}/versions/{number}/{suffix}"
     return url
 
 
@@ -62,6 +62,15 @@ def _granted_location(world: World, who: str) -> str:
     return f"{W}/consents/location"
 
 
+def _granted_phone(world: World, who: str) -> str:
+    _published(world)
+    persona = world.personas[who]
+    if who in RESIDENTS and persona.user_id is not None:
+        world.api.app.state.consents.grant(user_id=persona.user_id, miniapp_id="matrix_app", scope="phone",
+                                           address=None)
+    return f"{W}/phone-token"
+
+
 def _in(path: str) -> Any:
     def url(world: World, who: str) -> str:
         _published(world)
@@ -69,6 +78,9 @@ def _in(path: str) -> Any:
     return url
 
 
+A = "/admin/webapps/matrix_app"
+PAGES = only(*MANAGERS, anonymous=SIGN_IN)
+CARD = {"title": {"vi": "a", "en": "a"}, "body": {"vi": "b", "en": "b"}}
 NOTE = {"residents": ["0" * 32], "topic": "activities", "title": {"vi": "a", "en": "a"}, "body": {"vi": "b", "en": "b"}}
 
 ROWS: dict[tuple[str, str], list[Case]] = {
@@ -113,4 +125,20 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("GET", "/api/s2s/analytics"): [Case("a person's token is no backend's", "/api/s2s/analytics", everyone(401))],
     ("GET", "/admin/webapps/{webapp_id}/analytics"): [
         Case("analytics dashboard", _in("/admin/webapps/matrix_app/analytics"), only(*MANAGERS, anonymous=SIGN_IN))],
+    ("POST", "/api/webapps/{webapp_id}/phone-token"): [
+        Case("a one-time phone token (after granting phone)", _granted_phone,
+             signed_in(404, resident_a=ALLOW, resident_b=ALLOW, admin=403))],
+    ("POST", "/api/s2s/phone"): [
+        Case("a person's token is no backend's", "/api/s2s/phone", everyone(401), json={"token": "x" * 20})],
+    ("POST", "/api/s2s/feed"): [Case("a person's token is no backend's", "/api/s2s/feed", everyone(401), json=CARD)],
+    ("GET", "/admin/webapps"): [Case("review list page", "/admin/webapps", PAGES)],
+    ("GET", "/admin/webapps/{webapp_id}"): [Case("one web mini-app's page", _in(A), PAGES)],
+    ("POST", "/admin/webapps/{webapp_id}/versions/{number}/review"): [
+        Case("approve from the page", _version(False, "review", A), PAGES, data={"decision": "approve"})],
+    ("POST", "/admin/webapps/{webapp_id}/versions/{number}/publish"): [
+        Case("publish from the page", _version(True, "publish", A), PAGES, data={"rollout_percent": "100"})],
+    ("POST", "/admin/webapps/{webapp_id}/rollout"): [
+        Case("widen from the page", _in(f"{A}/rollout"), PAGES, data={"rollout_percent": "100"})],
+    ("POST", "/admin/webapps/{webapp_id}/rollback"): [
+        Case("roll back from the page", _in(f"{A}/rollback"), PAGES, data={"version": "1"})],
 }
