@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     retention_session_days: int = Field(30, ge=1, le=365)
     # Finished runs of scheduled jobs (the latest run of each job is always kept: it holds the claim).
     retention_job_run_days: int = Field(30, ge=1, le=3650)
+    # Web mini-apps' daily usage rows (their analytics show 90 days, so never fewer).
+    retention_webapp_usage_days: int = Field(90, ge=90, le=3650)
     # Extra origins allowed to send cookie-authenticated writes (the host's own is always allowed).
     trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Hardening (core/security.py, docs/operations.md "Security"). The site's public address, e.g.
@@ -180,7 +182,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _production_needs_a_secret(self) -> "Settings":
+    def _production_needs_a_secret(self) -> Settings:
         if self.env != "dev" and self.secret_key == DEFAULT_SECRET_KEY:
             # The placeholder is public: anyone could sign tokens with it. Only an explicit dev is spared.
             raise ValueError(

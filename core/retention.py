@@ -47,6 +47,8 @@ from core.identity.models import (
     utcnow,
 )
 from core.scheduler import JobRun
+from core.webapps.models import WebAppUsage
+from core.worktime import HUE_TIME
 from plugins.registry import ScheduledJob
 from push.models import InboxItem, Notification, OutboxStatus, PushOutbox
 
@@ -126,6 +128,9 @@ def rules(settings: Settings) -> list[Rule]:
                                                      live_token.expires_at >= cutoff)))),
         Rule("sign-in codes", DevSignInCode, settings.retention_session_days,
              lambda cutoff: DevSignInCode.expires_at < cutoff),
+        # Web mini-apps' usage per resident and day: the analytics read 90 days at most.
+        Rule("web mini-app usage", WebAppUsage, settings.retention_webapp_usage_days,
+             lambda cutoff: WebAppUsage.day < cutoff.astimezone(HUE_TIME).date()),
         # The latest run of each job stays: its row is the claim that stops the period running twice.
         Rule("job runs", JobRun, settings.retention_job_run_days,
              lambda cutoff: and_(JobRun.finished_at < cutoff,
