@@ -4,13 +4,11 @@ SensorThings read API under /v1.1, the GeoJSON layer, warnings and their CAP 1.2
 from __future__ import annotations
 
 import base64
-import json
 import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, get_args
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -36,7 +34,7 @@ from plugins import (
     require_scope,
 )
 from plugins import allow_uploads, loads_json, public_base_url
-from miniapps.floodmap import cap, ingest, reports, retention, sensorthings, sta_write
+from miniapps.floodmap import cap, ingest, reports, retention, sensorthings, sta_batch, sta_write
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodReport,
@@ -274,41 +272,20 @@ async def _writer(request: Request) -> sta_write.Writer:
     return sta_write.Writer()
 
 
-def _created(request: Request, written: sta_write.Written) -> Response:
-    """201 with the new entity as a GET would read it, and its address in Location."""
-    links = sensorthings.Links(_base(request))
-    engine = host_of(request).engine
-    with engine.connect() as db:
-        body = sensorthings.resolve(db, f"{written.entity}({written.id})", {}, links).json
-    return JSONResponse(body, status_code=201, headers={"Location": body["@iot.selfLink"], **written.headers})
-
-
 async def _write(request: Request, method: str, path: str, body: Any, writer: sta_write.Writer) -> Response:
-    """One write (POST, PATCH or DELETE) by ``writer``, its station news announced after it committed."""
+    """One write (POST, PATCH, PUT or DELETE) by ``writer``, its station news announced after it committed."""
     host = host_of(request)
-    if method != "POST" and writer.sensor is not None:
-        raise DomainError(403, "a sensor's key creates Observations only", field="header.authorization")
-    if method == "POST":
-        written = await run_in_threadpool(sta_write.create, host.engine, path, body, writer)
-    elif method == "DELETE":
-        await run_in_threadpool(sta_write.remove, host.engine, path)
-        return Response(status_code=200)
-    else:
-        json_patch = method == "PATCH" and "json-patch" in request.headers.get("content-type", "")
-        links = sensorthings.Links(_base(request))
-
-        def read_and_patch() -> sta_write.Written:
-            with host.engine.connect() as db:
-                current = sensorthings.resolve(db, path, {}, links).json or {}
-            return sta_write.patch(host.engine, path, body, json_patch=json_patch, current=current,
-                                   replace=method == "PUT")
-
-        written = await run_in_threadpool(read_and_patch)
-    if written.stations:
-        await announce_updates(Outlets.of_host(host), written.stations)
-    if method == "POST":
-        return await run_in_threadpool(_created, request, written)
-    return Response(status_code=200)
+    json_patch = method == "PATCH" and "json-patch" in request.headers.get("content-type", "")
+    try:
+        reply = await run_in_threadpool(sta_write.apply, host.engine, method, path, body, writer,
+                                        sensorthings.Links(_base(request)), json_patch=json_patch)
+    finally:
+        sensorthings.forget_counts()
+    if reply.stations:
+        await announce_updates(Outlets.of_host(host), reply.stations)
+    if reply.status == 201:
+        return JSONResponse(reply.body, status_code=201, headers=reply.headers)
+    return Response(status_code=reply.status)
 
 
 _WRITE_ERRORS = {400: {"description": "Refused: the field names what, and why (the ingest rules for readings)"},
@@ -317,92 +294,38 @@ _WRITE_ERRORS = {400: {"description": "Refused: the field names what, and why (t
                  404: {"description": "No such entity"}, 409: {"description": "Already stored, or still in use"}}
 
 
-MAX_BATCH_REQUESTS = 100
-
-
-def _batch_target(text: Any, created: dict[str, str]) -> str:
-    """A batch request's url relative to the version root, ``$<id>`` replaced by what request <id> created."""
-    if not isinstance(text, str) or not text:
-        raise DomainError(400, "each request has a url such as Things(1) or Datastreams(1)/Observations",
-                          field="body.requests.url")
-    path = text.split("?", 1)[0]
-    marker = f"/{sensorthings.VERSION}/"
-    path = path.split(marker, 1)[1] if marker in path else path.lstrip("/")
-    if path.startswith("$"):
-        head, _, rest = path[1:].partition("/")
-        if head not in created:
-            raise DomainError(400, f"${head} names no earlier request that created an entity",
-                              field="body.requests.url")
-        path = created[head] + (f"/{rest}" if rest else "")
-    return path
-
-
-def _with_created(value: Any, created: dict[str, str]) -> Any:
-    """``{"@iot.id": "$1"}`` in a batch body: the id request 1 created."""
-    if isinstance(value, dict):
-        ident = value.get("@iot.id")
-        if isinstance(ident, str) and ident.startswith("$") and ident[1:] in created:
-            return {**value, "@iot.id": int(created[ident[1:]].rsplit("(", 1)[1][:-1])}
-        return {k: _with_created(v, created) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_with_created(v, created) for v in value]
-    return value
-
-
 @api.post(f"/{sensorthings.VERSION}/$batch", operation_id="sensorthings_batch",
-          responses={400: {"description": "Not a JSON batch, or too many requests"}})
-async def sensorthings_batch(request: Request) -> JSONResponse:
-    """A JSON batch (OData 4.01 ``{"requests": [...]}``) of up to 100 reads and writes, answered in order;
-    ``$<id>`` in a url or ``{"@iot.id": "$<id>"}`` refers to what an earlier request created. Each write
-    commits on its own (no atomicity groups)."""
-    body = loads_json(await request.body())
-    requests_ = body.get("requests") if isinstance(body, dict) else None
-    if not isinstance(requests_, list) or not requests_ or len(requests_) > MAX_BATCH_REQUESTS:
-        raise DomainError(400, f"a batch is {{\"requests\": [...]}} with 1 to {MAX_BATCH_REQUESTS} requests",
-                          field="body.requests")
-    if any(isinstance(r, dict) and r.get("atomicityGroup") for r in requests_):
-        raise DomainError(400, "atomicity groups are not supported: each write of a batch commits on its own",
-                          field="body.requests.atomicityGroup")
-    links = sensorthings.Links(_base(request))
-    engine = host_of(request).engine
-    writer: sta_write.Writer | None = None
-    created: dict[str, str] = {}
-    answers = []
-    for position, item in enumerate(requests_):
-        ident = str(item.get("id", position)) if isinstance(item, dict) else str(position)
-        try:
-            if not isinstance(item, dict):
-                raise DomainError(400, "a batch request is an object with id, method and url", field="body.requests")
-            method = str(item.get("method", "")).upper()
-            raw_url = item.get("url")
-            path = _batch_target(raw_url, created)
-            query = dict(parse_qsl(raw_url.split("?", 1)[1])) if isinstance(raw_url, str) and "?" in raw_url else {}
-            if method == "GET":
-                answer = await run_in_threadpool(_read_path, engine, path, query, links)
-                answers.append({"id": ident, "status": 200, "body": answer})
-                continue
-            if method not in ("POST", "PATCH", "DELETE"):
-                raise DomainError(405, "a batch request's method is GET, POST, PATCH or DELETE",
-                                  field="body.requests.method")
-            writer = writer or await _writer(request)
-            response = await _write(request, method, path, _with_created(item.get("body"), created), writer)
-            entry: dict[str, Any] = {"id": ident, "status": response.status_code}
-            if response.status_code == 201:
-                entry["body"] = json.loads(response.body)
-                entry["headers"] = {"location": response.headers["location"]}
-                created[ident] = entry["body"]["@iot.selfLink"].rsplit("/", 1)[1]
-            answers.append(entry)
-        except DomainError as refused:
-            answers.append({"id": ident, "status": refused.status, "body": {
-                "type": refused.type, "title": refused.title, "status": refused.status, "detail": refused.detail,
-                **({"field": refused.field} if refused.field else {})}})
-    return JSONResponse({"responses": answers})
-
-
-def _read_path(engine: Any, path: str, params: dict[str, str], links: sensorthings.Links) -> Any:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-        answer = sensorthings.resolve(db, path, params, links)
-    return answer.json if answer.json is not None else answer.text
+          openapi_extra={"requestBody": {"required": True, "content": {
+              "application/json": {"schema": {"type": "object", "required": ["requests"], "properties": {
+                  "requests": {"type": "array", "maxItems": sta_batch.MAX_REQUESTS, "items": {"type": "object"}}}}},
+              "multipart/mixed": {"schema": {"type": "string"}}}}},
+          responses={200: {"content": {"application/json": {}, "multipart/mixed": {}}},
+                     400: {"description": "Not a batch, too many requests, or a group's requests not adjacent"}})
+async def sensorthings_batch(request: Request) -> Response:
+    """A batch of up to 100 reads and writes, answered in order: ``multipart/mixed`` with change sets (the
+    SensorThings Batch class) or JSON ``{"requests": [...]}`` with atomicity groups. A change set's or
+    group's writes commit together or not at all; ``$<id>`` refers to what an earlier request created."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    multipart = content_type.lower().startswith("multipart/mixed")
+    items = sta_batch.multipart_items(content_type, raw)[0] if multipart else sta_batch.json_items(loads_json(raw))
+    writer: sta_write.Writer | DomainError
+    try:
+        writer = await _writer(request) if any(i.method in sta_batch.WRITES for i in items) else sta_write.Writer()
+    except DomainError as refused:
+        writer = refused  # reads still answer; each write is refused with this
+    host = host_of(request)
+    try:
+        answers, stations = await run_in_threadpool(sta_batch.run, host.engine, items, writer,
+                                                    sensorthings.Links(_base(request)))
+    finally:
+        sensorthings.forget_counts()
+    if stations:
+        await announce_updates(Outlets.of_host(host), stations)
+    if multipart:
+        body, kind = sta_batch.multipart_answer(answers)
+        return Response(body, media_type=kind)
+    return JSONResponse(sta_batch.json_answer(answers))
 
 
 @api.post(f"/{sensorthings.VERSION}/CreateObservations", operation_id="sensorthings_create_observations",

@@ -84,6 +84,7 @@ CONFORMANCE = [
     f"{_REQ}request-data",
     f"{_REQ}data-array/data-array",
     f"{_REQ}multi-datastream",
+    f"{_REQ}batch-request/batch-request",
 ]
 
 

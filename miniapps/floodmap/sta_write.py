@@ -14,12 +14,14 @@ three ways (a station never moves); create or change its Location instead.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import jsonpatch
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -65,6 +67,63 @@ class Written:
     id: int
     headers: dict[str, str] = field(default_factory=dict)
     stations: list[Any] = field(default_factory=list)
+
+
+class Transaction:
+    """One connection in one open transaction: the writes of a batch's atomicity group go through it, so
+    the caller commits or rolls back the group as a whole. Each write (and each ingest attempt) runs in a
+    savepoint of its own, so the ingest's own commit and rollback stay inside the group."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    @contextmanager
+    def connect(self) -> Iterator[_Savepoint]:
+        """What ``engine.connect()`` gives the ingest: a savepoint its commit releases."""
+        savepoint = self.connection.begin_nested()
+        try:
+            yield _Savepoint(self.connection, savepoint)
+        finally:
+            if savepoint.is_active:
+                savepoint.rollback()
+
+
+class _Savepoint:
+    """A connection whose commit and rollback end a savepoint, not the group's transaction."""
+
+    def __init__(self, connection: Connection, savepoint: Any) -> None:
+        self._connection, self._savepoint = connection, savepoint
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def commit(self) -> None:
+        """Release the savepoint; the group's transaction commits later, or not at all."""
+        self._savepoint.commit()
+
+    def rollback(self) -> None:
+        """Undo what was written since the savepoint."""
+        self._savepoint.rollback()
+
+
+Bind = Engine | Transaction
+
+
+def _session(bind: Bind) -> Session:
+    """A session on its own transaction, or inside the group's (its commit then releases a savepoint)."""
+    if isinstance(bind, Transaction):
+        return Session(bind=bind.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    return Session(bind, expire_on_commit=False)
+
+
+@contextmanager
+def reading(bind: Bind) -> Iterator[Connection]:
+    """A connection to read through: the group's own (it sees the group's writes), or a new one."""
+    if isinstance(bind, Transaction):
+        yield bind.connection
+        return
+    with bind.connect() as connection:
+        yield connection
 
 
 def _bad(detail: str, name: str = "", status: int = 400) -> DomainError:
@@ -161,12 +220,18 @@ def _point(value: Any, name: str) -> tuple[float, float]:
 # --- Entities other than Observations ------------------------------------------------------------
 
 
-def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+def _named(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """The name and description every entity has: both on create, those given on update."""
     values: dict[str, Any] = {}
     if "name" in body or not partial:
         values["name"] = _text(body, "name", most=200, required=True)
     if "description" in body or not partial:
         values["description"] = _text(body, "description", most=1000, default="")
+    return values
+
+
+def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    values = _named(body, partial=partial)
     props = body.get("properties", {} if not partial else None)
     if props is not None:
         if not isinstance(props, dict):
@@ -206,25 +271,16 @@ def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[s
 
 
 def _location_values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if "name" in body or not partial:
-        values["name"] = _text(body, "name", most=200, required=True)
-    if "description" in body or not partial:
-        values["description"] = _text(body, "description", most=1000, default="")
-    if "encodingType" in body or not partial:
-        if body.get("encodingType") not in GEOJSON_TYPES:
-            raise _bad(f"encodingType is {GEOJSON_TYPES[0]}", "encodingType")
+    values = _named(body, partial=partial)
+    if ("encodingType" in body or not partial) and body.get("encodingType") not in GEOJSON_TYPES:
+        raise _bad(f"encodingType is {GEOJSON_TYPES[0]}", "encodingType")
     if "location" in body or not partial:
         values["lon"], values["lat"] = _point(body.get("location"), "location")
     return values
 
 
 def _sensor_values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if "name" in body or not partial:
-        values["name"] = _text(body, "name", most=200, required=True)
-    if "description" in body or not partial:
-        values["description"] = _text(body, "description", most=1000, default="")
+    values = _named(body, partial=partial)
     if "encodingType" in body or not partial:
         values["encoding_type"] = _text(body, "encodingType", most=100, required=True)
     if "metadata" in body or not partial:
@@ -260,14 +316,9 @@ _STREAM_PROPERTIES = {"valid_min", "valid_max", "max_change_per_hour", "alarm_le
 
 
 def _datastream_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if "name" in body or not partial:
-        values["name"] = _text(body, "name", most=200, required=True)
-    if "description" in body or not partial:
-        values["description"] = _text(body, "description", most=1000, default="")
-    if "observationType" in body or not partial:
-        if body.get("observationType") != sensorthings.MEASUREMENT:
-            raise _bad(f"observationType is {sensorthings.MEASUREMENT}: a Datastream holds numbers", "observationType")
+    values = _named(body, partial=partial)
+    if ("observationType" in body or not partial) and body.get("observationType") != sensorthings.MEASUREMENT:
+        raise _bad(f"observationType is {sensorthings.MEASUREMENT}: a Datastream holds numbers", "observationType")
     if "unitOfMeasurement" in body or not partial:
         values.update(_unit(body.get("unitOfMeasurement"), "unitOfMeasurement"))
     for link, model, column in (("Thing", FloodThing, "thing_id"), ("Sensor", FloodSensor, "sensor_id"),
@@ -313,11 +364,7 @@ def _datastream_values(db: Session, body: dict[str, Any], *, partial: bool) -> d
 
 
 def _multi_values(db: Session, body: dict[str, Any], *, partial: bool) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
-    values: dict[str, Any] = {}
-    if "name" in body or not partial:
-        values["name"] = _text(body, "name", most=200, required=True)
-    if "description" in body or not partial:
-        values["description"] = _text(body, "description", most=1000, default="")
+    values = _named(body, partial=partial)
     for link, model, column in (("Thing", FloodThing, "thing_id"), ("Sensor", FloodSensor, "sensor_id")):
         if link in body or not partial:
             ident = _ref(body.get(link), link)
@@ -494,26 +541,32 @@ def _stream_owner(db: Session, kind: str, stream: int, writer: Writer) -> FloodS
     return db.get(FloodSensor, row.sensor_id)  # type: ignore[return-value]
 
 
-def _create_observation(engine: Engine, body: Any, writer: Writer, now: datetime | None) -> Written:
-    kind, stream, reading = _reading(body)
-    with Session(engine, expire_on_commit=False) as db:
-        sensor = _stream_owner(db, kind, stream, writer)
+def _ingest(bind: Bind, kind: str, sensor: FloodSensor, readings: list[Any], now: datetime | None,
+            replacing: int | None = None) -> ingest.IngestOutcome:
+    """Readings of a Datastream or a MultiDatastream through the ingest rules, on ``bind``."""
     if kind == "Datastream":
-        outcome = ingest.ingest(engine, sensor=sensor, readings=[reading], now=now)
-    else:
-        outcome = ingest.ingest_multi(engine, sensor_id=sensor.id, readings=[reading], now=now)
+        return ingest.ingest(bind, sensor=sensor, readings=readings, now=now, replacing=replacing)  # type: ignore[arg-type]
+    return ingest.ingest_multi(bind, sensor_id=sensor.id, readings=readings, now=now,  # type: ignore[arg-type]
+                               replacing=replacing)
+
+
+def _create_observation(bind: Bind, body: Any, writer: Writer, now: datetime | None) -> Written:
+    kind, stream, reading = _reading(body)
+    with _session(bind) as db:
+        sensor = _stream_owner(db, kind, stream, writer)
+    outcome = _ingest(bind, kind, sensor, [reading], now)
     _judged(outcome)
     [result] = outcome.results
     column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
-    with Session(engine) as db:
+    with _session(bind) as db:
         ident = db.scalar(select(FloodObservation.id).where(column == stream,
                                                             FloodObservation.phenomenon_time == result.time))
     return Written("Observations", ident, stations=outcome.stations)
 
 
-def _patch_observation(engine: Engine, ident: int, current: dict[str, Any], changes: dict[str, Any],
+def _patch_observation(bind: Bind, ident: int, current: dict[str, Any], changes: dict[str, Any],
                        now: datetime | None) -> Written:
-    with Session(engine, expire_on_commit=False) as db:
+    with _session(bind) as db:
         row = db.get(FloodObservation, ident)
         if row is None:
             raise DomainError(404, f"no Observations({ident})", field="path.entity_id")
@@ -525,10 +578,7 @@ def _patch_observation(engine: Engine, ident: int, current: dict[str, Any], chan
     if kind in changes and changes[kind] != {"@iot.id": stream}:
         raise _bad("an Observation stays in its stream; create one in the other", kind)
     _, _, reading = _reading(merged)
-    if kind == "Datastream":
-        outcome = ingest.ingest(engine, sensor=sensor, readings=[reading], now=now, replacing=ident)
-    else:
-        outcome = ingest.ingest_multi(engine, sensor_id=sensor.id, readings=[reading], now=now, replacing=ident)
+    outcome = _ingest(bind, kind, sensor, [reading], now, replacing=ident)
     _judged(outcome)
     return Written("Observations", ident, stations=outcome.stations)
 
@@ -536,7 +586,7 @@ def _patch_observation(engine: Engine, ident: int, current: dict[str, Any], chan
 # --- The verbs ----------------------------------------------------------------------------------
 
 
-def create(engine: Engine, path: str, body: Any, writer: Writer, *, now: datetime | None = None) -> Written:
+def create(bind: Bind, path: str, body: Any, writer: Writer, *, now: datetime | None = None) -> Written:
     """POST ``body`` to the collection ``path``; the new entity's set and id."""
     name, parent = _collection(path)
     if name not in sensorthings.ENTITY_SETS:
@@ -552,18 +602,16 @@ def create(engine: Engine, path: str, body: Any, writer: Writer, *, now: datetim
             raise _bad(f"a {name[:-1]} is a JSON object")
         body = {**body, link: [{"@iot.id": parent[1]}] if many else {"@iot.id": parent[1]}}
     if name == "Observations":
-        written = _create_observation(engine, body, writer, now)
-        sensorthings.forget_counts()
+        written = _create_observation(bind, body, writer, now)
         return written
     written = Written(name, 0)
-    with Session(engine) as db:
+    with _session(bind) as db:
         try:
             written.id = _insert(db, name, body, written)
             db.commit()
         except IntegrityError:
             db.rollback()
             raise _conflict(name) from None
-    sensorthings.forget_counts()
     return written
 
 
@@ -573,7 +621,7 @@ def _conflict(name: str) -> DomainError:
                        f"the {name[:-1]} is still referenced", field=f"body.{unique}" if unique else "path")
 
 
-def patch(engine: Engine, path: str, body: Any, *, json_patch: bool, current: dict[str, Any],
+def patch(bind: Bind, path: str, body: Any, *, json_patch: bool, current: dict[str, Any],
           now: datetime | None = None, replace: bool = False) -> Written:
     """PATCH the entity ``path`` with a JSON merge of ``body``, or the JSON Patch ``body`` applied to
     ``current`` (the entity as read); ``replace`` (PUT): ``body`` is the whole entity, required properties
@@ -595,11 +643,10 @@ def patch(engine: Engine, path: str, body: Any, *, json_patch: bool, current: di
             raise _bad(f"a {name[:-1]} is a JSON object")
         changes = body
     if name == "Observations":
-        written = _patch_observation(engine, ident, current, _only(changes, _ALLOWED[name], "Observation"), now)
-        sensorthings.forget_counts()
+        written = _patch_observation(bind, ident, current, _only(changes, _ALLOWED[name], "Observation"), now)
         return written
     changes = _only(changes, _ALLOWED[name], name[:-1])
-    with Session(engine) as db:
+    with _session(bind) as db:
         model = _MODELS[name]
         if db.get(model, ident) is None:
             raise DomainError(404, f"no {name}({ident})", field="path.entity_id")
@@ -623,15 +670,14 @@ def patch(engine: Engine, path: str, body: Any, *, json_patch: bool, current: di
             except IntegrityError:
                 db.rollback()
                 raise _conflict(name) from None
-    sensorthings.forget_counts()
     return Written(name, ident)
 
 
-def remove(engine: Engine, path: str) -> None:
+def remove(bind: Bind, path: str) -> None:
     """DELETE the entity ``path`` (a station with its locations, datastreams and readings)."""
     name, ident = _entity(path)
     model = _MODELS[name]
-    with Session(engine) as db:
+    with _session(bind) as db:
         if name == "Sensors" and (
                 db.scalar(select(func.count()).select_from(FloodDatastream).where(FloodDatastream.sensor_id == ident))
                 or db.scalar(select(func.count()).select_from(FloodMultiDatastream)
@@ -647,7 +693,41 @@ def remove(engine: Engine, path: str) -> None:
         if not gone:
             raise DomainError(404, f"no {name}({ident})", field="path.entity_id")
         db.commit()
-    sensorthings.forget_counts()
+
+
+# --- One request, as the routes and batches send it ---------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What one write answers: status, the entity as read (a create), headers, stations whose state moved."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stations: list[Any] = field(default_factory=list)
+
+
+def apply(bind: Bind, method: str, path: str, body: Any, writer: Writer, links: sensorthings.Links, *,
+          json_patch: bool = False) -> Reply:
+    """One POST, PATCH, PUT or DELETE of ``path`` by ``writer`` on ``bind``; a create answers the new
+    entity as a GET reads it, with its address in Location."""
+    if method != "POST" and writer.sensor is not None:
+        raise DomainError(403, "a sensor's key creates Observations only", field="header.authorization")
+    if method == "POST":
+        written = create(bind, path, body, writer)
+        with reading(bind) as db:
+            entity = sensorthings.resolve(db, f"{written.entity}({written.id})", {}, links).json
+        return Reply(201, entity, {"Location": entity["@iot.selfLink"], **written.headers}, written.stations)
+    if method == "DELETE":
+        remove(bind, path)
+        return Reply(200)
+    if method not in ("PATCH", "PUT"):
+        raise DomainError(405, "a write is POST, PATCH, PUT or DELETE", field="method")
+    with reading(bind) as db:
+        current = sensorthings.resolve(db, path, {}, links).json or {}
+    written = patch(bind, path, body, json_patch=json_patch, current=current, replace=method == "PUT")
+    return Reply(200, stations=written.stations)
 
 
 # --- CreateObservations (the DataArray extension's bulk create) -----------------------------------
@@ -655,7 +735,7 @@ def remove(engine: Engine, path: str) -> None:
 _ARRAY_COMPONENTS = {"phenomenonTime", "result", "resultTime"}  # a FeatureOfInterest is the station's Location
 
 
-def create_observations(engine: Engine, body: Any, writer: Writer, links: sensorthings.Links,
+def create_observations(bind: Bind, body: Any, writer: Writer, links: sensorthings.Links,
                         *, now: datetime | None = None) -> tuple[list[str], list[Any]]:
     """``POST CreateObservations``: groups of ``components`` and ``dataArray`` rows per (Multi)Datastream,
     each group judged as one ingest batch. Answers one entry per row, in order: the new Observation's
@@ -682,7 +762,7 @@ def create_observations(engine: Engine, body: Any, writer: Writer, links: sensor
         rows = group.get("dataArray")
         if not isinstance(rows, list):
             raise _bad("dataArray is a list of rows", f"{where}.dataArray")
-        with Session(engine, expire_on_commit=False) as db:
+        with _session(bind) as db:
             sensor = _stream_owner(db, kind, stream, writer)
         readings: list[Any] = []
         for row in rows:
@@ -693,16 +773,13 @@ def create_observations(engine: Engine, body: Any, writer: Writer, links: sensor
             readings.append({"time": values.get("phenomenonTime", datetime.now(UTC).isoformat()),
                              "value" if kind == "Datastream" else "result": values["result"],
                              "datastream" if kind == "Datastream" else "MultiDatastream": stream})
-        if kind == "Datastream":
-            outcome = ingest.ingest(engine, sensor=sensor, readings=readings, now=now) if readings else None
-        else:
-            outcome = ingest.ingest_multi(engine, sensor_id=sensor.id, readings=readings, now=now) if readings else None
-        if outcome is None:
+        if not readings:
             continue
+        outcome = _ingest(bind, kind, sensor, readings, now)
         stations.extend(outcome.stations)
         column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
         accepted = {r.index: r.time for r in outcome.results if r.status == "accepted"}
-        with Session(engine) as db:
+        with _session(bind) as db:
             ids = dict(db.execute(select(FloodObservation.phenomenon_time, FloodObservation.id).where(
                 column == stream, FloodObservation.phenomenon_time.in_(list(accepted.values())))).all()) \
                 if accepted else {}
@@ -712,5 +789,4 @@ def create_observations(engine: Engine, body: Any, writer: Writer, links: sensor
             answers.append(f"{links.base}/Observations({ids[when]})" if when in ids else "error")
             if index in by_index and by_index[index].status != "accepted" and len(rows) == 1 and len(body) == 1:
                 _judged(outcome)  # a single refused row: the reason as a problem, as POST Observations gives
-    sensorthings.forget_counts()
     return answers, stations

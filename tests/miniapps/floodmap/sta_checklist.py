@@ -301,7 +301,7 @@ def _multi_links(c, ids):
             for p in _values(c, "ObservedProperties"))
 
 
-# --- Create-Update-Delete and Batch (served, not declared: see docs/floodmap.md for what is missing) ------
+# --- Create-Update-Delete (served, not declared: see docs/floodmap.md for what is missing) and Batch -----
 
 def _basic(code: str, key: str) -> dict[str, str]:
     import base64
@@ -366,6 +366,35 @@ def _batch(c, ids):
     return [r["status"] for r in answer["responses"]] == [200, 201, 200]
 
 
+@check("batch", "an atomicity group is all or nothing: one refusal rolls back its earlier writes")
+def _batch_group(c, ids):
+    answer = _ok(c.post(f"{ST}/$batch", headers=ids["operator"], json={"requests": [
+        {"id": "a", "method": "post", "url": "ObservedProperties", "atomicityGroup": "g",
+         "body": {"name": "checklist group", "definition": "x"}},
+        {"id": "b", "method": "post", "url": "ObservedProperties", "atomicityGroup": "g", "body": {"name": "no definition"}}]}))
+    gone = _values(c, "ObservedProperties", **{"$filter": "name eq 'checklist group'"}) == []
+    return [r["status"] for r in answer["responses"]] == [424, 400] and gone
+
+
+@check("batch", "a multipart/mixed batch with a change set answers each part, the change set nested")
+def _batch_multipart(c, ids):
+    def part(request: str, content_id: str) -> str:
+        return (f"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {content_id}"
+                f"\r\n\r\n{request}\r\n")
+    body = "\r\n".join([
+        "--b", part(f"GET {ST}/Things({ids['thing']})?$select=id HTTP/1.1\r\n", "0"),
+        "--b", "Content-Type: multipart/mixed; boundary=cs\r\n",
+        "--cs", part('POST ObservedProperties HTTP/1.1\r\nContent-Type: application/json\r\n\r\n'
+                     '{"name": "checklist multipart", "definition": "x"}', "1"),
+        "--cs", part("DELETE $1 HTTP/1.1\r\n", "2"), "--cs--", "--b--", ""])
+    answer = c.post(f"{ST}/$batch", headers={**ids["operator"], "Content-Type": "multipart/mixed; boundary=b"},
+                    content=body.encode())
+    text = answer.text
+    return answer.status_code == 200 and answer.headers["content-type"].startswith("multipart/mixed") and \
+        [line for line in text.split("\r\n") if line.startswith("HTTP/1.1")] == [
+            "HTTP/1.1 200 OK", "HTTP/1.1 201 Created", "HTTP/1.1 200 OK"]
+
+
 def run(client: Any, ids: dict[str, int]) -> list[tuple[str, str, bool, str]]:
     """Every check: (class, name, passed, why not)."""
     results = []
@@ -381,11 +410,10 @@ def run(client: Any, ids: dict[str, int]) -> list[tuple[str, str, bool, str]]:
 def ids_of(engine: Any, operator: dict[str, str] | None = None) -> dict[str, Any]:
     """Kim Long's thing, its datastream, one of its observations and its MultiDatastream; the operator's
     headers and Kim Long's sensor credentials for the writes."""
-    from miniapps.floodmap.demo import demo_key
-
     from sqlmodel import Session, select
 
     from miniapps.floodmap import models
+    from miniapps.floodmap.demo import demo_key
     from miniapps.floodmap.models import FloodDatastream, FloodObservation, FloodThing
 
     multi_model = getattr(models, "FloodMultiDatastream", None)  # absent before MultiDatastreams (the "before" tally)

@@ -4,6 +4,9 @@ own streams, and every reading goes through the ingest rules (range, time, dupli
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
+import json
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
@@ -204,9 +207,111 @@ def test_a_json_batch_reads_creates_and_refers_to_what_it_created(fm_app, fm_cli
         {"id": "2", "method": "post", "url": "ObservedProperties", "body": {"name": "x", "definition": "y"}}]})
     assert [a["status"] for a in anonymous.json()["responses"]] == [200, 401]
     assert fm_client.post(f"{ST}/$batch", json={"requests": []}).status_code == 400
-    grouped = fm_client.post(f"{ST}/$batch", json={"requests": [
-        {"id": "1", "method": "get", "url": "Things", "atomicityGroup": "g"}]})
-    assert grouped.status_code == 400 and grouped.json()["field"] == "body.requests.atomicityGroup"
+
+
+def _property_named(client, name: str) -> list[dict]:
+    return client.get(f"{ST}/ObservedProperties", params={"$filter": f"name eq '{name}'"}).json()["value"]
+
+
+def _readings_of(client, stream: int) -> list[float]:
+    return [o["result"] for o in client.get(f"{ST}/Datastreams({stream})/Observations").json()["value"]]
+
+
+def test_an_atomicity_group_commits_all_of_its_writes_or_none(fm_app, fm_client) -> None:
+    operator = make_people(fm_app).operator
+    made = _station(fm_client, operator)
+    observations = f"Datastreams({made['stream']})/Observations"
+    refused = fm_client.post(f"{ST}/$batch", headers=operator, json={"requests": [
+        {"id": "p", "method": "post", "url": "ObservedProperties", "atomicityGroup": "g1",
+         "body": {"name": "Rolled back", "definition": "https://example.org/rb"}},
+        {"id": "o", "method": "post", "url": observations, "atomicityGroup": "g1",
+         "body": {"phenomenonTime": _minutes_ago(6), "result": 1.1}},
+        {"id": "bad", "method": "post", "url": observations, "atomicityGroup": "g1",
+         "body": {"phenomenonTime": _minutes_ago(5), "result": 50}},
+        {"id": "after", "method": "get", "url": "ObservedProperties?$filter=name eq 'Rolled back'"},
+    ]})
+    assert refused.status_code == 200, refused.text
+    answers = refused.json()["responses"]
+    assert [(a["id"], a["status"], a.get("atomicityGroup")) for a in answers] == [
+        ("p", 424, "g1"), ("o", 424, "g1"), ("bad", 400, "g1"), ("after", 200, None)]
+    assert answers[2]["body"]["field"] == "body.result"  # the ingest rules' reason, as POST gives it
+    assert answers[3]["body"]["value"] == []  # the group's first write was rolled back with the others
+    assert _property_named(fm_client, "Rolled back") == [] and 1.1 not in _readings_of(fm_client, made["stream"])
+
+    kept = fm_client.post(f"{ST}/$batch", headers=operator, json={"requests": [
+        {"id": "p", "method": "post", "url": "ObservedProperties", "atomicityGroup": "g2",
+         "body": {"name": "Kept", "definition": "https://example.org/kept"}},
+        {"id": "fix", "method": "patch", "url": "$p", "atomicityGroup": "g2", "body": {"description": "patched"}},
+        {"id": "o", "method": "post", "url": observations, "atomicityGroup": "g2",
+         "body": {"phenomenonTime": _minutes_ago(6), "result": 1.2}},
+        {"id": "seen", "method": "get", "url": "$p", "atomicityGroup": "g2"},
+    ]})
+    assert [a["status"] for a in kept.json()["responses"]] == [201, 200, 201, 200], kept.text
+    assert kept.json()["responses"][3]["body"]["description"] == "patched"  # reads see the group's writes
+    assert _property_named(fm_client, "Kept")[0]["description"] == "patched"
+    assert 1.2 in _readings_of(fm_client, made["stream"])
+
+    apart = fm_client.post(f"{ST}/$batch", headers=operator, json={"requests": [
+        {"id": "1", "method": "get", "url": "Things", "atomicityGroup": "a"},
+        {"id": "2", "method": "get", "url": "Things"},
+        {"id": "3", "method": "get", "url": "Things", "atomicityGroup": "a"}]})
+    assert apart.status_code == 400 and apart.json()["field"] == "body.requests.atomicityGroup"
+    sensor = fm_client.post(f"{ST}/$batch", headers=_basic("dap-da-test", made["key"]), json={"requests": [
+        {"id": "o", "method": "post", "url": observations, "atomicityGroup": "s",
+         "body": {"phenomenonTime": _minutes_ago(2), "result": 1.3}},
+        {"id": "p", "method": "post", "url": "ObservedProperties", "atomicityGroup": "s",
+         "body": {"name": "Not a sensor's", "definition": "x"}}]})
+    assert [a["status"] for a in sensor.json()["responses"]] == [424, 403]
+    assert 1.3 not in _readings_of(fm_client, made["stream"])
+
+
+def _part(request: str, content_id: str | None = None) -> str:
+    head = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+    return head + (f"Content-ID: {content_id}\r\n" if content_id else "") + "\r\n" + request + "\r\n"
+
+
+def _post(url: str, body: dict) -> str:
+    return f"POST {url} HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{json.dumps(body, ensure_ascii=False)}"
+
+
+def test_a_multipart_batch_with_change_sets(fm_app, fm_client) -> None:
+    operator = make_people(fm_app).operator
+    made = _station(fm_client, operator)
+    observations = f"{ST}/Datastreams({made['stream']})/Observations"
+    body = "\r\n".join([
+        "--batch_1", _part(f"GET {ST}/Things({made['thing']})?$select=name HTTP/1.1\r\n"),
+        "--batch_1", "Content-Type: multipart/mixed; boundary=changeset_a\r\n",
+        "--changeset_a", _part(_post(f"{ST}/ObservedProperties", {"name": "Độ đục", "definition": "x"}), "1"),
+        "--changeset_a", _part("PATCH $1 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+                                 '{"description": "nước đục"}', "2"),
+        "--changeset_a", _part(_post(observations, {"phenomenonTime": _minutes_ago(7), "result": 1.4}), "3"),
+        "--changeset_a--",
+        "--batch_1", "Content-Type: multipart/mixed; boundary=changeset_b\r\n",
+        "--changeset_b", _part(_post(f"{ST}/ObservedProperties", {"name": "Never", "definition": "x"}), "4"),
+        "--changeset_b", _part(_post(observations, {"phenomenonTime": _minutes_ago(3), "result": 50}), "5"),
+        "--changeset_b--",
+        "--batch_1--", ""])
+    answer = fm_client.post(f"{ST}/$batch", headers={**operator, "Content-Type": "multipart/mixed; boundary=batch_1"},
+                            content=body.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("multipart/mixed; boundary=")
+    message = email.message_from_bytes(f"Content-Type: {answer.headers['content-type']}\r\n\r\n".encode()
+                                       + answer.content, policy=email.policy.compat32)
+    parts = message.get_payload()
+    assert len(parts) == 3
+    read = parts[0].get_payload(decode=True).decode()
+    assert read.startswith("HTTP/1.1 200 OK") and '"name": "Trạm thử Đập Đá"' in read
+    changes = [p.get_payload(decode=True).decode() for p in parts[1].get_payload()]
+    assert [c.split("\r\n")[0] for c in changes] == ["HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "HTTP/1.1 201 Created"]
+    assert [p["Content-ID"] for p in parts[1].get_payload()] == ["1", "2", "3"]
+    failed = parts[2].get_payload(decode=True).decode()  # a failed change set answers its one refusal
+    assert parts[2].get_content_type() == "application/http" and failed.startswith("HTTP/1.1 400 Bad Request")
+    assert '"field": "body.result"' in failed
+    assert _property_named(fm_client, "Độ đục")[0]["description"] == "nước đục"
+    assert _property_named(fm_client, "Never") == []
+    assert 1.4 in _readings_of(fm_client, made["stream"])
+    broken = fm_client.post(f"{ST}/$batch", headers={**operator, "Content-Type": "multipart/mixed"}, content=b"x")
+    assert broken.status_code == 400 and broken.json()["field"] == "header.content-type"
 
 
 def test_a_thing_is_created_deep_with_its_location_and_datastream(fm_app, fm_client) -> None:
