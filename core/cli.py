@@ -184,6 +184,29 @@ def db_check() -> None:
     click.echo("models and migrations agree")
 
 
+@db.command("revision")
+@click.argument("miniapp_id")
+@click.option("-m", "--message", required=True, help="What the revision does; it also names the file.")
+@click.option("--empty", is_flag=True, help="Write a blank revision when the models and the database agree.")
+@_fail_cleanly
+def db_revision(miniapp_id: str, message: str, empty: bool) -> None:
+    """Draft a migration for MINIAPP_ID in its own branch and folder, from its models against the database at head."""
+    from core.migrate import DraftError, draft_revision
+
+    engine, miniapps = _loaded(_settings())
+    try:
+        drafted = draft_revision(engine, miniapps, miniapp_id, message, empty=empty)
+    except DraftError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    if drafted is None:
+        click.echo(f"mini-app '{miniapp_id}': its models and the database agree; nothing drafted "
+                   "(--empty writes a blank revision)")
+        return
+    path, operations = drafted
+    click.echo(f"drafted {path} ({operations} operation(s)); read it before keeping it, then `superapp db upgrade`")
+
+
 @main.group()
 def seed() -> None:
     """Load data."""
