@@ -21,7 +21,7 @@ from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from core.webapps.service import tile as webapp_tile
 from plugins.hookspecs import CONTRACT_VERSION
-from plugins.manifest import Audience, Placement
+from plugins.manifest import Audience, Placement, manifest_json_schema_text
 from plugins.registry import MiniApp
 
 PLACEMENT_ORDER = {Placement.home: 0, Placement.tab: 1, Placement.menu: 2}
@@ -96,6 +96,14 @@ class ManifestCache:
 
 
 router = APIRouter(tags=["mini-apps"])
+MANIFEST_SCHEMA = manifest_json_schema_text().encode()
+
+
+@router.get("/schemas/miniapp-manifest.json", include_in_schema=False)
+async def manifest_schema() -> Response:
+    """The JSON Schema of manifest.json (the same as docs/manifest.schema.json), for editors and CI validators."""
+    return Response(MANIFEST_SCHEMA, media_type="application/schema+json",
+                    headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
 
 
 @router.get(

@@ -102,8 +102,10 @@ class Manifest(BaseModel):
     name: LocalizedText
     description: LocalizedText
     icon: NonEmpty = Field(description="Icon name from the app's icon set, or a path under static/.")
-    version: str = Field(description="The mini-app's own version, SemVer.")
-    min_host_version: str = Field(description="Oldest host (contract) version this mini-app runs on.")
+    version: str = Field(description="The mini-app's own version, SemVer.",
+                         json_schema_extra={"pattern": SEMVER.pattern})
+    min_host_version: str = Field(description="Oldest host (contract) version this mini-app runs on.",
+                                  json_schema_extra={"pattern": SEMVER.pattern})
     audiences: Annotated[list[Audience], Field(min_length=1)]
     public: bool = Field(
         False, description="Shown on the home screen before sign-in (resident audience only)."
@@ -150,6 +152,18 @@ class Manifest(BaseModel):
         if value and Audience.resident not in info.data["audiences"]:
             raise ValueError("only a mini-app for residents can be public")
         return value
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``manifest.json``, generated from ``Manifest`` (published as docs/manifest.schema.json)."""
+    schema = Manifest.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "Hue super-app mini-app manifest",
+            **{k: v for k, v in schema.items() if k != "title"}}
+
+
+def manifest_json_schema_text() -> str:
+    """``manifest_json_schema()`` as the text of the published file (two-space indent, UTF-8, final newline)."""
+    return json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def semver_tuple(version: str) -> tuple[int, int, int]:

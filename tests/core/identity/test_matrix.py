@@ -354,6 +354,7 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/problems/{name}"): [Case("one problem type", "/problems/validation", PUBLIC)],
     ("GET", "/metrics"): [Case("metrics", "/metrics", PUBLIC)],
     ("GET", "/api/miniapps"): [Case("home screen manifests", "/api/miniapps", PUBLIC)],
+    ("GET", "/schemas/miniapp-manifest.json"): [Case("manifest JSON Schema", "/schemas/miniapp-manifest.json", PUBLIC)],
     ("GET", "/api/units"): [Case("org units", "/api/units", PUBLIC)],
     ("GET", "/api/units/{unit_id}"): [
         Case("one unit", "/api/units/phu-xuan", PUBLIC),
@@ -731,7 +732,7 @@ def test_authorisation_matrix(world: World) -> None:
     api = world.api
     failures: list[str] = []
     ran = 0
-    for (method, template), cases in MATRIX.items():
+    for (method, _template), cases in MATRIX.items():
         for case in cases:
             if case.before:
                 case.before(world)
