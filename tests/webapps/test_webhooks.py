@@ -57,7 +57,7 @@ def test_account_deletion_reaches_a_backend_that_was_down(live_url, people, samp
         # The backend is back; a host process that knows nothing but the database delivers once due.
         sample.process.start()
         later = utcnow() + timedelta(minutes=2)
-        assert webhooks.deliver_due(engine, keys, now=later) == 2
+        assert webhooks.deliver_due(engine, keys, now=later) == 1
         assert webhooks.deliver_due(engine, keys, now=later + timedelta(hours=1)) == 0  # never twice
         received = httpx.get(f"{sample.url.replace('localhost', '127.0.0.1')}/hooks/received", timeout=10).json()
         # The sample verified each against the JWKS with its own audience: youth_union's reached it (tree_care's
@@ -66,6 +66,7 @@ def test_account_deletion_reaches_a_backend_that_was_down(live_url, people, samp
         rows = {r.webapp_id: r for r in outbox(engine)}
         assert rows["youth_union"].delivered_at is not None and rows["youth_union"].attempts == 2
         assert rows["tree_care"].delivered_at is None and rows["tree_care"].last_error == "HTTP 401"
+        assert rows["tree_care"].attempts == 3  # refused again an hour later, and still kept for the next try
     finally:
         engine.dispose()
 
