@@ -71,8 +71,16 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect  # at module level: FastAPI resolves the string annotation here
 
 from bench.harness import (
-    BENCH_SECRET_KEY, HOST, ROOT, BenchError, child_env, free_port, migrate_and_seed, process_memory_kib,
-    stop_server, superapp_command,
+    BENCH_SECRET_KEY,
+    HOST,
+    ROOT,
+    BenchError,
+    child_env,
+    free_port,
+    migrate_and_seed,
+    process_memory_kib,
+    stop_server,
+    superapp_command,
 )
 from push.wsprotocol import uvicorn_cli_options
 

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import HTMLResponse
-from fastapi import routing
 from fastapi.routing import APIRoute
 
 from core.identity.deps import get_principal, require_user
@@ -106,7 +105,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 DESCRIPTIONS = {400: "The form body cannot be parsed", 405: "The resource the path names does not allow this method", 429: "Over the allowed rate; Retry-After says when to try again", 401: "Credentials missing where needed, expired or revoked", 403: "Not allowed for this caller",
                 404: "No such item (or not one the caller may see)", 413: "The body is too large",
-                422: "A parameter or the body is invalid; `field` names it"}
+                422: "A parameter or the body is invalid; `field` names it",
+                500: "An unexpected error; it has been logged"}
 
 router = APIRouter(include_in_schema=False)
 
@@ -185,6 +185,7 @@ def _statuses(route: Any, method: str, operation: dict[str, Any]) -> list[int]:
     # A 4xx the route declared itself (e.g. ``responses={400: {"description": ...}}``) is a problem too
     statuses += [int(code) for code, answer in operation.get("responses", {}).items()
                  if code.isdigit() and 400 <= int(code) < 500 and not _has_body(answer)]
+    statuses.append(500)  # core.errors answers whatever a route did not foresee, on every operation
     return sorted(set(statuses))
 
 
@@ -215,7 +216,9 @@ def add_problem_documentation(schema: dict[str, Any], routes: list[Any]) -> None
             for status in _statuses(route, method, operation):
                 documented = responses.get(str(status), {})
                 documented.pop("content", None)  # FastAPI's 422 names its own HTTPValidationError body
-                responses[str(status)] = {**documented, **_problem_response(status)}
+                own = documented.get("description") if documented.get("description") != "Validation Error" else None
+                # the route's own words for its refusal (FastAPI's default 422 text says nothing) win
+                responses[str(status)] = {**documented, **_problem_response(status), **({"description": own} if own else {})}
     schemas = schema["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):  # no operation sends them any more
         if not _referenced(schema, f"#/components/schemas/{unused}", skip=unused):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette._utils import get_route_path
-from starlette.routing import Match, Route, WebSocketRoute
-
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette._utils import get_route_path
+from starlette.routing import Match, Route, WebSocketRoute
 
 PLAIN_ROUTES = (APIRoute, APIWebSocketRoute, Route, WebSocketRoute)
 

@@ -10,8 +10,8 @@ from core.db import SessionDep
 from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import ward_choices
 from core.manifests import manifest_view, visible_miniapps
-from core.webapps.service import tile as webapp_tile
 from core.web import page_locale, render_page
+from core.webapps.service import tile as webapp_tile
 from push import inbox
 
 router = APIRouter(include_in_schema=False)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,8 +14,8 @@ from starlette.responses import HTMLResponse, Response
 
 from core.banner import banner_for
 from core.i18n import negotiate
-from core.worktime import HUE_TIME
 from core.security import csp_nonce
+from core.worktime import HUE_TIME
 from plugins.manifest import LocalizedText
 from plugins.registry import MiniApp
 

@@ -32,7 +32,7 @@ class Host:
 
     engine: Engine
     settings: Any
-    publish_event: Callable[["DomainEvent"], Any]
+    publish_event: Callable[[DomainEvent], Any]
     # push.notifier.Notifier: ``send(session, ...)`` writes a notice in the caller's transaction.
     notifier: Any = None
     # core.miniapp_settings.MiniAppSettingsStore: ``get("<id>")`` is the model an admin last saved.

@@ -22,8 +22,8 @@ from core.identity.deps import CurrentUser
 from core.identity.models import utcnow
 from core.identity.principal import Principal
 from core.units.models import OrgUnit, UnitKind
-from plugins.manifest import LocalizedText
 from plugins import Cache
+from plugins.manifest import LocalizedText
 from push import inbox
 from push.inbox_cache import InboxCache, user_key
 from push.models import (

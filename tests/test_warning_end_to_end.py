@@ -18,11 +18,11 @@ from sqlmodel import Session
 
 from core.app import create_app
 from core.identity.service import create_official, find_or_create_resident, start_session
+from plugins.fakes.firebase import DEFAULT_ACCESS_TOKEN, initialize_test_app, serve_fcm
 from push import outbox as outbox_module
 from push.fcm import FcmSender
 from tests.browser import serve
 from tests.conftest import TEST_SECRET, base_settings
-from plugins.fakes.firebase import DEFAULT_ACCESS_TOKEN, initialize_test_app, serve_fcm
 
 PASSWORD = "Hue-2025-strong-pw"
 

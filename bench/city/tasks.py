@@ -31,8 +31,8 @@ from sqlmodel import Session
 
 from bench.city.base import SYNTHETIC, City
 from miniapps.tasks import evaluation, procedures
-from miniapps.tasks.service import month_of, period_bounds, report_periods
 from miniapps.tasks.models import Recurrence, Task
+from miniapps.tasks.service import period_bounds, report_periods
 
 MONTHS = 24
 TASKS_PER_MONTH = 30

@@ -10,10 +10,10 @@ from threading import Lock
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from core.errors import Problem
 from core.identity.principal import ANONYMOUS, Principal

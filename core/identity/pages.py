@@ -9,10 +9,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.db import SessionDep
-from core.identity import resident_pages, service
+from core.identity import resident_pages
 from core.identity.authn import SESSION_COOKIE
 from core.identity.deps import PrincipalDep
-from core.identity.routes import end_sessions, profile_of, remember_device, sign_in_official
+from core.identity.routes import end_sessions, remember_device, sign_in_official
 from core.identity.service import IdentityError
 from core.identity.tokens import WEB_SESSION_TTL
 from core.web import render_page

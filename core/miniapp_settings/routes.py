@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import Problem
-from core.identity.deps import PrincipalDep
 from core.identity.authz import require_permission
+from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from core.miniapp_settings.service import MiniAppSettingsStore, SettingsRejected, secret_fields
 from core.web import page_locale, render_page

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from plugins import Membership, Principal, User, create_official
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import FeedbackApiKey, FeedbackReport
 from miniapps.feedback.permissions import feedback_authorizer
+from plugins import Membership, Principal, User, create_official
 
 DEMO_OFFICIAL = ("moitruong.demo", "Chuyên viên Sở Nông nghiệp và Môi trường (demo)", "department_official", "so-nnmt")
 DEMO_PASSWORD = "hue-demo-2025"

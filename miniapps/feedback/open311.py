@@ -21,7 +21,6 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plugins import DomainError, OrgUnit, fold, host_of, places, public_base_url
 from miniapps.feedback import apikeys, service
 from miniapps.feedback.models import (
     FeedbackCategory,
@@ -30,6 +29,7 @@ from miniapps.feedback.models import (
     ReportState,
 )
 from miniapps.feedback.routes import cached, run_db
+from plugins import DomainError, OrgUnit, fold, host_of, places, public_base_url
 
 log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -40,15 +40,6 @@ DEFAULT_WINDOW = timedelta(days=90)
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 # Open311 is open/closed; "closed" means the city finished with it (resolved, closed, rejected, duplicate).
 OPEN311_STATUS = {state: ("open" if state in service.OPEN_STATES else "closed") for state in ReportState}
-
-
-class Open311Error(Exception):
-    """An error answered in Open311's format: ``[{"code": 400, "description": "..."}]``."""
-
-    def __init__(self, code: int, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
 
 
 def _report_id(text: str) -> int | None:
@@ -109,8 +100,6 @@ class Open311Route(APIRoute):
             fmt = _format_of(request)
             try:
                 return await handler(request)
-            except Open311Error as exc:
-                return error_response(fmt, exc.code, exc.description)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid request"}
                 name = str(first["loc"][-1]) if first.get("loc") else "request"
@@ -128,7 +117,7 @@ router = APIRouter(route_class=Open311Route)
 
 def _fmt(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise Open311Error(404, f"unknown format {fmt!r}: use .json or .xml")
+        raise DomainError(404, f"unknown format {fmt!r}: use .json or .xml")
     return fmt
 
 
@@ -229,7 +218,7 @@ async def service_definition(request: Request, service_code: str, fmt: str) -> R
     fmt = _fmt(fmt)
     category = await run_db(request, lambda s: s.get(FeedbackCategory, service_code))
     if category is None or not category.active:
-        raise Open311Error(404, f"unknown service_code {service_code!r}")
+        raise DomainError(404, f"unknown service_code {service_code!r}")
     body = {"service_code": category.id, "attributes": [URGENT_ATTRIBUTE]}
     return render(fmt, body, root="service_definition", item="service_definition",
                   lists={"attributes": "attribute", "values": "value"})
@@ -283,7 +272,7 @@ def _when(text: str | None, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise Open311Error(400, f"{name} must be a W3C date-time such as 2026-11-25T08:00:00+07:00") from None
+        raise DomainError(400, f"{name} must be a W3C date-time such as 2026-11-25T08:00:00+07:00") from None
     return service.aware(moment)
 
 
@@ -296,13 +285,13 @@ async def list_requests(request: Request, fmt: str) -> Response:
     start, end = _when(params.get("start_date"), "start_date"), _when(params.get("end_date"), "end_date")
     statuses = [s.strip() for s in (params.get("status") or "").split(",") if s.strip()]
     if any(s not in ("open", "closed") for s in statuses):
-        raise Open311Error(400, "status is open, closed or open,closed")
+        raise DomainError(400, "status is open, closed or open,closed")
     codes = [c.strip() for c in (params.get("service_code") or "").split(",") if c.strip()]
     if ids_text:
         parsed = [_report_id(part.strip()) for part in ids_text.split(",") if part.strip()]
         ids = [report_id for report_id in parsed if report_id is not None]
         if len(ids) != len(parsed):
-            raise Open311Error(400, f"service_request_id is a comma-separated list of ids (at most {MAX_ID})")
+            raise DomainError(400, f"service_request_id is a comma-separated list of ids (at most {MAX_ID})")
 
     def listing(session: Session) -> list[dict[str, Any]]:
         where: list[Any] = [col(FeedbackReport.state).not_in(list(service.HIDDEN_STATES))]
@@ -339,12 +328,12 @@ async def get_request(request: Request, service_request_id: str, fmt: str) -> Re
     fmt = _fmt(fmt)
     report_id = _report_id(service_request_id)
     if report_id is None:  # an id no report can have names no report
-        raise Open311Error(404, f"no service request {service_request_id!r}")
+        raise DomainError(404, f"no service request {service_request_id!r}")
 
     def work(session: Session) -> list[dict[str, Any]]:
         report = session.get(FeedbackReport, report_id)
         if report is None or report.state in service.HIDDEN_STATES:
-            raise Open311Error(404, f"no service request {service_request_id!r}")
+            raise DomainError(404, f"no service request {service_request_id!r}")
         return _views(session, [report], _base(request))
 
     return render(fmt, await run_db(request, work), root="service_requests", item="request")
@@ -356,7 +345,7 @@ async def token_to_id(request: Request, token: str, fmt: str) -> Response:
     fmt = _fmt(fmt)
     report = await run_db(request, lambda s: s.exec(select(FeedbackReport).where(FeedbackReport.token == token)).first())
     if report is None:
-        raise Open311Error(404, f"no request with token {token!r}")
+        raise DomainError(404, f"no request with token {token!r}")
     return render(fmt, [{"service_request_id": str(report.id), "token": token}], root="service_requests",
                   item="request")
 
@@ -365,9 +354,9 @@ def _float(form: Any, name: str) -> float:
     try:
         return float(form[name])
     except KeyError:
-        raise Open311Error(400, f"{name} is required with {'long' if name == 'lat' else 'lat'}") from None
+        raise DomainError(400, f"{name} is required with {'long' if name == 'lat' else 'lat'}") from None
     except ValueError:
-        raise Open311Error(400, f"{name} must be a number") from None
+        raise DomainError(400, f"{name} must be a number") from None
 
 
 MAX_MEDIA_URL = 500
@@ -385,7 +374,7 @@ def _media_url(form: Any) -> str | None:
     if not url:
         return None
     if len(url) > MAX_MEDIA_URL or not re.fullmatch(r"https?://[^\s<>\"]+", url):
-        raise Open311Error(400, f"media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters")
+        raise DomainError(400, f"media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters")
     return url
 
 
@@ -426,17 +415,17 @@ def _unit_by_address(session: Session, address_id: str, address: str) -> OrgUnit
     if address_id:
         found = next((u for u in units if address_id in (u.id, u.code)), None)
         if found is None:
-            raise Open311Error(400, f"address_id {address_id!r} is no commune or ward of Hue (use a unit id or code)")
+            raise DomainError(400, f"address_id {address_id!r} is no commune or ward of Hue (use a unit id or code)")
         return found
     parsed = _parsed_ward(address)
     if parsed is None:
-        raise Open311Error(400, "address_string names no commune or ward we can place; send lat and long")
+        raise DomainError(400, "address_string names no commune or ward we can place; send lat and long")
     province, ward = parsed
     if province != PROVINCE_KEY:
-        raise Open311Error(400, "address_string: the place is outside Hue City")
+        raise DomainError(400, "address_string: the place is outside Hue City")
     found = next((u for u in units if unit_key(u.name_vi) == ward), None)
     if found is None or found.lat is None or found.lon is None:
-        raise Open311Error(400, "address_string names no commune or ward of Hue we can place; send lat and long")
+        raise DomainError(400, "address_string names no commune or ward of Hue we can place; send lat and long")
     return found
 
 
@@ -451,15 +440,15 @@ async def create_request(request: Request, fmt: str) -> Response:
     form = await request.form()
     key_row = await run_db(request, lambda s: apikeys.verify(s, str(form.get("api_key") or "")))
     if key_row is None:
-        raise Open311Error(403, "api_key is missing, unknown or revoked")
+        raise DomainError(403, "api_key is missing, unknown or revoked")
     code = str(form.get("service_code") or "")
     if not code:
-        raise Open311Error(400, "service_code is required")
+        raise DomainError(400, "service_code is required")
     address = str(form.get("address_string") or "").strip()
     address_id = str(form.get("address_id") or "").strip()
     located = bool(form.get("lat") or form.get("long"))  # an empty field is a field not sent
     if not located and not address and not address_id:
-        raise Open311Error(400, "a location is required: lat and long, address_string or address_id")
+        raise DomainError(400, "a location is required: lat and long, address_string or address_id")
     lat, lon = (_float(form, "lat"), _float(form, "long")) if located else (0.0, 0.0)
     description = str(form.get("description") or "").strip()  # optional in GeoReport v2
     media_url = _media_url(form)
@@ -471,7 +460,7 @@ async def create_request(request: Request, fmt: str) -> Response:
 
     def work(session: Session) -> FeedbackReport:
         if session.get(FeedbackCategory, code) is None:
-            raise Open311Error(404, f"unknown service_code {code!r}")
+            raise DomainError(404, f"unknown service_code {code!r}")
         unit_id, point = None, (lat, lon)
         if not located:  # placed by its unit; the point is the unit's centre
             unit = _unit_by_address(session, address_id, address)
@@ -487,7 +476,7 @@ async def create_request(request: Request, fmt: str) -> Response:
     except service.FeedbackError as exc:
         names = {"category_id": "service_code", "lat": "lat", "description": "description"}
         field = names.get(exc.field or "", exc.field)
-        raise Open311Error(404 if field == "service_code" else 400, f"{field}: {exc.detail}") from None
+        raise DomainError(404 if field == "service_code" else 400, f"{field}: {exc.detail}") from None
     body = [{"service_request_id": str(report.id),
              "service_notice": f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}",  # type: ignore[union-attr]
              "account_id": None}]

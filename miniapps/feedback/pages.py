@@ -9,17 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from plugins import (
-    MembershipRow as Membership,
-    OrgUnit,
-    Principal,
-    PrincipalDep,
-    UnitKind,
-    User,
-    host_of,
-    page_locale,
-    render_page,
-)
 from miniapps.feedback import service, stats
 from miniapps.feedback.deadlines import hue_time
 from miniapps.feedback.models import ReportState
@@ -30,6 +19,19 @@ from miniapps.feedback.routes import (
     place_of,
     read_photos,
     run_db,
+)
+from plugins import (
+    MembershipRow as Membership,
+)
+from plugins import (
+    OrgUnit,
+    Principal,
+    PrincipalDep,
+    UnitKind,
+    User,
+    host_of,
+    page_locale,
+    render_page,
 )
 
 router = APIRouter(include_in_schema=False)

@@ -14,6 +14,9 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
+from miniapps.feedback import apikeys, cache, service, stats
+from miniapps.feedback.models import FeedbackPhoto, ReportState
+from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
 from plugins import (
     CurrentUser,
     DomainError,
@@ -27,9 +30,6 @@ from plugins import (
     process_photo,
     require_permission,
 )
-from miniapps.feedback import apikeys, cache, service, stats
-from miniapps.feedback.models import FeedbackPhoto, ReportState
-from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
 
 log = logging.getLogger(__name__)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -44,21 +44,13 @@ KEYS = "feedback.api_keys.manage"
 
 
 async def run_db(request: Request, work: Callable[[Session], T]) -> T:
-    """Run ``work(session)`` in the thread pool on a fresh session (FeedbackError passes through)."""
+    """Run ``work(session)`` in the thread pool on a fresh session (a FeedbackError is answered by the host)."""
 
     def call() -> T:
         with Session(host_of(request).engine, expire_on_commit=False) as session:
             return work(session)
 
     return await run_in_threadpool(call)
-
-
-async def api_db(request: Request, work: Callable[[Session], T]) -> T:
-    """``run_db`` with FeedbackError answered as problem+json naming the field."""
-    try:
-        return await run_db(request, work)
-    except service.FeedbackError as exc:
-        raise DomainError(exc.status, exc.detail, field=exc.field) from None
 
 
 async def read_photos(request: Request, uploads: list[UploadFile] | None, *, field: str = "photos") -> list[ProcessedPhoto]:
@@ -92,7 +84,7 @@ def place_of(lat: float | None, lon: float | None, photos: list[ProcessedPhoto])
 
 async def cached(request: Request, key: Any, render: Callable[[Session], T]) -> T:
     """The answer for ``key`` from the answer cache (no database when fresh), else rendered and stored."""
-    answers = cache.for_engine(host_of(request).engine)
+    answers = cache.answer_cache(host_of(request))
     body = answers.fresh(key)
     if body is None:
         body = await run_db(request, lambda s: answers.answer(s, key, lambda: render(s)))
@@ -119,7 +111,7 @@ async def list_categories(request: Request) -> list[dict[str, Any]]:
 async def locate_unit(request: Request, lat: Annotated[float, Query(ge=-90, le=90)],
                       lon: Annotated[float, Query(ge=-180, le=180)]) -> dict[str, Any]:
     """The commune or ward a point lies in (``core.units.places.unit_at``); 422 for points outside Hue."""
-    unit = await api_db(request, lambda s: service.locate(s, lat=lat, lon=lon, lat_field="query.lat"))
+    unit = await run_db(request, lambda s: service.locate(s, lat=lat, lon=lon, lat_field="query.lat"))
     return {"id": unit.id, "name": {"vi": unit.name_vi, "en": unit.name_en}, "kind": unit.kind.value}
 
 
@@ -133,7 +125,7 @@ async def possible_duplicates(request: Request, category_id: str, lat: Annotated
         return [service.view(session, r, "public") for r in
                 service.possible_duplicates(session, category_id=category_id, lat=lat, lon=lon)]
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 # --- residents ------------------------------------------------------------------------------------------
@@ -152,11 +144,8 @@ async def file_report(
 
     Without ``lat``/``lon`` the place is taken from the first photo that carries GPS in its EXIF.
     """
-    try:
-        processed = await read_photos(request, photos)
-        lat, lon = place_of(lat, lon, processed)
-    except service.FeedbackError as exc:
-        raise DomainError(exc.status, exc.detail, field=exc.field) from None
+    processed = await read_photos(request, photos)
+    lat, lon = place_of(lat, lon, processed)
     store = host_of(request).media
 
     def work(session: Session) -> dict[str, Any]:
@@ -166,7 +155,7 @@ async def file_report(
             notifier=host_of(request).notifier)
         return service.view(session, report, "reporter")
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 @api.get("/reports/mine", operation_id="my_reports")
@@ -187,7 +176,7 @@ async def get_report(request: Request, report_id: int, principal: PrincipalDep) 
                                                report_id=report_id)
         return service.view(session, report, level)
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 @api.post("/reports/{report_id}/follow", operation_id="follow_report")
@@ -199,7 +188,7 @@ async def follow_report(request: Request, report_id: int,
                                                 report_id=report_id)
         return {"report_id": report.id, "followed": service.follow(session, principal=principal, report=report)}
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 @api.post("/reports/{report_id}/actions", operation_id="act_on_report", dependencies=[PHOTO_UPLOADS])
@@ -212,10 +201,7 @@ async def act_on_report(
     assignee_id: Annotated[int | None, Form()] = None, photos: Annotated[list[UploadFile] | None, File()] = None,
 ) -> dict[str, Any]:
     """Move a report on: accept, reject, duplicate, assign, start, resolve (with photos), transfer, close, reopen."""
-    try:
-        processed = await read_photos(request, photos)
-    except service.FeedbackError as exc:
-        raise DomainError(exc.status, exc.detail, field=exc.field) from None
+    processed = await read_photos(request, photos)
     store = host_of(request).media
 
     def work(session: Session) -> dict[str, Any]:
@@ -226,7 +212,7 @@ async def act_on_report(
         level = service.access(principal, report, authorizer(request), session) or "public"
         return service.view(session, report, level)
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 @api.post("/reports/{report_id}/rating", operation_id="rate_report")
@@ -237,7 +223,7 @@ async def rate_report(request: Request, report_id: int, rating: RatingCreate, pr
                               stars=rating.stars, comment=rating.comment, notifier=host_of(request).notifier)
         return service.view(session, report, "reporter")
 
-    return await api_db(request, work)
+    return await run_db(request, work)
 
 
 # --- officials and operators ------------------------------------------------------------------------
@@ -409,7 +395,7 @@ async def get_photo(request: Request, photo_id: Annotated[str, Path(pattern=PHOT
         service.visible_report(session, principal=principal, authorizer=authorizer(request), report_id=photo.report_id)
         return photo.key if size == "display" else service.thumbnail_key(photo.key)
 
-    key = await api_db(request, work)
+    key = await run_db(request, work)
     try:
         data = await run_in_threadpool(host_of(request).media.get, key)
     except KeyError:

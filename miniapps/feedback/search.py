@@ -6,10 +6,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from plugins import OrgUnit
 from miniapps.feedback import service
 from miniapps.feedback.models import FeedbackCategory
 from miniapps.feedback.permissions import feedback_authorizer
+from plugins import OrgUnit
 
 
 async def search_reports(query: Any) -> list[Any]:

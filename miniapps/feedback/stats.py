@@ -14,9 +14,9 @@ from sqlalchemy import and_, case, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from plugins import OrgUnit
 from miniapps.feedback.models import FeedbackCategory, FeedbackReport
 from miniapps.feedback.service import OPEN_STATES
+from plugins import OrgUnit
 
 SATISFIED_FROM = 4  # 4 or 5 stars counts as satisfied
 EXPORT_BATCH = 2000  # rows fetched from the server-side cursor at a time

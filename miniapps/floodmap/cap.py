@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from plugins import HUE_TIME
 from miniapps.floodmap.models import FloodWarning
+from plugins import HUE_TIME
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"

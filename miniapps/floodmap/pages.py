@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import select
 
-from plugins import DomainError, OrgUnit, PrincipalDep, SessionDep, host_of, page_locale, render_page
 from miniapps.floodmap import reports
 from miniapps.floodmap.alerts import LEVEL_COLOURS, LEVEL_NAMES, REASON_NAMES, STALE_NAME, level_rule, number
 from miniapps.floodmap.models import FloodLevelChange, FloodWarning
@@ -22,6 +21,7 @@ from miniapps.floodmap.warnings import (
     recent_warnings,
     warning_json,
 )
+from plugins import DomainError, OrgUnit, PrincipalDep, SessionDep, host_of, page_locale, render_page
 
 pages = APIRouter()
 HUE = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from plugins import fold
 from miniapps.floodmap.alerts import LEVEL_NAMES
 from miniapps.floodmap.models import FloodLocation, FloodThing
+from plugins import fold
 from plugins.search import SearchResult
 
 

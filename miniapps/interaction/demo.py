@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, User, create_official
 from miniapps.interaction import knowledge, routing
 from miniapps.interaction.models import (
     Article,
@@ -19,6 +18,7 @@ from miniapps.interaction.models import (
     ReplyKind,
     utcnow,
 )
+from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, User, create_official
 
 DEMO_OFFICIALS = (
     ("phuvang.demo", "Cán bộ xã Phú Vang (demo)", "commune_official", "phu-vang"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins import Principal
 from miniapps.interaction.models import Question
 from miniapps.interaction.service import declared_authorizer, may_see
+from plugins import Principal
 
 _AUTHORIZER = declared_authorizer()
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
-from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, Membership, Principal, User, create_official
 from miniapps.tasks import evaluation, procedures, service
 from miniapps.tasks.models import PeriodSnapshot, ProcedureImport, Task
 from miniapps.tasks.service import HUE_TIME, IndicatorSpec, IndicatorValue, ReportSpec
+from plugins import DEMO_PASSWORD, DEMO_PASSWORD_ENV, Membership, Principal, User, create_official
 
 DEMO_OFFICIALS = (
     ("noivu.demo", "Chuyên viên Sở Nội vụ (demo)", "department_official", "so-noi-vu"),

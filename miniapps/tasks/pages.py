@@ -13,7 +13,6 @@ from markupsafe import Markup
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from plugins import OrgUnit, Principal, PrincipalDep, SessionDep, UnitKind, host_of, page_locale, render_page
 from miniapps.tasks import cache, evaluation, procedures, service
 from miniapps.tasks.charts import Bar, bar_chart, column_chart, tone_for
 from miniapps.tasks.models import ReviewState
@@ -28,6 +27,7 @@ from miniapps.tasks.service import (
     as_utc,
     reach_of,
 )
+from plugins import OrgUnit, Principal, PrincipalDep, SessionDep, UnitKind, host_of, page_locale, render_page
 
 pages = APIRouter()
 OVERDUE_SHOWN = 50  # the overview lists the most overdue; the count says how many there are in all
@@ -350,7 +350,7 @@ def unit_page(unit_id: str, request: Request, principal: PrincipalDep, session: 
     locale = page_locale(request)
     now = datetime.now(UTC)
     months = evaluation.recent_months(now)
-    ranked = evaluation.rankings(session, months)
+    ranked = evaluation.rankings(session, months, kept=cache.rankings_cache(host_of(request)))
     history = [next((r for r in ranked[m]["rows"] if r["unit_id"] == unit_id), {}) | {"period": m} for m in months]
     chart = column_chart([Bar(m["period"][2:], m.get("score"), "" if m.get("score") is None else f"{m['score']:.0f}",
                               tone_for((m.get("score") or 0) / 100)) for m in history],
@@ -370,7 +370,7 @@ def ranking_body(request: Request, month: str, locale: str) -> Markup:
     """The ranking page's content for a month and language: the table, its chart and 12 months of ranks."""
     months = evaluation.recent_months(service.end_of_day(service.period_bounds(month)[1]))
     with Session(host_of(request).engine) as session:
-        ranked = evaluation.rankings(session, months)
+        ranked = evaluation.rankings(session, months, kept=cache.rankings_cache(host_of(request)))
         names = service.unit_names(session)
     rows = ranked[month]["rows"]
     chart = bar_chart([Bar(names.get(r["unit_id"], {}).get(locale, r["unit_id"]), r["score"],
@@ -412,15 +412,14 @@ async def ranking_page(request: Request, principal: PrincipalDep, period: str | 
     except TaskError:
         return render_page(request, "tasks/message.html", {"kind": "bad_period"}, status_code=422)
     locale = page_locale(request)
-    engine = host_of(request).engine
+    kept = cache.rankings_cache(host_of(request))
     # The content depends only on the data, the month and the language: rendered once and kept with the
     # rankings (dropped on any write here, at most TTL_SECONDS old), so a repeat view costs no query and no
     # thread-pool hop; a miss renders it in the thread pool, once for all the requests waiting on it.
     key = ("ranking-page", month, locale)
-    entry = cache.peek(engine, key)
+    entry = kept.peek(key)
     if entry is cache.MISSING:
-        entry = await run_in_threadpool(
-            cache.cached, engine, key, lambda: RankingPage(ranking_body(request, month, locale)))
+        entry = await run_in_threadpool(kept.cached, key, lambda: RankingPage(ranking_body(request, month, locale)))
     may_close = host_of(request).authorizer.allows(principal, "tasks.periods.close")
     variant = (_home_unit(principal), may_close, str(request.base_url))
     html = entry.pages.get(variant)

@@ -16,10 +16,10 @@ from typing import IO, Any
 from sqlalchemy import func, insert, text
 from sqlmodel import Session, col, select
 
-from plugins import OrgUnit, fold
 from miniapps.tasks import cache
 from miniapps.tasks.models import ProcedureDay, ProcedureImport, ProcedureRecord
 from miniapps.tasks.service import ASSIGNEE_KINDS, CONTROL_CHARACTERS, TaskError
+from plugins import OrgUnit, fold
 
 COLUMNS = ("unit_id", "procedure", "received_on", "online", "due_on", "resolved_on")
 REQUIRED = ("unit_id", "procedure", "received_on", "online", "due_on")
@@ -281,8 +281,8 @@ def import_rows(session: Session, rows: Iterable[tuple[int, Mapping[str, Any] | 
     if record.status == "rejected":
         record.rows_good = 0
     session.add(record)
+    cache.changed(session)  # the host's ranking cache forgets as this commits
     session.commit()
-    cache.changed(session.bind)
     session.refresh(record)
     return record
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from plugins import OrgUnit, fold
 from miniapps.tasks.service import (
     ASSIGNEE_KINDS,
     STATUS_NAMES,
@@ -15,6 +14,7 @@ from miniapps.tasks.service import (
     reach_of,
     visible_assignments,
 )
+from plugins import OrgUnit, fold
 from plugins.search import SearchQuery, SearchResult
 
 

@@ -396,7 +396,7 @@ def _new_signing_key() -> _SigningKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
                                          "securetoken.system.gserviceaccount.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -1050,9 +1050,10 @@ def point_messaging_at(base_url: str) -> Iterator[None]:
     def init(self: Any, app: firebase_admin.App) -> None:
         original_init(self, app)
         # The v1 topic-management base is an f-string built in __init__ from the project id, not
-        # a class constant; rewrite it on each new service. getattr first so a renamed attribute
+        # a class constant; rewrite it on each new service. Check it first so a renamed attribute
         # fails loudly instead of silently sending subscriptions to Google.
-        getattr(self, "_fcm_topic_url")
+        if not hasattr(self, "_fcm_topic_url"):
+            raise RuntimeError("firebase_admin's messaging service has no _fcm_topic_url any more; update the fake")
         self._fcm_topic_url = f"{base_url}/v1/projects/{self._project_id}/registrations"
 
     # FCM_URL is the class attribute __init__ formats with the project id into the URL that
@@ -1084,7 +1085,7 @@ def _loopback_tls_certificate(directory: Any) -> tuple[str, str]:
     """Write a self-signed certificate for 127.0.0.1 and its key; returns (cert path, key path)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fcm.loopback.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())

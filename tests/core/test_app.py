@@ -1,6 +1,5 @@
 """The host: problem+json errors, request ids, OpenAPI, operations endpoints, the third-party mini-app."""
 
-import asyncio
 
 import pytest
 from fastapi.testclient import TestClient

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+import redis
 
 from push.broker import InProcessBroker, RedisBroker
 
@@ -45,6 +46,6 @@ async def test_redis_broker_across_two_clients(redis_url) -> None:
 
 async def test_redis_down_fails_ping() -> None:
     broker = RedisBroker("redis://127.0.0.1:1/0")
-    with pytest.raises(Exception):
+    with pytest.raises(redis.exceptions.ConnectionError):
         await broker.ping()
     await broker.close()

@@ -3,9 +3,9 @@
 import asyncio
 from typing import ClassVar
 
+from core.events import EventBus
 from plugins.events import DomainEvent
 from plugins.registry import EventSubscriber
-from core.events import EventBus
 
 
 class ReportFiled(DomainEvent):

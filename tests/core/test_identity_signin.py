@@ -17,8 +17,8 @@ from core.app import create_app
 from core.identity.firebase import FirebaseVerifier
 from core.identity.ratelimit import SignInLimiter
 from core.identity.service import create_official
-from tests.conftest import base_settings
 from plugins.fakes.firebase import FakeCredential, serve_firebase_certs
+from tests.conftest import base_settings
 
 PASSWORD = "Hue-2025-strong-pw"
 

@@ -6,16 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event, func
 from sqlmodel import Session, select
 
 from core.app import create_app
 from core.identity.service import create_official, find_or_create_resident, start_session
-from sqlalchemy import event, func
-
 from push.fcm import TokenResult
 from push.models import InboxItem, Notification, NotificationAudience, OutboxKind, PushOutbox
-from push.outbox import OutboxWorker
 from push.notifier import NotifierError, in_quiet_hours
+from push.outbox import OutboxWorker
 from tests.conftest import TEST_SECRET, base_settings
 
 PASSWORD = "Hue-2025-strong-pw"
@@ -277,7 +276,7 @@ def test_inbox_read_state_pagination_and_object_level_checks(api) -> None:
     assert api.post("/api/inbox/read-all", headers=lan_h).json() == {"marked": 4}
     assert api.get("/api/inbox/badge", headers=lan_h).json() == {"unread": 0}
     # broadcasts: read one by one (a read mark) or all at once (one row, whatever their number)
-    for n in range(3):
+    for _ in range(3):
         asyncio.run(app.state.notifier.notify(miniapp="core", topic="announcements", title={"vi": "u", "en": "u"},
                                               body={"vi": "b", "en": "b"}, units=["phu-xuan"]))
     newest = api.get("/api/inbox?limit=1", headers=lan_h).json()

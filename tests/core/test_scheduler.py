@@ -43,6 +43,7 @@ async def test_failing_job_is_recorded_and_runs_next_period(sqlite_url: str) -> 
     assert await run_due(engine, [job], host=host, worker="w", now=t0 + timedelta(minutes=1)) == ["tests.flaky"]
     assert len(calls) == 2
     from sqlmodel import Session, select
+
     from core.scheduler import JobRun
 
     with Session(engine) as session:
@@ -58,9 +59,9 @@ def test_periods_align() -> None:
 
 def test_sample_miniapp_job_runs_in_the_app(settings) -> None:
     from fastapi.testclient import TestClient
-    from superapp_festival import service
 
     from core.app import create_app
+    from superapp_festival import service
 
     before = len(service.upcoming)
     app = create_app(settings.model_copy(update={"scheduler_enabled": True}))

@@ -118,7 +118,7 @@ def city(database: str, tmp_path: Path) -> Iterator[City]:
     finally:
         for process, _log in processes:
             process.terminate()
-        for process, log in processes:
+        for process, _log in processes:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:

@@ -73,8 +73,9 @@ def test_a_root_must_be_declared_and_must_not_shadow_core(settings) -> None:
     with pytest.raises(ContractError, match=r"root '/open311' is not declared in the manifest's 'roots'"):
         load_miniapps([undeclared], host_version="1.1.0")
 
-    from core.app import _mount_miniapps
     from fastapi import FastAPI
+
+    from core.app import _mount_miniapps
 
     for root in ("/auth", "/static"):
         data = manifest(id="sample", roots=[root])

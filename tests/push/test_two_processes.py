@@ -19,7 +19,6 @@ from tests.conftest import TEST_SECRET
 from tests.push.conftest import PrivateRedis, make_account, receive, subscribe
 
 
-
 @pytest.fixture
 def two_servers(sqlite_url: str, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two uvicorn processes (``tests.browser.serve_in_processes``: websockets-sansio) on one database and one Redis."""

@@ -13,13 +13,19 @@ from sqlmodel import Session, select
 from core.db import make_engine
 from core.feed.models import Severity
 from core.identity.models import User, UserKind, utcnow
+from plugins.fakes.firebase import (
+    DEFAULT_ACCESS_TOKEN,
+    FakeFcm,
+    Http2Fcm,
+    adelete_test_app,
+    initialize_test_app,
+    no_retry_backoff,
+    serve_fcm,
+    serve_fcm_http2,
+)
 from push.fcm import FcmSender
 from push.models import Device, Notification, OutboxKind, Platform, PushOutbox
 from tests.conftest import base_settings
-from plugins.fakes.firebase import (
-    DEFAULT_ACCESS_TOKEN, FakeFcm, Http2Fcm, adelete_test_app, initialize_test_app, no_retry_backoff, serve_fcm,
-    serve_fcm_http2,
-)
 
 # Message(token=...) is deprecated in favour of fid since firebase-admin 7.x; the sender silences
 # it itself, but tests that build messages for comparison may not.

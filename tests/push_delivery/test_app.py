@@ -14,12 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.app import create_app
+from plugins.fakes.firebase import FakeFcm, initialize_test_app
 from push import outbox as outbox_module
 from push.fcm import FcmSender, LogSender
 from push.models import OutboxStatus
 from push.outbox import OutboxWorker
 from tests.conftest import TEST_SECRET, base_settings
-from plugins.fakes.firebase import FakeFcm, initialize_test_app
 from tests.push_delivery.conftest import add_notification, add_rows, engine_for, outbox
 
 SUPERAPP = Path(sys.executable).with_name("superapp")

@@ -17,9 +17,9 @@ from firebase_admin import messaging
 
 from config import SettingsError
 from core.feed.models import Severity
+from plugins.fakes.firebase import FakeFcm, Http2Fcm, delete_test_app, initialize_test_app
 from push.fcm import ALERT_LOC_KEY, FcmSender, LogSender, check_topic, retry_after_seconds, sender_from_settings
 from tests.conftest import base_settings
-from plugins.fakes.firebase import FakeFcm, Http2Fcm, delete_test_app, initialize_test_app
 
 
 async def test_tokens_go_in_batches_of_at_most_500(fast_sender: FcmSender, fast_fcm: Http2Fcm,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from plugins.fakes.firebase import Http2Fcm
 from push.fcm import FcmSender
 from push.models import OutboxStatus
 from push.outbox import OutboxWorker
 from tests.conftest import base_settings
-from plugins.fakes.firebase import Http2Fcm
 from tests.push_delivery.conftest import add_notification, add_rows, outbox
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.feed.models import Severity
+from plugins.fakes.firebase import FakeFcm, Http2Fcm
 from push.fcm import FcmSender, LogSender
 from push.models import OutboxKind, OutboxStatus, PushOutbox
 from push.outbox import OutboxWorker, enqueue_subscription, enqueue_tokens, enqueue_topic
-from plugins.fakes.firebase import FakeFcm, Http2Fcm
 from tests.push_delivery.conftest import Clock, add_devices, add_notification, add_rows, devices, engine_for, outbox
 
 

@@ -11,9 +11,9 @@ import asyncio
 import os
 
 from core.db import make_engine
+from plugins.fakes.firebase import initialize_test_app, point_messaging_at
 from push.fcm import FcmSender
 from push.outbox import OutboxWorker
-from plugins.fakes.firebase import initialize_test_app, point_messaging_at
 
 
 def main() -> None:

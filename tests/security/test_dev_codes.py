@@ -88,8 +88,9 @@ def test_parallel_wrong_guesses_on_a_served_app_never_let_the_right_code_through
             code = _code(engine, TEST_SECRET, phone)
             wrongs = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 30)]
             with httpx.Client(base_url=served.url, timeout=60) as http:
-                statuses = _race(lambda c: http.post("/api/auth/dev/verify",
-                                                     json={"phone": phone, "code": c}).status_code, wrongs)
+                statuses = _race(lambda c, phone=phone: http.post("/api/auth/dev/verify",
+                                                                 json={"phone": phone, "code": c}).status_code,
+                                 wrongs)
                 assert statuses == [401] * 29
                 late = http.post("/api/auth/dev/verify", json={"phone": phone, "code": code})
             assert late.status_code == 401, f"trial {trial}: the right code got through after 29 wrong guesses"
@@ -108,7 +109,7 @@ def test_concurrent_sessions_count_every_guess(database_url: str) -> None:
             phone = f"+8490523{trial:04d}"
             code = _code(engine, secret, phone)
 
-            def guess(attempt: str) -> int:
+            def guess(attempt: str, phone: str = phone) -> int:
                 with Session(engine) as db:
                     try:
                         service.check_dev_code(db, secret=secret, phone=phone, code=attempt)

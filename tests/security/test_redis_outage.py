@@ -27,8 +27,8 @@ from sqlmodel import Session
 
 from core.app import create_app
 from core.identity import passwords, service
-from tests.conftest import base_settings
 from miniapps.floodmap.demo import demo_key
+from tests.conftest import base_settings
 from tests.miniapps.floodmap.conftest import KIM_LONG, load_stations, readings
 from tests.push.conftest import (  # noqa: F401 - private_redis is a fixture used by name
     PASSWORD,

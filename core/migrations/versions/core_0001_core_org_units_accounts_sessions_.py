@@ -1,13 +1,12 @@
 """core: org units, accounts, sessions, consent, audit, job runs
 
 Revision ID: core_0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 17:46:44.688972
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0001'
 down_revision = None

@@ -4,10 +4,9 @@ Revision ID: core_0002
 Revises: core_0001
 Create Date: 2026-11-25 18:13:55.062677
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0002'
 down_revision = 'core_0001'

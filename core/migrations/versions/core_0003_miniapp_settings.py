@@ -4,10 +4,9 @@ Revision ID: core_0003
 Revises: core_0002
 Create Date: 2026-11-25 20:30:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0003'
 down_revision = 'core_0002'

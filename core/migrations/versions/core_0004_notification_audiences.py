@@ -4,10 +4,9 @@ Revision ID: core_0004
 Revises: core_0003
 Create Date: 2026-12-02 05:00:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0004'
 down_revision = 'core_0003'

@@ -6,7 +6,6 @@ Create Date: 2026-12-02 05:10:00
 """
 from alembic import op
 
-
 revision = 'core_0005'
 down_revision = 'core_0004'
 branch_labels = None

@@ -6,7 +6,6 @@ Create Date: 2026-12-02 06:10:00
 """
 from alembic import op
 
-
 revision = 'core_0006'
 down_revision = 'core_0005'
 branch_labels = None

@@ -4,10 +4,9 @@ Revision ID: core_0007
 Revises: core_0006
 Create Date: 2026-12-02 07:40:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0007'
 down_revision = 'core_0006'

@@ -4,10 +4,9 @@ Revision ID: core_0008
 Revises: core_0007
 Create Date: 2026-12-02 09:00:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0008'
 down_revision = 'core_0007'

@@ -4,10 +4,9 @@ Revision ID: core_0009
 Revises: core_0008
 Create Date: 2026-12-02 09:25:00
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = 'core_0009'
 down_revision = 'core_0008'

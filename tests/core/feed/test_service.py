@@ -176,7 +176,7 @@ def test_pinned_items_come_apart_on_the_first_page_only(engine: Engine) -> None:
     pin = publish_in(engine, pinned=True)
     pin_for_kim_long = publish_in(engine, pinned=True, unit_ids=["kim-long"])
     expired_pin = publish_in(engine, pinned=True, expires_at=datetime.now(UTC) + timedelta(seconds=5))
-    for n in range(5):
+    for _ in range(5):
         publish_in(engine)
     later = datetime.now(UTC) + timedelta(seconds=10)
     phu_xuan = Reader(audiences=("everyone", "residents"), units=("phu-xuan",))

@@ -21,7 +21,6 @@ from sqlmodel import Session, select
 
 from config import Settings
 from core.app import create_app
-from core.db import make_engine
 from core.feed import service as feed
 from core.identity.models import AuditEvent, User
 from tests.browser import serve

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
 from sqlmodel import Session
 
 from miniapps.feedback.models import FeedbackReport

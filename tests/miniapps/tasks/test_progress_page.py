@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from miniapps.tasks import service
-
 from tests.core.identity.conftest import Persona
 from tests.miniapps.tasks.conftest import assignment_id
 
