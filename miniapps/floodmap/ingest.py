@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from plugins import DomainError
 from miniapps.floodmap.alerts import AlertRules, AlertState, LevelChange, step
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -55,7 +56,7 @@ MIN_RISE_SPAN = timedelta(minutes=15)
 STORE_ATTEMPTS = 3  # a batch racing another for the same readings is judged again, at most this often
 
 
-class SensorRefused(Exception):
+class SensorRefused(DomainError):
     """The sensor is unknown or its key is wrong (always the same answer: no enumeration)."""
 
 
@@ -202,7 +203,8 @@ def authenticate(db: Session, *, sensor_code: str, key: str | None) -> FloodSens
     given = hash_key(key or "")
     expected = sensor.key_hash if sensor is not None else hash_key(secrets.token_hex(8))
     if not hmac.compare_digest(given, expected) or sensor is None or not key:
-        raise SensorRefused()
+        raise SensorRefused(401, "unknown sensor or wrong key", field="header.x-sensor-key",
+                            headers={"WWW-Authenticate": 'SensorKey realm="floodmap"'})
     return sensor
 
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from miniapps.floodmap.ingest import mark_stale
 from miniapps.floodmap.retention import RetentionOutcome, apply_retention
-from miniapps.floodmap.warnings import Outlets, announce_stale
+from miniapps.floodmap.warnings import announce_stale
 
 MINIAPP = "floodmap"
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def mark_silent_stations_stale(host, *, now: datetime | None = None) -> list[int]:
     """Mark silent stations stale and tell the map; their level stays (missing data never clears an alert)."""
     went = await run_in_threadpool(lambda: mark_stale(host.engine, now=now))
-    await announce_stale(Outlets.of_host(host), went)
+    await announce_stale(host, went)
     return went
 
 

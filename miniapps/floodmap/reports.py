@@ -13,21 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from plugins import MediaStore, ProcessedPhoto, all_or_nothing, places
+from plugins import DomainError, MediaStore, ProcessedPhoto, all_or_nothing, places
 from miniapps.floodmap.models import FloodReport
 
 READ_PERMISSION = "floodmap.reports.read"
 MAX_DEPTH_CM = 300
-
-
-class ReportRefused(Exception):
-    """A report that cannot be filed as sent; ``field`` names the input at fault."""
-
-    def __init__(self, status: int, detail: str, *, field: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -43,14 +33,14 @@ def file_report(db: Session, media: MediaStore, *, reporter: Reporter, lat: floa
     if (lat is None or lon is None) and photo is not None and photo.gps is not None:
         lat, lon = photo.gps
     if lat is None or lon is None:
-        raise ReportRefused(422, "send lat and lon (or a photo with its location in it)", field="body.lat")
+        raise DomainError(422, "send lat and lon (or a photo with its location in it)", field="body.lat")
     if not places.in_hue(lat, lon):
-        raise ReportRefused(422, "this place is outside Hue", field="body.lat")
+        raise DomainError(422, "this place is outside Hue", field="body.lat")
     if not 0 <= depth_cm <= MAX_DEPTH_CM:
-        raise ReportRefused(422, f"depth_cm must be from 0 to {MAX_DEPTH_CM}", field="body.depth_cm")
+        raise DomainError(422, f"depth_cm must be from 0 to {MAX_DEPTH_CM}", field="body.depth_cm")
     placement = places.unit_at(db, lat, lon)
     if placement is None:
-        raise ReportRefused(503, "Hue's units are not loaded; run superapp db upgrade", field="body.lat")
+        raise DomainError(503, "Hue's units are not loaded; run superapp db upgrade", field="body.lat")
     report = FloodReport(user_id=reporter.user_id, unit_id=placement.unit.id, lat=lat, lon=lon,
                          depth_cm=depth_cm, note=note.strip()[:500], created_at=now or datetime.now(UTC))
     db.add(report)

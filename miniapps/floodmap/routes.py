@@ -42,13 +42,11 @@ from miniapps.floodmap.models import (
     FloodWarning,
 )
 from miniapps.floodmap.schemas import IngestReport, ManualWarning, ReadingBatch
-from miniapps.floodmap.stations import LAYER_CACHE, load_features
+from miniapps.floodmap.stations import layer_cache, load_features
 from miniapps.floodmap.warnings import (
-    Outlets,
     announce_updates,
-    deliver,
+    issue_manual,
     recent_warnings,
-    store_manual,
     warning_json,
 )
 
@@ -110,11 +108,7 @@ async def ingest_readings(request: Request, sensor_code: str,
         with Session(host.engine, expire_on_commit=False) as db:
             return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
 
-    try:
-        sensor = await run_in_threadpool(authenticate)
-    except ingest.SensorRefused:
-        raise DomainError(401, "unknown sensor or wrong key", field="header.x-sensor-key",
-                      headers={"WWW-Authenticate": 'SensorKey realm="floodmap"'}) from None
+    sensor = await run_in_threadpool(authenticate)
     limiter, rate = _limiter(host), await run_in_threadpool(ingest_rate, host)
     if not limiter.hit(rate, "sensor", sensor.code):
         reset = limiter.get_window_stats(rate, "sensor", sensor.code).reset_time
@@ -124,7 +118,7 @@ async def ingest_readings(request: Request, sensor_code: str,
     body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
     outcome = await run_in_threadpool(ingest.ingest, host.engine, sensor=sensor, readings=readings)
-    await announce_updates(Outlets.of_host(host), outcome.stations)
+    await announce_updates(host, outcome.stations)
     return JSONResponse({
         "accepted": outcome.count("accepted"), "duplicates": outcome.count("duplicate"),
         "rejected": outcome.count("rejected"), "results": [r.as_json() for r in outcome.results],
@@ -152,7 +146,9 @@ def sensorthings_root(request: Request) -> dict[str, Any]:
 
 # The SensorThings reads answer with the JSON they built (plain dicts of strings and numbers) and skip
 # FastAPI's response encoding, which walks every value of a page of up to 1,000 entities once more.
-_DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"]}
+_QUERY_REFUSED = {400: {"description": "A query option is refused ($top over 1000, a $filter that does not parse, "
+                                        "$expand too deep, ...); field names it"}}
+_DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"], "responses": _QUERY_REFUSED}
 
 
 async def _answer(request: Request, read: Callable[[Connection], sensorthings.Answer]) -> Response:
@@ -182,7 +178,8 @@ async def _answer(request: Request, read: Callable[[Connection], sensorthings.An
 async def _resolve(request: Request, path: str) -> Response:
     """Any SensorThings resource path below the version root, with the request's query options."""
     params, links = _params(request), sensorthings.Links(_base(request))
-    return await _answer(request, lambda db: sensorthings.resolve(db, path, params, links))
+    counts = sensorthings.counts_cache(host_of(request))
+    return await _answer(request, lambda db: sensorthings.resolve(db, path, params, links, counts))
 
 
 def _collection_route(name: str) -> None:
@@ -220,7 +217,7 @@ for _name in sensorthings.ENTITY_SETS:
 
 
 @api.get(f"/{sensorthings.VERSION}/{{path:path}}", operation_id="sensorthings_path",
-         responses={200: {"content": {"application/json": {}, "text/plain": {}}}})
+         responses={200: {"content": {"application/json": {}, "text/plain": {}}}, **_QUERY_REFUSED})
 async def sensorthings_path(request: Request, path: str) -> Response:
     """Any other SensorThings resource path: deeper navigation (``Datastreams(1)/Thing/Locations``), an
     entity of a related set (``Things(1)/Datastreams(2)``), a property (``Things(1)/name``), its
@@ -280,9 +277,9 @@ async def _write(request: Request, method: str, path: str, body: Any, writer: st
         reply = await run_in_threadpool(sta_write.apply, host.engine, method, path, body, writer,
                                         sensorthings.Links(_base(request)), json_patch=json_patch)
     finally:
-        sensorthings.forget_counts()
+        sensorthings.counts_cache(host).clear()  # the writer sees its write counted
     if reply.stations:
-        await announce_updates(Outlets.of_host(host), reply.stations)
+        await announce_updates(host, reply.stations)
     if reply.status == 201:
         return JSONResponse(reply.body, status_code=201, headers=reply.headers)
     return Response(status_code=reply.status)
@@ -319,9 +316,9 @@ async def sensorthings_batch(request: Request) -> Response:
         answers, stations = await run_in_threadpool(sta_batch.run, host.engine, items, writer,
                                                     sensorthings.Links(_base(request)))
     finally:
-        sensorthings.forget_counts()
+        sensorthings.counts_cache(host).clear()
     if stations:
-        await announce_updates(Outlets.of_host(host), stations)
+        await announce_updates(host, stations)
     if multipart:
         body, kind = sta_batch.multipart_answer(answers)
         return Response(body, media_type=kind)
@@ -338,9 +335,12 @@ async def sensorthings_create_observations(request: Request) -> JSONResponse:
     body = loads_json(await request.body())
     links = sensorthings.Links(_base(request))
     host = host_of(request)
-    answers, stations = await run_in_threadpool(sta_write.create_observations, host.engine, body, writer, links)
+    try:
+        answers, stations = await run_in_threadpool(sta_write.create_observations, host.engine, body, writer, links)
+    finally:
+        sensorthings.counts_cache(host).clear()  # the writer sees its readings counted
     if stations:
-        await announce_updates(Outlets.of_host(host), stations)
+        await announce_updates(host, stations)
     return JSONResponse(answers, status_code=201)
 
 
@@ -385,8 +385,9 @@ async def stations_geojson(request: Request) -> Response:
     """Every station as GeoJSON (RFC 7946) with its current level, colour and last reading (at most 2 s old)."""
     # Served from memory on the event loop; only a stale layer is rebuilt, in the thread pool, so the
     # many readers of a flood night never queue for a worker thread.
-    engine = host_of(request).engine
-    layer = LAYER_CACHE.fresh(engine) or await run_in_threadpool(LAYER_CACHE.get, engine)
+    host = host_of(request)
+    layers = layer_cache(host)
+    layer = layers.fresh() or await run_in_threadpool(layers.get, host.engine)
     return encoded_answer(request, body=layer.body, gzipped=layer.gzipped, etag=layer.etag,
                           media_type="application/geo+json", headers={"Cache-Control": "public, max-age=2"})
 
@@ -430,7 +431,7 @@ async def issue_warning(body: ManualWarning, request: Request, principal: Princi
     """Operators: warn the residents of chosen units now (critical from level II)."""
     host = host_of(request)
 
-    def check_and_store() -> FloodWarning:
+    def check() -> list[str]:
         with Session(host.engine) as db:
             units = list(dict.fromkeys(body.unit_ids))
             known = set(db.exec(select(OrgUnit.id).where(OrgUnit.id.in_(units), OrgUnit.kind.in_(["ward", "commune"]))))
@@ -439,12 +440,11 @@ async def issue_warning(body: ManualWarning, request: Request, principal: Princi
                 raise DomainError(422, f"not a ward or commune: {unknown}", field="body.unit_ids")
             if body.station_id is not None and db.get(FloodThing, body.station_id) is None:
                 raise DomainError(422, f"no station {body.station_id}", field="body.station_id")
-        return store_manual(host.engine, units=units, level=body.level, title=body.title.model_dump(),
-                            body=body.body.model_dump(), issued_by=principal.user_id, thing_id=body.station_id,
-                            hours=Outlets.of_host(host).warning_hours())
+        return units
 
-    warning = await run_in_threadpool(check_and_store)
-    await deliver(Outlets.of_host(host), warning)
+    units = await run_in_threadpool(check)
+    warning = await issue_manual(host, units=units, level=body.level, title=body.title.model_dump(),
+                                 body=body.body.model_dump(), issued_by=principal.user_id, thing_id=body.station_id)
     return warning_json(warning)
 
 
@@ -503,10 +503,7 @@ async def file_report(
             return reports.file_report(db, host_of(request).media, reporter=reports.Reporter(principal.user_id),
                                        lat=lat, lon=lon, depth_cm=depth_cm, note=note, photo=processed)
 
-    try:
-        report = await run_in_threadpool(store)
-    except reports.ReportRefused as exc:
-        raise DomainError(exc.status, exc.detail, field=exc.field) from None
+    report = await run_in_threadpool(store)
     return reports.report_json(report)
 
 

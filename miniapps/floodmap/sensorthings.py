@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,6 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
-from cachetools import TTLCache
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -52,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from plugins import DomainError, json_nesting_exceeds
+from plugins import Cache, DomainError, json_nesting_exceeds
 from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -72,6 +70,7 @@ MAX_EXPAND_DEPTH = 3
 MAX_EXPANDED = 20_000  # related entities one request may inline (parents x $top, per level)
 MAX_SKIP = 10_000
 MAX_PATH = 8  # segments of a resource path
+MINIAPP = "floodmap"
 COUNT_SECONDS = 30.0
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 COMPLEX = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_ComplexObservation"
@@ -605,11 +604,11 @@ def _fits(column_type: Any, value: int) -> bool:
 
 def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: list[Any] | None = None,
              nav: Nav | None = None, next_link: Callable[[dict[str, str]], str] | None = None,
-             scope: tuple[Any, ...] = ()) -> dict[str, Any]:
+             scope: tuple[Any, ...] = (), counts: Cache[int] | None = None) -> dict[str, Any]:
     """A page of an entity set (of the entities ``where`` selects): ``value``, and ``@iot.count`` /
     ``@iot.nextLink`` when asked or needed.
 
-    ``scope`` names what ``where`` selects (the resource path), for the count cache.
+    ``scope`` names what ``where`` selects (the resource path), for the count cache ``counts``.
     """
     table = entity.table
     query = entity.select()
@@ -619,7 +618,7 @@ def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, 
         query = query.where(sta_filter.Translator(entity, db).condition(options.filter))
     body: dict[str, Any] = {}
     if options.count:
-        body["@iot.count"] = count_of(db, query, (entity.name, scope, options.filter_text))
+        body["@iot.count"] = count_of(db, query, (entity.name, scope, options.filter_text), counts)
     keys = _sort(db, entity, options, unique=nav.unique if nav else frozenset({"id"}),
                  default=nav.order if nav else ())
     keyset = _keyset(keys, table)
@@ -767,32 +766,25 @@ def _related(db: Connection, rows: list[Any], nav: Nav, target: EntitySet, optio
     return groups, counts, more
 
 
-_counts: TTLCache[tuple[str, tuple[Any, ...]], int] = TTLCache(maxsize=1024, ttl=COUNT_SECONDS)
-_counts_lock = threading.Lock()
+def counts_cache(host: Any) -> Cache[int]:
+    """The host's remembered ``$count`` answers; cleared after every write through the API (so its author
+    sees it counted)."""
+    return host.cache(MINIAPP, "sta_counts", ttl=COUNT_SECONDS, max_entries=1024)
 
 
-def count_of(db: Connection, query: Select, key: tuple[Any, ...]) -> int:
-    """How many rows ``query`` selects, remembered for COUNT_SECONDS under ``key`` (what the query
-    selects: set, scope and filter text) and the database: a client paging through a datastream with
-    ``$count=true`` counts its readings once, not once per page. The key is built from the request's
-    terms rather than the compiled SQL, so a remembered count costs no compilation. A filter using
-    ``now()`` is never remembered (its answer moves)."""
-    if "now(" in key[-1]:
+def count_of(db: Connection, query: Select, key: tuple[Any, ...], counts: Cache[int] | None = None) -> int:
+    """How many rows ``query`` selects, remembered in ``counts`` under ``key`` (what the query selects:
+    set, scope and filter text): a client paging through a datastream with ``$count=true`` counts its
+    readings once, not once per page. The key is built from the request's terms rather than the compiled
+    SQL, so a remembered count costs no compilation. A filter using ``now()`` is never remembered (its
+    answer moves)."""
+
+    def count() -> int:
         return db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    key = (db.engine.url.render_as_string(hide_password=False), *key)
-    with _counts_lock:
-        found = _counts.get(key)
-    if found is None:
-        found = db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        with _counts_lock:
-            _counts[key] = found
-    return found
 
-
-def forget_counts() -> None:
-    """Drop remembered counts (after a write through the API, so its author sees it counted)."""
-    with _counts_lock:
-        _counts.clear()
+    if counts is None or "now(" in key[-1]:
+        return count()
+    return counts.get_or_set(key, count)
 
 
 def next_link_for(url: str, params: dict[str, str]) -> Callable[[dict[str, str]], str]:
@@ -855,8 +847,10 @@ def _segment(text: str) -> tuple[str, int | None]:
     return name, int(rest[:-1])
 
 
-def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> Answer:
-    """Answer a GET of a SensorThings resource path (relative to the version root) with its query options."""
+def resolve(db: Connection, path: str, params: dict[str, str], links: Links,
+            counts: Cache[int] | None = None) -> Answer:
+    """Answer a GET of a SensorThings resource path (relative to the version root) with its query options;
+    ``$count`` answers are remembered in ``counts`` when given."""
     segments = [s for s in path.split("/")]
     if not segments or len(segments) > MAX_PATH or "" in segments:
         raise DomainError(404, f"no resource {path!r}", field="path")
@@ -874,7 +868,7 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
         if word == "$ref":
             if position != len(segments) - 1:
                 raise DomainError(404, "$ref ends a path", field="path")
-            return Answer(json=_refs(db, chain, params, links))
+            return Answer(json=_refs(db, chain, params, links, counts))
         nav_name, ident = _segment(word)
         if nav_name in step.entity.navs:
             if not step.single:
@@ -905,7 +899,7 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links) -> 
         row = _one(db, chain)
         return Answer(json=render_page(db, step.entity, [row], options, links)[0])
     page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav,
-                    next_link=next_link_for(f"{links.base}/{path}", params), scope=(step.text,))
+                    next_link=next_link_for(f"{links.base}/{path}", params), scope=(step.text,), counts=counts)
     if not page.get("value") and len(chain) > 1:
         _one(db, chain[:-1])  # an empty set, or no such parent: 404 for the latter
     return Answer(json=page)
@@ -949,7 +943,8 @@ def _one(db: Connection, chain: list[_Step]) -> Any:
     raise DomainError(404, f"no {step.text}", field="path.entity_id")
 
 
-def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Links) -> dict[str, Any]:
+def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Links,
+          counts: Cache[int] | None) -> dict[str, Any]:
     """``$ref``: the selfLinks of the entity or entities the path selects."""
     step = chain[-1]
     if step.single:
@@ -958,7 +953,7 @@ def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Lin
     options = parse_options({k: v for k, v in params.items() if k != "$expand"}, step.entity)
     options.select = ["selfLink"]
     page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav, scope=(step.text, "$ref"),
-                    next_link=next_link_for(f"{links.base}/{step.text}/$ref", params))
+                    next_link=next_link_for(f"{links.base}/{step.text}/$ref", params), counts=counts)
     if not page["value"] and len(chain) > 1:
         _one(db, chain[:-1])
     return page

@@ -8,7 +8,6 @@ import hashlib
 import json
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -27,6 +26,7 @@ from miniapps.floodmap.models import (
     StationKind,
 )
 
+MINIAPP = "floodmap"
 CAMERA_COLOUR = "#1565c0"
 CHART_HOURS = 72
 
@@ -127,44 +127,49 @@ class Layer:
 
 
 class LayerCache:
-    """The GeoJSON layer, built at most once per ``ttl`` seconds per process (one builder at a time).
+    """The GeoJSON layer, built at most once per ``ttl`` seconds per host (one builder at a time).
 
     On a flood night every open map asks for the same layer; live changes reach open maps over the
-    WebSocket, so a layer up to ``ttl`` seconds old is what a newly opened map starts from.
+    WebSocket, so a layer up to ``ttl`` seconds old is what a newly opened map starts from. One per host
+    (``layer_cache(host)``), so two apps in one process never share a layer.
     """
 
     def __init__(self, ttl: float = 2.0) -> None:
         self.ttl = ttl
-        self._layers: weakref.WeakKeyDictionary[Engine, Layer] = weakref.WeakKeyDictionary()
+        self._layer: Layer | None = None
         self._lock = threading.Lock()
 
-    def fresh(self, engine: Engine) -> Layer | None:
-        """The layer for ``engine`` if it is still fresh, without touching the database (safe on the event loop)."""
-        layer = self._layers.get(engine)
+    def fresh(self) -> Layer | None:
+        """The layer if it is still fresh, without touching the database (safe on the event loop)."""
+        layer = self._layer
         return layer if layer is not None and layer.expires > time.monotonic() else None
 
     def get(self, engine: Engine) -> Layer:
-        """The current layer for ``engine`` (call from a worker thread: it may query the database)."""
-        layer = self.fresh(engine)
+        """The current layer, built from ``engine`` when stale (call from a worker thread: it may query)."""
+        layer = self.fresh()
         if layer is not None:
             return layer
         with self._lock:
-            layer = self._layers.get(engine)
-            if layer is not None and layer.expires > time.monotonic():
+            layer = self.fresh()
+            if layer is not None:
                 return layer
             with Session(engine) as db:
                 body = json.dumps(feature_collection(db), separators=(",", ":"), ensure_ascii=False).encode()
             layer = Layer(body=body, gzipped=gzip.compress(body, compresslevel=5),
                           etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"', expires=time.monotonic() + self.ttl)
-            self._layers[engine] = layer
+            self._layer = layer
             return layer
 
-    def forget(self, engine: Engine) -> None:
-        """Drop the layer built for ``engine``: this process just changed a station."""
-        self._layers.pop(engine, None)
+    def forget(self) -> None:
+        """Drop the layer: this process just changed a station."""
+        self._layer = None
 
 
-LAYER_CACHE = LayerCache()
+def layer_cache(host: Any) -> LayerCache:
+    """The host's layer cache (in floodmap's state slot on the host)."""
+    state = vars(host.state(MINIAPP))
+    cache = state.get("layers")
+    return cache if cache is not None else state.setdefault("layers", LayerCache())
 
 
 @dataclass

@@ -1,15 +1,15 @@
 """Telling people: every level change becomes a domain event and a live map message; a rise warns the
-residents of the station's units through the notifier (inbox, FCM, live), as do operators' manual
-warnings. A warning, its notice and its feed item (for its units until it expires, announced as
-already notified so the host does not tell residents twice) are written in one transaction; the
-live map and the events follow its commit. Warnings are stored so they can be published as CAP 1.2.
+residents of the station's units through the host's notifier (inbox, FCM, live), as do operators' manual
+warnings. Each warning is one use case in one ``host.transaction()``: the warning, its notice and its feed
+item (for its units until it expires, announced as already notified so the host does not tell residents
+twice) commit together or not at all, and so do a return to normal's closing CAP message and its note.
+The live map and the events follow the commit. Warnings are stored so they can be published as CAP 1.2.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ from miniapps.floodmap.models import (
     FloodWarning,
     StationKind,
 )
-from miniapps.floodmap.stations import LAYER_CACHE, load_features
+from miniapps.floodmap.stations import layer_cache, load_features
 
 log = logging.getLogger(__name__)
 MINIAPP = "floodmap"
@@ -41,48 +41,25 @@ WARNING_HOURS = 12
 SEVERITY_OF_LEVEL = {1: "warning", 2: "critical", 3: "critical"}
 
 
-@dataclass(frozen=True)
-class Outlets:
-    """Where news of a station goes: the engine, the event bus, the notifier and the realtime hub."""
-
-    engine: Any
-    publish_event: Any
-    notifier: Any
-    realtime: Any
-    settings: Any = None  # the host's mini-app settings store
-    feed: Any = None  # the host's feed publisher (Host.feed)
-
-    @classmethod
-    def of_app(cls, app: Any) -> Outlets:
-        """The outlets of a running host (in a request)."""
-        return cls.of_host(app.state.host)
-
-    def warning_hours(self) -> int:
-        """How long a warning lasts, from the mini-app's settings (call from a worker thread)."""
-        return self.settings.get(MINIAPP).warning_hours if self.settings is not None else WARNING_HOURS
-
-    @classmethod
-    def of_host(cls, host: Host) -> Outlets:
-        """The outlets of the host (requests, jobs, subscribers)."""
-        return cls(host.engine, host.publish_event, host.notifier, host.realtime, host.miniapp_settings, host.feed)
+def warning_hours(host: Host) -> int:
+    """How long a warning lasts, from the mini-app's settings (call from a worker thread)."""
+    return host.settings_for(MINIAPP).warning_hours if host.miniapp_settings is not None else WARNING_HOURS
 
 
-async def live(outlets: Outlets, message: dict[str, Any]) -> None:
+async def live(host: Host, message: dict[str, Any]) -> None:
     """Publish on the map channel; a live hiccup never fails the caller (the data is stored)."""
-    if outlets.realtime is None:
-        return
     try:
-        await outlets.realtime.publish(MAP_CHANNEL, message)
+        await host.publish_realtime(MAP_CHANNEL, message)
     except Exception:
         log.exception("could not publish a flood map update")
 
 
-async def announce_updates(outlets: Outlets, updates: list[StationUpdate]) -> list[int]:
+async def announce_updates(host: Host, updates: list[StationUpdate]) -> list[int]:
     """After an ingest commit: events, live map updates and warnings; returns the warning ids issued."""
     if not updates:
         return []
-    LAYER_CACHE.forget(outlets.engine)
-    features = await run_in_threadpool(load_features, outlets.engine, [u.thing_id for u in updates])
+    layer_cache(host).forget()
+    features = await run_in_threadpool(load_features, host.engine, [u.thing_id for u in updates])
     issued = []
     for update in updates:
         feature = features.get(update.thing_id)
@@ -91,37 +68,37 @@ async def announce_updates(outlets: Outlets, updates: list[StationUpdate]) -> li
         props = feature["properties"]
         change = update.change
         if change is not None:
-            await outlets.publish_event(StationLevelChanged(
+            await host.publish_event(StationLevelChanged(
                 station_id=update.thing_id, station_code=props["code"], from_level=change.from_level,
                 to_level=change.to_level, reason=change.reason, value=change.value, observed_at=change.at,
                 units=props["warn_units"]))
-        await live(outlets, {"type": "station", "feature": feature,
+        await live(host, {"type": "station", "feature": feature,
                              "change": None if change is None else {"from": change.from_level, "to": change.to_level,
                                                                     "reason": change.reason}})
         if change is not None and change.rising:
-            warning_id = await issue_automatic(outlets, update.thing_id, change.to_level, change.value, change.reason)
+            warning_id = await issue_automatic(host, update.thing_id, change.to_level, change.value, change.reason)
             if warning_id is not None:
                 issued.append(warning_id)
         elif change is not None and change.to_level == 0:
-            await _all_clear(outlets, props)
+            await _all_clear(host, props)
     return issued
 
 
-async def announce_stale(outlets: Outlets, thing_ids: list[int]) -> None:
+async def announce_stale(host: Host, thing_ids: list[int]) -> None:
     """After the stale job: an event and a live map update per station that fell silent."""
     if not thing_ids:
         return
-    LAYER_CACHE.forget(outlets.engine)
-    features = await run_in_threadpool(load_features, outlets.engine, thing_ids)
+    layer_cache(host).forget()
+    features = await run_in_threadpool(load_features, host.engine, thing_ids)
     for thing_id in thing_ids:
         feature = features.get(thing_id)
         if feature is None:
             continue
         props = feature["properties"]
-        await outlets.publish_event(StationWentStale(
+        await host.publish_event(StationWentStale(
             station_id=thing_id, station_code=props["code"], level=props["level"],
             last_observed_at=_parse(props["observed_at"])))
-        await live(outlets, {"type": "station", "feature": feature, "change": None})
+        await live(host, {"type": "station", "feature": feature, "change": None})
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -149,13 +126,13 @@ def _texts_for_rise(thing: FloodThing, level: int, value: float | None, unit_sym
     return {"title_vi": f"{name['vi']}: {thing.name}", "title_en": f"{name['en']}: {thing.name}", **texts}
 
 
-async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: float | None,
+async def issue_automatic(host: Host, thing_id: int, level: int, value: float | None,
                           reason: str = "threshold") -> int | None:
     """A station rose to ``level`` by ``reason`` (threshold or rate_of_rise): warn the residents of its
     units, saying the rule and the threshold; returns the warning id."""
 
     def store_and_send() -> tuple[FloodWarning, Any, list[str]] | None:
-        with Session(outlets.engine, expire_on_commit=False) as db:
+        with host.transaction() as db:
             thing = db.get(FloodThing, thing_id)
             if thing is None or not thing.warn_units:
                 return None
@@ -164,21 +141,21 @@ async def issue_automatic(outlets: Outlets, thing_id: int, level: int, value: fl
                 FloodDatastream.thing_id == thing_id, FloodDatastream.drives_alert)).first()
             symbol = (stream[0] if stream else "") or ""
             threshold = stream[level] if stream is not None and 1 <= level <= 3 else None
-            warning = _new_warning(hours=outlets.warning_hours(), thing_id=thing_id, level=level,
+            warning = _new_warning(hours=warning_hours(host), thing_id=thing_id, level=level,
                                    severity=SEVERITY_OF_LEVEL[level], manual=False, units=list(thing.warn_units),
                                    issued_by=None, **_texts_for_rise(thing, level, value, symbol, reason=reason,
                                                                      threshold=threshold),
                                    **_continuing(db, thing_id))
             db.add(warning)
             db.flush()
-            # The warning, its notice and its feed item: one transaction.
-            item, units = _send_and_publish(outlets, db, warning)
+            # The warning, its notice and its feed item: one transaction, committed as the block ends.
+            item, units = _send_and_publish(host, db, warning)
             return warning, item, units
 
     stored = await run_in_threadpool(store_and_send)
     if stored is None:
         return None
-    await _announce_warning(outlets, *stored)
+    await _announce_warning(host, *stored)
     return stored[0].id
 
 
@@ -205,39 +182,39 @@ def _new_warning(*, hours: int = WARNING_HOURS, **fields: Any) -> FloodWarning:
                         expires_at=now + timedelta(hours=hours), **fields)
 
 
-def store_manual(engine: Any, *, units: list[str], level: int, title: dict[str, str], body: dict[str, str],
+def store_manual(db: Session, *, units: list[str], level: int, title: dict[str, str], body: dict[str, str],
                  issued_by: int | None, thing_id: int | None = None, hours: int = WARNING_HOURS) -> FloodWarning:
-    """An operator's warning for chosen units, stored before it is delivered."""
-    with Session(engine, expire_on_commit=False) as db:
-        warning = _new_warning(hours=hours, thing_id=thing_id, level=level, severity=SEVERITY_OF_LEVEL[level],
-                               manual=True, units=units, issued_by=issued_by, title_vi=title["vi"],
-                               title_en=title["en"], body_vi=body["vi"], body_en=body["en"])
-        db.add(warning)
-        db.commit()
-        db.refresh(warning)
-        return warning
+    """An operator's warning for chosen units, added to ``db``'s transaction (it has an id on return)."""
+    warning = _new_warning(hours=hours, thing_id=thing_id, level=level, severity=SEVERITY_OF_LEVEL[level],
+                           manual=True, units=units, issued_by=issued_by, title_vi=title["vi"],
+                           title_en=title["en"], body_vi=body["vi"], body_en=body["en"])
+    db.add(warning)
+    db.flush()
+    return warning
 
 
-async def deliver(outlets: Outlets, warning: FloodWarning) -> None:
-    """Send a stored warning: its notice (inbox, FCM topic per unit when critical, live) and feed item in one
-    transaction, then the map and an event."""
+async def issue_manual(host: Host, *, units: list[str], level: int, title: dict[str, str], body: dict[str, str],
+                       issued_by: int | None, thing_id: int | None = None) -> FloodWarning:
+    """An operator's warning: stored with its notice (inbox, FCM topic per unit when critical, live) and feed
+    item in one transaction, then the map and an event."""
 
-    def send() -> tuple[FloodWarning, Any, list[str]]:
-        with Session(outlets.engine, expire_on_commit=False) as db:
-            row = db.get(FloodWarning, warning.id)
-            item, units = _send_and_publish(outlets, db, row)
-            return row, item, units
+    def store_and_send() -> tuple[FloodWarning, Any, list[str]]:
+        with host.transaction() as db:
+            warning = store_manual(db, units=units, level=level, title=title, body=body, issued_by=issued_by,
+                                   thing_id=thing_id, hours=warning_hours(host))
+            item, target = _send_and_publish(host, db, warning)
+            return warning, item, target
 
-    row, item, units = await run_in_threadpool(send)
-    warning.notification_id = row.notification_id
-    await _announce_warning(outlets, row, item, units)
+    warning, item, target = await run_in_threadpool(store_and_send)
+    await _announce_warning(host, warning, item, target)
+    return warning
 
 
-def _send_and_publish(outlets: Outlets, db: Session, warning: FloodWarning) -> tuple[Any, list[str]]:
+def _send_and_publish(host: Host, db: Session, warning: FloodWarning) -> tuple[Any, list[str]]:
     """In ``db``'s transaction: the warning's notice and its feed item (for its units until it expires,
-    announced as already notified); commits them with the warning. Returns the feed item and its units."""
-    if outlets.notifier is not None:
-        receipt = outlets.notifier.send(
+    announced as already notified), to commit with the warning. Returns the feed item and its units."""
+    if host.notifier is not None:
+        receipt = host.notify(
             db, miniapp=MINIAPP, topic="flood_warnings", severity=warning.severity, units=warning.units,
             title={"vi": warning.title_vi, "en": warning.title_en}, body={"vi": warning.body_vi, "en": warning.body_en},
             url=f"/m/floodmap/warnings/{warning.id}",
@@ -246,59 +223,62 @@ def _send_and_publish(outlets: Outlets, db: Session, warning: FloodWarning) -> t
         db.add(warning)
     try:
         # publish_item commits the session: the warning, its notice and the item land together.
-        item = outlets.feed.publish(
+        item = host.feed.publish(
             db, author_unit_id="hue", author_user_id=warning.issued_by, kind="warning", severity=warning.severity,
             audience="everyone", title={"vi": warning.title_vi, "en": warning.title_en},
             body={"vi": warning.body_vi, "en": warning.body_en}, url=f"/m/floodmap/warnings/{warning.id}",
             unit_ids=list(warning.units), expires_at=warning.expires_at, miniapp=MINIAPP)
-    except FeedError:  # the feed refused the item: the warning and its notice still go out
+    except FeedError:  # the feed refused the item: the warning and its notice still go out (the caller commits)
         log.exception("flood warning %s could not be put on the feed", warning.id)
-        db.commit()
         return None, []
-    return item, outlets.feed.target_units(db, item.id or 0)
+    return item, host.feed.target_units(db, item.id or 0)
 
 
-async def _announce_warning(outlets: Outlets, warning: FloodWarning, item: Any, units: list[str]) -> None:
+async def _announce_warning(host: Host, warning: FloodWarning, item: Any, units: list[str]) -> None:
     """After the commit: the feed's event (residents already notified), the live map, the warning's event."""
     if item is not None:
-        await outlets.publish_event(outlets.feed.published_event(item, units, notified=True))
-    await live(outlets, {"type": "warning", "warning": warning_json(warning)})
-    await outlets.publish_event(FloodWarningIssued(
+        await host.publish_event(host.feed.published_event(item, units, notified=True))
+    await live(host, {"type": "warning", "warning": warning_json(warning)})
+    await host.publish_event(FloodWarningIssued(
         warning_id=warning.id, station_id=warning.thing_id, level=warning.level, severity=warning.severity,
         manual=warning.manual, units=list(warning.units), notification_id=warning.notification_id))
 
 
-def store_all_clear(engine: Any, thing_id: int, name: str, *, hours: int = WARNING_HOURS) -> FloodWarning | None:
-    """Close the station's open event with a CAP Update (level 0, AllClear) naming its messages; None when
-    no event is open. Residents hear of it through ``_all_clear``'s note, not a second warning."""
-    with Session(engine, expire_on_commit=False) as db:
-        fields = _continuing(db, thing_id)
-        if fields["msg_type"] != "Update":
-            return None
-        warning = _new_warning(
-            hours=hours, thing_id=thing_id, level=0, severity="info", manual=False,
-            units=list(open_event(db, thing_id).units), issued_by=None,  # type: ignore[union-attr]
-            title_vi=f"Hết báo động: {name}"[:200], title_en=f"Back to normal: {name}"[:200],
-            body_vi=f"Mực nước tại {name} đã xuống dưới mức báo động."[:2000],
-            body_en=f"The water at {name} is below the alarm levels again."[:2000], **fields)
-        db.add(warning)
-        db.commit()
-        db.refresh(warning)
-        return warning
+def store_all_clear(db: Session, thing_id: int, name: str, *, hours: int = WARNING_HOURS) -> FloodWarning | None:
+    """Close the station's open event with a CAP Update (level 0, AllClear) naming its messages, in ``db``'s
+    transaction; None when no event is open. Residents hear of it through ``_all_clear``'s note, not a
+    second warning."""
+    fields = _continuing(db, thing_id)
+    if fields["msg_type"] != "Update":
+        return None
+    warning = _new_warning(
+        hours=hours, thing_id=thing_id, level=0, severity="info", manual=False,
+        units=list(open_event(db, thing_id).units), issued_by=None,  # type: ignore[union-attr]
+        title_vi=f"Hết báo động: {name}"[:200], title_en=f"Back to normal: {name}"[:200],
+        body_vi=f"Mực nước tại {name} đã xuống dưới mức báo động."[:2000],
+        body_en=f"The water at {name} is below the alarm levels again."[:2000], **fields)
+    db.add(warning)
+    db.flush()
+    return warning
 
 
-async def _all_clear(outlets: Outlets, props: dict[str, Any]) -> None:
-    """A station is back to normal: its CAP event closed, an informational note to the same units."""
-    await run_in_threadpool(store_all_clear, outlets.engine, props["id"], props["name"],
-                            hours=await run_in_threadpool(outlets.warning_hours))
-    if not props["warn_units"] or outlets.notifier is None:
-        return
-    await outlets.notifier.notify(
-        miniapp=MINIAPP, topic="flood_updates", severity="info", units=props["warn_units"],
-        title={"vi": f"Hết báo động: {props['name']}", "en": f"Back to normal: {props['name']}"},
-        body={"vi": f"Mực nước tại {props['name']} đã xuống dưới mức báo động.",
-              "en": f"The water at {props['name']} is below the alarm levels again."},
-        url=f"/m/floodmap/stations/{props['id']}", data={"station_id": props["id"], "level": 0})
+async def _all_clear(host: Host, props: dict[str, Any]) -> None:
+    """A station is back to normal: its CAP event closed and an informational note to the same units, in one
+    transaction (no closed event without its note, no note without the closed event)."""
+
+    def close_and_tell() -> None:
+        with host.transaction() as db:
+            store_all_clear(db, props["id"], props["name"], hours=warning_hours(host))
+            if not props["warn_units"] or host.notifier is None:
+                return
+            host.notify(
+                db, miniapp=MINIAPP, topic="flood_updates", severity="info", units=props["warn_units"],
+                title={"vi": f"Hết báo động: {props['name']}", "en": f"Back to normal: {props['name']}"},
+                body={"vi": f"Mực nước tại {props['name']} đã xuống dưới mức báo động.",
+                      "en": f"The water at {props['name']} is below the alarm levels again."},
+                url=f"/m/floodmap/stations/{props['id']}", data={"station_id": props["id"], "level": 0})
+
+    await run_in_threadpool(close_and_tell)
 
 
 def warning_json(warning: FloodWarning) -> dict[str, Any]:

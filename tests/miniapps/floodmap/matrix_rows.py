@@ -40,8 +40,10 @@ def _stations(world: World) -> dict[str, int]:
     if not made:
         engine = world.api.app.state.engine
         list(load_demo_stations(HostContext(engine=engine, settings=None, publish_event=_no_events)))
-        warning = store_manual(engine, units=["kim-long"], level=2, title={"vi": "Thử", "en": "Test"},
-                               body={"vi": "Thử", "en": "Test"}, issued_by=None)
+        with world.db() as db:
+            warning = store_manual(db, units=["kim-long"], level=2, title={"vi": "Thử", "en": "Test"},
+                                   body={"vi": "Thử", "en": "Test"}, issued_by=None)
+            db.commit()
         made["warning"] = warning.id
         with world.db() as db:
             from sqlmodel import select

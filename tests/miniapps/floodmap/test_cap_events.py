@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 import xmlschema
 
 from miniapps.floodmap.ingest import LevelChange, StationUpdate
-from miniapps.floodmap.warnings import Outlets, announce_updates
+from miniapps.floodmap.warnings import announce_updates
 from tests.miniapps.floodmap.conftest import KIM_LONG
 
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
@@ -28,9 +28,9 @@ def change(thing_id: int, from_level: int, to_level: int, value: float) -> list[
 
 def test_one_escalating_and_ending_event_is_an_alert_then_updates_that_reference_it(fm_app, fm_client) -> None:
     station = fm_app.state.test_stations[KIM_LONG]
-    outlets = Outlets.of_app(fm_app)
+    host = fm_app.state.host
     for updates in (change(station, 0, 1, 1.6), change(station, 1, 2, 2.6), change(station, 2, 0, 0.9)):
-        asyncio.run(announce_updates(outlets, updates))
+        asyncio.run(announce_updates(host, updates))
     warnings = fm_client.get("/api/miniapps/floodmap/warnings").json()["warnings"]
     mine = sorted((w for w in warnings if w["station_id"] == station), key=lambda w: w["id"])
     assert [(w["level"], w["msg_type"]) for w in mine] == [(1, "Alert"), (2, "Update"), (0, "Update")]
@@ -60,7 +60,7 @@ def test_one_escalating_and_ending_event_is_an_alert_then_updates_that_reference
              for entry in feed.findall(f"{ATOM}entry")}
     assert [terms[f"{w['id']}.xml"] for w in mine] == ["Alert", "Update", "Update"]
     # the closing message is no warning in force; a new rise afterwards starts a new event
-    asyncio.run(announce_updates(outlets, change(station, 0, 1, 1.7)))
+    asyncio.run(announce_updates(host, change(station, 0, 1, 1.7)))
     latest = fm_client.get("/api/miniapps/floodmap/warnings").json()["warnings"][0]
     assert latest["station_id"] == station and latest["msg_type"] == "Alert"
     alert = ET.fromstring(fm_client.get(latest["cap"]).content)

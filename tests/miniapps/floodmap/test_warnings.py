@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree as ET
 
+from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from miniapps.floodmap import jobs
@@ -145,12 +146,12 @@ def test_a_warning_its_notice_and_its_feed_item_are_stored_together_or_not_at_al
 
     from core.feed.models import FeedItem
     from miniapps.floodmap.models import FloodWarning
-    from miniapps.floodmap.warnings import Outlets, issue_automatic
+    from miniapps.floodmap.warnings import issue_automatic
     from push.models import Notification
 
     with Session(fm_app.state.engine) as db:
         thing_id = next(t.id for t in db.exec(select(FloodThing).order_by(FloodThing.id)) if t.warn_units)
-    outlets = Outlets.of_app(fm_app)
+    host = fm_app.state.host
 
     def counts() -> tuple[int, int, int]:
         with Session(fm_app.state.engine) as db:
@@ -164,13 +165,89 @@ def test_a_warning_its_notice_and_its_feed_item_are_stored_together_or_not_at_al
 
         patched.setattr(fm_app.state.notifier, "send", broken_send)
         try:
-            fm_client.portal.call(issue_automatic, outlets, thing_id, 3, 3.5)
+            fm_client.portal.call(issue_automatic, host, thing_id, 3, 3.5)
         except RuntimeError:
             pass
         else:
             raise AssertionError("the failed notice did not fail the warning")
     assert counts() == before
-    warning_id = fm_client.portal.call(issue_automatic, outlets, thing_id, 3, 3.5)
+    warning_id = fm_client.portal.call(issue_automatic, host, thing_id, 3, 3.5)
     assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
     with Session(fm_app.state.engine) as db:
         assert db.get(FloodWarning, warning_id).notification_id is not None
+
+
+def _broken_send(*_args, **_kwargs):
+    raise RuntimeError("notification store away")
+
+
+def test_an_operators_warning_is_never_stored_without_its_notice(fm_app, fm_client, monkeypatch) -> None:
+    """A manual warning is one use case: when its notice cannot be written, the API answers 500 and no
+    warning, notice or feed item is left behind; once the notice can be written, all three are stored."""
+    from sqlmodel import func, select
+
+    from core.feed.models import FeedItem
+    from miniapps.floodmap.models import FloodWarning
+    from push.models import Notification
+
+    people = make_people(fm_app)
+
+    def counts() -> tuple[int, int, int]:
+        with Session(fm_app.state.engine) as db:
+            return tuple(db.exec(select(func.count()).select_from(t)).one()  # type: ignore[return-value]
+                         for t in (FloodWarning, FeedItem, Notification))
+
+    before = counts()
+    client = TestClient(fm_app, raise_server_exceptions=False)  # the 500 answered, not raised here
+    with monkeypatch.context() as patched:
+        patched.setattr(fm_app.state.notifier, "send", _broken_send)
+        failed = client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator)
+        assert failed.status_code == 500
+    assert counts() == before
+    issued = fm_client.post("/api/miniapps/floodmap/warnings", json=MANUAL, headers=people.operator)
+    assert issued.status_code == 201, issued.text
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_a_return_to_normal_closes_the_event_only_with_its_note(fm_app, fm_client, monkeypatch) -> None:
+    """The closing CAP message (level 0) and the residents' note are one transaction: a note that cannot be
+    written leaves the event open (no closing message), and the next return to normal closes it with both."""
+    from sqlmodel import func, select
+
+    from miniapps.floodmap.ingest import LevelChange, StationUpdate
+    from miniapps.floodmap.models import FloodWarning
+    from miniapps.floodmap.warnings import announce_updates, open_event
+    from push.models import Notification
+
+    host = fm_app.state.host
+    station = fm_app.state.test_stations[KIM_LONG]
+
+    def change(from_level: int, to_level: int, value: float) -> list[StationUpdate]:
+        reason = "fell" if to_level < from_level else "threshold"
+        return [StationUpdate(station, LevelChange(from_level, to_level, reason, value, datetime.now(UTC)), False)]
+
+    def closing_and_notes() -> tuple[int, int]:
+        with Session(fm_app.state.engine) as db:
+            closing = db.exec(select(func.count()).select_from(FloodWarning).where(
+                FloodWarning.thing_id == station, FloodWarning.level == 0)).one()
+            notes = db.exec(select(func.count()).select_from(Notification).where(
+                Notification.topic == "flood_updates")).one()
+            return closing, notes
+
+    asyncio.run(announce_updates(host, change(0, 2, 2.6)))
+    before = closing_and_notes()
+    with monkeypatch.context() as patched:
+        patched.setattr(fm_app.state.notifier, "send", _broken_send)
+        try:
+            asyncio.run(announce_updates(host, change(2, 0, 0.9)))
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the failed note did not fail the return to normal")
+    assert closing_and_notes() == before
+    with Session(fm_app.state.engine) as db:
+        assert open_event(db, station) is not None  # still open: the next return to normal closes it
+    asyncio.run(announce_updates(host, change(2, 0, 0.9)))
+    assert closing_and_notes() == (before[0] + 1, before[1] + 1)
+    with Session(fm_app.state.engine) as db:
+        assert open_event(db, station) is None
