@@ -10,6 +10,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from plugins import DomainError
+
 MAX_BYTES = 10 * 1024 * 1024
 MAX_FILES = 5
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .doc/.xls/.ppt share this container
@@ -41,13 +43,8 @@ _MIMETYPE_MAX = 256
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 
-class AttachmentRejected(ValueError):
+class AttachmentRejected(DomainError):
     """A file refused: ``status`` is 413 (too big), 415 (a type we do not take) or 422 (empty, too many)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True)

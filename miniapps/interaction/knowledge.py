@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from cachetools import TTLCache
 from sqlalchemy import Connection, bindparam, text
 from sqlmodel import Session, select
 
-from plugins import fold
 from miniapps.interaction.models import (
     Article,
     Question,
@@ -34,6 +32,7 @@ from miniapps.interaction.models import (
     SearchVersion,
     utcnow,
 )
+from plugins import Cache, fold
 
 FTS_TABLE = "interaction_fts"
 TITLE_FTS_TABLE = "interaction_fts_title"  # SQLite only; PostgreSQL keeps a second tsvector in FTS_TABLE
@@ -179,8 +178,12 @@ POOL = 200
 # primary-key read per request tells whether a kept result is still right, on every worker.
 CACHE_SIZE = 4096
 CACHE_SECONDS = 600  # only bounds memory held by queries nobody repeats; correctness comes from the token
-_results: TTLCache = TTLCache(maxsize=CACHE_SIZE, ttl=CACHE_SECONDS)
-_results_lock = threading.Lock()  # cachetools caches are not thread-safe; requests run in a thread pool
+MINIAPP = "interaction"
+
+
+def results_cache(host: Any) -> Cache[list[Hit]]:
+    """The host's kept search results (one cache per host: two apps in one process never share it)."""
+    return host.cache(MINIAPP, "search", ttl=CACHE_SECONDS, max_entries=CACHE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -223,20 +226,15 @@ def knowledge_version(session: Session) -> int | None:
     return session.execute(text(f"SELECT version FROM {SearchVersion.__tablename__} WHERE id = 1")).scalar()
 
 
-def _cached(session: Session, key: tuple, compute: Callable[[], list[Hit]]) -> list[Hit]:
-    """``compute()``, or what it returned for ``key`` while the knowledge base was as it is now."""
+def _cached(session: Session, key: tuple, compute: Callable[[], list[Hit]],
+            kept: Cache[list[Hit]] | None) -> list[Hit]:
+    """``compute()``, or what it returned for ``key`` (kept in ``kept``) while the knowledge base was as it is now."""
+    if kept is None:
+        return compute()
     version = knowledge_version(session)  # read before computing: a result is never older than its token
     if version is None:
         return compute()
-    full_key = (str(session.get_bind().url), version, *key)
-    with _results_lock:
-        kept = _results.get(full_key)
-    if kept is not None:
-        return kept
-    found = compute()
-    with _results_lock:
-        _results[full_key] = found
-    return found
+    return kept.get_or_set((version, *key), compute)
 
 
 def _match_expression(words: list[str], dialect: str, *, mode: str, prefix_last: bool) -> str:
@@ -267,8 +265,10 @@ def _match_expression(words: list[str], dialect: str, *, mode: str, prefix_last:
 
 def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = None,
            department_id: str | None = None, kind: SearchKind | None = None, answered_only: bool = False,
-           limit: int = 20, offset: int = 0, prefix_last: bool = True, title_only: bool = False) -> list[Hit]:
-    """Entries matching ``raw`` best first.
+           limit: int = 20, offset: int = 0, prefix_last: bool = True, title_only: bool = False,
+           kept: Cache[list[Hit]] | None = None) -> list[Hit]:
+    """Entries matching ``raw`` best first (answered from ``kept``, the host's ``results_cache``, while the
+    knowledge base is unchanged).
 
     Every word first (in title or text, or titles only); when nothing has them all, titles with two of
     the words side by side; then titles with any meaningful word. The fallbacks stay on titles: a
@@ -284,7 +284,7 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
                "answered_only": answered_only, "limit": limit, "offset": offset}
     key = ("search", tuple(words), prefix_last, title_only, *filters.values())
     return _cached(session, key, lambda: _search(session, words, prefix_last=prefix_last, title_only=title_only,
-                                                 filters=filters))
+                                                 filters=filters), kept)
 
 
 def _search(session: Session, words: list[str], *, prefix_last: bool, title_only: bool, filters: dict) -> list[Hit]:
@@ -460,8 +460,9 @@ def _matches(session: Session, match: str, bounds: str, order: str, where: str, 
 
 
 def newest(session: Session, *, scope: Scope, field_key: str | None = None, department_id: str | None = None,
-           kind: SearchKind | None = None, limit: int = 20, offset: int = 0) -> list[Found]:
-    """Browsing without words: the most recently updated entries the reader may see."""
+           kind: SearchKind | None = None, limit: int = 20, offset: int = 0,
+           kept: Cache[list[Hit]] | None = None) -> list[Found]:
+    """Browsing without words: the most recently updated entries the reader may see (kept as ``search``'s are)."""
     key = ("newest", scope, field_key, department_id, kind, limit, offset)
 
     def compute() -> list[Hit]:
@@ -479,7 +480,7 @@ def newest(session: Session, *, scope: Scope, field_key: str | None = None, depa
         query = query.order_by(SearchEntry.updated_at.desc(), SearchEntry.id.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
         return [Hit(Found.of(entry), 0.0) for entry in session.exec(query)]
 
-    return [hit.entry for hit in _cached(session, key, compute)]
+    return [hit.entry for hit in _cached(session, key, compute, kept)]
 
 
 def rebuild(session: Session) -> int:

@@ -97,11 +97,11 @@ def knowledge_base(request: Request, principal: PrincipalDep, db: SessionDep, q:
     q = q[:200]
     if knowledge.tokens(q):
         hits = knowledge.search(db, q, scope=scope, field_key=field or None, department_id=department_id or None,
-                                kind=chosen_kind, limit=30)
+                                kind=chosen_kind, limit=30, kept=knowledge.results_cache(host_of(request)))
     else:
         hits = [knowledge.Hit(e, 0.0) for e in knowledge.newest(db, scope=scope, field_key=field or None,
                                                                  department_id=department_id or None,
-                                                                 kind=chosen_kind, limit=30)]
+                                                                 kind=chosen_kind, limit=30, kept=knowledge.results_cache(host_of(request)))]
     departments = [u for u in db.exec(select(OrgUnit).where(OrgUnit.kind == UnitKind.department).order_by(OrgUnit.name_vi))]
     return render_page(request, "interaction/knowledge.html", {
         "q": q, "field": field, "department_id": department_id, "kind": kind, "hits": hits,
@@ -147,12 +147,9 @@ def ask_submit(request: Request, principal: PrincipalDep, db: SessionDep,
         question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
                                media=host_of(request).media, title=title, body=body, field_key=field,
                                unit_id=unit_id or None, files=checked, notifier=host_of(request).notifier)
-    except DomainError as exc:
-        return _ask_page(request, db, values=values, errors={"files": _error_text(locale, exc.field, exc.detail)},
-                         status_code=exc.status)
-    except service.InteractionError as exc:
+    except DomainError as exc:  # a file refused names "files.N": the form marks "files"
         key = (exc.field or "title").split(".")[0]
-        return _ask_page(request, db, values=values, errors={key: _error_text(locale, exc.field, exc.message)},
+        return _ask_page(request, db, values=values, errors={key: _error_text(locale, exc.field, exc.detail)},
                          status_code=exc.status)
     return RedirectResponse(f"{notices.thread_url(question.id)}?lang={locale}", status_code=303)  # type: ignore[arg-type]
 
@@ -180,7 +177,7 @@ def _thread_page(request: Request, principal: Principal, db: Session, question_i
     authorizer = host_of(request).authorizer
     try:
         question = service.get_question(db, principal=principal, authorizer=authorizer, question_id=question_id)
-    except service.InteractionError:
+    except DomainError:
         return render_page(request, "interaction/not_found.html", {}, status_code=404)
     thread = service.thread(db, question)
     if thread.canonical is not None and not service.may_see(principal, authorizer, thread.canonical):
@@ -219,11 +216,11 @@ def reply_submit(request: Request, question_id: int, principal: PrincipalDep, db
         question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
                                          question_id=question_id, kind=reply_kind, body=body,
                                          notifier=host_of(request).notifier)
-    except service.InteractionError as exc:
+    except DomainError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
-                            errors={"reply": _error_text(locale, exc.field, exc.message)}, values={"body": body})
+                            errors={"reply": _error_text(locale, exc.field, exc.detail)}, values={"body": body})
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}#reply-{posted.id}", status_code=303)
@@ -241,11 +238,11 @@ def transfer_submit(request: Request, question_id: int, principal: PrincipalDep,
         question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
                                            question_id=question_id, department_id=department_id, note=note,
                                            notifier=host_of(request).notifier)
-    except service.InteractionError as exc:
+    except DomainError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
-                            errors={"transfer": _error_text(locale, exc.field, exc.message)},
+                            errors={"transfer": _error_text(locale, exc.field, exc.detail)},
                             values={"note": note, "department_id": department_id})
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
@@ -262,11 +259,11 @@ def accept_submit(request: Request, question_id: int, principal: PrincipalDep, d
     try:
         question = service.accept(db, principal=principal, authorizer=host_of(request).authorizer,
                                   question_id=question_id, reply_id=reply_id)
-    except service.InteractionError as exc:
+    except DomainError as exc:
         if exc.status == 404:
             return render_page(request, "interaction/not_found.html", {}, status_code=404)
         return _thread_page(request, principal, db, question_id, status_code=exc.status,
-                            errors={"accept": _error_text(locale, exc.field, exc.message)})
+                            errors={"accept": _error_text(locale, exc.field, exc.detail)})
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return RedirectResponse(f"{notices.thread_url(question_id)}?lang={locale}", status_code=303)
 
@@ -290,10 +287,10 @@ def article_submit(request: Request, principal: PrincipalDep, db: SessionDep, ti
     try:
         article = service.publish_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                           title=title, body=body, field_key=field)
-    except service.InteractionError as exc:
+    except DomainError as exc:
         return render_page(request, "interaction/article_new.html", {
             "values": {"title": title, "body": body, "field": field}, "fields": routing.list_fields(db),
-            "errors": {(exc.field or "title"): _error_text(locale, exc.field, exc.message)}}, status_code=exc.status)
+            "errors": {(exc.field or "title"): _error_text(locale, exc.field, exc.detail)}}, status_code=exc.status)
     return RedirectResponse(f"/m/interaction/handbook/{article.id}?lang={locale}", status_code=303)
 
 
@@ -305,7 +302,7 @@ def article_page(request: Request, article_id: int, principal: PrincipalDep, db:
     try:
         article = service.get_article(db, principal=principal, authorizer=host_of(request).authorizer,
                                       article_id=article_id)
-    except service.InteractionError:
+    except DomainError:
         return render_page(request, "interaction/not_found.html", {}, status_code=404)
     return render_page(request, "interaction/article.html",
                        {"a": article, "units": _names(db), "fields": _field_names(db), **_nav(request, principal)})
@@ -353,7 +350,7 @@ def save_field(request: Request, principal: PrincipalDep, db: SessionDep, key: A
     else:
         try:
             routing.set_field(db, key=values["key"], name_vi=name_vi, name_en=name_en, department_id=department_id)
-        except routing.RoutingError as exc:
+        except DomainError as exc:
             db.rollback()
             field = "key" if exc.field == "path.key" else "department_id"
     if field is not None:

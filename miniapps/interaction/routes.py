@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 from urllib.parse import quote
 
@@ -52,17 +50,6 @@ API = "/api/miniapps/interaction"
 # A signed-in caller may send MAX_FILES files of MAX_BYTES; everyone else is held to the host's body limit.
 ATTACHMENT_UPLOADS = allow_uploads(files=MAX_FILES, each=MAX_BYTES)
 SUGGESTIONS = 5
-
-
-@contextmanager
-def domain_errors() -> Iterator[None]:
-    """Turn the service's refusals into problem+json naming the field."""
-    try:
-        yield
-    except service.InteractionError as exc:
-        raise DomainError(exc.status, exc.message, field=exc.field) from None
-    except routing.RoutingError as exc:
-        raise DomainError(exc.status, str(exc), field=exc.field) from None
 
 
 # --- Serialising ----------------------------------------------------------------------------------------
@@ -129,7 +116,8 @@ def read_uploads(uploads: list[UploadFile]) -> list[CheckedFile]:
         try:
             checked.append(check_file(upload.filename or "", data))
         except AttachmentRejected as exc:
-            raise DomainError(exc.status, exc.detail, field=f"files.{index}") from None
+            exc.field = f"files.{index}"  # the service's refusal, naming which file
+            raise
     return checked
 
 
@@ -146,9 +134,8 @@ def list_fields(db: SessionDep) -> list[FieldPublic]:
 @api.put("/fields/{key}", operation_id="set_field", dependencies=[require_permission(service.FIELDS)])
 def set_field(key: str, body: FieldUpdate, db: SessionDep) -> FieldPublic:
     """Create or change a field's department (admins). Questions already asked stay where they are."""
-    with domain_errors():
-        row = routing.set_field(db, key=key, name_vi=body.name_vi, name_en=body.name_en,
-                                department_id=body.department_id)
+    row = routing.set_field(db, key=key, name_vi=body.name_vi, name_en=body.name_en,
+                            department_id=body.department_id)
     return FieldPublic(key=row.key, name_vi=row.name_vi, name_en=row.name_en, department_id=row.department_id)
 
 
@@ -162,38 +149,34 @@ def list_questions(request: Request, principal: CurrentUser, db: SessionDep,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
                    offset: Annotated[int, Query(ge=0)] = 0) -> list[QuestionSummary]:
     """The caller's working list: their department's inbox, their unit's questions, or all for operators."""
-    with domain_errors():
-        questions = service.inbox(db, principal=principal, authorizer=host_of(request).authorizer, box=box,
-                                  department_id=department_id, unit_id=unit_id, field_key=field, limit=limit,
-                                  offset=offset)
+    questions = service.inbox(db, principal=principal, authorizer=host_of(request).authorizer, box=box,
+                              department_id=department_id, unit_id=unit_id, field_key=field, limit=limit,
+                              offset=offset)
     return [summary(q) for q in questions]
 
 
 @api.post("/questions", status_code=201, operation_id="ask_question", dependencies=[require_permission(service.ASK)])
 def ask_question(request: Request, body: QuestionCreate, principal: CurrentUser, db: SessionDep) -> QuestionPublic:
     """Ask a department: the field decides which one. Attach files afterwards with POST .../attachments."""
-    with domain_errors():
-        question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
-                               media=host_of(request).media, title=body.title, body=body.body,
-                               field_key=body.field, unit_id=body.unit_id, notifier=host_of(request).notifier)
+    question = service.ask(db, principal=principal, authorizer=host_of(request).authorizer,
+                           media=host_of(request).media, title=body.title, body=body.body,
+                           field_key=body.field, unit_id=body.unit_id, notifier=host_of(request).notifier)
     return full(service.thread(db, question))
 
 
 @api.get("/questions/{question_id}", operation_id="get_question", dependencies=[require_permission(service.READ)])
 def get_question(request: Request, question_id: int, principal: CurrentUser, db: SessionDep) -> QuestionPublic:
     """A question and its thread (404 when the caller may not see it)."""
-    with domain_errors():
-        question = service.get_question(db, principal=principal, authorizer=host_of(request).authorizer,
-                                        question_id=question_id)
+    question = service.get_question(db, principal=principal, authorizer=host_of(request).authorizer,
+                                    question_id=question_id)
     return full(service.thread(db, question))
 
 
 def _post_reply(request: Request, question_id: int, kind: ReplyKind, body: str, principal, db,
                 background: BackgroundTasks) -> ReplyPublic:
-    with domain_errors():
-        question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
-                                         question_id=question_id, kind=kind, body=body,
-                                         notifier=host_of(request).notifier)
+    question, posted = service.reply(db, principal=principal, authorizer=host_of(request).authorizer,
+                                     question_id=question_id, kind=kind, body=body,
+                                     notifier=host_of(request).notifier)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.reply_event(posted))
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return ReplyPublic(id=posted.id, kind=posted.kind, body=posted.body, author_name=posted.author_name,  # type: ignore[arg-type]
@@ -220,9 +203,8 @@ def comment_on_question(request: Request, question_id: int, body: ReplyCreate, p
 def accept_answer(request: Request, question_id: int, body: AcceptBody, principal: CurrentUser, db: SessionDep,
                   background: BackgroundTasks) -> QuestionPublic:
     """The asking unit marks the answer that settled the question."""
-    with domain_errors():
-        question = service.accept(db, principal=principal, authorizer=host_of(request).authorizer,
-                                  question_id=question_id, reply_id=body.reply_id)
+    question = service.accept(db, principal=principal, authorizer=host_of(request).authorizer,
+                              question_id=question_id, reply_id=body.reply_id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return full(service.thread(db, question))
 
@@ -232,10 +214,9 @@ def accept_answer(request: Request, question_id: int, body: AcceptBody, principa
 def transfer_question(request: Request, question_id: int, body: TransferBody, principal: CurrentUser,
                       db: SessionDep, background: BackgroundTasks) -> QuestionPublic:
     """Move the question to another department with a note (its department, or an operator re-routing)."""
-    with domain_errors():
-        question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
-                                           question_id=question_id, department_id=body.department_id, note=body.note,
-                                           notifier=host_of(request).notifier)
+    question, moved = service.transfer(db, principal=principal, authorizer=host_of(request).authorizer,
+                                       question_id=question_id, department_id=body.department_id, note=body.note,
+                                       notifier=host_of(request).notifier)
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return full(service.thread(db, question))
@@ -246,9 +227,8 @@ def transfer_question(request: Request, question_id: int, body: TransferBody, pr
 def mark_duplicate(request: Request, question_id: int, body: DuplicateBody, principal: CurrentUser, db: SessionDep,
                    background: BackgroundTasks) -> QuestionPublic:
     """Mark the question a duplicate of an earlier answered one, linking its answer."""
-    with domain_errors():
-        question = service.mark_duplicate(db, principal=principal, authorizer=host_of(request).authorizer,
-                                          question_id=question_id, canonical_id=body.canonical_id)
+    question = service.mark_duplicate(db, principal=principal, authorizer=host_of(request).authorizer,
+                                      question_id=question_id, canonical_id=body.canonical_id)
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     background.add_task(notices.publish, host_of(request).realtime, question.id, notices.status_event(question))
     return full(service.thread(db, question))
@@ -259,9 +239,8 @@ def mark_duplicate(request: Request, question_id: int, body: DuplicateBody, prin
 def set_visibility(request: Request, question_id: int, body: VisibilityBody, principal: CurrentUser,
                    db: SessionDep, background: BackgroundTasks) -> QuestionPublic:
     """Keep the question internal (asking unit and department only) or open it to every commune and ward."""
-    with domain_errors():
-        question = service.set_internal(db, principal=principal, authorizer=host_of(request).authorizer,
-                                        question_id=question_id, internal=body.internal)
+    question = service.set_internal(db, principal=principal, authorizer=host_of(request).authorizer,
+                                    question_id=question_id, internal=body.internal)
     background.add_task(notices.readers_changed, host_of(request).realtime, question.id)
     return full(service.thread(db, question))
 
@@ -273,9 +252,8 @@ def attach_files(request: Request, question_id: int, principal: CurrentUser, db:
                  ) -> list[AttachmentPublic]:
     """Attach files to a question; each type is checked from its bytes, and all are saved or none."""
     checked = read_uploads(files)
-    with domain_errors():
-        saved = service.attach(db, principal=principal, authorizer=host_of(request).authorizer,
-                               media=host_of(request).media, question_id=question_id, files=checked)
+    saved = service.attach(db, principal=principal, authorizer=host_of(request).authorizer,
+                           media=host_of(request).media, question_id=question_id, files=checked)
     return [attachment_public(a) for a in saved]
 
 
@@ -283,9 +261,8 @@ def attach_files(request: Request, question_id: int, principal: CurrentUser, db:
          dependencies=[require_permission(service.READ)], response_class=Response)
 def download_attachment(request: Request, attachment_id: int, principal: CurrentUser, db: SessionDep) -> Response:
     """The file, to those who may see its question."""
-    with domain_errors():
-        attachment = service.get_attachment(db, principal=principal, authorizer=host_of(request).authorizer,
-                                            attachment_id=attachment_id)
+    attachment = service.get_attachment(db, principal=principal, authorizer=host_of(request).authorizer,
+                                        attachment_id=attachment_id)
     try:
         data = host_of(request).media.get(attachment.storage_key)
     except KeyError:
@@ -309,11 +286,11 @@ def search(request: Request, principal: CurrentUser, db: SessionDep,
     scope = service.reading_scope(principal, host_of(request).authorizer)
     if knowledge.tokens(q):
         hits = knowledge.search(db, q, scope=scope, field_key=field, department_id=department_id, kind=kind,
-                                limit=limit, offset=offset)
+                                limit=limit, offset=offset, kept=knowledge.results_cache(host_of(request)))
     else:
         hits = [knowledge.Hit(e, 0.0) for e in knowledge.newest(db, scope=scope, field_key=field,
                                                                  department_id=department_id, kind=kind,
-                                                                 limit=limit, offset=offset)]
+                                                                 limit=limit, offset=offset, kept=knowledge.results_cache(host_of(request)))]
     return SearchPage(query=q, folded=fold(q), results=search_hits(hits))
 
 
@@ -326,7 +303,8 @@ def suggest_similar(request: Request, principal: CurrentUser, db: SessionDep,
         return []
     scope = service.reading_scope(principal, host_of(request).authorizer)
     hits = knowledge.search(db, q, scope=scope, field_key=field, kind=SearchKind.question, answered_only=True,
-                            limit=SUGGESTIONS, title_only=True)
+                            limit=SUGGESTIONS, title_only=True,
+                            kept=knowledge.results_cache(host_of(request)))
     return search_hits(hits)
 
 
@@ -346,19 +324,17 @@ def list_articles(db: SessionDep, department_id: str | None = None, field: str |
           dependencies=[require_permission(service.PUBLISH)])
 def publish_article(request: Request, body: ArticleCreate, principal: CurrentUser, db: SessionDep) -> ArticlePublic:
     """A department publishes a guidance article; it is searchable beside the answers at once."""
-    with domain_errors():
-        article = service.publish_article(db, principal=principal, authorizer=host_of(request).authorizer,
-                                          title=body.title, body=body.body, field_key=body.field,
-                                          department_id=body.department_id)
+    article = service.publish_article(db, principal=principal, authorizer=host_of(request).authorizer,
+                                      title=body.title, body=body.body, field_key=body.field,
+                                      department_id=body.department_id)
     return article_public(article)
 
 
 @api.get("/articles/{article_id}", operation_id="get_article", dependencies=[require_permission(service.READ)])
 def get_article(request: Request, article_id: int, principal: CurrentUser, db: SessionDep) -> ArticlePublic:
     """One handbook article."""
-    with domain_errors():
-        article = service.get_article(db, principal=principal, authorizer=host_of(request).authorizer,
-                                      article_id=article_id)
+    article = service.get_article(db, principal=principal, authorizer=host_of(request).authorizer,
+                                  article_id=article_id)
     return article_public(article)
 
 

@@ -8,7 +8,7 @@ from importlib import resources
 
 from sqlmodel import Session, select
 
-from plugins import OrgUnit, UnitKind, add_working_days, slugify
+from plugins import DomainError, OrgUnit, UnitKind, add_working_days, slugify
 from miniapps.interaction.models import InteractionField, utcnow
 
 # Working days are counted on Hue's calendar (core.worktime).
@@ -28,15 +28,6 @@ FIELD_NAMES_VI = {
     "business registration": "Đăng ký kinh doanh", "health": "Y tế", "social protection": "Bảo trợ xã hội",
     "schools": "Trường học", "education": "Giáo dục",
 }
-
-
-class RoutingError(ValueError):
-    """A routing change that cannot be made; ``field`` names the input at fault."""
-
-    def __init__(self, message: str, *, field: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 def default_fields() -> list[dict[str, str]]:
@@ -74,22 +65,22 @@ def department_for(session: Session, field_key: str) -> str:
     ensure_fields(session)
     row = session.get(InteractionField, field_key)
     if row is None:
-        raise RoutingError(f"unknown field {field_key!r}; see GET /api/miniapps/interaction/fields", field="field")
+        raise DomainError(422, f"unknown field {field_key!r}; see GET /api/miniapps/interaction/fields", field="field")
     return row.department_id
 
 
 def check_department(session: Session, department_id: str, *, field: str = "department_id") -> OrgUnit:
-    """The department ``department_id``, or a RoutingError naming ``field``."""
+    """The department ``department_id``, or a DomainError naming ``field``."""
     unit = session.get(OrgUnit, department_id)
     if unit is None or unit.kind is not UnitKind.department:
-        raise RoutingError(f"{department_id!r} is not a city department", field=field)
+        raise DomainError(422, f"{department_id!r} is not a city department", field=field)
     return unit
 
 
 def set_field(session: Session, *, key: str, name_vi: str, name_en: str, department_id: str) -> InteractionField:
     """Create or change one row of the routing table (admins); questions already asked keep their department."""
     if slugify(key) != key or not key:
-        raise RoutingError("a field key is lower-case words joined by '-', such as 'civil-status'", field="path.key")
+        raise DomainError(422, "a field key is lower-case words joined by '-', such as 'civil-status'", field="path.key")
     check_department(session, department_id)
     row = session.get(InteractionField, key) or InteractionField(key=key, name_vi="", name_en="", department_id="")
     row.name_vi, row.name_en, row.department_id, row.updated_at = name_vi.strip(), name_en.strip(), department_id, utcnow()

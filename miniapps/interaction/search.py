@@ -16,7 +16,8 @@ def search_knowledge(query: SearchQuery) -> list[SearchResult]:
     if principal is None or not principal.is_authenticated or not _AUTHORIZER.allows(principal, "interaction.questions.read"):
         return []
     with query.host.session() as session:
-        hits = knowledge.search(session, query.text, scope=reading_scope(principal, _AUTHORIZER), limit=query.limit)
+        hits = knowledge.search(session, query.text, scope=reading_scope(principal, _AUTHORIZER), limit=query.limit,
+                                kept=knowledge.results_cache(query.host))
     results = []
     for hit in hits:
         entry = hit.entry

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from plugins import Authorizer, CITY_ID, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
+from plugins import Authorizer, CITY_ID, DomainError, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
 from miniapps.interaction import knowledge, notices, routing
 from miniapps.interaction.attachments import MAX_FILES, CheckedFile
 from miniapps.interaction.models import (
@@ -50,16 +50,6 @@ PERMISSION_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-class InteractionError(Exception):
-    """A request the domain refuses: ``status`` (404 unseen, 403 seen but not allowed, 409, 422) and ``field``."""
-
-    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-
 def declared_authorizer() -> Authorizer:
     """An Authorizer that knows this mini-app's permissions, for code outside a request (channels, search)."""
     from plugins.manifest import LocalizedText
@@ -74,10 +64,10 @@ def declared_authorizer() -> Authorizer:
 def _text(value: str | None, name: str, limit: int, *, least: int = 1) -> str:
     cleaned = (value or "").strip()
     if len(cleaned) < least:
-        raise InteractionError(422, f"{name} must not be empty" if least == 1 else
+        raise DomainError(422, f"{name} must not be empty" if least == 1 else
                                f"{name} needs at least {least} characters", field=name)
     if len(cleaned) > limit:
-        raise InteractionError(422, f"{name} must be at most {limit} characters (got {len(cleaned)})", field=name)
+        raise DomainError(422, f"{name} must be at most {limit} characters (got {len(cleaned)})", field=name)
     return cleaned
 
 
@@ -114,7 +104,7 @@ def reading_scope(principal: Principal, authorizer: Authorizer) -> knowledge.Sco
 def _visible(session: Session, principal: Principal, authorizer: Authorizer, question_id: int) -> Question:
     question = session.get(Question, question_id)
     if question is None or not may_see(principal, authorizer, question):
-        raise InteractionError(404, f"no question {question_id} that you may see")
+        raise DomainError(404, f"no question {question_id} that you may see")
     return question
 
 
@@ -125,7 +115,7 @@ def get_question(session: Session, *, principal: Principal, authorizer: Authoriz
 
 def _ensure(allowed: bool, message: str, field: str | None = None) -> None:
     if not allowed:
-        raise InteractionError(403, message, field=field)
+        raise DomainError(403, message, field=field)
 
 
 # --- Asking ---------------------------------------------------------------------------------------------
@@ -135,13 +125,13 @@ def _asking_unit(session: Session, principal: Principal, authorizer: Authorizer,
     units = authorizer.units_for(principal, ASK)
     if unit_id is None:
         if units is None or len(units) != 1:
-            raise InteractionError(422, "say which commune or ward asks (unit_id)", field="unit_id")
+            raise DomainError(422, "say which commune or ward asks (unit_id)", field="unit_id")
         unit_id = next(iter(units))
     elif not authorizer.allows(principal, ASK, unit_id):
-        raise InteractionError(403, f"you may not ask for unit {unit_id!r}", field="unit_id")
+        raise DomainError(403, f"you may not ask for unit {unit_id!r}", field="unit_id")
     unit = session.get(OrgUnit, unit_id)
     if unit is None or unit.kind not in (UnitKind.ward, UnitKind.commune):
-        raise InteractionError(422, f"{unit_id!r} is not a commune or ward", field="unit_id")
+        raise DomainError(422, f"{unit_id!r} is not a commune or ward", field="unit_id")
     return unit_id
 
 
@@ -152,12 +142,9 @@ def ask(session: Session, *, principal: Principal, authorizer: Authorizer, media
     title = _text(title, "title", TITLE_MAX, least=5)
     body = _text(body, "body", BODY_MAX)
     if len(files) > MAX_FILES:
-        raise InteractionError(422, f"at most {MAX_FILES} attachments", field="files")
+        raise DomainError(422, f"at most {MAX_FILES} attachments", field="files")
     asker_unit = _asking_unit(session, principal, authorizer, unit_id)
-    try:
-        department = routing.department_for(session, field_key)
-    except routing.RoutingError as exc:
-        raise InteractionError(422, str(exc), field="field") from None
+    department = routing.department_for(session, field_key)
     now = utcnow()
     question = Question(title=title, body=body, field_key=field_key, department_id=department,
                         asker_user_id=principal.user_id, asker_unit_id=asker_unit, created_at=now,
@@ -199,9 +186,9 @@ def attach(session: Session, *, principal: Principal, authorizer: Authorizer, me
     _ensure(is_participant(principal, authorizer, question), "only the asking unit and the department add files")
     existing = session.exec(select(func.count()).select_from(Attachment).where(Attachment.question_id == question.id)).one()
     if not files:
-        raise InteractionError(422, "send at least one file", field="files")
+        raise DomainError(422, "send at least one file", field="files")
     if existing + len(files) > MAX_FILES:
-        raise InteractionError(422, f"a question holds at most {MAX_FILES} attachments", field="files")
+        raise DomainError(422, f"a question holds at most {MAX_FILES} attachments", field="files")
     try:
         with all_or_nothing(media) as written:
             stored = _store_files(session, written, question, files, principal)
@@ -216,7 +203,7 @@ def get_attachment(session: Session, *, principal: Principal, authorizer: Author
     """An attachment of a question the caller may see (404 otherwise)."""
     attachment = session.get(Attachment, attachment_id)
     if attachment is None:
-        raise InteractionError(404, f"no attachment {attachment_id}")
+        raise DomainError(404, f"no attachment {attachment_id}")
     _visible(session, principal, authorizer, attachment.question_id)
     return attachment
 
@@ -289,7 +276,7 @@ def accept(session: Session, *, principal: Principal, authorizer: Authorizer, qu
     _ensure(authorizer.allows(principal, ASK, question.asker_unit_id), "only the asking unit settles its question")
     chosen = session.get(Reply, reply_id)
     if chosen is None or chosen.question_id != question.id or chosen.kind is not ReplyKind.answer:
-        raise InteractionError(422, f"reply {reply_id} is not an answer to question {question_id}", field="reply_id")
+        raise DomainError(422, f"reply {reply_id} is not an answer to question {question_id}", field="reply_id")
     question.accepted_reply_id = chosen.id
     question.status = QuestionStatus.settled
     question.updated_at = utcnow()
@@ -305,12 +292,9 @@ def transfer(session: Session, *, principal: Principal, authorizer: Authorizer, 
     _ensure(authorizer.allows(principal, TRANSFER, question.department_id),
             "only the department holding the question, or an operator, moves it")
     note = _text(note, "note", NOTE_MAX)
-    try:
-        routing.check_department(session, department_id)
-    except routing.RoutingError as exc:
-        raise InteractionError(422, str(exc), field="department_id") from None
+    routing.check_department(session, department_id)
     if department_id == question.department_id:
-        raise InteractionError(422, f"the question is already with {department_id}", field="department_id")
+        raise DomainError(422, f"the question is already with {department_id}", field="department_id")
     now = utcnow()
     moved = Transfer(question_id=question.id, from_department_id=question.department_id,  # type: ignore[arg-type]
                      to_department_id=department_id, note=note, by_user_id=principal.user_id, created_at=now)
@@ -339,15 +323,15 @@ def mark_duplicate(session: Session, *, principal: Principal, authorizer: Author
     _ensure(authorizer.allows(principal, CURATE, question.department_id),
             "only the responsible department, or an operator, marks duplicates")
     if canonical_id == question.id:
-        raise InteractionError(422, "a question cannot duplicate itself", field="canonical_id")
+        raise DomainError(422, "a question cannot duplicate itself", field="canonical_id")
     canonical = session.get(Question, canonical_id)
     if canonical is None or not may_see(principal, authorizer, canonical):
-        raise InteractionError(422, f"no question {canonical_id} that you may see", field="canonical_id")
+        raise DomainError(422, f"no question {canonical_id} that you may see", field="canonical_id")
     if canonical.status not in (QuestionStatus.answered, QuestionStatus.settled) or canonical.duplicate_of_id:
-        raise InteractionError(422, f"question {canonical_id} has no answer to point to", field="canonical_id")
+        raise DomainError(422, f"question {canonical_id} has no answer to point to", field="canonical_id")
     # Everyone who reads this question sees the link to the original: it must be readable by them too.
     if not is_public(canonical) and canonical.asker_unit_id != question.asker_unit_id:
-        raise InteractionError(422, f"question {canonical_id} is internal to another unit; point to a public answer",
+        raise DomainError(422, f"question {canonical_id} is internal to another unit; point to a public answer",
                                field="canonical_id")
     now = utcnow()
     question.status = QuestionStatus.duplicate
@@ -410,7 +394,7 @@ def inbox(session: Session, *, principal: Principal, authorizer: Authorizer, box
           limit: int = 50, offset: int = 0, now: datetime | None = None) -> list[Question]:
     """The questions the caller works on: their department's, their unit's, or all for operators, filtered."""
     if box not in BOXES:
-        raise InteractionError(422, f"box must be one of {', '.join(BOXES)}", field="box")
+        raise DomainError(422, f"box must be one of {', '.join(BOXES)}", field="box")
     query = select(Question)
     answering = authorizer.units_for(principal, ANSWER)
     asking = authorizer.units_for(principal, ASK)
@@ -515,15 +499,12 @@ def publish_article(session: Session, *, principal: Principal, authorizer: Autho
     if department_id is None:
         departments = [u for u in (units or ()) if u != CITY_ID]
         if len(departments) != 1:
-            raise InteractionError(422, "say which department publishes (department_id)", field="department_id")
+            raise DomainError(422, "say which department publishes (department_id)", field="department_id")
         department_id = departments[0]
     _ensure(authorizer.allows(principal, PUBLISH, department_id),
             f"you may not publish for {department_id!r}", field="department_id")
-    try:
-        routing.check_department(session, department_id)
-        routing.department_for(session, field_key)
-    except routing.RoutingError as exc:
-        raise InteractionError(422, str(exc), field=exc.field) from None
+    routing.check_department(session, department_id)
+    routing.department_for(session, field_key)
     article = Article(department_id=department_id, field_key=field_key, title=title, body=body,
                       author_user_id=principal.user_id)
     session.add(article)
@@ -538,7 +519,7 @@ def get_article(session: Session, *, principal: Principal, authorizer: Authorize
     """A handbook article: every official reads the handbook."""
     article = session.get(Article, article_id)
     if article is None or not authorizer.allows(principal, READ):
-        raise InteractionError(404, f"no article {article_id}")
+        raise DomainError(404, f"no article {article_id}")
     return article
 
 

@@ -46,10 +46,11 @@ def test_a_repeated_search_reads_only_the_version_token(host, kim_long, tu_phap)
                    field="civil-status")
     answer(host, tu_phap, question["id"], "Ghi chú vào sổ hộ tịch trước.")
     engine = host.app.state.engine
+    kept = knowledge.results_cache(host.app.state.host)
     with Session(engine) as db:
-        first = search(db, "ghi chu ly hon", scope=Scope(units=None))
+        first = search(db, "ghi chu ly hon", scope=Scope(units=None), kept=kept)
         with StatementCounter(db.connection()) as counter:
-            again = search(db, "ghi chu ly hon", scope=Scope(units=None))
+            again = search(db, "ghi chu ly hon", scope=Scope(units=None), kept=kept)
     assert [h.entry.ref_id for h in again] == [h.entry.ref_id for h in first] == [question["id"]]
     assert counter.count == 1  # the token; no full-text query
 
