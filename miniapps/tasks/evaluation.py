@@ -191,13 +191,15 @@ def snapshots(session: Session, periods: Sequence[str]) -> dict[str, PeriodSnaps
     return {s.period: s for s in session.exec(select(PeriodSnapshot).where(col(PeriodSnapshot.period).in_(periods)))}
 
 
-def rankings(session: Session, periods: Sequence[str], *, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+def rankings(session: Session, periods: Sequence[str], *, now: datetime | None = None,
+             kept: cache.Rankings | None = None) -> dict[str, dict[str, Any]]:
     """Each month's ranking: the stored snapshot of a closed month, else computed now.
 
-    Without ``now`` the result comes from the per-process cache and is shared: callers must not modify it."""
-    if now is None and session.bind is not None:
+    Without ``now`` and with ``kept`` (the host's ``cache.rankings_cache``) the result comes from that cache
+    and is shared: callers must not modify it."""
+    if now is None and kept is not None:
         # snapshots and the JSON rows too, not only the evaluation: 480 rows to convert on every view otherwise
-        return cache.cached(session.bind, ("rankings", tuple(periods)), lambda: _rankings(session, periods, None))
+        return kept.cached(("rankings", tuple(periods)), lambda: _rankings(session, periods, None))
     return _rankings(session, periods, now)
 
 
@@ -227,9 +229,9 @@ def close_period(session: Session, *, period: str, closed_by: int | None, now: d
     rows = [s.as_json() for s in evaluate(session, [period], now=now)[period]]
     snapshot = PeriodSnapshot(period=period, closed_at=now, closed_by=closed_by, rows=rows)
     session.add(snapshot)
+    cache.changed(session)  # the host's ranking cache forgets as this commits
     try:
         session.commit()
-        cache.changed(session.bind)
     except IntegrityError:  # closed by someone else a moment ago
         session.rollback()
         raise TaskError(409, f"{period} is already closed", field="path.period") from None

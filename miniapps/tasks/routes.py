@@ -32,7 +32,6 @@ from miniapps.tasks.service import (
     IndicatorValue,
     ReportSpec,
     Status,
-    TaskError,
     end_of_day,
     reach_of,
 )
@@ -55,11 +54,6 @@ Closer = Annotated[Principal, require_permission("tasks.periods.close")]
 Importer = Annotated[Principal, require_permission("tasks.procedures.import")]
 
 
-def problem(exc: TaskError) -> DomainError:
-    """The domain's refusal as problem+json."""
-    return DomainError(exc.status, exc.detail, field=exc.field)
-
-
 def allows_for(request: Request, principal: Principal) -> Any:
     """``allows(permission, unit)`` for the caller, for the service's object-level checks."""
     return lambda permission, unit_id: host_of(request).authorizer.allows(principal, permission, unit_id)
@@ -72,11 +66,8 @@ def list_tasks(request: Request, response: Response, session: SessionDep, princi
                cursor: Annotated[str | None, Query(max_length=100)] = None) -> list[dict[str, Any]]:
     """Tasks the caller may see, by text, unit and status, with counts of their units by status; newest
     deadline first, ``limit`` at a time (the next page's URL is in the ``Link: <...>; rel="next"`` header)."""
-    try:
-        page = service.visible_tasks(session, reach_of(principal), text=q, unit_id=unit_id, status=status,
-                                     limit=limit, cursor=cursor)
-    except TaskError as exc:
-        raise problem(exc) from None
+    page = service.visible_tasks(session, reach_of(principal), text=q, unit_id=unit_id, status=status,
+                                 limit=limit, cursor=cursor)
     if page.next_cursor is not None:
         response.headers["Link"] = f'<{request.url.include_query_params(cursor=page.next_cursor)}>; rel="next"'
     return [service.task_json(entry["task"]) | {"units": entry["units"],
@@ -91,15 +82,12 @@ def create_task(body: TaskCreate, request: Request, session: SessionDep, princip
     if deadline.tzinfo is None:
         deadline = deadline.replace(tzinfo=service.HUE_TIME)
     starts_at = body.starts_at.replace(tzinfo=body.starts_at.tzinfo or service.HUE_TIME) if body.starts_at else None
-    try:
-        task = service.create_task(
-            session, principal=principal, allows=allows_for(request, principal), title=body.title,
-            description=body.description, deadline=deadline, unit_ids=body.unit_ids, all_units=body.all_units,
-            assigner_unit_id=body.assigner_unit_id, recurrence=body.recurrence, starts_at=starts_at,
-            indicators=[IndicatorSpec(i.name, i.unit_of_measure, float(i.baseline), float(i.target),
-                                      i.direction.value, i.source.value) for i in body.indicators])
-    except TaskError as exc:
-        raise problem(exc) from None
+    task = service.create_task(
+        session, principal=principal, allows=allows_for(request, principal), title=body.title,
+        description=body.description, deadline=deadline, unit_ids=body.unit_ids, all_units=body.all_units,
+        assigner_unit_id=body.assigner_unit_id, recurrence=body.recurrence, starts_at=starts_at,
+        indicators=[IndicatorSpec(i.name, i.unit_of_measure, float(i.baseline), float(i.target),
+                                  i.direction.value, i.source.value) for i in body.indicators])
     units = service.visible_assignments(session, reach_of(principal), task_id=task.id)
     return service.task_json(task, service.indicators_of(session, task.id or 0)) | {"units": len(units)}
 
@@ -108,10 +96,7 @@ def create_task(body: TaskCreate, request: Request, session: SessionDep, princip
 def get_task(task_id: int, session: SessionDep, principal: Viewer) -> dict[str, Any]:
     """A task with the assignments the caller may see and each one's status."""
     reach = reach_of(principal)
-    try:
-        task = service.get_task(session, reach, task_id)
-    except TaskError as exc:
-        raise problem(exc) from None
+    task = service.get_task(session, reach, task_id)
     names = service.unit_names(session)
     return service.task_json(task, service.indicators_of(session, task_id)) | {
         "assignments": [v.as_json(names) for v in service.visible_assignments(session, reach, task_id=task_id)]}
@@ -120,10 +105,7 @@ def get_task(task_id: int, session: SessionDep, principal: Viewer) -> dict[str, 
 @api.get("/assignments/{assignment_id}", operation_id="get_assignment")
 def get_assignment(assignment_id: int, request: Request, session: SessionDep, principal: Viewer) -> dict[str, Any]:
     """One unit's assignment: status, progress and the full report history."""
-    try:
-        assignment, task = service.get_assignment(session, reach_of(principal), assignment_id)
-    except TaskError as exc:
-        raise problem(exc) from None
+    assignment, task = service.get_assignment(session, reach_of(principal), assignment_id)
     allows = allows_for(request, principal)
     names = service.unit_names(session)
     return service.view(task, assignment, datetime.now(UTC)).as_json(names) | {
@@ -142,22 +124,16 @@ def submit_report(assignment_id: int, body: ReportCreate, request: Request, sess
     spec = ReportSpec(percent=body.percent, note=body.note, complete=body.complete, period=body.period,
                       values=[IndicatorValue(v.indicator_id, float(v.value)) for v in body.values],
                       evidence=list(body.evidence))
-    try:
-        report = service.submit_report(session, principal=principal, allows=allows_for(request, principal),
-                                       assignment_id=assignment_id, spec=spec)
-    except TaskError as exc:
-        raise problem(exc) from None
+    report = service.submit_report(session, principal=principal, allows=allows_for(request, principal),
+                                   assignment_id=assignment_id, spec=spec)
     return service.report_json(report)
 
 
 @api.post("/reports/{report_id}/accept", operation_id="accept_report")
 def accept_report(report_id: int, request: Request, session: SessionDep, principal: Reviewer) -> dict[str, Any]:
     """The assigning body accepts a report (a report marked complete completes the assignment)."""
-    try:
-        report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
-                                       report_id=report_id, accept=True)
-    except TaskError as exc:
-        raise problem(exc) from None
+    report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
+                                   report_id=report_id, accept=True)
     return service.report_json(report)
 
 
@@ -165,11 +141,8 @@ def accept_report(report_id: int, request: Request, session: SessionDep, princip
 def return_report(report_id: int, body: ReportReturn, request: Request, session: SessionDep,
                   principal: Reviewer) -> dict[str, Any]:
     """The assigning body returns a report as not completed, saying why."""
-    try:
-        report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
-                                       report_id=report_id, accept=False, reason=body.reason)
-    except TaskError as exc:
-        raise problem(exc) from None
+    report = service.review_report(session, principal=principal, allows=allows_for(request, principal),
+                                   report_id=report_id, accept=False, reason=body.reason)
     return service.report_json(report)
 
 
@@ -189,8 +162,6 @@ async def add_evidence_photo(report_id: int, request: Request, principal: Report
         await run_in_threadpool(check)
         data = await photo.read(EVIDENCE_MAX_BYTES + 1)
         processed = await run_in_threadpool(process_photo, data, max_bytes=EVIDENCE_MAX_BYTES)
-    except TaskError as exc:
-        raise problem(exc) from None
     except PhotoRejected as exc:
         raise DomainError(exc.status, exc.detail, field="photo") from None
     key = f"tasks/evidence/{report_id}/{processed.sha256[:24]}.jpg"
@@ -202,10 +173,7 @@ async def add_evidence_photo(report_id: int, request: Request, principal: Report
             service.add_evidence(db, report, key)
             return service.report_json(report)
 
-    try:
-        return await run_in_threadpool(store)
-    except TaskError as exc:
-        raise problem(exc) from None
+    return await run_in_threadpool(store)
 
 
 @api.get("/reports/{report_id}/evidence/{index}", operation_id="get_evidence_photo",
@@ -213,10 +181,7 @@ async def add_evidence_photo(report_id: int, request: Request, principal: Report
 def get_evidence_photo(report_id: int, index: int, session: SessionDep, request: Request,
                        principal: Viewer) -> Response:
     """An evidence photo, to whoever may see the report."""
-    try:
-        key = service.evidence_photo(session, reach_of(principal), report_id, index)
-    except TaskError as exc:
-        raise problem(exc) from None
+    key = service.evidence_photo(session, reach_of(principal), report_id, index)
     try:
         data = host_of(request).media.get(key)
     except KeyError:
@@ -237,17 +202,14 @@ def list_overdue(session: SessionDep, principal: Viewer, unit_id: str | None = N
 def _period(period: str | None) -> str:
     if period is None:
         return service.month_of(datetime.now(UTC))
-    try:
-        return service.check_month(period, field="query.period")
-    except TaskError as exc:
-        raise problem(exc) from None
+    return service.check_month(period, field="query.period")
 
 
-def ranking_json(engine: Any, month: str) -> dict[str, Any]:
+def ranking_json(host: Any, month: str) -> dict[str, Any]:
     """A month's ranking as ``GET /rankings`` serves it, each row with the unit's names."""
-    with Session(engine) as session:
+    with Session(host.engine) as session:
         names = service.unit_names(session)
-        ranking = evaluation.rankings(session, [month])[month]
+        ranking = evaluation.rankings(session, [month], kept=cache.rankings_cache(host))[month]
     # new row dicts: the rankings are shared through the cache and must stay as computed
     return ranking | {"rows": [row | {"unit_name": names.get(row["unit_id"], {})} for row in ranking["rows"]]}
 
@@ -256,22 +218,23 @@ def ranking_json(engine: Any, month: str) -> dict[str, Any]:
 async def get_ranking(request: Request, principal: Viewer, period: str | None = None) -> Response:
     """The ranking of the 40 communes and wards for a month (stored once the month is closed)."""
     month = _period(period)
-    engine = host_of(request).engine
+    host = host_of(request)
+    kept = cache.rankings_cache(host)
     key = ("ranking-json", month)
     # The serialised body is kept with the rankings (same versions, same TTL), so a repeat view costs no
     # thread-pool hop, no query and no serialisation; only a miss goes to the thread pool.
-    body = cache.peek(engine, key)
+    body = kept.peek(key)
     if body is cache.MISSING:
-        body = await run_in_threadpool(cache.cached, engine, key, lambda: to_json(ranking_json(engine, month)))
+        body = await run_in_threadpool(kept.cached, key, lambda: to_json(ranking_json(host, month)))
     return Response(body, media_type="application/json")
 
 
 @api.get("/rankings/export", operation_id="export_ranking", responses=EXPORT_TYPES)
-def export_ranking(session: SessionDep, principal: Viewer, period: str | None = None,
+def export_ranking(request: Request, session: SessionDep, principal: Viewer, period: str | None = None,
                    format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
     """The month's ranking as CSV or XLSX."""
     month = _period(period)
-    ranking = evaluation.rankings(session, [month])[month]
+    ranking = evaluation.rankings(session, [month], kept=cache.rankings_cache(host_of(request)))[month]
     rows = exports.ranking_rows(ranking["rows"], service.unit_names(session), lang)
     return exports.table_response(exports.RANKING_HEADER, rows, fmt=format, name=f"tasks-ranking-{month}")
 
@@ -279,22 +242,19 @@ def export_ranking(session: SessionDep, principal: Viewer, period: str | None = 
 @api.post("/periods/{period}/close", operation_id="close_period", status_code=201)
 def close_period(period: str, session: SessionDep, principal: Closer) -> dict[str, Any]:
     """Close a finished month: its ranking is stored and never recomputed."""
-    try:
-        month = service.check_month(period, field="path.period")
-        snapshot = evaluation.close_period(session, period=month, closed_by=principal.user_id)
-    except TaskError as exc:
-        raise problem(exc) from None
+    month = service.check_month(period, field="path.period")
+    snapshot = evaluation.close_period(session, period=month, closed_by=principal.user_id)
     return {"period": snapshot.period, "closed": True, "rows": snapshot.rows}
 
 
 @api.get("/units/{unit_id}/evaluation", operation_id="unit_evaluation")
-def unit_evaluation(unit_id: str, session: SessionDep, principal: Viewer) -> dict[str, Any]:
+def unit_evaluation(unit_id: str, request: Request, session: SessionDep, principal: Viewer) -> dict[str, Any]:
     """A commune or ward's score and rank over the last 12 months."""
     unit = session.get(OrgUnit, unit_id)
     if unit is None or unit.kind not in service.ASSIGNEE_KINDS:
         raise DomainError(404, f"no commune or ward {unit_id!r}", field="path.unit_id")
     months = evaluation.recent_months(datetime.now(UTC))
-    ranked = evaluation.rankings(session, months)
+    ranked = evaluation.rankings(session, months, kept=cache.rankings_cache(host_of(request)))
     return {"unit_id": unit_id, "periods": [
         next((r for r in ranked[m]["rows"] if r["unit_id"] == unit_id), {"period": m}) | {"closed": ranked[m]["closed"]}
         for m in months]}
@@ -353,11 +313,8 @@ def import_procedure_file(session: SessionDep, principal: Importer, file: Annota
     if suffix not in (".csv", ".xlsx"):
         raise DomainError(422, "the file must be .csv or .xlsx", field="file")
     rows = procedures.csv_rows(file.file) if suffix == ".csv" else procedures.xlsx_rows(file.file)
-    try:
-        record = procedures.import_rows(session, rows, source=suffix[1:], mode=mode, filename=name,
-                                        created_by=principal.user_id)
-    except TaskError as exc:
-        raise problem(exc) from None
+    record = procedures.import_rows(session, rows, source=suffix[1:], mode=mode, filename=name,
+                                    created_by=principal.user_id)
     return procedures.import_json(record)
 
 
@@ -366,10 +323,7 @@ def import_procedure_file(session: SessionDep, principal: Importer, file: Annota
 def import_procedure_records(body: RecordsImport, session: SessionDep, principal: Importer) -> dict[str, Any]:
     """Import procedure records sent as JSON (another system's API); bad rows reported row by row."""
     rows = ((n, record) for n, record in enumerate(body.records))
-    try:
-        record = procedures.import_rows(session, rows, source="api", mode=body.mode, created_by=principal.user_id)
-    except TaskError as exc:
-        raise problem(exc) from None
+    record = procedures.import_rows(session, rows, source="api", mode=body.mode, created_by=principal.user_id)
     return procedures.import_json(record)
 
 

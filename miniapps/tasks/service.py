@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, or_
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session, col, select
 
-from plugins import CITY_ID, HUE_TIME, OrgUnit, Principal, UnitKind, fold
+from plugins import CITY_ID, HUE_TIME, DomainError, OrgUnit, Principal, UnitKind, fold
 from miniapps.tasks import cache
 from miniapps.tasks.models import (
     Assignment,
@@ -34,14 +34,8 @@ ASSIGNEE_KINDS = (UnitKind.commune, UnitKind.ward)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-class TaskError(Exception):
-    """A request the domain refuses; ``status`` is the HTTP status, ``field`` the input at fault."""
-
-    def __init__(self, status: int, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.field = field
+class TaskError(DomainError):
+    """A request the domain refuses (the host answers it); its own name so the pages can catch it and redraw a form."""
 
 
 class Status(StrEnum):
@@ -289,8 +283,8 @@ def create_task(
                               baseline=spec.baseline, target=spec.target, direction=spec.direction, source=spec.source))
     for unit_id in chosen:
         session.add(Assignment(task_id=task.id, unit_id=unit_id))
+    cache.changed(session)  # the host's ranking cache forgets as this commits
     session.commit()
-    cache.changed(session.bind)
     session.refresh(task)
     return task
 
@@ -515,8 +509,8 @@ def submit_report(session: Session, *, principal: Principal, allows: Any, assign
                     complete=spec.complete, note=spec.note.strip(), values=values, evidence=list(spec.evidence),
                     submitted_by=principal.user_id, submitted_at=now)
     session.add(report)
+    cache.changed(session)  # the host's ranking cache forgets as this commits
     session.commit()
-    cache.changed(session.bind)
     session.refresh(report)
     return report
 
@@ -550,8 +544,8 @@ def review_report(session: Session, *, principal: Principal, allows: Any, report
             assignment.completed_at = report.submitted_at
         session.add(assignment)
     session.add(report)
+    cache.changed(session)  # the host's ranking cache forgets as this commits
     session.commit()
-    cache.changed(session.bind)
     session.refresh(report)
     return report
 

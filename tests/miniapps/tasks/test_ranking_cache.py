@@ -15,10 +15,6 @@ from miniapps.tasks import cache, evaluation
 from tests.miniapps.tasks.conftest import TASKS, assignment_id, make_report, make_task
 
 
-class Engine:
-    """Stands for an engine: the cache only needs a weak-referenceable key."""
-
-
 def test_a_write_shows_on_the_next_ranking_page_and_api_view(api: TestClient, engine, operator) -> None:
     start = datetime(2025, 5, 1, 2, tzinfo=UTC)
     task = make_task(engine, units=("phu-xuan",), now=start, deadline=datetime(2025, 5, 20, tzinfo=UTC))
@@ -44,7 +40,7 @@ def test_a_write_shows_on_the_next_ranking_page_and_api_view(api: TestClient, en
 def test_the_api_leaves_the_shared_rankings_as_computed(api: TestClient, engine, operator) -> None:
     assert api.get(f"{TASKS}/rankings", headers=operator, params={"period": "2025-06"}).status_code == 200
     with Session(engine) as db:
-        shared = evaluation.rankings(db, ["2025-06"])["2025-06"]
+        shared = evaluation.rankings(db, ["2025-06"], kept=cache.rankings_cache(api.app.state.host))["2025-06"]
     assert shared["rows"] and all("unit_name" not in row for row in shared["rows"])
 
 
@@ -58,17 +54,17 @@ def _blocked(value: Any, started: threading.Event, release: threading.Event, cal
 
 
 def test_one_computation_for_many_callers() -> None:
-    engine, calls, results = Engine(), [], []
+    kept, calls, results = cache.Rankings(), [], []
     started, release = threading.Event(), threading.Event()
     leader = threading.Thread(target=lambda: results.append(
-        cache.cached(engine, "k", _blocked("v", started, release, calls))))
+        kept.cached("k", _blocked("v", started, release, calls))))
     leader.start()
     started.wait()
-    followers = [threading.Thread(target=lambda: results.append(cache.cached(engine, "k", lambda: calls.append("x"))))
+    followers = [threading.Thread(target=lambda: results.append(kept.cached("k", lambda: calls.append("x"))))
                  for _ in range(8)]
     for thread in followers:
         thread.start()
-    assert cache.peek(engine, "k") is cache.MISSING  # nothing to serve yet: callers wait
+    assert kept.peek("k") is cache.MISSING  # nothing to serve yet: callers wait
     release.set()
     for thread in [leader, *followers]:
         thread.join()
@@ -77,34 +73,34 @@ def test_one_computation_for_many_callers() -> None:
 
 def test_an_aged_value_is_served_while_it_is_refreshed_but_never_after_a_write(monkeypatch) -> None:
     monkeypatch.setattr(cache, "TTL_SECONDS", -1.0)  # every entry is aged at once
-    engine, calls = Engine(), []
-    assert cache.cached(engine, "k", lambda: "old") == "old"
-    assert cache.peek(engine, "k") is cache.MISSING  # aged, and nobody refreshing it
+    kept, calls = cache.Rankings(), []
+    assert kept.cached("k", lambda: "old") == "old"
+    assert kept.peek("k") is cache.MISSING  # aged, and nobody refreshing it
     started, release = threading.Event(), threading.Event()
     refreshed: list[Any] = []
     refresher = threading.Thread(target=lambda: refreshed.append(
-        cache.cached(engine, "k", _blocked("new", started, release, calls))))
+        kept.cached("k", _blocked("new", started, release, calls))))
     refresher.start()
     started.wait()
-    assert cache.peek(engine, "k") == "old"
-    assert cache.cached(engine, "k", lambda: calls.append("again")) == "old"  # no wait, no second computation
+    assert kept.peek("k") == "old"
+    assert kept.cached("k", lambda: calls.append("again")) == "old"  # no wait, no second computation
     release.set()
     refresher.join()
     assert refreshed == ["new"] and calls == ["new"]
 
     started, release = threading.Event(), threading.Event()
-    refresher = threading.Thread(target=lambda: cache.cached(engine, "k", _blocked("newer", started, release, calls)))
+    refresher = threading.Thread(target=lambda: kept.cached("k", _blocked("newer", started, release, calls)))
     refresher.start()
     started.wait()
-    cache.changed(engine)  # a write: what was computed before it is never served again
-    assert cache.peek(engine, "k") is cache.MISSING
-    assert cache.cached(engine, "k", lambda: "after the write") == "after the write"
+    kept.forget()  # a write: what was computed before it is never served again
+    assert kept.peek("k") is cache.MISSING
+    assert kept.cached("k", lambda: "after the write") == "after the write"
     release.set()
     refresher.join()
 
 
 def test_a_failed_computation_fails_its_waiters_and_is_tried_again() -> None:
-    engine = Engine()
+    kept = cache.Rankings()
     started, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -115,7 +111,7 @@ def test_a_failed_computation_fails_its_waiters_and_is_tried_again() -> None:
 
     def call(compute) -> None:
         try:
-            cache.cached(engine, "k", compute)
+            kept.cached("k", compute)
         except RuntimeError as exc:
             errors.append(exc)
 
@@ -129,7 +125,7 @@ def test_a_failed_computation_fails_its_waiters_and_is_tried_again() -> None:
     follower.join()
     # the follower either waited on the failed computation or came after it and computed its own value
     assert 1 <= len(errors) <= 2
-    assert cache.cached(engine, "k", lambda: "fine") in ("fine", "computed by the follower")
+    assert kept.cached("k", lambda: "fine") in ("fine", "computed by the follower")
 
 
 @pytest.mark.parametrize("period", ["2025-13", "x"])
