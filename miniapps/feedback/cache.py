@@ -4,7 +4,8 @@ An answer is keyed by the reports' data version (newest report id, latest ``upda
 every move of a report changes one of them) and by everything that shaped it (filters, the caller's
 units). A stored answer is served until a report changes or it has lived ``ttl`` seconds, whichever is
 first: answers that say "overdue" depend on the clock too. Memory is bounded in bytes, least recently
-used answers going first. One cache per database engine, so two apps in one process never share answers.
+used answers going first. One cache per host (``answer_cache(host)``), so two apps in one process never share
+answers.
 
 Reading the data version is itself a database round trip, which would cost more than the answer it
 guards; so the version read last is trusted for ``VERSION_SECONDS`` (``fresh`` then serves without the
@@ -26,18 +27,17 @@ import hashlib
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from cachetools import TLRUCache
 from sqlalchemy import event, func
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from miniapps.feedback.models import FeedbackReport
 
+MINIAPP = "feedback"
 MAX_BYTES = 64 * 2**20  # rendered answers kept per process; a 5,000-feature layer is about 2 MB
 TTL_SECONDS = 60.0
 VERSION_SECONDS = 1.0
@@ -133,15 +133,15 @@ class AnswerCache:
         self.forget_version()
 
 
-_caches: weakref.WeakKeyDictionary[Engine, AnswerCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def for_engine(engine: Engine) -> AnswerCache:
-    """The answer cache of the database behind ``engine``."""
-    with _caches_lock:
-        cache = _caches.get(engine)
-        if cache is None:
-            cache = _caches[engine] = AnswerCache()
-            event.listen(engine, "commit", lambda _connection, forget=cache.forget_version: forget())
-        return cache
+def answer_cache(host: Any) -> AnswerCache:
+    """The host's answer cache (in feedback's state slot), made on first use; any commit on the host's
+    engine in this process makes it read the data version again."""
+    state = vars(host.state(MINIAPP))
+    found = state.get("answers")
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    made = AnswerCache()
+    found = state.setdefault("answers", made)  # one per host even when two threads get here at once
+    if found is made:
+        event.listen(host.engine, "commit", lambda _connection: made.forget_version())
+    return found  # type: ignore[no-any-return]

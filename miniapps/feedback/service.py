@@ -13,6 +13,7 @@ from sqlalchemy import false, func, or_, update
 from sqlmodel import Session, col, select
 
 from plugins import (
+    DomainError,
     FileBatch,
     MediaStore,
     OrgUnit,
@@ -74,14 +75,8 @@ DEFAULT_CATEGORIES: tuple[tuple[str, str, str, str | None, int, int], ...] = (
 )
 
 
-class FeedbackError(Exception):
-    """A refused request: HTTP status, a message, and the input at fault."""
-
-    def __init__(self, status: int, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.field = field
+class FeedbackError(DomainError):
+    """A refused request (the host answers it); its own name so pages and Open311 can catch the domain's refusals."""
 
 
 @dataclass

@@ -110,7 +110,7 @@ def test_dashboard_counts_overdue_and_handling_hours(api: TestClient, filed, com
         done.processed_at = done.created_at + timedelta(hours=6)
         db.add_all([row, done])
         db.commit()
-    cache.for_engine(api.app.state.engine).clear()  # the test changed rows behind the service's back
+    cache.answer_cache(api.app.state.host).clear()  # the test changed rows behind the service's back
     board = api.get(f"{API}/dashboard", headers=operator).json()
     assert board["total"]["overdue"] == 1 and board["total"]["processed"] == 1
     assert abs(board["total"]["average_processing_hours"] - 6.0) < 0.01
