@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -142,6 +143,180 @@ def test_hook_example_registers_with_a_real_host(index: int, tmp_path: Path, mon
     for hook, found in registered.items():
         if f"def {hook}(" in code:
             assert found, f"docs/hooks.md example {index + 1}: {hook} registered nothing"
+
+
+# --- docs/hooks.md: each hook's signature and its register(...) ------------------------------------------
+# The host hands every registration hook a callback (plugins.manager.REGISTRATION_HOOKS); what the page shows
+# for it must be what the callback accepts, so changing a parameter, its kind, its default or its type
+# fails here until the page says so.
+
+SIGNATURE_BLOCK = re.compile(r"\A.*?^```\n(?P<hook>superapp_\w+\(.*?\) -> [^\n]+)\n(?:(?P<register>register\(.*?\) -> "
+                             r"[^\n]+)\n)?```$", re.M | re.S)
+NAME = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _registration_callbacks() -> dict[str, type]:
+    from plugins.manager import REGISTRATION_HOOKS
+
+    return dict(REGISTRATION_HOOKS)
+
+
+def _signature_lines(hook: str) -> tuple[str, str | None]:
+    """The hook's own line and its ``register(...)`` lines, from the first plain code block of its section."""
+    match = SIGNATURE_BLOCK.match(_section(_read(DOCS / "hooks.md"), hook))
+    assert match, f"docs/hooks.md: the '## {hook}' section does not open with its signature block"
+    return match["hook"], match["register"]
+
+
+def _documented(line: str) -> ast.FunctionDef:
+    tree = ast.parse(f"def {line.strip()}: ...")
+    function = tree.body[0]
+    assert isinstance(function, ast.FunctionDef)
+    return function
+
+
+def _parameters(function: ast.FunctionDef) -> list[tuple[str, str, str | None, str]]:
+    """(name, kind, annotation, default) of a documented signature, in order."""
+    arguments = function.args
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults)) + list(arguments.defaults)
+    found = []
+    for argument, default in zip(positional, defaults, strict=True):
+        kind = "POSITIONAL_ONLY" if argument in arguments.posonlyargs else "POSITIONAL_OR_KEYWORD"
+        found.append((argument.arg, kind, argument.annotation, default))
+    if arguments.vararg:
+        found.append((arguments.vararg.arg, "VAR_POSITIONAL", arguments.vararg.annotation, None))
+    for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        found.append((argument.arg, "KEYWORD_ONLY", argument.annotation, default))
+    if arguments.kwarg:
+        found.append((arguments.kwarg.arg, "VAR_KEYWORD", arguments.kwarg.annotation, None))
+    return [(name, kind, ast.unparse(annotation) if annotation else None,
+             "" if default is None else ast.unparse(default)) for name, kind, annotation, default in found]
+
+
+def _names(annotation: str) -> set[str]:
+    """The type names an annotation mentions (``pydantic.BaseModel`` as ``BaseModel``), ``Any`` aside."""
+    return {name.rsplit(".", 1)[-1] for name in NAME.findall(annotation)} - {"Any"}
+
+
+def _drift(documented: ast.FunctionDef, actual: inspect.Signature) -> list[str]:
+    """How the page's signature differs from the code's: names, kinds, order, defaults, types."""
+    shown = _parameters(documented)
+    real = [p for p in actual.parameters.values() if p.name != "self"]
+    problems = []
+    if [(n, k) for n, k, _a, _d in shown] != [(p.name, p.kind.name) for p in real]:
+        problems.append(f"parameters {[(n, k) for n, k, _a, _d in shown]} on the page, "
+                        f"{[(p.name, p.kind.name) for p in real]} in the code")
+        return problems
+    for (name, _kind, annotation, default), parameter in zip(shown, real, strict=True):
+        expected = "" if parameter.default is inspect.Parameter.empty else repr(parameter.default)
+        if default != expected:
+            problems.append(f"{name}: default {default or 'none'} on the page, {expected or 'none'} in the code")
+        code_type = str(parameter.annotation).strip("'\"")
+        if parameter.annotation is not inspect.Parameter.empty and not _names(code_type) <= _names(annotation or ""):
+            problems.append(f"{name}: the page's type {annotation!r} does not say {code_type!r}")
+    code_return = str(actual.return_annotation).strip("'\"")
+    shown_return = ast.unparse(documented.returns) if documented.returns else ""
+    if shown_return != code_return:
+        problems.append(f"returns {shown_return or 'nothing'} on the page, {code_return} in the code")
+    return problems
+
+
+@pytest.mark.parametrize("hook", sorted(_hook_names()))
+def test_each_hooks_signature_on_the_page_is_the_specs(hook: str) -> None:
+    """The hook's line: the parameter pluggy passes by name, its type (the callback's class) and the return."""
+    hook_line, register_line = _signature_lines(hook)
+    spec = inspect.signature(getattr(hookspecs, hook))
+    documented = _documented(hook_line)
+    assert documented.name == hook
+    problems = _drift(documented, spec)
+    callbacks = _registration_callbacks()
+    if hook in callbacks:
+        [(_name, _kind, annotation, _default)] = _parameters(documented)
+        if annotation != callbacks[hook].__name__:
+            problems.append(f"the host passes a {callbacks[hook].__name__}, the page says {annotation}")
+        assert register_line, f"docs/hooks.md shows no register(...) signature for {hook}"
+    assert not problems, f"docs/hooks.md, {hook}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("hook", sorted(_registration_callbacks()))
+def test_each_register_signature_on_the_page_is_the_callbacks(hook: str) -> None:
+    """``register(...)`` as the page shows it against the callback the host passes (plugins/registry.py)."""
+    _hook_line, register_line = _signature_lines(hook)
+    assert register_line, f"docs/hooks.md shows no register(...) signature for {hook}"
+    problems = _drift(_documented(register_line), inspect.signature(_registration_callbacks()[hook].__call__))
+    assert not problems, f"docs/hooks.md, register of {hook}: " + "; ".join(problems)
+
+
+def _register_calls(hook: str) -> list[tuple[str, ast.Call]]:
+    """Every ``register(...)`` call shown for ``hook``: in its spec's docstring, its section's prose, and
+    inside ``def <hook>`` of every example on the page (an example may implement several hooks)."""
+    shown: list[tuple[str, str]] = [(f"plugins/hookspecs.py {hook}", inspect.getdoc(getattr(hookspecs, hook)) or "")]
+    shown.append((f"docs/hooks.md '## {hook}'", FENCE.sub("", _section(_read(DOCS / "hooks.md"), hook))))
+    calls = []
+    for where, text in shown:
+        for code in INLINE_CODE.findall(text):
+            try:
+                node = ast.parse(code.strip("`"), mode="eval").body
+            except SyntaxError:
+                continue
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "register":
+                calls.append((f"{where}: {code}", node))
+    for index, example in enumerate(_hook_examples()):
+        for function in ast.walk(ast.parse(example)):
+            if isinstance(function, ast.FunctionDef) and function.name == hook:
+                calls += [(f"docs/hooks.md example {index + 1}: {ast.unparse(node)}", node)
+                          for node in ast.walk(function) if isinstance(node, ast.Call)
+                          and isinstance(node.func, ast.Name) and node.func.id == "register"]
+    return calls
+
+
+@pytest.mark.parametrize("hook", sorted(_registration_callbacks()))
+def test_every_register_call_the_docs_show_fits_the_callback(hook: str) -> None:
+    """Positional and keyword arguments of each call shown bind to the callback's real signature."""
+    signature = inspect.signature(_registration_callbacks()[hook].__call__)
+    calls = _register_calls(hook)
+    assert calls, f"neither docs/hooks.md nor the spec of {hook} shows a register(...) call"
+    misfits = []
+    for where, call in calls:
+        positional = [object()] * len(call.args)
+        keywords = {keyword.arg: object() for keyword in call.keywords if keyword.arg}
+        try:
+            signature.bind(object(), *positional, **keywords)  # object() stands for self
+        except TypeError as exc:
+            misfits.append(f"{where} ({exc})")
+    assert not misfits, f"register(...) calls that {_registration_callbacks()[hook].__name__} refuses: {misfits}"
+
+
+def _in_words(hook: str) -> str:
+    """``superapp_register_event_subscribers`` as the docs say it: ``event subscribers``."""
+    return hook.removeprefix("superapp_register_").replace("_", " ")
+
+
+def test_hooks_table_lists_every_hook_in_the_order_the_host_calls_them() -> None:
+    table = re.findall(r"^\| \[`(superapp_\w+)`\]\(#\1\) \|", _read(DOCS / "hooks.md"), re.M)
+    expected = ["superapp_manifest", *_registration_callbacks()]
+    assert table == expected, f"docs/hooks.md's table lists {table}; the host calls {expected}"
+
+
+@pytest.mark.parametrize("document", ["hooks.md", "architecture.md"])
+def test_the_registration_order_the_docs_give_is_the_hosts(document: str) -> None:
+    text = re.sub(r"\s+", " ", _read(DOCS / document))
+    expected = ", ".join(_in_words(hook) for hook in _registration_callbacks())
+    assert expected in text, f"docs/{document} should give the registration order as '{expected}'"
+
+
+@pytest.mark.parametrize("hook", sorted(_registration_callbacks()))
+def test_each_hooks_when_names_the_hook_called_just_before(hook: str) -> None:
+    """A hook inserted in the order shows up in its neighbour's '**When:**' line, not only in the code."""
+    order = list(_registration_callbacks())
+    when = re.search(r"^\*\*When:\*\* (.*?)(?:\n\n|\Z)", _section(_read(DOCS / "hooks.md"), hook), re.M | re.S)
+    assert when, f"docs/hooks.md: the '## {hook}' section has no '**When:**' line"
+    sentence = re.sub(r"\s+", " ", when.group(1))
+    position = order.index(hook)
+    expected = "first of the registration hooks" if position == 0 else f"after {_in_words(order[position - 1])}"
+    assert expected in sentence.replace("after the ", "after "), (
+        f"docs/hooks.md, {hook}: '**When:** {sentence}' should say '{expected}'")
 
 
 # --- docs/miniapps.md: the manifest reference -----------------------------------------------------------
