@@ -173,3 +173,64 @@ def test_an_inline_script_would_be_reported(browser, host_settings: Settings) ->
     with serve(app) as live_url:
         problems = _visit(browser, live_url, None, ["/inline-probe"])
     assert any("CSP script-src" in p and "inline" in p for p in problems), problems
+
+
+class _MiniApp(http.server.BaseHTTPRequestHandler):
+    """An outside organisation's web mini-app: one page at its own origin."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        """Any path is the mini-app's page."""
+        body = b"<!doctype html><title>outside</title><p id='outside'>outside mini-app</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_web_mini_app_frame_page_frames_only_its_origins(browser, host_settings: Settings,
+                                                          sessions: Sessions) -> None:
+    """The /webapps/{id} shell frames the registered origin under the CSP, and the browser blocks any other."""
+    import httpx
+
+    from tests.browser import serve
+    from tests.webapps.helpers import registration
+
+    outside = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MiniApp)
+    threading.Thread(target=outside.serve_forever, daemon=True).start()
+    origin = f"http://localhost:{outside.server_address[1]}"
+    other = f"http://127.0.0.1:{outside.server_address[1]}"  # the same server at an origin not registered
+    try:
+        with serve(create_app(host_settings)) as live_url:
+            admin = {"Authorization": f"Bearer {sessions.admin}"}
+            assert httpx.post(f"{live_url}/api/webapps", json=registration("csp_app", origin), headers=admin,
+                              timeout=30).status_code == 201
+            for step, body in (("review", {"decision": "approve"}), ("publish", {"rollout_percent": 100})):
+                assert httpx.post(f"{live_url}/api/webapps/csp_app/versions/1/{step}", json=body, headers=admin,
+                                  timeout=30).status_code == 200
+            problems = _visit(browser, live_url, sessions.resident, ["/webapps/csp_app"])
+            context = browser.new_context(base_url=live_url)
+            context.add_init_script(WATCH)
+            context.add_cookies([{"name": "superapp_session", "value": sessions.resident, "url": live_url}])
+            try:
+                page = context.new_page()
+                response = page.goto("/webapps/csp_app")
+                assert response is not None
+                frame_src = next(d for d in response.headers["content-security-policy"].split(";")
+                                 if d.strip().startswith("frame-src"))
+                assert frame_src.split() == ["frame-src", "'self'", origin]  # the host itself and the mini-app
+                assert page.frame_locator('[data-testid="webapp-frame"]').locator("#outside").inner_text() \
+                    == "outside mini-app"
+                # Pointing a frame at another origin is blocked by the browser and reported.
+                page.evaluate(f"document.getElementById('webapp-frame').src = '{other}/app'")
+                page.wait_for_function("window.__violations.length > 0")
+                violations = page.evaluate("window.__violations")
+            finally:
+                context.close()
+    finally:
+        outside.shutdown()
+    assert problems == [], "\n".join(problems)
+    assert any(v.startswith("frame-src blocked " + other) for v in violations), violations
