@@ -2,6 +2,9 @@
 
 - docs/hooks.md has a section for every hook in plugins/hookspecs.py and none for a hook that does not
   exist, and every example on that page registers cleanly with a real host;
+- each hook's signature and its ``register(...)`` on that page match the spec and the callback the host
+  passes (plugins.manager.REGISTRATION_HOOKS), every ``register(...)`` call shown binds to it, and the
+  table and the registration order (hooks.md, architecture.md, each '**When:**') follow the host's;
 - the manifest reference in docs/miniapps.md names every manifest field;
 - the tutorial in docs/miniapps.md, extracted file by file, builds a mini-app that passes its own
   tests (the contract kit among them);
