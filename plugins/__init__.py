@@ -11,7 +11,7 @@ for one minor version (a ``DeprecationWarning`` naming its replacement). Submodu
 with an underscore (``plugins._sdk``, ``plugins._web``, ...) and the host packages behind them are
 implementation and change without notice. ``plugins.testing`` (the contract kit, also a pytest plugin)
 and ``plugins.fakes`` are public too. The contract modules ``plugins.hookspecs``, ``manifest``,
-``registry``, ``events``, ``feed``, ``search`` and ``context`` stay importable for contract 1.1 packages.
+``registry``, ``events``, ``feed``, ``inbox``, ``search`` and ``context`` stay importable for contract 1.1 packages.
 
 Names backed by the host (sessions, identity, units, media, feed, notifier types) load on first use,
 so importing ``plugins`` while the host itself starts never imports the host.
@@ -31,6 +31,7 @@ from plugins.context import Host, HostContext, HostServiceMissing
 from plugins.events import DomainEvent, MiniAppsLoaded
 from plugins.feed import FeedCard, FeedContext
 from plugins.hookspecs import CONTRACT_VERSION, PROJECT
+from plugins.inbox import InboxPrompt, PromptContext
 from plugins.manifest import Audience, LocalizedText, Manifest, ManifestError, Scope, read_manifest
 from plugins.registry import ContractError, MiniApp, Permission
 from plugins.search import SearchQuery, SearchResult
@@ -111,8 +112,8 @@ __all__ = sorted([
     "DomainError",
     # domain events
     "DomainEvent", "MiniAppsLoaded",
-    # feed cards and search
-    "FeedCard", "FeedContext", "SearchQuery", "SearchResult",
+    # feed cards, inbox prompts and search
+    "FeedCard", "FeedContext", "InboxPrompt", "PromptContext", "SearchQuery", "SearchResult",
     *_HOST_BACKED,
 ])
 

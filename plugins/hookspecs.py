@@ -165,6 +165,16 @@ def superapp_register_search_providers(register: "RegisterSearchProvider") -> No
 
 
 @hookspec
+def superapp_register_inbox_prompts(register: "RegisterInboxPrompt") -> None:
+    """Ask a reader, at the top of their inbox, to act on something of their own (rate a resolved report).
+
+    ``register(provider)``: ``provider(context)`` gets a ``plugins.inbox.PromptContext`` and returns a
+    list of ``plugins.inbox.InboxPrompt`` (at most ``context.limit``), in the caller's request thread. A
+    prompt shows until the provider stops returning it; a provider that raises is logged and left out.
+    """
+
+
+@hookspec
 def superapp_register_demo_data(register: "RegisterDemoData") -> None:
     """Load demo content when an operator runs ``superapp seed demo``.
 

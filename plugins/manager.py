@@ -25,6 +25,7 @@ from plugins.registry import (
     RegisterDemoData,
     RegisterEventSubscriber,
     RegisterFeedContributor,
+    RegisterInboxPrompt,
     RegisterModels,
     RegisterPermission,
     RegisterRoutes,
@@ -46,6 +47,7 @@ REGISTRATION_HOOKS: tuple[tuple[str, type], ...] = (
     ("superapp_register_feed_contributors", RegisterFeedContributor),
     ("superapp_register_scheduled_jobs", RegisterScheduledJob),
     ("superapp_register_search_providers", RegisterSearchProvider),
+    ("superapp_register_inbox_prompts", RegisterInboxPrompt),
     ("superapp_register_channels", RegisterChannel),
     ("superapp_register_demo_data", RegisterDemoData),
 )

@@ -81,6 +81,14 @@ class FeedContributor:
 
 
 @dataclass(frozen=True)
+class InboxPromptProvider:
+    """A source of calls to act shown at the top of a reader's inbox."""
+
+    prompts: Callable[[Any], Any]
+    miniapp: str
+
+
+@dataclass(frozen=True)
 class MiniAppChannel:
     """A realtime channel prefix of a mini-app and the check that decides who may subscribe."""
 
@@ -115,6 +123,7 @@ class MiniApp:
     feed_contributors: list[FeedContributor] = field(default_factory=list)
     jobs: list[ScheduledJob] = field(default_factory=list)
     search_providers: list[SearchProvider] = field(default_factory=list)
+    inbox_prompts: list[InboxPromptProvider] = field(default_factory=list)
     demo_loaders: list[Callable[[Any], Any]] = field(default_factory=list)
     channels: list[MiniAppChannel] = field(default_factory=list)
     settings_model: type[BaseModel] | None = None
@@ -289,6 +298,16 @@ class RegisterSearchProvider(_Bound):
         _needs_arguments(provider, 1, self._fail, what="search provider")
         text = _localized(label, what="search provider label", miniapp=self.miniapp.id)
         self.miniapp.search_providers.append(SearchProvider(provider, text, self.miniapp.id))
+
+
+class RegisterInboxPrompt(_Bound):
+    """``register(provider)``: see ``superapp_register_inbox_prompts``."""
+
+    def __call__(self, provider: Callable[[Any], Any]) -> None:
+        _needs_arguments(provider, 1, self._fail, what="inbox prompt provider")
+        if inspect.iscoroutinefunction(provider):
+            raise self._fail("inbox prompt provider must be a plain function (it runs in the request's thread)")
+        self.miniapp.inbox_prompts.append(InboxPromptProvider(provider, self.miniapp.id))
 
 
 class RegisterDemoData(_Bound):

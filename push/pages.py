@@ -6,21 +6,28 @@ Each item links through ``/inbox/{id}/open``, which marks it read and goes on to
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlmodel import select
 
 from core.db import SessionDep
 from core.errors import Problem
 from core.identity.deps import PrincipalDep
+from core.identity.principal import Principal
+from core.manifests import visible_miniapps
 from core.web import page_locale, render_page
 from push import inbox
+from plugins.inbox import InboxPrompt, PromptContext
 from push.models import Notification, UnitFollow
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
+PROMPT_LIMIT = 5
 SIGN_IN = "/auth/phone?next="
 
 
@@ -35,6 +42,30 @@ def object_url(url: str | None, notification_id: int) -> str:
     if url and url.startswith("https://"):
         return url
     return f"/inbox#note-{notification_id}"
+
+
+def prompts_for(request: Request, principal: Principal, locale: str) -> list[dict[str, str]]:
+    """The mini-apps' calls to act for this reader (rate a resolved report), at most ``PROMPT_LIMIT`` each.
+
+    Asked on every inbox page, so a prompt goes once it is done; a provider that fails is logged and
+    left out: the inbox shows anyway.
+    """
+    state = request.app.state
+    context = PromptContext(principal=principal, locale=locale, host=state.host, limit=PROMPT_LIMIT)
+    shown: list[dict[str, str]] = []
+    for miniapp in visible_miniapps(state.miniapps, principal):
+        for provider in miniapp.inbox_prompts:
+            try:
+                got = [p if isinstance(p, InboxPrompt) else InboxPrompt.model_validate(p)
+                       for p in provider.prompts(context) or []]
+            except (ValidationError, TypeError) as exc:
+                log.warning("inbox prompts of mini-app %r are not a list of InboxPrompt: %s", miniapp.id, exc)
+                continue
+            except Exception:
+                log.exception("inbox prompts of mini-app %r failed", miniapp.id)
+                continue
+            shown += [{"miniapp": miniapp.id, **p.model_dump()} for p in got[:PROMPT_LIMIT]]
+    return shown
 
 
 @router.get("/inbox", response_class=HTMLResponse, name="inbox_page")
@@ -52,11 +83,17 @@ def inbox_page(request: Request, principal: PrincipalDep, db: SessionDep) -> Res
               "title": e.notification.title_en if locale == "en" else e.notification.title_vi,
               "body": e.notification.body_en if locale == "en" else e.notification.body_vi,
               "open_url": f"/inbox/{e.notification.id}/open"} for e in entries]
+    prompts = prompts_for(request, principal, locale)
+    # the newest item about the same page as a prompt carries the prompt's action beside it
+    actions = {p["url"].split("#", 1)[0]: p for p in prompts}
+    for item, entry in zip(items, entries):
+        item["prompt"] = actions.pop((entry.notification.url or "").split("#", 1)[0], None)
     channels = [f"user:{principal.user_id}"]
     units = {principal.home_unit_id} if principal.home_unit_id else set()
     units |= set(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == principal.user_id)))
     channels += [f"unit:{u}" for u in sorted(units)]
-    return render_page(request, "push/inbox.html", {"items": items, "channels": channels, "unread": unread})
+    return render_page(request, "push/inbox.html", {"items": items, "channels": channels, "unread": unread,
+                                                  "prompts": prompts})
 
 
 @router.get("/inbox/{notification_id}/open", name="open_inbox_item")

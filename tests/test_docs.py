@@ -138,6 +138,7 @@ def test_hook_example_registers_with_a_real_host(index: int, tmp_path: Path, mon
         "superapp_register_feed_contributors": miniapp.feed_contributors,
         "superapp_register_scheduled_jobs": miniapp.jobs,
         "superapp_register_search_providers": miniapp.search_providers,
+        "superapp_register_inbox_prompts": miniapp.inbox_prompts,
         "superapp_register_demo_data": miniapp.demo_loaders,
         "superapp_register_channels": miniapp.channels,
         "superapp_register_settings": [miniapp.settings_model] if miniapp.settings_model else [],

@@ -61,6 +61,14 @@ def superapp_register_search_providers(register):
 
 
 @hookimpl
+def superapp_register_inbox_prompts(register):
+    """"Rate it" for a resident's resolved reports until they rate them."""
+    from miniapps.feedback.prompts import rating_prompts
+
+    register(rating_prompts)
+
+
+@hookimpl
 def superapp_register_demo_data(register):
     """Categories, a department official for the environment, and a few reports in different states."""
     from miniapps.feedback.demo import load_demo

@@ -526,7 +526,9 @@ def audience(session: Session, report: FeedbackReport) -> list[int]:
 
 def _step_notice(report: FeedbackReport, users: list[int], state: str) -> Notice:
     name = STATE_NAMES[state]
-    return Notice(topic="report_updates", users=users, url=f"/m/{MINIAPP}/reports/{report.id}",
+    # the resolution leads straight to the rating form (the inbox also prompts until it is rated)
+    url = f"/m/{MINIAPP}/reports/{report.id}" + ("#rate" if state == ReportState.resolved.value else "")
+    return Notice(topic="report_updates", users=users, url=url,
                   title={"vi": f"Phản ánh #{report.id}: {name['vi']}", "en": f"Report #{report.id}: {name['en']}"},
                   body={"vi": report.response or report.reason or report.description[:160],
                         "en": report.response or report.reason or report.description[:160]})
