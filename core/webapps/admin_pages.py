@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 from core.errors import Problem, error_page
 from core.identity.authn import client_address
 from core.identity.deps import PrincipalDep
+from core.web import page_locale, render_page
 from core.webapps.models import VersionStatus, WebApp, WebAppVersion
 from core.webapps.service import WebApps
-from core.web import page_locale, render_page
 
 router = APIRouter(include_in_schema=False)
 MANAGE = "core.webapps.manage"

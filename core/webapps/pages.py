@@ -11,10 +11,10 @@ from core.identity.authn import client_address
 from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import resident_sign_in_url
 from core.web import page_locale, render_page
-from plugins._errors import DomainError
 from core.webapps import analytics, webhooks
 from core.webapps.routes import LaunchRequest, _issuer, launch_for
 from core.webapps.service import WebApps
+from plugins._errors import DomainError
 
 router = APIRouter(include_in_schema=False)
 

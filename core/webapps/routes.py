@@ -103,9 +103,12 @@ class Publication(BaseModel):
     rollout_percent: int = Field(default=100, ge=1, le=100)
 
 
+FULL_PUBLICATION = Publication()
+
+
 @router.post("/api/webapps/{webapp_id}/versions/{number}/publish", operation_id="publish_webapp_version")
 def publish(request: Request, webapp_id: str, number: int, db: SessionDep, operator: Operator,
-            publication: Annotated[Publication, Body()] = Publication()) -> dict[str, Any]:
+            publication: Annotated[Publication, Body()] = FULL_PUBLICATION) -> dict[str, Any]:
     """Publish an approved version to ``rollout_percent`` of residents (never fewer than before)."""
     webapps = _webapps(request)
     webapp = webapps.publish(db, webapp_id, number, rollout_percent=publication.rollout_percent,
@@ -198,9 +201,12 @@ def launch_for(request: Request, db: SessionDep, principal: Principal, webapp_id
             "origins": webapp.manifest.allowed_origins, "scopes": granted}
 
 
+PLAIN_LAUNCH = LaunchRequest()
+
+
 @router.post("/api/webapps/{webapp_id}/launch", operation_id="launch_webapp")
 def launch(request: Request, webapp_id: str, db: SessionDep, principal: CurrentUser,
-           body: Annotated[LaunchRequest, Body()] = LaunchRequest()) -> dict[str, Any]:
+           body: Annotated[LaunchRequest, Body()] = PLAIN_LAUNCH) -> dict[str, Any]:
     """A five-minute signed launch token for the caller and the URL the shell frames."""
     return launch_for(request, db, principal, webapp_id, body)
 
