@@ -43,7 +43,8 @@ async def _schema(app: Any) -> str:
     return "ok"
 
 
-@router.get("/readyz", operation_id="readyz", summary="Readiness: database and broker")
+@router.get("/readyz", operation_id="readyz", summary="Readiness: database and broker",
+            responses={503: {"description": "Not ready: the database cannot be reached, or its schema is behind"}})
 async def readyz(request: Request) -> JSONResponse:
     """Ready with the database and the broker; degraded (still 200) without the broker; 503 without the database.
 

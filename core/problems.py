@@ -182,9 +182,9 @@ def _statuses(route: Any, method: str, operation: dict[str, Any]) -> list[int]:
     forms = ("multipart/form-data", "application/x-www-form-urlencoded")
     if any(kind in forms for kind in operation.get("requestBody", {}).get("content", {})):
         statuses.append(400)  # Starlette answers a form it cannot parse with 400
-    # A 4xx the route declared itself (e.g. ``responses={400: {"description": ...}}``) is a problem too
+    # A 4xx or 5xx the route declared itself (e.g. ``responses={400: {"description": ...}}``) is a problem too
     statuses += [int(code) for code, answer in operation.get("responses", {}).items()
-                 if code.isdigit() and 400 <= int(code) < 500 and not _has_body(answer)]
+                 if code.isdigit() and 400 <= int(code) < 600 and not _has_body(answer)]
     statuses.append(500)  # core.errors answers whatever a route did not foresee, on every operation
     return sorted(set(statuses))
 
