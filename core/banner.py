@@ -2,9 +2,9 @@
 
 Every page shows the warnings that are in force (feed items of kind ``warning`` with severity
 ``warning`` or ``critical``, for everyone or residents, neither withdrawn nor expired), each linking
-to the warning. Who sees which: a visitor or resident with a place (their home ward, or the place a
-visitor chose on the home screen, kept in a cookie) sees the city-wide warnings and those for that
-place; someone with no place sees every warning in the city, with its places named, because a
+to the warning. Who sees which: a visitor or resident with a place (their home ward and the units they
+follow, or the place a visitor chose on the home screen, kept in a cookie) sees the city-wide warnings
+and those for these places; someone with no place sees every warning in the city, with its places named, because a
 warning that reaches nobody is the failure this banner exists to prevent.
 
 The active warnings are read once per few seconds per worker (``BannerCache``), not per page: two
@@ -130,9 +130,22 @@ def active_for(request: Any) -> list[ActiveWarning]:
         return []
     principal = request.scope.get("superapp.principal")
     places = {p for p in (getattr(principal, "home_unit_id", None), request.cookies.get(PLACE_COOKIE)) if p}
+    places |= _followed(request, principal)
     if places:
         warnings = [w for w in warnings if w.city_wide or places.intersection(w.unit_ids)]
     return warnings
+
+
+def _followed(request: Any, principal: Any) -> frozenset[str]:
+    """The units a signed-in resident follows: their warnings concern them as their home ward's do."""
+    followed = getattr(request.app.state, "followed_units", None)  # handed in by push (which keeps follows)
+    if followed is None or getattr(principal, "kind", None) != "resident" or not getattr(principal, "user_id", None):
+        return frozenset()
+    try:
+        return followed(principal.user_id)
+    except Exception:  # the banner never takes a page down with it
+        log.exception("the followed units could not be read for the warnings banner")
+        return frozenset()
 
 
 def banner_for(request: Any, locale: str) -> list[dict[str, Any]]:

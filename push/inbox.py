@@ -231,3 +231,22 @@ def mark_all_read(db: Session, user_id: int) -> int:
         state.read_through, state.updated_at = newest, now
         db.add(state)
     return before
+
+
+def followed_units(engine: Any, cache: Any, user_id: int) -> frozenset[str]:
+    """The units ``user_id`` follows (at most the city's 40), remembered in this worker's inbox cache.
+
+    Asked on every page by the warnings banner; a follow or unfollow sends the person's change note
+    (``push.routes._inbox_changed``), which discards what was remembered, on every worker.
+    """
+    key = ("follows", user_id)
+    stamp = cache.stamp() if cache is not None else 0
+    if cache is not None:
+        found = cache.recall(key)
+        if found is not None:
+            return found
+    with Session(engine) as db:
+        units = frozenset(db.execute(select(UnitFollow.unit_id).where(UnitFollow.user_id == user_id)).scalars())
+    if cache is not None:
+        cache.remember(key, units, stamp=stamp, user_id=user_id, audiences=())
+    return units

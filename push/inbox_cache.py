@@ -153,8 +153,15 @@ class InboxCache:
 
 
 def install(app: Any) -> list[Callable[[], Awaitable[None]]]:
-    """Attach ``app.state.inbox_cache`` (on the app's broker) and return its listener for the lifespan."""
+    """Attach ``app.state.inbox_cache`` (on the app's broker) and return its listener for the lifespan.
+
+    Also ``app.state.followed_units(user_id)``, what core's warnings banner uses of a person's follows
+    (core never imports push), remembered in the same cache.
+    """
+    from push.inbox import followed_units
+
     seconds = app.state.settings.inbox_cache_seconds
+    app.state.followed_units = lambda user_id: followed_units(app.state.engine, app.state.inbox_cache, user_id)
     if seconds <= 0:  # switched off: every request reads the database
         app.state.inbox_cache = None
         return []
