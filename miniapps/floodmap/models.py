@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Enum, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from plugins import utcnow
@@ -30,7 +30,8 @@ class FloodThing(SQLModel, table=True):
     code: str = Field(max_length=80, unique=True, description="Stable slug, e.g. 'kim-long-gauge'.")
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=1000)
-    kind: StationKind = Field(index=True)
+    # Enum types carry the mini-app's prefix: PostgreSQL keeps type names in one namespace for every mini-app.
+    kind: StationKind = Field(index=True, sa_type=Enum(StationKind, name="floodmap_stationkind"))
     unit_id: str = Field(foreign_key="org_unit.id", index=True, description="The unit the station stands in.")
     warn_units: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
                                   description="Units whose residents are warned when its level rises.")
