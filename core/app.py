@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from asgi_correlation_id import CorrelationIdMiddleware
 import xstatic.pkg.leaflet as leaflet
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -20,44 +20,43 @@ from starlette.concurrency import run_in_threadpool
 from config import Settings, load_settings
 from config.logging import configure_logging
 from core import __version__, retention
+from core.admin import router as admin_pages
 from core.db import check_reachable, make_engine
 from core.errors import install_problem_handlers
-from core.http import HeadAsGet
-from core.routing import index_routes
-from core.limits import BodyLimitMiddleware
 from core.events import EventBus
-from core.identity.authn import Authenticator
-from core.identity.authz import Authorizer, permission_checks
-from core.identity.consent import ConsentService
-from core.identity.firebase import verifier_from_settings
-from core.admin import router as admin_pages
-from core.identity.pages import router as identity_pages
-from core.identity.ratelimit import SignInLimiter
-from core.identity.routes import router as identity_router
 from core.feed.pages import router as feed_pages
 from core.feed.publisher import FeedPublisher
 from core.feed.routes import router as feed_router
 from core.feed.warnings import warning_subscriber
-from push import inbox_cache, outbox, realtime
-from push.notifier import Notifier
-from push.pages import router as push_pages
-from push.routes import router as push_router
+from core.http import HeadAsGet
+from core.identity.authn import Authenticator
+from core.identity.authz import Authorizer, permission_checks
+from core.identity.consent import ConsentService
+from core.identity.firebase import verifier_from_settings
+from core.identity.pages import router as identity_pages
+from core.identity.ratelimit import SignInLimiter
+from core.identity.routes import router as identity_router
+from core.limits import BodyLimitMiddleware
 from core.manifests import ManifestCache
-from core.media import media_store
 from core.manifests import router as manifests_router
-from core.ops import router as ops_router
-from core.pwa import router as pwa_router
-from core.problems import document_problems
-from core.problems import router as problems_router
-from core.scheduler import scheduler_loop
-from core.security import install_security
+from core.media import media_store
 from core.miniapp_settings import MiniAppSettingsStore
 from core.miniapp_settings.routes import pages as settings_pages
 from core.miniapp_settings.routes import router as settings_router
+from core.ops import router as ops_router
+from core.problems import document_problems
+from core.problems import router as problems_router
+from core.pwa import router as pwa_router
+from core.routing import index_routes
+from core.scheduler import scheduler_loop
 from core.search import pages as search_pages
 from core.search import router as search_router
+from core.security import install_security
 from core.shell import router as shell_router
+from core.units.directory import UnitsDirectory
+from core.units.routes import router as units_router
 from core.warning_pages import router as warning_pages
+from core.web import build_templates
 from core.webapps import webhooks as webapp_webhooks
 from core.webapps.admin_pages import router as webapp_admin_pages
 from core.webapps.pages import router as webapp_pages
@@ -65,15 +64,17 @@ from core.webapps.routes import router as webapp_router
 from core.webapps.s2s import ClientRateLimiter
 from core.webapps.s2s import router as webapp_s2s
 from core.webapps.service import WebApps
-from core.units.directory import UnitsDirectory
-from core.units.routes import router as units_router
-from core.web import build_templates
 from plugins.context import Host
 from plugins.events import MiniAppsLoaded
 from plugins.hookspecs import CONTRACT_VERSION
 from plugins.manager import find_candidates, load_miniapps, select
 from plugins.registry import ContractError, MiniApp
+from push import inbox, inbox_cache, outbox, realtime
 from push.broker import make_broker
+from push.notifier import Notifier
+from push.pages import router as push_pages
+from push.routes import follow_unit, unfollow_unit
+from push.routes import router as push_router
 
 log = logging.getLogger(__name__)
 CORE_ROUTERS = (
@@ -168,6 +169,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                               alert_failures=settings.sign_in_alert_failures)
     app.state.firebase = verifier_from_settings(settings)
     app.state.events.subscribe(warning_subscriber(app))
+    # What core's pages use of push, handed in here so that core never imports push (.importlinter):
+    # the shell's unread badge and the profile page's followed units (which move the phone's FCM topics too).
+    app.state.unread_count = inbox.unread
+    app.state.follow_unit, app.state.unfollow_unit = follow_unit, unfollow_unit
     app.state.notifier = Notifier(
         engine=app.state.engine, events=app.state.events,
         realtime_of=lambda: getattr(app.state, "realtime", None),

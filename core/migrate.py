@@ -14,6 +14,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from core.feed.models import FeedItem, FeedItemUnit
 from core.identity.models import (
     AuditEvent,
     AuthSession,
@@ -23,10 +24,17 @@ from core.identity.models import (
     RefreshToken,
     User,
 )
-from core.feed.models import FeedItem, FeedItemUnit
 from core.miniapp_settings.models import MiniAppSettingsRow
+from core.notifications.models import (
+    Device,
+    InboxItem,
+    InboxState,
+    Notification,
+    NotificationAudience,
+    PushOutbox,
+    UnitFollow,
+)
 from core.scheduler import JobRun
-from push.models import Device, InboxItem, InboxState, Notification, NotificationAudience, PushOutbox, UnitFollow
 from core.units.models import OrgUnit, UnitBoundary
 from core.webapps.models import WebApp, WebAppSubject, WebAppUsage, WebAppVersion
 from plugins.registry import MiniApp
@@ -72,7 +80,7 @@ def pending_heads(engine: Engine, miniapps: list[MiniApp]) -> set[str]:
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
     heads = set(script.get_heads())
-    applied = set()
+    applied: set[str] = set()
     for rev in current:
         applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
     return heads - applied

@@ -46,11 +46,11 @@ from core.identity.models import (
     RefreshToken,
     utcnow,
 )
+from core.notifications.models import InboxItem, Notification, OutboxStatus, PushOutbox
 from core.scheduler import JobRun
 from core.webapps.models import WebAppUsage
 from core.worktime import HUE_TIME
 from plugins.registry import ScheduledJob
-from push.models import InboxItem, Notification, OutboxStatus, PushOutbox
 
 log = logging.getLogger(__name__)
 DELETED = Counter("superapp_retention_deleted_rows", "Rows deleted by the retention job", ["table"])

@@ -12,7 +12,6 @@ from core.identity.resident_pages import ward_choices
 from core.manifests import manifest_view, visible_miniapps
 from core.web import page_locale, render_page
 from core.webapps.service import tile as webapp_tile
-from push import inbox
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,8 +26,11 @@ def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLRespo
         manifest_view(m, locale=locale, granted=granted.get(m.id, ()))
         for m in visible_miniapps(state.miniapps, principal)
     ] + [webapp_tile(w, locale=locale, granted=granted.get(w.id, set())) for w in state.webapps.visible(principal)]
-    # The unread badge (bounded count, push/inbox.py) and the places a visitor may pick for warnings.
-    unread = inbox.unread(db, principal.user_id) if principal.is_authenticated and principal.user_id else None
+    # The unread badge (a bounded count; push's inbox, wired in by core.app) and the places a visitor may
+    # pick for warnings.
+    unread_count = getattr(state, "unread_count", None)
+    signed_in = principal.is_authenticated and principal.user_id
+    unread = unread_count(db, principal.user_id) if unread_count is not None and signed_in else None
     places = ward_choices(db, locale) if not principal.is_authenticated else []
     return render_page(request, "shell/home.html", {
         "tiles": tiles, "unread": unread, "places": places, "place": request.cookies.get(PLACE_COOKIE, "")})

@@ -42,17 +42,18 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from core.feed.events import FeedItemPublished, FeedItemWithdrawn
 from core.feed.models import FeedAudience, FeedItem, FeedItemUnit, FeedKind, Severity
+from core.notifications.models import UnitFollow
 from core.units.models import OrgUnit
 from core.units.service import CITY_ID
 from plugins.context import HostContext
 from plugins.feed import FeedCard, FeedContext
 from plugins.registry import FeedContributor
-from push.models import UnitFollow
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def _statement(reader: Reader, dialect: str = "sqlite") -> Select[Any]:
     cached = _statements.get(key)
     if cached is not None:
         return cached
-    limit = bindparam("limit")
+    limit: BindParameter[int] = bindparam("limit")
     audience = _ITEM.c.audience.in_(bindparam("audiences", expanding=True))
     if reader.everything:
         branches = [select(*_COLUMNS).where(_live()).order_by(_ITEM.c.id.desc()).limit(limit)]

@@ -239,7 +239,7 @@ ROLE_NAMES = {
 def profile_context(request: Request, principal: Principal, db: Session, *, errors: dict[str, Any] | None = None,
                     values: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the profile page shows: the account, and for residents the form's choices and current values."""
-    from push.models import UnitFollow
+    from core.notifications.models import UnitFollow
 
     locale = page_locale(request)
     profile = profile_of(db, principal.user_id or 0)
@@ -292,8 +292,7 @@ async def save_profile(request: Request, principal: PrincipalDep) -> Response:
     }
 
     def save() -> dict[str, Any] | None:
-        from push.models import UnitFollow
-        from push.routes import follow_unit, unfollow_unit
+        from core.notifications.models import UnitFollow
 
         with Session(request.app.state.engine) as db:
             user = db.get(User, principal.user_id)
@@ -325,7 +324,9 @@ async def save_profile(request: Request, principal: PrincipalDep) -> Response:
             user.notification_prefs = prefs
             db.add(user)
             db.commit()
-            # Follows go through the push API's own functions, so the phone's FCM topics follow too.
+            # Follows go through the push API's own functions (core.app hands them in as app.state.follow_unit
+            # and unfollow_unit), so the phone's FCM topics follow too.
+            follow_unit, unfollow_unit = request.app.state.follow_unit, request.app.state.unfollow_unit
             current = set(db.exec(select(UnitFollow.unit_id).where(UnitFollow.user_id == principal.user_id)))
             for unit_id in sorted(values["follows"] - current):
                 follow_unit(unit_id, request, principal, db)
