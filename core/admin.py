@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 
 from core.errors import error_page
 from core.identity import service
-from core.identity.authn import client_address
 from core.identity.deps import PrincipalDep
 from core.identity.models import AuditEvent, Membership, Role, User, UserKind
 from core.identity.principal import Principal

@@ -6,10 +6,10 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
-from pathlib import Path
 from alembic.util.exc import CommandError as AlembicError
 
 from config import Settings, SettingsError, load_settings

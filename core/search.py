@@ -102,9 +102,10 @@ async def fan_out(providers: list[SearchProvider], query: SearchQuery, *, budget
     tasks = [asyncio.create_task(timed(i, p)) for i, p in enumerate(providers)]
     if tasks:
         await asyncio.wait(tasks, timeout=budget)
-    outcomes = []
+    outcomes: list[_Outcome] = []
     for index, (provider, task) in enumerate(zip(providers, tasks, strict=True)):
         ms = finished_at.get(index, budget * 1000)
+        results: list[Any]
         if not task.done():
             task.cancel()  # a thread-pool provider finishes in the background; its answer is dropped
             status, results = "timeout", []

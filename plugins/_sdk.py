@@ -7,6 +7,7 @@ It is loaded lazily because ``core`` imports ``plugins``' contract modules while
 from __future__ import annotations
 
 from core.db import SessionDep
+from core.fallback import LocalFallback
 from core.feed.events import FeedItemPublished, FeedItemWithdrawn
 from core.feed.models import Severity
 from core.feed.service import FeedError
@@ -19,8 +20,8 @@ from core.identity.principal import Membership, Principal
 from core.identity.service import create_official
 from core.limits import allow_body, allow_uploads, json_nesting_exceeds, loads_json
 from core.media import FileBatch, MediaStore, PhotoRejected, ProcessedPhoto, all_or_nothing, process_photo
-from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
 from core.security import public_base_url
+from core.seed import DEMO_PASSWORD, DEMO_PASSWORD_ENV
 from core.text import fold, slugify
 from core.units import places
 from core.units.directory import UnitsDirectory
@@ -29,7 +30,6 @@ from core.units.service import CITY_ID
 from core.web import page_locale, render_page
 from core.worktime import HUE_TIME, add_working_days, add_working_hours
 from push.notifier import NotificationSent, NotifierError, Receipt
-from core.fallback import LocalFallback
 
 __all__ = [
     "LocalFallback",
@@ -66,7 +66,9 @@ __all__ = [
     "allow_body",
     "allow_uploads",
     "create_official",
+    "encoded_answer",
     "fold",
+    "if_none_match",
     "json_nesting_exceeds",
     "loads_json",
     "page_locale",

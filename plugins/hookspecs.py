@@ -21,15 +21,16 @@ import pluggy
 if TYPE_CHECKING:
     from plugins.manifest import Manifest
     from plugins.registry import (
-        RegisterEventSubscriber,
+        RegisterChannel,
         RegisterDemoData,
+        RegisterEventSubscriber,
         RegisterFeedContributor,
+        RegisterInboxPrompt,
         RegisterModels,
         RegisterPermission,
         RegisterRoutes,
         RegisterScheduledJob,
         RegisterSearchProvider,
-        RegisterChannel,
         RegisterSettings,
     )
 
@@ -63,7 +64,7 @@ DEPRECATED_HOOKS: dict[str, Deprecation] = {}
 
 
 @hookspec
-def superapp_manifest() -> "Manifest | Mapping[str, Any]":
+def superapp_manifest() -> Manifest | Mapping[str, Any]:  # type: ignore[empty-body]  # a spec: only implementations run
     """Return the mini-app's manifest: a ``Manifest`` or a mapping validated as one.
 
     Called once per mini-app before anything else; a manifest that fails validation stops start-up
@@ -80,7 +81,7 @@ def superapp_manifest() -> "Manifest | Mapping[str, Any]":
 
 
 @hookspec
-def superapp_register_routes(register: "RegisterRoutes") -> None:
+def superapp_register_routes(register: RegisterRoutes) -> None:
     """Add the mini-app's JSON API, its pages, its templates and its static files.
 
     ``register(api=router)`` mounts an ``APIRouter`` under ``/api/miniapps/<id>``;
@@ -93,7 +94,7 @@ def superapp_register_routes(register: "RegisterRoutes") -> None:
 
 
 @hookspec
-def superapp_register_models(register: "RegisterModels") -> None:
+def superapp_register_models(register: RegisterModels) -> None:
     """Declare the mini-app's SQLModel tables and its Alembic migration folder.
 
     ``register(*models, migrations=path)``: every table name must start with ``<id>_`` and the
@@ -103,7 +104,7 @@ def superapp_register_models(register: "RegisterModels") -> None:
 
 
 @hookspec
-def superapp_register_permissions(register: "RegisterPermission") -> None:
+def superapp_register_permissions(register: RegisterPermission) -> None:
     """Declare the permissions the mini-app checks and the roles granted them by default.
 
     ``register("reports.handle", description=LocalizedText | dict, roles=["commune_official"])``
@@ -113,7 +114,7 @@ def superapp_register_permissions(register: "RegisterPermission") -> None:
 
 
 @hookspec
-def superapp_register_settings(register: "RegisterSettings") -> None:
+def superapp_register_settings(register: RegisterSettings) -> None:
     """Declare the settings an admin may change at run time, as one pydantic model.
 
     ``register(FestivalSettings)``: every field needs a default (the mini-app runs before anyone edits
@@ -125,7 +126,7 @@ def superapp_register_settings(register: "RegisterSettings") -> None:
 
 
 @hookspec
-def superapp_register_event_subscribers(register: "RegisterEventSubscriber") -> None:
+def superapp_register_event_subscribers(register: RegisterEventSubscriber) -> None:
     """Subscribe to domain events published by core or any mini-app.
 
     ``register(EventClass, handler)``; ``handler(event, host)`` may be a function or a coroutine
@@ -136,7 +137,7 @@ def superapp_register_event_subscribers(register: "RegisterEventSubscriber") -> 
 
 
 @hookspec
-def superapp_register_feed_contributors(register: "RegisterFeedContributor") -> None:
+def superapp_register_feed_contributors(register: RegisterFeedContributor) -> None:
     """Contribute items to the resident's news and warning feed.
 
     ``register(contributor)``: ``contributor(context)`` returns (or awaits to) a list of feed items
@@ -145,7 +146,7 @@ def superapp_register_feed_contributors(register: "RegisterFeedContributor") -> 
 
 
 @hookspec
-def superapp_register_scheduled_jobs(register: "RegisterScheduledJob") -> None:
+def superapp_register_scheduled_jobs(register: RegisterScheduledJob) -> None:
     """Run periodic work, once per period across all workers and machines.
 
     ``register("escalate_overdue", run, every=timedelta(minutes=15))``; ``run(host)`` may be a
@@ -155,7 +156,7 @@ def superapp_register_scheduled_jobs(register: "RegisterScheduledJob") -> None:
 
 
 @hookspec
-def superapp_register_search_providers(register: "RegisterSearchProvider") -> None:
+def superapp_register_search_providers(register: RegisterSearchProvider) -> None:
     """Answer the one search box across all mini-apps.
 
     ``register(provider, label=LocalizedText | dict)``: ``provider(query)`` gets a
@@ -165,7 +166,7 @@ def superapp_register_search_providers(register: "RegisterSearchProvider") -> No
 
 
 @hookspec
-def superapp_register_inbox_prompts(register: "RegisterInboxPrompt") -> None:
+def superapp_register_inbox_prompts(register: RegisterInboxPrompt) -> None:
     """Ask a reader, at the top of their inbox, to act on something of their own (rate a resolved report).
 
     ``register(provider)``: ``provider(context)`` gets a ``plugins.inbox.PromptContext`` and returns a
@@ -175,7 +176,7 @@ def superapp_register_inbox_prompts(register: "RegisterInboxPrompt") -> None:
 
 
 @hookspec
-def superapp_register_demo_data(register: "RegisterDemoData") -> None:
+def superapp_register_demo_data(register: RegisterDemoData) -> None:
     """Load demo content when an operator runs ``superapp seed demo``.
 
     ``register(loader)``: ``loader(host)`` gets a ``plugins.context.HostContext`` after the host
@@ -186,7 +187,7 @@ def superapp_register_demo_data(register: "RegisterDemoData") -> None:
 
 
 @hookspec
-def superapp_register_channels(register: "RegisterChannel") -> None:
+def superapp_register_channels(register: RegisterChannel) -> None:
     """Open realtime channels ``miniapp:<id>:<name>`` on ``/ws`` and decide who may subscribe.
 
     ``register("live", authorize)`` covers ``miniapp:<id>:live`` and ``miniapp:<id>:live:<more>``;

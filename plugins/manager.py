@@ -223,7 +223,8 @@ def _call_for(pm: pluggy.PluginManager, plugin_name: str, hook_name: str, **kwar
     others = [p for name, p in pm.list_name_plugin() if name != plugin_name]
     caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
     try:
-        return caller(**kwargs)
+        results: list[Any] = caller(**kwargs)
+        return results
     except ContractError:
         raise
     except Exception as exc:

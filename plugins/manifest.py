@@ -217,4 +217,5 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if path.name != "manifest.json":
         path = path.with_name("manifest.json")
     with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+        data: dict[str, Any] = json.load(handle)
+    return data

@@ -346,7 +346,7 @@ class RegisterSettings(_Bound):
             model()
         except ValidationError as exc:
             names = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
-            raise self._fail(f"settings field(s) {names} need defaults: the mini-app runs before an admin edits them")
+            raise self._fail(f"settings field(s) {names} need defaults: the mini-app runs before an admin edits them") from exc
         properties = settings_properties(model)
         for name, info in model.model_fields.items():
             kind = properties.get(info.alias or name, {}).get("type")

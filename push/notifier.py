@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
@@ -165,7 +165,7 @@ class Notifier:
         self._inbox_cache_of = inbox_cache_of or (lambda: None)
         self._wake = wake or (lambda: None)
         # miniapp id -> {topic id: critical?}; unknown topics are refused so preferences stay meaningful
-        self._topics_of = topics_of or (lambda: {})
+        self._topics_of: Callable[[], dict[str, Any]] = topics_of or (lambda: {})
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:

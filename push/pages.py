@@ -21,8 +21,8 @@ from core.identity.deps import PrincipalDep
 from core.identity.principal import Principal
 from core.manifests import visible_miniapps
 from core.web import page_locale, render_page
-from push import inbox
 from plugins.inbox import InboxPrompt, PromptContext
+from push import inbox
 from push.models import Notification, UnitFollow
 
 router = APIRouter(include_in_schema=False)

@@ -81,7 +81,7 @@ class FirebaseSignIn(Strict):
                                          "cookie instead of returning tokens.")
 
 
-WEB_SIGN_IN = {204: {"description": "Signed in (``web``: the session cookie is set, no tokens returned)"}}
+WEB_SIGN_IN: dict[int | str, dict[str, Any]] = {204: {"description": "Signed in (``web``: the session cookie is set, no tokens returned)"}}
 
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:

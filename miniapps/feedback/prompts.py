@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from plugins import InboxPrompt, PromptContext
 from miniapps.feedback.models import FeedbackReport, ReportState
 from miniapps.feedback.service import MINIAPP
+from plugins import InboxPrompt, PromptContext
 
 
 def rating_prompts(context: PromptContext) -> list[InboxPrompt]:

@@ -33,7 +33,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from plugins import DomainError
 from miniapps.floodmap.alerts import AlertRules, AlertState, LevelChange, step
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -42,6 +41,7 @@ from miniapps.floodmap.models import (
     FloodSensor,
     FloodThing,
 )
+from plugins import DomainError
 
 SENTINELS = frozenset({-9999.0, -999.9, -999.0, -99.9, -99.0, 999.0, 9999.0, 99999.0, -32768.0, 32767.0, 65535.0})
 FUTURE_SKEW = timedelta(minutes=2)

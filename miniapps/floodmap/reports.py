@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from plugins import DomainError, MediaStore, ProcessedPhoto, all_or_nothing, places
 from miniapps.floodmap.models import FloodReport
+from plugins import DomainError, MediaStore, ProcessedPhoto, all_or_nothing, places
 
 READ_PERMISSION = "floodmap.reports.read"
 MAX_DEPTH_CM = 300

@@ -18,22 +18,6 @@ from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from plugins import (
-    CurrentUser,
-    DomainError,
-    Host,
-    LocalFallback,
-    OrgUnit,
-    PhotoRejected,
-    PrincipalDep,
-    SessionDep,
-    encoded_answer,
-    host_of,
-    process_photo,
-    require_permission,
-    require_scope,
-)
-from plugins import allow_uploads, loads_json, public_base_url
 from miniapps.floodmap import cap, ingest, reports, retention, sensorthings, sta_batch, sta_write
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -48,6 +32,24 @@ from miniapps.floodmap.warnings import (
     issue_manual,
     recent_warnings,
     warning_json,
+)
+from plugins import (
+    CurrentUser,
+    DomainError,
+    Host,
+    LocalFallback,
+    OrgUnit,
+    PhotoRejected,
+    PrincipalDep,
+    SessionDep,
+    allow_uploads,
+    encoded_answer,
+    host_of,
+    loads_json,
+    process_photo,
+    public_base_url,
+    require_permission,
+    require_scope,
 )
 
 api = APIRouter()
@@ -146,7 +148,7 @@ def sensorthings_root(request: Request) -> dict[str, Any]:
 
 # The SensorThings reads answer with the JSON they built (plain dicts of strings and numbers) and skip
 # FastAPI's response encoding, which walks every value of a page of up to 1,000 entities once more.
-_QUERY_REFUSED = {400: {"description": "A query option is refused ($top over 1000, a $filter that does not parse, "
+_QUERY_REFUSED: dict[int | str, dict[str, Any]] = {400: {"description": "A query option is refused ($top over 1000, a $filter that does not parse, "
                                         "$expand too deep, ...); field names it"}}
 _DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"], "responses": _QUERY_REFUSED}
 

@@ -50,7 +50,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from plugins import Cache, DomainError, json_nesting_exceeds
 from miniapps.floodmap import sta_filter
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -62,6 +61,7 @@ from miniapps.floodmap.models import (
     FloodSensor,
     FloodThing,
 )
+from plugins import Cache, DomainError, json_nesting_exceeds
 
 VERSION = "v1.1"
 DEFAULT_TOP = 100
@@ -456,7 +456,9 @@ def _orderby(value: str) -> list[tuple[Any, bool]]:
 
 def _split_top(text: str, separator: str, *, option: str = "$expand") -> list[str]:
     """Split at ``separator`` outside parentheses and quotes."""
-    parts, depth, current, quoted = [], 0, [], False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in text:
         if char == "'":
             quoted = not quoted

@@ -251,7 +251,8 @@ class Translator:
         """A property path from the current entity: nested properties, navigation, or both."""
         from miniapps.floodmap.sensorthings import ENTITY_SETS
 
-        entity, table, scope, hops = self.entity, self.table, [], 0
+        scope: list[Any] = []
+        entity, table, hops = self.entity, self.table, 0
         position = 0
         while position < len(names) and names[position] in entity.navs:
             nav = entity.navs[names[position]]

@@ -780,7 +780,7 @@ def create_observations(bind: Bind, body: Any, writer: Writer, links: sensorthin
         column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
         accepted = {r.index: r.time for r in outcome.results if r.status == "accepted"}
         with _session(bind) as db:
-            ids = dict(db.execute(select(FloodObservation.phenomenon_time, FloodObservation.id).where(
+            ids: dict[Any, int] = dict(db.execute(select(FloodObservation.phenomenon_time, FloodObservation.id).where(
                 column == stream, FloodObservation.phenomenon_time.in_(list(accepted.values())))).all()) \
                 if accepted else {}
         by_index = {r.index: r for r in outcome.results}

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from plugins import FeedError, Host
 from miniapps.floodmap.alerts import LEVEL_NAMES, level_rule, number
 from miniapps.floodmap.cap import cap_reference
 from miniapps.floodmap.events import (
@@ -33,6 +32,7 @@ from miniapps.floodmap.models import (
     StationKind,
 )
 from miniapps.floodmap.stations import layer_cache, load_features
+from plugins import FeedError, Host
 
 log = logging.getLogger(__name__)
 MINIAPP = "floodmap"
@@ -303,7 +303,7 @@ def active_warnings(db: Session, *, now: datetime | None = None, limit: int = 50
     now = now or datetime.now(UTC)
     rows = db.scalars(select(FloodWarning).where(FloodWarning.expires_at > now)
                       .order_by(FloodWarning.id.desc()).limit(limit)).all()
-    levels = dict(db.execute(select(FloodThing.id, FloodThing.level).where(
+    levels: dict[int, int] = dict(db.execute(select(FloodThing.id, FloodThing.level).where(
         FloodThing.id.in_([w.thing_id for w in rows if w.thing_id is not None]))).all())
     # a level-0 row is the CAP message closing an event, not a warning in force
     return [w for w in rows if w.level >= 1 and (w.thing_id is None or w.manual or levels.get(w.thing_id, 0) >= 1)]

@@ -11,9 +11,12 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
+from miniapps.interaction import knowledge, notices, routing, service
+from miniapps.interaction.models import QuestionStatus, ReplyKind, SearchKind
+from miniapps.interaction.routes import ATTACHMENT_UPLOADS, read_uploads
 from plugins import (
-    DomainError,
     HUE_TIME,
+    DomainError,
     OrgUnit,
     Principal,
     PrincipalDep,
@@ -23,9 +26,6 @@ from plugins import (
     page_locale,
     render_page,
 )
-from miniapps.interaction import knowledge, notices, routing, service
-from miniapps.interaction.models import QuestionStatus, ReplyKind, SearchKind
-from miniapps.interaction.routes import ATTACHMENT_UPLOADS, read_uploads
 
 pages = APIRouter()
 BOX_NAMES = {

@@ -8,7 +8,6 @@ from urllib.parse import quote
 from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from plugins import CurrentUser, DomainError, SessionDep, allow_uploads, fold, host_of, require_permission
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.attachments import (
     MAX_BYTES,
@@ -44,6 +43,7 @@ from miniapps.interaction.schemas import (
     TransferPublic,
     VisibilityBody,
 )
+from plugins import CurrentUser, DomainError, SessionDep, allow_uploads, fold, host_of, require_permission
 
 api = APIRouter()
 API = "/api/miniapps/interaction"

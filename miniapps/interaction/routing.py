@@ -8,8 +8,8 @@ from importlib import resources
 
 from sqlmodel import Session, select
 
-from plugins import DomainError, OrgUnit, UnitKind, add_working_days, slugify
 from miniapps.interaction.models import InteractionField, utcnow
+from plugins import DomainError, OrgUnit, UnitKind, add_working_days, slugify
 
 # Working days are counted on Hue's calendar (core.worktime).
 FIRST_ANSWER_WORKING_DAYS = 3

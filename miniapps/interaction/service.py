@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from plugins import Authorizer, CITY_ID, DomainError, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
 from miniapps.interaction import knowledge, notices, routing
 from miniapps.interaction.attachments import MAX_FILES, CheckedFile
 from miniapps.interaction.models import (
@@ -27,6 +26,7 @@ from miniapps.interaction.models import (
     Transfer,
     utcnow,
 )
+from plugins import CITY_ID, Authorizer, DomainError, FileBatch, OrgUnit, Principal, UnitKind, all_or_nothing
 
 MINIAPP = "interaction"
 READ = "interaction.questions.read"

@@ -12,6 +12,17 @@ from pydantic_core import to_json
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from miniapps.tasks import cache, evaluation, exports, procedures, service
+from miniapps.tasks.models import ProcedureImport
+from miniapps.tasks.schemas import RecordsImport, ReportCreate, ReportReturn, TaskCreate
+from miniapps.tasks.service import (
+    IndicatorSpec,
+    IndicatorValue,
+    ReportSpec,
+    Status,
+    end_of_day,
+    reach_of,
+)
 from plugins import (
     DomainError,
     OrgUnit,
@@ -23,17 +34,6 @@ from plugins import (
     host_of,
     process_photo,
     require_permission,
-)
-from miniapps.tasks import cache, evaluation, exports, procedures, service
-from miniapps.tasks.models import ProcedureImport
-from miniapps.tasks.schemas import RecordsImport, ReportCreate, ReportReturn, TaskCreate
-from miniapps.tasks.service import (
-    IndicatorSpec,
-    IndicatorValue,
-    ReportSpec,
-    Status,
-    end_of_day,
-    reach_of,
 )
 
 # The exports answer CSV or XLSX (``format``), documented as such in the OpenAPI

@@ -17,7 +17,6 @@ from sqlalchemy import and_, case, func, or_
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session, col, select
 
-from plugins import CITY_ID, HUE_TIME, DomainError, OrgUnit, Principal, UnitKind, fold
 from miniapps.tasks import cache
 from miniapps.tasks.models import (
     Assignment,
@@ -27,6 +26,7 @@ from miniapps.tasks.models import (
     ReviewState,
     Task,
 )
+from plugins import CITY_ID, HUE_TIME, DomainError, OrgUnit, Principal, UnitKind, fold
 
 ASSIGNEE_KINDS = (UnitKind.commune, UnitKind.ward)
 # C0 control characters other than tab and line breaks (CR is kept: browsers send textarea lines as CRLF).

@@ -122,7 +122,8 @@ class HttpResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def google_error(code: int, status: str, message: str, details: list[dict] | None = None) -> dict:
+def google_error(code: int, status: str, message: str,
+                 details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Build a body in the error format shared by Google REST APIs (google.rpc.Status)."""
     error: dict[str, Any] = {"code": code, "message": message, "status": status}
     if details:
@@ -159,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         """Read the request body, whether sized by Content-Length or chunked."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 chunk = self.rfile.read(size)
@@ -262,6 +263,8 @@ class _LoopbackServer(ThreadingHTTPServer):
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>`` of this server."""
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def start(self) -> None:
@@ -282,7 +285,7 @@ class StaticAccessTokenCredentials(google.auth.credentials.Credentials):
     """google-auth credentials holding a fixed access token that never expires."""
 
     def __init__(self, token: str = DEFAULT_ACCESS_TOKEN) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # google-auth's Credentials.__init__ is unannotated
         # expiry stays None, which google-auth treats as "always fresh": before_request() just
         # applies the header and never calls refresh() on its own.
         self.token = token
@@ -295,7 +298,7 @@ class StaticAccessTokenCredentials(google.auth.credentials.Credentials):
         self.refreshes += 1
 
 
-class FakeCredential(credentials.Base):
+class FakeCredential(credentials.Base):  # type: ignore[misc]  # firebase-admin ships no type information
     """A firebase-admin credential with a static access token and a project id, needing no network."""
 
     def __init__(
@@ -752,7 +755,8 @@ class FcmRequest:
     @property
     def data(self) -> dict[str, str]:
         """The message's data payload."""
-        return self.message.get("data", {})
+        data: dict[str, str] = self.message.get("data", {})
+        return data
 
     @property
     def notification(self) -> dict[str, Any] | None:
@@ -993,9 +997,10 @@ class FakeFcm:
             body = request.json()
         except ValueError:
             body = None
-        message = body.get("message") if isinstance(body, dict) else None
-        targets = [(f, message[f]) for f in _TARGET_FIELDS if isinstance(message, dict)
-                   and message.get(f)]
+        message: dict[str, Any] = body.get("message") or {} if isinstance(body, dict) else {}
+        if not isinstance(message, dict):
+            message = {}
+        targets = [(f, message[f]) for f in _TARGET_FIELDS if message.get(f)]
         if len(targets) != 1:
             return HttpResponse(400, google_error(
                 400, "INVALID_ARGUMENT", "Request contains an invalid argument."))

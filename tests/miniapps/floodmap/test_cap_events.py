@@ -70,7 +70,7 @@ def test_one_escalating_and_ending_event_is_an_alert_then_updates_that_reference
 
 def test_the_schema_refuses_a_document_that_breaks_it() -> None:
     # the check can fail: an Update whose msgType is not one of CAP's words
-    broken = (f'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>x</identifier><sender>s</sender>'
-              f'<sent>2026-12-02T09:00:00+07:00</sent><status>Actual</status><msgType>Upgrade</msgType>'
-              f'<scope>Public</scope></alert>')
+    broken = ('<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>x</identifier><sender>s</sender>'
+              '<sent>2026-12-02T09:00:00+07:00</sent><status>Actual</status><msgType>Upgrade</msgType>'
+              '<scope>Public</scope></alert>')
     assert not SCHEMA.is_valid(broken)
