@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -115,6 +115,10 @@ def phone_sign_in_page(request: Request, principal: PrincipalDep, next: str | No
     target = safe_next(next)
     if principal.is_authenticated:
         return RedirectResponse(target, status_code=303)
+    # Sent here from a page opened with ?lang=: sign in in that page's language (the redirect carried no cookie).
+    wanted = parse_qs(urlsplit(target).query).get("lang", [""])[0]
+    if "lang" not in request.query_params and wanted in ("vi", "en"):
+        return RedirectResponse(f"{RESIDENT_SIGN_IN}?next={quote(target, safe='/')}&lang={wanted}", status_code=303)
     locale = page_locale(request)
     firebase = _firebase_web(request)
     dev = request.app.state.settings.env == "dev"
