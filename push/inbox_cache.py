@@ -29,6 +29,8 @@ from typing import Any
 
 from cachetools import TTLCache
 
+from push.inbox_answers import RememberedInboxAnswers
+
 log = logging.getLogger(__name__)
 CHANNEL = "inbox:changed"
 EVERYONE = "*"
@@ -167,6 +169,8 @@ def install(app: Any) -> list[Callable[[], Awaitable[None]]]:
         return []
     cache = InboxCache(app.state.broker, ttl=seconds)
     app.state.inbox_cache = cache
+    # Innermost layer (added before the host's own middleware): remembered answers skip routing.
+    app.add_middleware(RememberedInboxAnswers, host=app)
     # Sign-outs, role and home-unit changes reach every worker as authentication invalidations already.
     app.state.authenticator.on_forget(lambda user_id: cache.apply([user_key(user_id)]))
     return [cache.listen]

@@ -25,6 +25,7 @@ from core.units.models import OrgUnit, UnitKind
 from plugins import Cache
 from plugins.manifest import LocalizedText
 from push import inbox
+from push.inbox_answers import badge_key, page_key
 from push.inbox_cache import InboxCache, user_key
 from push.models import (
     CITY_AUDIENCE,
@@ -122,7 +123,7 @@ def _inbox_page(engine: Any, user_id: int, locale: str, before: int | None, limi
     body = InboxPage(items=items, unread=unread,
                      next_cursor=encode_cursor(items[-1].id) if more else None).model_dump_json().encode()
     if cache is not None and before is None:
-        cache.remember(("page", user_id, locale, limit), body, stamp=stamp, user_id=user_id,
+        cache.remember(page_key(user_id, locale, limit), body, stamp=stamp, user_id=user_id,
                        audiences=[a.audience for a in who.audiences])
     return body
 
@@ -134,7 +135,7 @@ def _badge(engine: Any, user_id: int, cache: InboxCache | None) -> bytes:
         who = inbox.reader(db, user_id)
         body = f'{{"unread":{inbox.unread(db, user_id, who=who)}}}'.encode()
     if cache is not None:
-        cache.remember(("badge", user_id), body, stamp=stamp, user_id=user_id,
+        cache.remember(badge_key(user_id), body, stamp=stamp, user_id=user_id,
                        audiences=[a.audience for a in who.audiences])
     return body
 
@@ -148,7 +149,7 @@ async def list_inbox(request: Request, principal: CurrentUser, cursor: str | Non
     before = decode_cursor(cursor) if cursor else None
     cache: InboxCache | None = request.app.state.inbox_cache
     # The first page is what every app open asks for: answered from memory until something changes.
-    body = cache.recall(("page", user_id, locale, limit)) if cache is not None and before is None else None
+    body = cache.recall(page_key(user_id, locale, limit)) if cache is not None and before is None else None
     if body is None:
         body = await run_in_threadpool(_inbox_page, request.app.state.engine, user_id, locale, before, limit, cache)
     return Response(body, media_type="application/json")
@@ -159,7 +160,7 @@ async def inbox_badge(request: Request, principal: CurrentUser) -> Response:
     """How many notifications the caller has not read (at most 999)."""
     user_id = principal.user_id or 0
     cache: InboxCache | None = request.app.state.inbox_cache
-    body = cache.recall(("badge", user_id)) if cache is not None else None
+    body = cache.recall(badge_key(user_id)) if cache is not None else None
     if body is None:
         body = await run_in_threadpool(_badge, request.app.state.engine, user_id, cache)
     return Response(body, media_type="application/json")
