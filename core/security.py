@@ -175,8 +175,15 @@ class TextInputGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        content_type = dict(scope.get("headers") or []).get(b"content-type")
-        if content_type is not None and b"json" not in content_type.lower():
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type")
+        if content_type is None:
+            # No body declared (most GETs): nothing to read; a body without a type is read as JSON.
+            has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+            if not has_body:
+                await self.app(scope, receive, send)
+                return
+        elif b"json" not in content_type.lower():
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
