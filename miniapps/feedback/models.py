@@ -72,6 +72,9 @@ class FeedbackReport(SQLModel, table=True):
     # Open311 clients may send contact details; like the reporter, only operators see them.
     reporter_contact: str | None = Field(default=None, max_length=300)
     media_url: str | None = Field(default=None, max_length=500, description="An Open311 client's photo link.")
+    needs_placing: bool = Field(default=False, index=True, description=(
+        "Open311: located by an address no commune or ward was matched to; held by the city's operators, "
+        "at the city's centre and off the public map, until one places it."))
     source: str = Field(default="app", max_length=20, description="app or open311:<api key id>.")
     assignee_id: int | None = Field(default=None, foreign_key="user_account.id", ondelete="SET NULL")
     duplicate_of_id: int | None = Field(default=None, foreign_key="feedback_report.id")

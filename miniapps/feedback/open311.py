@@ -29,7 +29,7 @@ from miniapps.feedback.models import (
     ReportState,
 )
 from miniapps.feedback.routes import cached, run_db
-from plugins import DomainError, OrgUnit, fold, host_of, places, public_base_url
+from plugins import CITY_ID, DomainError, OrgUnit, fold, host_of, places, public_base_url
 
 log = logging.getLogger(__name__)
 SPEC = "http://wiki.open311.org/GeoReport_v2"
@@ -242,11 +242,14 @@ def request_view(report: FeedbackReport, base: str, names: dict[str, FeedbackCat
         "description": report.description or None, "agency_responsible": unit.name_vi if unit else report.handling_unit_id,
         "service_notice": None, "requested_datetime": service.aware(report.created_at),
         "updated_datetime": service.aware(report.updated_at), "expected_datetime": service.aware(report.due_at),
-        "address": report.address, "address_id": None, "zipcode": None, "lat": report.lat, "long": report.lon,
+        "address": report.address, "address_id": None, "zipcode": None,
+        # an unplaced request has no point of its own yet (it is held at the city's centre)
+        "lat": None if report.needs_placing else report.lat, "long": None if report.needs_placing else report.lon,
         # A client's own media_url first (kept as posted), else our first photo's address
         "media_url": report.media_url or (f"{base}/api/miniapps/feedback/photos/{photo_id}" if photo_id else None),
         "extended_attributes": {"status_detail": report.state.value, "handling_unit": report.handling_unit_id,
-                                "unit": report.unit_id, "urgent": report.urgent,
+                                "unit": None if report.needs_placing else report.unit_id, "urgent": report.urgent,
+                                "needs_placing": report.needs_placing,
                                 "overdue": service.is_overdue(report, now),
                                 "duplicate_of": str(report.duplicate_of_id) if report.duplicate_of_id else None},
     }
@@ -409,24 +412,36 @@ def _parsed_ward(address: str) -> tuple[str, str] | None:
     return None
 
 
-def _unit_by_address(session: Session, address_id: str, address: str) -> OrgUnit:
-    """The commune or ward an address_id (our unit id or its official code) or address_string names."""
+def _elsewhere(address: str) -> bool:
+    """Whether the address names another province (its name as whole words), with no ward we know."""
+    from vietnamadminunits import ParseMode, parse_address
+
+    try:
+        parsed = parse_address(address, mode=ParseMode.FROM_2025)
+    except Exception:  # text the parser cannot read names no province
+        return False
+    name = _words(parsed.short_province or "")
+    return bool(name) and parsed.province_key != PROVINCE_KEY and f" {name} " in f" {_words(address)} "
+
+
+def _unit_by_address(session: Session, address_id: str, address: str) -> OrgUnit | None:
+    """The commune or ward an address_id (our unit id or its official code) or address_string names; None
+    when none matches (an operator places the request). An address in another province is refused."""
     units = places.local_units(session)
     if address_id:
         found = next((u for u in units if address_id in (u.id, u.code)), None)
-        if found is None:
-            raise DomainError(400, f"address_id {address_id!r} is no commune or ward of Hue (use a unit id or code)")
-        return found
+        if found is not None or not address:
+            return found if found is None or found.lat is not None else None
     parsed = _parsed_ward(address)
     if parsed is None:
-        raise DomainError(400, "address_string names no commune or ward we can place; send lat and long")
+        if _elsewhere(address):
+            raise DomainError(400, "address_string: the place is outside Hue City")
+        return None
     province, ward = parsed
     if province != PROVINCE_KEY:
         raise DomainError(400, "address_string: the place is outside Hue City")
     found = next((u for u in units if unit_key(u.name_vi) == ward), None)
-    if found is None or found.lat is None or found.lon is None:
-        raise DomainError(400, "address_string names no commune or ward of Hue we can place; send lat and long")
-    return found
+    return found if found is not None and found.lat is not None and found.lon is not None else None
 
 
 @router.post("/v2/requests.{fmt}", operation_id="open311_create_request")
@@ -434,7 +449,9 @@ async def create_request(request: Request, fmt: str) -> Response:
     """Create a request (form-encoded, api_key required), located by lat/long, address_string or address_id.
 
     Answers with its service_request_id: the request exists at once, so no token is needed (the spec gives
-    a token only when the id is not yet known).
+    a token only when the id is not yet known). An address that matches no commune or ward is stored all
+    the same, held by the city's operators until one places it (``needs_placing``); the service_notice
+    says so.
     """
     fmt = _fmt(fmt)
     form = await request.form()
@@ -461,13 +478,16 @@ async def create_request(request: Request, fmt: str) -> Response:
     def work(session: Session) -> FeedbackReport:
         if session.get(FeedbackCategory, code) is None:
             raise DomainError(404, f"unknown service_code {code!r}")
-        unit_id, point = None, (lat, lon)
+        unit_id, point, unplaced = None, (lat, lon), False
         if not located:  # placed by its unit; the point is the unit's centre
             unit = _unit_by_address(session, address_id, address)
-            unit_id, point = unit.id, (unit.lat, unit.lon)
+            if unit is None:  # kept with the words it came with, at the city's centre until placed
+                unit, unplaced = session.get(OrgUnit, CITY_ID), True
+            unit_id, point = (None if unplaced else unit.id), (unit.lat, unit.lon)  # type: ignore[union-attr]
+        said = address or (f"address_id {address_id}" if unplaced else "")
         return service.file_report(session, store=store, reporter_id=None, category_id=code,
                                    description=description[:4000], lat=point[0], lon=point[1], unit_id=unit_id,
-                                   address=address or None, urgent=urgent, media_url=media_url,
+                                   address=said or None, urgent=urgent, media_url=media_url, unplaced=unplaced,
                                    description_required=False, source=f"open311:{key_row.id}",
                                    contact=contact[:300] if contact else None, notifier=host_of(request).notifier)
 
@@ -477,7 +497,9 @@ async def create_request(request: Request, fmt: str) -> Response:
         names = {"category_id": "service_code", "lat": "lat", "description": "description"}
         field = names.get(exc.field or "", exc.field)
         raise DomainError(404 if field == "service_code" else 400, f"{field}: {exc.detail}") from None
-    body = [{"service_request_id": str(report.id),
-             "service_notice": f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}",  # type: ignore[union-attr]
-             "account_id": None}]
+    notice = f"Hạn xử lý / due by {service.aware(report.due_at).isoformat()}"  # type: ignore[union-attr]
+    if report.needs_placing:
+        notice = ("Địa chỉ chưa khớp phường, xã nào: cán bộ sẽ xác định vị trí / the address matched no ward or "
+                  "commune: an operator will place it. " + notice)
+    body = [{"service_request_id": str(report.id), "service_notice": notice, "account_id": None}]
     return render(fmt, body, root="service_requests", item="request")

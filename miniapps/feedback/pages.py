@@ -197,7 +197,8 @@ async def report_page(request: Request, report_id: int, principal: PrincipalDep)
                                                report_id=report_id)
         view = service.view(session, report, level)
         actions = [a for a, (sources, _t, who) in service.TRANSITIONS.items()
-                   if report.state in sources and service.may_take(level, who)]
+                   if report.state in sources and service.may_take(level, who)
+                   and (a != "place" or report.needs_placing)]
         # The resident who filed it answers a resolution in their own words (rate, which closes it, or
         # reopen), not with the officials' handling forms.
         may_reopen = level == "reporter" and "reopen" in actions
@@ -214,7 +215,8 @@ async def report_page(request: Request, report_id: int, principal: PrincipalDep)
                 "officials": officials,
                 "may_follow": _may(request, principal, FILE) and level == "public" and not following,
                 "transfer_units": [u for u in session.exec(select(OrgUnit).order_by(OrgUnit.kind, OrgUnit.name_vi))
-                                   if u.kind is not UnitKind.city] if "transfer" in actions else []}
+                                   if u.kind is not UnitKind.city] if "transfer" in actions else [],
+                "place_units": _local_units(session) if "place" in actions else []}
 
     try:
         context = await run_db(request, work)
@@ -310,8 +312,8 @@ async def follow_page(request: Request, report_id: int, principal: PrincipalDep)
 
 @router.get("/queue", response_class=HTMLResponse)
 async def queue_page(request: Request, principal: PrincipalDep, unit_id: str = "", state: str = "",
-                     category_id: str = "", overdue: str = "", page: int = 1) -> Response:
-    """The unit's queue with filters (state, category, overdue)."""
+                     category_id: str = "", overdue: str = "", placing: str = "", page: int = 1) -> Response:
+    """The unit's queue with filters (state, category, overdue, needs placing)."""
     if not principal.is_authenticated:
         return _sign_in(request)
     if not _may(request, principal, service.HANDLE):
@@ -323,14 +325,17 @@ async def queue_page(request: Request, principal: PrincipalDep, unit_id: str = "
                                        "en": "You do not handle this unit's reports."})
     state_filter = state if state in ReportState.__members__ else None
     overdue_filter = {"true": True, "false": False}.get(overdue)
+    placing_filter = {"true": True, "false": False}.get(placing)
     page = max(page, 1)
 
     def work(session: Session) -> dict[str, Any]:
         rows, total = service.queue(session, units=units, unit_id=unit_id or None, state=state_filter,
-                                    category_id=category_id or None, overdue=overdue_filter, page=page)
+                                    category_id=category_id or None, overdue=overdue_filter, page=page,
+                                    needs_placing=placing_filter)
         now = service.utcnow()
         own = sorted(units) if units is not None else []
-        filters = {"unit_id": unit_id, "state": state_filter or "", "category_id": category_id, "overdue": overdue}
+        filters = {"unit_id": unit_id, "state": state_filter or "", "category_id": category_id, "overdue": overdue,
+                   "placing": placing}
         return {**_common(session), "rows": rows, "total": total, "count_cap": service.COUNT_CAP, "page": page,
                 "now": now, "filters": filters,
                 "page_query": lambda n: urlencode({**filters, "lang": page_locale(request), "page": n}),

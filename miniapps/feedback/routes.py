@@ -244,7 +244,10 @@ def _iso(value: Any) -> str:
 async def report_queue(
     request: Request, principal: Annotated[Principal, require_permission(service.HANDLE)],
     unit_id: str | None = None, state: ReportState | None = None, category_id: str | None = None,
-    overdue: bool | None = None, urgent: bool | None = None, page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    overdue: bool | None = None, urgent: bool | None = None,
+    needs_placing: Annotated[bool | None, Query(description=(
+        "Open311 requests whose address matched no unit, for an operator to place (the place action)"))] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
         "Keyset paging: reports older than this id (the previous page's next_before); page is then ignored."))] = None,
@@ -260,7 +263,7 @@ async def report_queue(
     def render(session: Session) -> bytes:
         rows, total = service.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
                                     category_id=category_id, overdue=overdue, urgent=urgent, page=page,
-                                    per_page=per_page, before=before)
+                                    per_page=per_page, before=before, needs_placing=needs_placing)
         now = service.utcnow()
         return json_bytes({"total": min(total, service.COUNT_CAP), "total_exact": total <= service.COUNT_CAP,
                            "page": None if before else page, "per_page": per_page,
@@ -269,7 +272,7 @@ async def report_queue(
 
     # The caller's units are part of the key: an answer is only ever served to callers who handle the same units.
     key = ("queue", None if units is None else tuple(sorted(units)), unit_id, state, category_id, overdue, urgent,
-           page, per_page, before)
+           page, per_page, before, needs_placing)
     body = await cached(request, key, render)
     return Response(body, media_type="application/json")
 
@@ -279,7 +282,8 @@ def queue_row(report: Any, now: datetime) -> dict[str, Any]:
     return {"id": report.id, "category_id": report.category_id, "state": report.state.value,
             "urgent": report.urgent, "unit_id": report.unit_id, "handling_unit_id": report.handling_unit_id,
             "description": report.description[:200], "created_at": service.aware(report.created_at),
-            "due_at": service.aware(report.due_at), "overdue": service.is_overdue(report, now)}
+            "due_at": service.aware(report.due_at), "overdue": service.is_overdue(report, now),
+            "needs_placing": report.needs_placing}
 
 
 @api.get("/dashboard", operation_id="dashboard")

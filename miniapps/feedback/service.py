@@ -13,6 +13,7 @@ from sqlalchemy import false, func, or_, update
 from sqlmodel import Session, col, select
 
 from plugins import (
+    CITY_ID,
     DomainError,
     FileBatch,
     MediaStore,
@@ -210,6 +211,7 @@ def possible_duplicates(session: Session, *, category_id: str, lat: float, lon: 
     nearby = session.exec(select(FeedbackReport).where(
         FeedbackReport.category_id == category_id, col(FeedbackReport.state).in_(list(OPEN_STATES)),
         FeedbackReport.lat.between(lat - dlat, lat + dlat), FeedbackReport.lon.between(lon - dlon, lon + dlon),
+        FeedbackReport.needs_placing == false(),
     ).limit(200))
     within = [(places.distance_m(lat, lon, r.lat, r.lon), r) for r in nearby]
     within = [pair for pair in within if pair[0] <= DUPLICATE_RADIUS_M]
@@ -230,12 +232,14 @@ def file_report(
     lat: float, lon: float, unit_id: str | None = None, address: str | None = None, urgent: bool = False,
     photos: Sequence[ProcessedPhoto] = (), source: str = "app", contact: str | None = None,
     now: datetime | None = None, notifier: Any = None, media_url: str | None = None,
-    description_required: bool = True,
+    description_required: bool = True, unplaced: bool = False,
 ) -> FeedbackReport:
     """File a report with its photos and its notices in one transaction: all are stored or nothing is.
 
     ``description_required=False`` for Open311, whose description is optional; ``media_url`` is an Open311
-    client's link to its own photo, kept as posted.
+    client's link to its own photo, kept as posted. ``unplaced``: an Open311 request whose address matched
+    no commune or ward; the city's operators hold it (at the city's centre, ``lat``/``lon``) until one
+    places it (the ``place`` action).
     """
     now = now or utcnow()
     description = description.strip()
@@ -244,15 +248,19 @@ def file_report(
     if len(photos) > MAX_PHOTOS:
         raise FeedbackError(422, f"at most {MAX_PHOTOS} photos", field="photos")
     category = get_category(session, category_id)
-    suggested = locate(session, lat=lat, lon=lon)
-    unit = local_unit(session, unit_id) if unit_id and unit_id != suggested.id else suggested
-    handler = handling_unit_for(category, unit.id)
+    if unplaced:
+        unit = session.get(OrgUnit, CITY_ID)
+        handler = CITY_ID  # the operators place it first; the category's handler follows from the place
+    else:
+        suggested = locate(session, lat=lat, lon=lon)
+        unit = local_unit(session, unit_id) if unit_id and unit_id != suggested.id else suggested
+        handler = handling_unit_for(category, unit.id)
     hours = category.urgent_deadline_hours if urgent else category.deadline_hours
     report = FeedbackReport(
         token=secrets.token_hex(16), category_id=category.id, description=description[:4000],
         address=(address or "").strip()[:300] or None, lat=lat, lon=lon, unit_id=unit.id, handling_unit_id=handler,
         urgent=urgent, reporter_id=reporter_id, reporter_contact=contact, source=source, created_at=now,
-        media_url=media_url,
+        media_url=media_url, needs_placing=unplaced,
         updated_at=now, due_at=add_working_hours(now, hours),
     )
     report.search_text = _search_text(report, category, [unit, session.get(OrgUnit, handler)])
@@ -265,7 +273,7 @@ def file_report(
                                       actor_role="open311" if source.startswith("open311") else "resident",
                                       action="submitted", to_state=ReportState.submitted, unit_id=handler,
                                       note="urgent" if urgent else None))
-            role = official_role_of(session, handler)
+            role = "operator" if unplaced else official_role_of(session, handler)
             notices = [Notice(
                 topic="urgent_reports" if urgent else "new_reports", severity="critical" if urgent else "info",
                 title={"vi": f"{'KHẨN: ' if urgent else ''}Phản ánh mới #{report.id}",
@@ -365,6 +373,8 @@ TRANSITIONS: dict[str, tuple[frozenset[ReportState], ReportState, str]] = {
     "resolve": (frozenset({ReportState.accepted, ReportState.assigned, ReportState.in_progress, ReportState.reopened}),
                 ReportState.resolved, _HANDLER),
     "transfer": (OPEN_STATES, ReportState.transferred, _ROUTER),
+    # an operator places a request whose address matched no unit: it then goes to the place's handler
+    "place": (frozenset({ReportState.submitted}), ReportState.submitted, _ROUTER),
     "close": (frozenset({ReportState.resolved}), ReportState.closed, _REPORTER),
     "reopen": (frozenset({ReportState.resolved}), ReportState.reopened, _REPORTER),
 }
@@ -422,6 +432,8 @@ def act(
     elif action == "resolve":
         report.response = _required(response or note, "response")
         report.resolved_at = now
+    elif action == "place":
+        _place(session, report, unit_id, now)
     elif action == "transfer":
         report.handling_unit_id = _transfer_target(session, unit_id, report)
         report.assignee_id = None
@@ -495,6 +507,20 @@ def _category_hours(session: Session, report: FeedbackReport) -> int:
     return category.urgent_deadline_hours if report.urgent else category.deadline_hours
 
 
+def _place(session: Session, report: FeedbackReport, unit_id: str | None, now: datetime) -> None:
+    """Put an unplaced request at its commune or ward (its centre) and hand it to the place's handler."""
+    if not report.needs_placing:
+        raise FeedbackError(409, "this report already has its place", field="action")
+    unit = local_unit(session, unit_id or "")
+    if unit.lat is None or unit.lon is None:
+        raise FeedbackError(422, f"{unit.id!r} has no known centre to place the report at", field="unit_id")
+    report.unit_id, report.lat, report.lon, report.needs_placing = unit.id, unit.lat, unit.lon, False
+    report.handling_unit_id = handling_unit_for(get_category(session, report.category_id), unit.id)
+    report.due_at = add_working_hours(now, _category_hours(session, report))
+    report.search_text = _search_text(report, get_category(session, report.category_id),
+                                      [unit, session.get(OrgUnit, report.handling_unit_id)])
+
+
 def _transfer_target(session: Session, unit_id: str | None, report: FeedbackReport) -> str:
     unit = session.get(OrgUnit, unit_id) if unit_id else None
     if unit is None or unit.kind is UnitKind.city:
@@ -526,9 +552,7 @@ def audience(session: Session, report: FeedbackReport) -> list[int]:
 
 def _step_notice(report: FeedbackReport, users: list[int], state: str) -> Notice:
     name = STATE_NAMES[state]
-    # the resolution leads straight to the rating form (the inbox also prompts until it is rated)
-    url = f"/m/{MINIAPP}/reports/{report.id}" + ("#rate" if state == ReportState.resolved.value else "")
-    return Notice(topic="report_updates", users=users, url=url,
+    return Notice(topic="report_updates", users=users, url=f"/m/{MINIAPP}/reports/{report.id}",
                   title={"vi": f"Phản ánh #{report.id}: {name['vi']}", "en": f"Report #{report.id}: {name['en']}"},
                   body={"vi": report.response or report.reason or report.description[:160],
                         "en": report.response or report.reason or report.description[:160]})
@@ -574,13 +598,13 @@ def is_overdue(report: Any, now: datetime) -> bool:
 
 QUEUE_COLUMNS = (FeedbackReport.id, FeedbackReport.category_id, FeedbackReport.state, FeedbackReport.urgent,
                  FeedbackReport.unit_id, FeedbackReport.handling_unit_id, FeedbackReport.description,
-                 FeedbackReport.created_at, FeedbackReport.due_at)
+                 FeedbackReport.created_at, FeedbackReport.due_at, FeedbackReport.needs_placing)
 
 
 def queue(session: Session, *, units: set[str] | None, unit_id: str | None = None, state: str | None = None,
           category_id: str | None = None, overdue: bool | None = None, urgent: bool | None = None,
           page: int = 1, per_page: int = 50, before: int | None = None,
-          now: datetime | None = None) -> tuple[list[Any], int]:
+          now: datetime | None = None, needs_placing: bool | None = None) -> tuple[list[Any], int]:
     """A queue page for the units the caller handles (None: every unit), newest first, and the total.
 
     ``before`` pages by key (reports with a smaller id: constant cost however deep); ``page`` by offset.
@@ -598,6 +622,8 @@ def queue(session: Session, *, units: set[str] | None, unit_id: str | None = Non
         where.append(FeedbackReport.category_id == category_id)
     if urgent is not None:
         where.append(FeedbackReport.urgent == urgent)
+    if needs_placing is not None:
+        where.append(FeedbackReport.needs_placing == needs_placing)
     if overdue is not None:
         open_state = state is None or ReportState(state) in OPEN_STATES
         if overdue:
@@ -641,7 +667,8 @@ def public_reports(session: Session, *, bbox: tuple[float, float, float, float] 
 
     Rows carry only the map's columns (``MAP_COLUMNS``).
     """
-    where: list[Any] = [col(FeedbackReport.state).not_in([ReportState.rejected, ReportState.duplicate])]
+    where: list[Any] = [col(FeedbackReport.state).not_in([ReportState.rejected, ReportState.duplicate]),
+                        FeedbackReport.needs_placing == false()]  # its point is the city's centre, not its place
     if bbox is not None:
         west, south, east, north = bbox
         where += [FeedbackReport.lon.between(west, east), FeedbackReport.lat.between(south, north)]
@@ -654,7 +681,8 @@ def public_reports(session: Session, *, bbox: tuple[float, float, float, float] 
 def count_public(session: Session) -> int:
     """How many reports the public map shows."""
     return int(session.exec(select(func.count()).select_from(FeedbackReport).where(
-        col(FeedbackReport.state).not_in([ReportState.rejected, ReportState.duplicate]))).one())
+        col(FeedbackReport.state).not_in([ReportState.rejected, ReportState.duplicate]),
+        FeedbackReport.needs_placing == false())).one())
 
 
 def search_reports(session: Session, *, folded: str, principal: Principal, authorizer: Any,
