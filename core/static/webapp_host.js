@@ -46,7 +46,9 @@
     if (shellDialog.open) return refuse("busy", "another dialog of the shell is open");
     var labels = shellDialog.dataset;
     document.getElementById("shell-dialog-kind").textContent = labels[kind] || "";
-    document.getElementById("shell-dialog-text").textContent = String(text || "").slice(0, 500);
+    var textLine = document.getElementById("shell-dialog-text");
+    textLine.textContent = String(text || "").slice(0, 500);
+    textLine.hidden = !textLine.textContent;
     var linkLine = document.getElementById("shell-dialog-link");
     linkLine.textContent = link || "";
     linkLine.hidden = !link;
