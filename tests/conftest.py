@@ -26,7 +26,19 @@ from core.units.service import load_reference_units
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("SUPERAPP_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("SUPERAPP_TEST_REDIS_URL")
+
+
+def _worker_redis_url(url: str | None) -> str | None:
+    """The Redis database of this test process: the configured one, or the next ones for pytest-xdist's
+    workers (gw1 takes the number after it), so that each worker's flush and rate-limit counts are its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw") or not worker[2:].isdigit():
+        return url
+    base, _, number = url.rpartition("/")
+    return f"{base}/{(int(number or 0) + int(worker[2:])) % 16}"
+
+
+REDIS_URL = _worker_redis_url(os.environ.get("SUPERAPP_TEST_REDIS_URL"))
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 # The settings default to production, which refuses the public placeholder secret: this process, and the
 # servers and commands the tests start from its environment, run as the test profile with a test secret
