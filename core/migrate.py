@@ -36,14 +36,15 @@ from core.notifications.models import (
 )
 from core.scheduler import JobRun
 from core.units.models import OrgUnit, UnitBoundary
-from core.webapps.models import WebApp, WebAppSubject, WebAppUsage, WebAppVersion
+from core.webapps.models import WebApp, WebAppOneTimeToken, WebAppSubject, WebAppUsage, WebAppVersion, WebAppWebhook
 from plugins.registry import MiniApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CORE_MODELS = (
     OrgUnit, User, Membership, MiniAppConsent, AuthSession, RefreshToken, DevSignInCode, AuditEvent, JobRun,
     FeedItem, FeedItemUnit, Notification, NotificationAudience, InboxItem, InboxState, Device, UnitFollow, PushOutbox,
-    MiniAppSettingsRow, UnitBoundary, WebApp, WebAppVersion, WebAppSubject, WebAppUsage,
+    MiniAppSettingsRow, UnitBoundary, WebApp, WebAppVersion, WebAppSubject, WebAppUsage, WebAppOneTimeToken,
+    WebAppWebhook,
 )
 
 

@@ -48,7 +48,7 @@ from core.identity.models import (
 )
 from core.notifications.models import InboxItem, Notification, OutboxStatus, PushOutbox
 from core.scheduler import JobRun
-from core.webapps.models import WebAppUsage
+from core.webapps.models import WebAppOneTimeToken, WebAppUsage
 from core.worktime import HUE_TIME
 from plugins.registry import ScheduledJob
 
@@ -128,6 +128,9 @@ def rules(settings: Settings) -> list[Rule]:
                                                      live_token.expires_at >= cutoff)))),
         Rule("sign-in codes", DevSignInCode, settings.retention_session_days,
              lambda cutoff: DevSignInCode.expires_at < cutoff),
+        # One-time phone and location tokens live two minutes; their exchanges stay in the audit log.
+        Rule("web mini-app one-time tokens", WebAppOneTimeToken, settings.retention_session_days,
+             lambda cutoff: WebAppOneTimeToken.expires_at < cutoff, age=WebAppOneTimeToken.expires_at),
         # Web mini-apps' usage per resident and day: the analytics read 90 days at most.
         Rule("web mini-app usage", WebAppUsage, settings.retention_webapp_usage_days,
              lambda cutoff: WebAppUsage.day < cutoff.astimezone(HUE_TIME).date()),

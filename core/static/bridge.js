@@ -63,7 +63,8 @@
     launchData: function () { return call("launchData"); },
     reportError: function (message) { return call("reportError", { message: String(message).slice(0, 200) }); },
     requestScope: function (scope) { return call("requestScope", { scope: scope }); },
-    getLocation: function () { return call("location"); },
+    // {token: true} adds a one-time token the mini-app's backend exchanges for the same position.
+    getLocation: function (options) { return call("location", { token: !!(options && options.token) }); },
     on: on,
     isSupported: function (method) {
       return call("capabilities").then(function (c) { return c.methods.indexOf(method) >= 0; });

@@ -190,15 +190,31 @@
         });
       });
     },
-    location: function () {
+    location: function (params) {
       return granted().then(function (state) {
         if (state.granted.indexOf("location") < 0) {
           return refuse("scope_not_granted", "the resident has not granted location to " + webapp);
         }
         return new Promise(function (resolve, reject) {
           navigator.geolocation.getCurrentPosition(function (p) {
-            resolve({ lat: p.coords.latitude, lon: p.coords.longitude, accuracy: p.coords.accuracy });
+            resolve({ lat: p.coords.latitude, lon: p.coords.longitude, accuracy: p.coords.accuracy,
+              taken_at: new Date(p.timestamp).toISOString() });
           }, function (e) { reject({ code: "unavailable", reason: e.message }); }, { timeout: 10000 });
+        }).then(function (position) {
+          if (!params.token) return position;
+          // The shell, not the page, hands the position to the host: the backend can trust what it exchanges.
+          return api("/location-token", { method: "POST",
+            headers: { "Content-Type": "application/json", "Accept": "application/json" },
+            body: JSON.stringify(position)
+          }).then(function (r) {
+            if (!r.ok) throw { code: r.status === 403 ? "scope_not_granted" : "unavailable",
+              reason: "the host refused (" + r.status + ")" };
+            return r.json();
+          }).then(function (t) {
+            position.token = t.token;
+            position.expires_in = t.expires_in;
+            return position;
+          });
         });
       });
     }

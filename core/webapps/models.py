@@ -75,14 +75,17 @@ class WebAppUsage(SQLModel, table=True):
     errors: int = 0
 
 
-class WebAppPhoneToken(SQLModel, table=True):
-    """A one-time token for a resident's phone number: the bridge hands it to the mini-app's page, and only the
-    mini-app's backend exchanges it (server to server), once and within two minutes. Only its SHA-256 is kept."""
+class WebAppOneTimeToken(SQLModel, table=True):
+    """A one-time token for a resident's phone number or position (``kind``): the bridge hands it to the mini-app's
+    page, and only the mini-app's backend exchanges it (server to server), once and within two minutes. Only its
+    SHA-256 is kept; a position travels in ``payload``."""
 
-    __tablename__ = "webapp_phone_token"
+    __tablename__ = "webapp_one_time_token"
     token_hash: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=20)
     webapp_id: str = Field(foreign_key="webapp.id", max_length=40, ondelete="CASCADE")
     user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     expires_at: datetime = Field(index=True)
     used_at: datetime | None = None
 

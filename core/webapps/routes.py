@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlmodel import Session, col, select
 
 from core.db import SessionDep
 from core.errors import Problem
@@ -14,8 +15,9 @@ from core.i18n import negotiate
 from core.identity.authn import client_address
 from core.identity.authz import require_permission
 from core.identity.deps import CurrentUser
+from core.identity.models import utcnow
 from core.identity.principal import Principal
-from core.webapps import analytics, phone, webhooks
+from core.webapps import analytics, one_time, webhooks
 from core.webapps.models import WebApp, WebAppVersion
 from core.webapps.service import Registration, WebAppManifest, WebApps, view
 
@@ -253,21 +255,48 @@ def revoke(request: Request, webapp_id: str, scope: str, principal: CurrentUser)
                              user_id=principal.user_id, scope=scope)
 
 
-@router.post("/api/webapps/{webapp_id}/phone-token", operation_id="webapp_phone_token", status_code=201)
-def phone_token(request: Request, webapp_id: str, db: SessionDep, principal: CurrentUser) -> dict[str, Any]:
-    """A one-time token for my phone number that only this mini-app's backend can exchange (bridge getPhone)."""
+def _one_time_token(request: Request, db: Session, principal: Principal, webapp_id: str, kind: one_time.Kind,
+                    payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A one-time ``kind`` token for the signed-in resident, while they grant the scope of that name."""
     webapps = _webapps(request)
     webapp = webapps.openable(principal, webapp_id)
     if principal.kind != "resident" or principal.user_id is None:
-        raise Problem(403, "only residents share their phone", type="/problems/forbidden")
+        raise Problem(403, f"only residents share their {kind}", type="/problems/forbidden")
     granted = request.app.state.consents.granted_by_miniapp(principal).get(webapp_id, set())
-    if "phone" not in granted or "phone" not in webapp.manifest.scope_names():
-        raise Problem(403, f"you have not granted the phone scope to {webapp_id!r}",
-                      type="/problems/scope-not-granted", field="scope", scope="phone")
+    if kind not in granted or kind not in webapp.manifest.scope_names():
+        raise Problem(403, f"you have not granted the {kind} scope to {webapp_id!r}",
+                      type="/problems/scope-not-granted", field="scope", scope=kind)
     webapps.subject(db, principal.user_id, webapp_id)
-    token, lifetime = phone.issue(db, user_id=principal.user_id, webapp_id=webapp_id)
+    token, lifetime = one_time.issue(db, kind=kind, user_id=principal.user_id, webapp_id=webapp_id, payload=payload)
     db.commit()
     return {"token": token, "expires_in": lifetime}
+
+
+@router.post("/api/webapps/{webapp_id}/phone-token", operation_id="webapp_phone_token", status_code=201)
+def phone_token(request: Request, webapp_id: str, db: SessionDep, principal: CurrentUser) -> dict[str, Any]:
+    """A one-time token for my phone number that only this mini-app's backend can exchange (bridge getPhone)."""
+    return _one_time_token(request, db, principal, webapp_id, "phone")
+
+
+class Position(BaseModel):
+    """Where the resident's device says it is, as the shell read it (never the mini-app's page)."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy: float = Field(ge=0, le=100_000, description="metres")
+    taken_at: AwareDatetime
+
+
+@router.post("/api/webapps/{webapp_id}/location-token", operation_id="webapp_location_token", status_code=201)
+def location_token(request: Request, webapp_id: str, body: Position, db: SessionDep,
+                   principal: CurrentUser) -> dict[str, Any]:
+    """A one-time token for my position that only this mini-app's backend can exchange (bridge getLocation)."""
+    now = utcnow()
+    # A device clock a little ahead is tolerated; a position older than a token's life is not handed on as current.
+    if not now - one_time.TOKEN_LIFETIME <= body.taken_at <= now + timedelta(minutes=1):
+        raise Problem(422, "taken_at must be within the last two minutes", type="/problems/validation",
+                      field="taken_at")
+    return _one_time_token(request, db, principal, webapp_id, "location", body.model_dump(mode="json"))
 
 
 @router.post("/api/webapps/{webapp_id}/errors", operation_id="report_webapp_error", status_code=204)

@@ -31,14 +31,15 @@ from core.identity.service import audit
 from core.limits import jwt_nesting_exceeds
 from core.units.models import OrgUnit
 from core.units.service import CITY_ID
-from core.webapps import analytics, phone
+from core.webapps import analytics, one_time
 from core.webapps.models import WebApp, WebAppSubject
 from core.webapps.service import WebApps
 from plugins.manifest import Audience, LocalizedText
 
 router = APIRouter(tags=["web mini-apps: server API"])
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-S2S_SCOPES = ("notifications.send", "units.read", "analytics.read", "phone.read", "feed.publish")
+S2S_SCOPES = ("notifications.send", "units.read", "analytics.read", "phone.read", "location.read",
+              "feed.publish")
 MAX_RECIPIENTS = 1000
 
 
@@ -252,23 +253,34 @@ def own_analytics(db: SessionDep, client: Annotated[S2SClient, s2s_client("analy
     return {"webapp": client.webapp_id, "days": analytics.daily(db, client.webapp_id, days)}
 
 
-class PhoneExchange(BaseModel):
-    """A one-time phone token the mini-app's page got from the bridge."""
+class TokenExchange(BaseModel):
+    """A one-time phone or location token the mini-app's page got from the bridge."""
 
     token: str = Field(min_length=10, max_length=100)
 
 
 @router.post("/api/s2s/phone", operation_id="webapp_exchange_phone")
-def exchange_phone(request: Request, db: SessionDep, body: PhoneExchange,
+def exchange_phone(request: Request, db: SessionDep, body: TokenExchange,
                    client: Annotated[S2SClient, s2s_client("phone.read")]) -> dict[str, Any]:
     """Exchange a one-time phone token (once, within two minutes) for the resident's pairwise id and phone."""
-    user_id = phone.exchange(db, webapp_id=client.webapp_id, token=body.token)
-    number = phone.phone_of(db, user_id)
+    user_id = one_time.exchange(db, kind="phone", webapp_id=client.webapp_id, token=body.token).user_id
+    number = one_time.phone_of(db, user_id)
     audit(db, "webapp_phone_shared", actor_id=user_id, subject_id=user_id, webapp=client.webapp_id)
     db.commit()
     if number is None:
         raise Problem(404, "the resident has no verified phone number", type="/problems/not-found", field="token")
     return {"sub": request.app.state.webapps.keys.pairwise_id(user_id, client.webapp_id), "phone": number}
+
+
+@router.post("/api/s2s/location", operation_id="webapp_exchange_location")
+def exchange_location(request: Request, db: SessionDep, body: TokenExchange,
+                      client: Annotated[S2SClient, s2s_client("location.read")]) -> dict[str, Any]:
+    """Exchange a one-time location token (once, within two minutes) for the resident's pairwise id and position
+    (lat, lon, accuracy in metres, taken_at) as their device gave it to the shell."""
+    row = one_time.exchange(db, kind="location", webapp_id=client.webapp_id, token=body.token)
+    audit(db, "webapp_location_shared", actor_id=row.user_id, subject_id=row.user_id, webapp=client.webapp_id)
+    db.commit()
+    return {"sub": request.app.state.webapps.keys.pairwise_id(row.user_id, client.webapp_id), **(row.payload or {})}
 
 
 class S2SFeedCard(BaseModel):

@@ -142,7 +142,8 @@ def test_old_rows_go_and_recent_rows_stay(engine: Engine) -> None:
 
     assert {rule: o.rows for rule, o in outcomes.items()} == {
         "inbox": 1, "push outbox": 2, "notifications": 1, "audit": 1, "refresh tokens": 2, "sessions": 2,
-        "sign-in codes": 1, "job runs": 2, "web mini-app usage": 0}
+        "sign-in codes": 1, "job runs": 2, "web mini-app usage": 0,
+        "web mini-app one-time tokens": 0}
     assert outcomes["notifications"].dependents == {"notification_audience": 1, "inbox_item": 1, "push_outbox": 1}
     assert outcomes["sessions"].dependents == {"refresh_token": 1}
     # The personal notice's notification (200 days) stays: notifications are kept 365 days.

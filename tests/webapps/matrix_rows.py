@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.identity.models import utcnow
 from core.webapps.service import Registration, WebAppManifest
 from tests.matrix import ALLOW, PUBLIC, RESIDENTS, SIGN_IN, Case, World, everyone, only, signed_in
 from tests.webapps.helpers import registration
@@ -71,6 +72,11 @@ def _granted_phone(world: World, who: str) -> str:
     return f"{W}/phone-token"
 
 
+def _granted_location_token(world: World, who: str) -> str:
+    _granted_location(world, who)
+    return f"{W}/location-token"
+
+
 def _in(path: str) -> Any:
     def url(world: World, who: str) -> str:
         _published(world)
@@ -80,6 +86,13 @@ def _in(path: str) -> Any:
 
 A = "/admin/webapps/matrix_app"
 PAGES = only(*MANAGERS, anonymous=SIGN_IN)
+
+
+def _position(world: World, who: str) -> dict[str, Any]:
+    """A fresh position in Hue (the host refuses one older than a token's life)."""
+    return {"lat": 16.46, "lon": 107.59, "accuracy": 10, "taken_at": utcnow().isoformat()}
+
+
 CARD = {"title": {"vi": "a", "en": "a"}, "body": {"vi": "b", "en": "b"}}
 NOTE = {"residents": ["0" * 32], "topic": "activities", "title": {"vi": "a", "en": "a"}, "body": {"vi": "b", "en": "b"}}
 
@@ -128,6 +141,11 @@ ROWS: dict[tuple[str, str], list[Case]] = {
     ("POST", "/api/webapps/{webapp_id}/phone-token"): [
         Case("a one-time phone token (after granting phone)", _granted_phone,
              signed_in(404, resident_a=ALLOW, resident_b=ALLOW, admin=403))],
+    ("POST", "/api/webapps/{webapp_id}/location-token"): [
+        Case("a one-time location token (after granting location)", _granted_location_token,
+             signed_in(404, resident_a=ALLOW, resident_b=ALLOW, admin=403), json=_position)],
+    ("POST", "/api/s2s/location"): [
+        Case("a person's token is no backend's", "/api/s2s/location", everyone(401), json={"token": "x" * 20})],
     ("POST", "/api/s2s/phone"): [
         Case("a person's token is no backend's", "/api/s2s/phone", everyone(401), json={"token": "x" * 20})],
     ("POST", "/api/s2s/feed"): [Case("a person's token is no backend's", "/api/s2s/feed", everyone(401), json=CARD)],

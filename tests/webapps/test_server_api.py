@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from core.identity.models import AuditEvent, User, utcnow
-from core.webapps.models import WebAppPhoneToken
+from core.webapps.models import WebAppOneTimeToken
 from tests.webapps.helpers import publish, registration
 from tests.webapps.test_launch_s2s import s2s_token
 
@@ -54,7 +54,7 @@ def test_phone_is_a_one_time_token_exchanged_server_to_server(api, operator, res
     # Expired: two minutes at most.
     late = api.post("/api/webapps/youth_union/phone-token", headers=resident_a).json()["token"]
     with Session(api.app.state.engine) as db:
-        for row in db.exec(select(WebAppPhoneToken).where(WebAppPhoneToken.used_at == None)):  # noqa: E711
+        for row in db.exec(select(WebAppOneTimeToken).where(WebAppOneTimeToken.used_at == None)):  # noqa: E711
             row.expires_at = utcnow() - timedelta(seconds=1)
             db.add(row)
         db.commit()
