@@ -1,5 +1,6 @@
 """RFC 9457 in the OpenAPI: a shared Problem schema with the field extension, every operation's problem details
-documented (401/403 when authenticated, 404 on id paths, 413/422 for bodies and parameters), Open311's own
+documented (500 everywhere, 401/403 when authenticated, 404 on id paths, 413/422 for bodies and parameters,
+400 for SensorThings query options), Open311's own
 error format documented instead, every problem type URI the code sends resolving to a page describing it."""
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def test_every_operation_documents_its_problem_details(api: TestClient) -> None:
             continue
         for code in problems:
             assert responses[code]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+        assert "500" in problems, label  # any operation can fail unforeseen, answered by core.errors
+        if "/floodmap/v1.1" in path and method == "get" and path.rsplit("/", 1)[-1] != "v1.1":
+            assert "400" in problems, label  # a refused query option ($top, $filter, $expand, ...)
         if "{" in path:
             assert "404" in problems, label
         if method in ("post", "put", "patch"):
