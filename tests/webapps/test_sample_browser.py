@@ -55,6 +55,7 @@ def test_outside_mini_app_end_to_end(browser, live_url, people, sample):
         expect(app.locator("#scope-result")).to_have_text("location granted")
         app.locator("#get-location").click()
         expect(app.locator("#location")).to_have_text("at 16.464,107.591")
+        expect(app.locator("#location-backend")).to_have_text("backend at 16.464,107.591")
         app.locator("#ask-notifications").click()
         page.get_by_test_id("consent-grant").click()
         expect(app.locator("#scope-result")).to_have_text("notifications granted")

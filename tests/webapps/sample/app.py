@@ -80,6 +80,10 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
         body = await request.json()
         return await server_call("/api/s2s/phone", "phone.read", {"token": str(body.get("token", ""))})
 
+    async def where(request: Request) -> JSONResponse:
+        body = await request.json()
+        return await server_call("/api/s2s/location", "location.read", {"token": str(body.get("token", ""))})
+
     async def feed(request: Request) -> JSONResponse:
         body = await request.json()
         return await server_call("/api/s2s/feed", "feed.publish", body)
@@ -121,7 +125,8 @@ def create_sample(host: str, client_id: str, client_secret: str) -> Starlette:
     return Starlette(routes=[Route("/app", page), Route("/sample.js", script),
                              Route("/hooks/superapp", hook, methods=["POST"]), Route("/hooks/received", hooks_received),
                              Route("/verify", verify, methods=["POST"]), Route("/notify", notify, methods=["POST"]),
-                             Route("/phone", phone, methods=["POST"]), Route("/feed", feed, methods=["POST"]),
+                             Route("/phone", phone, methods=["POST"]),
+                             Route("/location", where, methods=["POST"]), Route("/feed", feed, methods=["POST"]),
                              Route("/about", about), Route("/foreign", foreign)])
 
 
