@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
@@ -27,6 +27,7 @@ from plugins import (
     allow_uploads,
     encoded_answer,
     host_of,
+    page_locale,
     process_photo,
     require_permission,
 )
@@ -299,21 +300,34 @@ async def dashboard(request: Request, principal: Annotated[Principal, require_pe
     return Response(body, media_type="application/json")
 
 
+# Exports head their columns in the reader's language (``lang``, the language cookie, Accept-Language);
+# ``headers=keys`` gives the stable machine names that scripts read.
+HeaderChoice = Annotated[Literal["titles", "keys"], Query(description="titles: column titles in the page's "
+                                                                      "language; keys: machine-readable names")]
+
+
+def header_style(request: Request, choice: str) -> str:
+    """``keys``, or the language the export's column titles are written in."""
+    return "keys" if choice == "keys" else page_locale(request)
+
+
 @api.get("/dashboard.csv", operation_id="dashboard_csv", responses={200: {"content": {"text/csv; charset=utf-8": {"schema": {"type": "string"}}}}})
 async def dashboard_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
-                        since: datetime | None = None, until: datetime | None = None) -> Response:
+                        since: datetime | None = None, until: datetime | None = None,
+                        headers: HeaderChoice = "titles") -> Response:
     """The dashboard as CSV, streamed line by line."""
     board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
-    return StreamingResponse(stats.csv_lines(board), media_type="text/csv; charset=utf-8",
+    return StreamingResponse(stats.csv_lines(board, header_style(request, headers)), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.csv"'})
 
 
 @api.get("/dashboard.xlsx", operation_id="dashboard_xlsx", responses={200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
 async def dashboard_xlsx(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
-                         since: datetime | None = None, until: datetime | None = None) -> Response:
+                         since: datetime | None = None, until: datetime | None = None,
+                         headers: HeaderChoice = "titles") -> Response:
     """The dashboard as an XLSX workbook (written row by row to a spooled file, then streamed)."""
     board = await run_db(request, lambda s: stats.dashboard(s, since=since, until=until))
-    spooled = await run_in_threadpool(stats.to_xlsx, board)
+    spooled = await run_in_threadpool(stats.to_xlsx, board, header_style(request, headers))
     return StreamingResponse(stats.chunks_of(spooled),
                              media_type=XLSX,
                              headers={"Content-Disposition": 'attachment; filename="feedback-dashboard.xlsx"'})
@@ -321,13 +335,15 @@ async def dashboard_xlsx(request: Request, principal: Annotated[Principal, requi
 
 @api.get("/reports.csv", operation_id="export_reports_csv", responses={200: {"content": {"text/csv; charset=utf-8": {"schema": {"type": "string"}}}}})
 async def export_reports_csv(request: Request, principal: Annotated[Principal, require_permission(DASHBOARD)],
-                             since: datetime | None = None, until: datetime | None = None) -> Response:
+                             since: datetime | None = None, until: datetime | None = None,
+                             headers: HeaderChoice = "titles") -> Response:
     """Every report created in [since, until) as CSV, one line each, streamed from a server-side cursor.
 
     Memory stays bounded whatever the window (two years are 360,000 lines); no reporter identity.
     """
     engine = host_of(request).engine
-    return StreamingResponse(stats.report_lines(engine, since=since, until=until), media_type="text/csv; charset=utf-8",
+    style = header_style(request, headers)
+    return StreamingResponse(stats.report_lines(engine, since=since, until=until, style=style), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": 'attachment; filename="feedback-reports.csv"'})
 
 

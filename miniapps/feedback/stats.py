@@ -133,6 +133,34 @@ def _window(since: datetime | None, until: datetime | None) -> list[Any]:
 HEADERS = ("group", "key", "name_vi", "name_en", "received", "processed", "processed_rate", "on_time",
            "on_time_rate", "overdue", "average_processing_hours", "rated", "satisfaction", "average_rating")
 
+# What a person reading the export in a spreadsheet sees above each column, per language; ``keys`` keeps
+# the machine names above for scripts that read them.
+COLUMN_TITLES: dict[str, tuple[str, str]] = {
+    "group": ("Nhóm", "Group"), "key": ("Mã", "Key"), "name_vi": ("Tên (tiếng Việt)", "Name (Vietnamese)"),
+    "name_en": ("Tên (tiếng Anh)", "Name (English)"), "received": ("Đã tiếp nhận", "Received"),
+    "processed": ("Đã xử lý", "Processed"), "processed_rate": ("Tỷ lệ đã xử lý", "Processed rate"),
+    "on_time": ("Đúng hạn", "On time"), "on_time_rate": ("Tỷ lệ đúng hạn", "On-time rate"),
+    "overdue": ("Quá hạn", "Overdue"), "average_processing_hours": ("Thời gian xử lý trung bình (giờ)",
+                                                                   "Average processing time (hours)"),
+    "rated": ("Đã đánh giá", "Rated"), "satisfaction": ("Tỷ lệ hài lòng", "Satisfaction"),
+    "average_rating": ("Điểm đánh giá trung bình", "Average rating"),
+    "id": ("Mã phản ánh", "Report ID"), "created_at": ("Thời điểm gửi (UTC)", "Filed at (UTC)"),
+    "category_id": ("Lĩnh vực", "Category"), "unit_id": ("Đơn vị", "Unit"),
+    "handling_unit_id": ("Đơn vị xử lý", "Handling unit"), "state": ("Trạng thái", "State"),
+    "urgent": ("Khẩn cấp", "Urgent"), "due_at": ("Hạn xử lý (UTC)", "Due (UTC)"),
+    "processed_at": ("Thời điểm xử lý (UTC)", "Processed at (UTC)"), "rating": ("Đánh giá", "Rating"),
+    "lat": ("Vĩ độ", "Latitude"), "lon": ("Kinh độ", "Longitude"), "address": ("Địa chỉ", "Address"),
+    "description": ("Nội dung", "Description"),
+}
+HEADER_STYLES = ("vi", "en", "keys")
+
+
+def header_row(keys: tuple[str, ...], style: str) -> list[str]:
+    """The header line for ``keys``: titles in ``vi`` or ``en``, or the machine keys themselves (``keys``)."""
+    if style == "keys":
+        return list(keys)
+    return [COLUMN_TITLES[key][0 if style == "vi" else 1] for key in keys]
+
 
 def _rows(board: dict[str, Any]) -> list[list[Any]]:
     rows = []
@@ -149,20 +177,20 @@ def _csv_line(values: Any) -> str:
     return out.getvalue()
 
 
-def csv_lines(board: dict[str, Any]) -> Iterator[str]:
+def csv_lines(board: dict[str, Any], style: str = "keys") -> Iterator[str]:
     """The dashboard as UTF-8 CSV lines (a BOM first, so spreadsheet programs read Vietnamese correctly)."""
-    yield "\ufeff" + _csv_line(HEADERS)
+    yield "\ufeff" + _csv_line(header_row(HEADERS, style))
     for row in _rows(board):
         yield _csv_line(row)
 
 
-def to_xlsx(board: dict[str, Any]) -> IO[bytes]:
+def to_xlsx(board: dict[str, Any], style: str = "keys") -> IO[bytes]:
     """The dashboard as an XLSX workbook written row by row (write-only) to a spooled file, rewound."""
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("feedback")
-    sheet.append(list(HEADERS))
+    sheet.append(header_row(HEADERS, style))
     for row in _rows(board):
         sheet.append(row)
     # Past 4 MB it goes to disk, not memory; the caller streams and closes it.
@@ -184,7 +212,7 @@ REPORT_HEADERS = ("id", "created_at", "category_id", "unit_id", "handling_unit_i
 
 
 def report_lines(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
-                 now: datetime | None = None) -> Iterator[str]:
+                 now: datetime | None = None, style: str = "keys") -> Iterator[str]:
     """Every report created in [since, until) as CSV lines, oldest first, read from a server-side cursor.
 
     Rows arrive ``EXPORT_BATCH`` at a time, so memory stays the same for 100 or 360,000 reports.
@@ -194,7 +222,7 @@ def report_lines(engine: Engine, *, since: datetime | None = None, until: dateti
                FeedbackReport.handling_unit_id, FeedbackReport.state, FeedbackReport.urgent, FeedbackReport.due_at,
                FeedbackReport.processed_at, FeedbackReport.rating, FeedbackReport.lat, FeedbackReport.lon,
                FeedbackReport.address, FeedbackReport.description)
-    yield "\ufeff" + _csv_line(REPORT_HEADERS)
+    yield "\ufeff" + _csv_line(header_row(REPORT_HEADERS, style))
     with Session(engine) as session:
         rows = session.exec(select(*columns).where(*_window(since, until)).order_by(col(FeedbackReport.id))
                             .execution_options(yield_per=EXPORT_BATCH))

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlmodel import Session, select
 
-from miniapps.feedback import service
+from miniapps.feedback import service, stats
 from miniapps.feedback.models import (
     FeedbackEvent,
     FeedbackPhoto,
@@ -375,15 +375,45 @@ def test_dashboard_exports(api: TestClient, filed, commune_px: Persona, operator
     assert units["phu-xuan"]["received"] == 1 and units["phu-xuan"]["processed"] == 1
     assert units["so-xay-dung"]["received"] == 1 and units["so-xay-dung"]["processed"] == 0
     assert {line["key"] for line in board["per_category"]} == {"public-order", "roads"}
-    csv_answer = api.get("/api/miniapps/feedback/dashboard.csv", headers=operator)
+    csv_answer = api.get("/api/miniapps/feedback/dashboard.csv", headers=operator, params={"headers": "keys"})
     assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith("text/csv")
     text = csv_answer.content.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("group,key,name_vi") and "Phường Phú Xuân" in text
-    xlsx = api.get("/api/miniapps/feedback/dashboard.xlsx", headers=operator)
+    xlsx = api.get("/api/miniapps/feedback/dashboard.xlsx", headers=operator, params={"headers": "keys"})
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:2] == ("group", "key") and ("city", "all") == rows[1][:2] and rows[1][4] == 2
     assert api.get("/api/miniapps/feedback/dashboard.csv", headers=commune_px).status_code == 403
+
+
+def test_export_headers_follow_the_readers_language(api: TestClient, filed, operator: Persona) -> None:
+    from openpyxl import load_workbook
+
+    filed()
+    url = "/api/miniapps/feedback/dashboard.csv"
+
+    def first_line(answer) -> str:
+        assert answer.status_code == 200
+        return answer.content.decode("utf-8-sig").splitlines()[0]
+
+    vi = first_line(api.get(url, headers=operator, params={"lang": "vi"}))
+    assert vi.startswith("Nhóm,Mã,Tên (tiếng Việt)") and "Tỷ lệ đúng hạn" in vi and "on_time_rate" not in vi
+    en = first_line(api.get(url, headers={**operator, "Accept-Language": "en-US,en;q=0.9"}))
+    assert en.startswith("Group,Key,Name (Vietnamese)") and "On-time rate" in en
+    api.cookies.set("superapp_lang", "en")
+    try:
+        assert first_line(api.get(url, headers=operator)) == en  # the page's cookie choice
+    finally:
+        api.cookies.clear()
+    keys = first_line(api.get(url, headers=operator, params={"lang": "vi", "headers": "keys"}))
+    assert keys == ",".join(stats.HEADERS)
+    xlsx = api.get("/api/miniapps/feedback/dashboard.xlsx", headers=operator, params={"lang": "en"})
+    titles = next(load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(values_only=True))
+    assert titles[:3] == ("Group", "Key", "Name (Vietnamese)") and len(titles) == len(stats.HEADERS)
+    reports = api.get("/api/miniapps/feedback/reports.csv", headers=operator, params={"lang": "vi"})
+    assert first_line(reports).startswith("Mã phản ánh,Thời điểm gửi (UTC),Lĩnh vực")
+    bad = api.get(url, headers=operator, params={"headers": "labels"})
+    assert bad.status_code == 422 and "headers" in bad.text
 
 
 def test_geojson_layer_shows_public_fields_only(api: TestClient, filed, commune_px: Persona) -> None:
