@@ -44,6 +44,24 @@ RANKING_HEADER = ("rank", "unit_id", "unit", "score", "on_time_rate", "attainmen
 PROCEDURE_HEADER = ("unit_id", "unit", "received", "online", "online_rate_pct", "resolved", "ahead", "on_time",
                     "late", "on_time_rate_pct")
 
+# Column titles a reader sees in the spreadsheet, per language; ``keys`` keeps the names above for scripts.
+TITLES: dict[str, tuple[str, str]] = {
+    "rank": ("Hạng", "Rank"), "unit_id": ("Mã đơn vị", "Unit ID"), "unit": ("Đơn vị", "Unit"),
+    "score": ("Điểm", "Score"), "on_time_rate": ("Tỷ lệ đúng hạn", "On-time rate"),
+    "attainment": ("Mức hoàn thành", "Attainment"), "due": ("Đến hạn", "Due"), "on_time": ("Đúng hạn", "On time"),
+    "overdue": ("Quá hạn", "Overdue"), "received": ("Đã tiếp nhận", "Received"), "online": ("Trực tuyến", "Online"),
+    "online_rate_pct": ("Tỷ lệ trực tuyến (%)", "Online rate (%)"), "resolved": ("Đã giải quyết", "Resolved"),
+    "ahead": ("Trước hạn", "Ahead of time"), "late": ("Trễ hạn", "Late"),
+    "on_time_rate_pct": ("Tỷ lệ đúng và trước hạn (%)", "On time or ahead (%)"),
+}
+
+
+def header_row(keys: Sequence[str], style: str) -> list[str]:
+    """The header line for ``keys``: titles in ``vi`` or ``en``, or the machine keys themselves (``keys``)."""
+    if style == "keys":
+        return list(keys)
+    return [TITLES[key][0 if style == "vi" else 1] for key in keys]
+
 
 def ranking_rows(rows: Sequence[dict[str, Any]], names: dict[str, dict[str, str]], locale: str) -> list[list[Any]]:
     """Ranking rows as table cells."""

@@ -32,9 +32,15 @@ from plugins import (
     allow_body,
     allow_uploads,
     host_of,
+    page_locale,
     process_photo,
     require_permission,
 )
+
+# Export column titles follow the reader's language (``lang``, the language cookie, Accept-Language);
+# ``headers=keys`` gives the stable machine names that scripts read.
+HeaderChoice = Annotated[Literal["titles", "keys"], Query(description="titles: column titles in the reader's "
+                                                                      "language; keys: machine-readable names")]
 
 # The exports answer CSV or XLSX (``format``), documented as such in the OpenAPI
 EXPORT_TYPES: dict[int | str, dict] = {200: {"content": {exports.MEDIA["csv"]: {"schema": {"type": "string"}}, exports.MEDIA["xlsx"]: {
@@ -231,12 +237,14 @@ async def get_ranking(request: Request, principal: Viewer, period: str | None = 
 
 @api.get("/rankings/export", operation_id="export_ranking", responses=EXPORT_TYPES)
 def export_ranking(request: Request, session: SessionDep, principal: Viewer, period: str | None = None,
-                   format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
+                   format: Literal["csv", "xlsx"] = "csv", headers: HeaderChoice = "titles") -> Response:
     """The month's ranking as CSV or XLSX."""
     month = _period(period)
     ranking = evaluation.rankings(session, [month], kept=cache.rankings_cache(host_of(request)))[month]
+    lang = page_locale(request)
     rows = exports.ranking_rows(ranking["rows"], service.unit_names(session), lang)
-    return exports.table_response(exports.RANKING_HEADER, rows, fmt=format, name=f"tasks-ranking-{month}")
+    header = exports.header_row(exports.RANKING_HEADER, "keys" if headers == "keys" else lang)
+    return exports.table_response(header, rows, fmt=format, name=f"tasks-ranking-{month}")
 
 
 @api.post("/periods/{period}/close", operation_id="close_period", status_code=201)
@@ -288,10 +296,10 @@ def procedure_stats(session: SessionDep, principal: Viewer,
 
 
 @api.get("/procedures/stats/export", operation_id="export_procedure_stats", responses=EXPORT_TYPES)
-def export_procedure_stats(session: SessionDep, principal: Viewer,
+def export_procedure_stats(request: Request, session: SessionDep, principal: Viewer,
                            first: Annotated[date | None, Query(alias="from")] = None,
                            last: Annotated[date | None, Query(alias="to")] = None,
-                           format: Literal["csv", "xlsx"] = "csv", lang: Literal["vi", "en"] = "vi") -> Response:
+                           format: Literal["csv", "xlsx"] = "csv", headers: HeaderChoice = "titles") -> Response:
     """The procedure figures per unit as CSV or XLSX."""
     window = stats_window(session, first, last)
     per_unit = procedures.unit_stats(session, *window) if window else {}
@@ -299,8 +307,10 @@ def export_procedure_stats(session: SessionDep, principal: Viewer,
     if window:
         rows.append(procedures.city_total(per_unit).as_json())
     name = f"procedures-{window[0]}-{window[1]}" if window else "procedures"
-    return exports.table_response(exports.PROCEDURE_HEADER, exports.procedure_rows(rows, service.unit_names(session),
-                                                                                   lang), fmt=format, name=name)
+    lang = page_locale(request)
+    header = exports.header_row(exports.PROCEDURE_HEADER, "keys" if headers == "keys" else lang)
+    return exports.table_response(header, exports.procedure_rows(rows, service.unit_names(session), lang),
+                                  fmt=format, name=name)
 
 
 @api.post("/procedures/imports", operation_id="import_procedure_file", status_code=201,

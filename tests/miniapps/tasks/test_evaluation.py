@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from core.text import fold
-from miniapps.tasks import evaluation, jobs
+from miniapps.tasks import evaluation, exports, jobs
 from miniapps.tasks.models import Notice
 from miniapps.tasks.search import search_tasks
 from plugins.search import SearchQuery
@@ -52,6 +52,13 @@ def test_ranking_reflects_on_time_work_and_indicators(api: TestClient, engine, o
     assert [r["unit_id"] for r in ranking["rows"][:3]] == ["phu-xuan", "kim-long", "huong-an"]
     export = api.get(f"{TASKS}/rankings/export", headers=operator, params={"period": "2025-03", "format": "csv"})
     assert export.text.splitlines()[1].startswith("1,phu-xuan,")
+    month = {"period": "2025-03", "format": "csv"}
+    vi = api.get(f"{TASKS}/rankings/export", headers=operator, params={**month, "lang": "vi"}).text.splitlines()
+    assert vi[0].lstrip("\ufeff").startswith("Hạng,Mã đơn vị,Đơn vị,Điểm,Tỷ lệ đúng hạn")
+    en = api.get(f"{TASKS}/rankings/export", headers={**operator, "Accept-Language": "en"}, params=month)
+    assert en.text.splitlines()[0].lstrip("\ufeff").startswith("Rank,Unit ID,Unit,Score,On-time rate")
+    keys = api.get(f"{TASKS}/rankings/export", headers=operator, params={**month, "lang": "vi", "headers": "keys"})
+    assert keys.text.splitlines()[0].lstrip("\ufeff") == ",".join(exports.RANKING_HEADER)
 
 
 def test_a_closed_period_never_changes(api: TestClient, engine, operator, commune_px) -> None:
