@@ -73,6 +73,9 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            # The ping opened a transaction (DB-API connections are not in autocommit): end it, or the
+            # caller finds the connection "in transaction" and cannot set its isolation level.
+            dbapi_connection.rollback()
         except Exception as exc:
             # The pool discards this connection and checks out (or opens) another one.
             raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc

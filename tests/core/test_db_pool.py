@@ -55,3 +55,18 @@ def test_without_the_idle_check_a_dead_connection_fails_the_first_use(postgres_u
         assert failed
     finally:
         engine.dispose()
+
+
+def test_a_pinged_connection_comes_out_idle_so_its_isolation_level_can_change(postgres_url: str) -> None:
+    """The ping's transaction is ended: an idle-checked connection can be switched to autocommit at once
+    (PostgreSQL refuses that "in transaction"; SensorThings answers did so and failed with a 500)."""
+    engine = make_engine(_driver(postgres_url), pool_size=1, max_overflow=0, ping_after_idle_seconds=0.1)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        time.sleep(0.3)
+        with engine.connect() as connection:  # pinged on checkout
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            assert connection.execute(text("SELECT 2")).scalar_one() == 2
+    finally:
+        engine.dispose()
