@@ -239,11 +239,23 @@ def public_base_url(request: Request) -> str:
 
 
 def install_security(app: Any, settings: Settings) -> None:
-    """Add the hardening middleware; call before the outermost middleware are added."""
+    """Add the hardening layers: the JSON guard and the host check inside the host's middleware, the
+    security headers (and a trusted proxy's word on scheme and client) outside all of it.
+
+    Call before the outer middleware are added. The headers layer wraps even Starlette's own outermost
+    ServerErrorMiddleware, so that every answer carries the headers: a 500, a 413 from the body limit and
+    a 400 from the host check too, which middleware added the usual way never see.
+    """
     app.add_middleware(TextInputGuard)
-    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     if settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
-    if settings.trusted_proxies:
-        # Outermost of the three: the scheme and client address are the proxy's word before anything reads them.
-        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    build_stack = app.build_middleware_stack
+
+    def build_with_headers() -> ASGIApp:
+        stack: ASGIApp = SecurityHeadersMiddleware(build_stack(), settings=settings)
+        if settings.trusted_proxies:
+            # Outermost: the scheme and client address are the proxy's word before anything reads them.
+            stack = ProxyHeadersMiddleware(stack, trusted_hosts=settings.trusted_proxies)
+        return stack
+
+    app.build_middleware_stack = build_with_headers

@@ -87,3 +87,32 @@ def test_forwarded_proto_counts_only_from_a_trusted_proxy(database_url: str, tmp
     with _host(database_url, tmp_path, trusted_proxies=["testclient"]) as trusted:
         assert trusted.get("/healthz", headers=forwarded).headers["strict-transport-security"] == "max-age=31536000"
         assert "strict-transport-security" not in trusted.get("/healthz").headers
+
+
+def _has_the_headers(answer) -> bool:
+    policy = answer.headers.get("content-security-policy", "")
+    return ("frame-ancestors 'self'" in policy and answer.headers.get("x-content-type-options") == "nosniff"
+            and answer.headers.get("x-frame-options") == "SAMEORIGIN")
+
+
+def test_answers_made_by_outer_layers_carry_the_headers_too(database_url: str, tmp_path: Path) -> None:
+    """A 413 from the body limit, a 400 from the host check and a 500 that Starlette's outermost error
+    layer answers all carry the headers (they are made outside the host's other middleware)."""
+    app = create_app(base_settings(database_url=database_url, env="dev", var_dir=tmp_path / "var",
+                                   allowed_hosts=["testserver"]))
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/api/test-broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        too_large = client.post("/api/units", content=b"x" * 10, headers={"Content-Length": str(50 * 2**20)})
+        assert too_large.status_code == 413
+        assert _has_the_headers(too_large)
+        wrong_host = client.get("/healthz", headers={"Host": "evil.example"})
+        assert wrong_host.status_code == 400
+        assert _has_the_headers(wrong_host)
+        crashed = client.get("/api/test-broken")
+        assert crashed.status_code == 500
+        assert crashed.headers["content-type"] == "application/problem+json"
+        assert _has_the_headers(crashed)
