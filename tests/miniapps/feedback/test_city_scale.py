@@ -114,7 +114,7 @@ def test_dashboard_counts_overdue_and_handling_hours(api: TestClient, filed, com
     board = api.get(f"{API}/dashboard", headers=operator).json()
     assert board["total"]["overdue"] == 1 and board["total"]["processed"] == 1
     assert abs(board["total"]["average_processing_hours"] - 6.0) < 0.01
-    lines = list(csv.reader(io.StringIO(api.get(f"{API}/dashboard.csv", headers=operator).content.decode("utf-8-sig"))))
+    lines = list(csv.reader(io.StringIO(api.get(f"{API}/dashboard.csv?headers=keys", headers=operator).content.decode("utf-8-sig"))))
     city = dict(zip(lines[0], lines[1], strict=True))
     assert city["overdue"] == "1" and float(city["average_processing_hours"]) == 6.0
 
