@@ -12,6 +12,14 @@ from typing import Any
 from sqlalchemy import false, func, or_, update
 from sqlmodel import Session, col, select
 
+from miniapps.feedback.models import (
+    FeedbackCategory,
+    FeedbackEvent,
+    FeedbackFollower,
+    FeedbackPhoto,
+    FeedbackReport,
+    ReportState,
+)
 from plugins import (
     CITY_ID,
     DomainError,
@@ -26,14 +34,6 @@ from plugins import (
     all_or_nothing,
     fold,
     places,
-)
-from miniapps.feedback.models import (
-    FeedbackCategory,
-    FeedbackEvent,
-    FeedbackFollower,
-    FeedbackPhoto,
-    FeedbackReport,
-    ReportState,
 )
 
 MINIAPP = "feedback"
@@ -552,7 +552,9 @@ def audience(session: Session, report: FeedbackReport) -> list[int]:
 
 def _step_notice(report: FeedbackReport, users: list[int], state: str) -> Notice:
     name = STATE_NAMES[state]
-    return Notice(topic="report_updates", users=users, url=f"/m/{MINIAPP}/reports/{report.id}",
+    # the resolution leads straight to the rating form (the inbox also prompts until it is rated)
+    url = f"/m/{MINIAPP}/reports/{report.id}" + ("#rate" if state == ReportState.resolved.value else "")
+    return Notice(topic="report_updates", users=users, url=url,
                   title={"vi": f"Phản ánh #{report.id}: {name['vi']}", "en": f"Report #{report.id}: {name['en']}"},
                   body={"vi": report.response or report.reason or report.description[:160],
                         "en": report.response or report.reason or report.description[:160]})
