@@ -43,7 +43,14 @@ def index_routes(app: FastAPI) -> int:
             continue
         if not all(isinstance(route, PLAIN_ROUTES) for route in router.routes):
             continue
-        router.matches = _Guard(router, prefix, router.matches)  # an instance attribute: this router only
+        existing = router.__dict__.get("matches")
+        if isinstance(existing, _Guard):
+            # A module-level router is the same object in every app built in this process (tests build
+            # hundreds), and may be included under more than one prefix: widen its one guard instead of
+            # stacking a guard per app, which grew the call stack with each app until it overflowed.
+            existing.add_prefix(prefix)
+        else:
+            router.matches = _Guard(router, prefix, router.matches)  # an instance attribute: this router only
         guarded += 1
     return guarded
 
@@ -52,14 +59,21 @@ class _Guard:
     """``matches`` of one router, answering NONE at once for paths none of its routes can match."""
 
     def __init__(self, router: Any, prefix: str, matches: Any) -> None:
-        self._router, self._prefix, self._matches = router, prefix, matches
+        self._router, self._matches = router, matches
+        self._prefixes = {prefix}
         self._size = -1
         self._exact: frozenset[str] = frozenset()
         self._literals: tuple[str, ...] = ()
 
+    def add_prefix(self, prefix: str) -> None:
+        """Let through, too, the paths of this router's routes under ``prefix``."""
+        if prefix not in self._prefixes:
+            self._prefixes.add(prefix)
+            self._size = -1  # learn again on the next request
+
     def _learn(self) -> None:
         # Routes added later (rare: tests, late registration) are learnt on the next request.
-        paths = [self._prefix + route.path for route in self._router.routes]
+        paths = [prefix + route.path for prefix in self._prefixes for route in self._router.routes]
         # A route without parameters matches its own path only; one with parameters, paths that start
         # with its literal part. (A path that differs by a trailing slash must still reach FastAPI,
         # which redirects it.)
@@ -68,7 +82,7 @@ class _Guard:
         self._size = len(paths)
 
     def __call__(self, scope: Any) -> tuple[Match, dict[str, Any]]:
-        if len(self._router.routes) != self._size:
+        if len(self._router.routes) * len(self._prefixes) != self._size:
             self._learn()
         path = get_route_path(scope)
         if (path.rstrip("/") or "/") not in self._exact and not path.startswith(self._literals):
