@@ -8,6 +8,7 @@ warns (``DeprecationWarning``) once per old import path, naming the SDK name tha
 from __future__ import annotations
 
 import ast
+import re
 import threading
 import warnings
 from functools import lru_cache
@@ -36,6 +37,12 @@ def sdk_names() -> dict[tuple[str, str], str]:
     return names
 
 
+# Files that cannot import a host package are not parsed: parsing every mini-app's source cost about a
+# second per app built (tests build hundreds; the built-ins import only the SDK).
+# (Any import of a host package names it as a word; a file that never does cannot import one.)
+_MAY_IMPORT_HOST = re.compile(r"\b(?:" + "|".join(HOST_PACKAGES) + r")\b")
+
+
 def host_imports(module: ModuleType) -> list[tuple[str, str, str]]:
     """(file, old module, name) for every import of a host package in the mini-app's own source files."""
     source = getattr(module, "__file__", None)
@@ -46,17 +53,35 @@ def host_imports(module: ModuleType) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     for path in files:
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError):
+            stat = path.stat()
+        except OSError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
-                    and node.module.split(".")[0] in HOST_PACKAGES:
-                found.extend((path.name, node.module, alias.name) for alias in node.names)
-            elif isinstance(node, ast.Import):
-                found.extend((path.name, alias.name, "") for alias in node.names
-                             if alias.name.split(".")[0] in HOST_PACKAGES)
+        found.extend((path.name, old_module, name) for old_module, name in _file_imports(str(path), stat.st_mtime_ns,
+                                                                                         stat.st_size))
     return found
+
+
+@lru_cache(maxsize=4096)
+def _file_imports(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """(old module, name) for each host import in one source file, read again only when the file changes."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ()
+    if not _MAY_IMPORT_HOST.search(text):
+        return ()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return ()
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.split(".")[0] in HOST_PACKAGES:
+            found.extend((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, "") for alias in node.names if alias.name.split(".")[0] in HOST_PACKAGES)
+    return tuple(found)
 
 
 def warn_host_imports(miniapp_id: str, module: ModuleType) -> list[str]:
