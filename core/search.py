@@ -128,6 +128,15 @@ def _checked_query(q: str) -> str:
     return text
 
 
+def search_hint(miniapps: Any, principal: Any, locale: str) -> str:
+    """The search box's placeholder: what this caller's search covers, from the labels of the providers
+    of the mini-apps they may use (a resident is not promised the officials' questions or tasks)."""
+    labels = [p.label.get(locale) for m in visible_miniapps(miniapps, principal) for p in m.search_providers]
+    if not labels:
+        return "Tìm kiếm" if locale == "vi" else "Search"
+    return ("Tìm " if locale == "vi" else "Search ") + ", ".join(label.lower() for label in labels) + "…"
+
+
 async def search(request: Request, principal: Any, *, text: str, locale: str, limit: int) -> SearchAnswer:
     """Run one search for ``principal`` across the providers of the mini-apps they may use."""
     state = request.app.state

@@ -10,6 +10,7 @@ from core.db import SessionDep
 from core.identity.deps import PrincipalDep
 from core.identity.resident_pages import ward_choices
 from core.manifests import manifest_view, visible_miniapps
+from core.search import search_hint
 from core.web import page_locale, render_page
 from core.webapps.service import tile as webapp_tile
 
@@ -33,4 +34,5 @@ def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLRespo
     unread = unread_count(db, principal.user_id) if unread_count is not None and signed_in else None
     places = ward_choices(db, locale) if not principal.is_authenticated else []
     return render_page(request, "shell/home.html", {
-        "tiles": tiles, "unread": unread, "places": places, "place": request.cookies.get(PLACE_COOKIE, "")})
+        "tiles": tiles, "unread": unread, "places": places, "place": request.cookies.get(PLACE_COOKIE, ""),
+        "search_hint": search_hint(state.miniapps, principal, locale)})

@@ -156,3 +156,29 @@ def test_search_box_in_chromium(settings: Settings, page) -> None:
     assert hit.first.locator("a").inner_text() == "Street festival"
     assert hit.first.locator(".source").inner_text() == "Events"
     assert page.input_value("[data-testid=search-box]") == "le hoi duong pho"
+
+
+def test_the_search_box_promises_only_what_this_caller_can_find(client: TestClient) -> None:
+    """A visitor's box names the residents' sources; an official's adds questions and tasks (issue 16)."""
+    import re
+
+    from sqlmodel import Session
+
+    from tests.conftest import TEST_SECRET
+
+    def hint(**headers: str) -> str:
+        found = re.search(r'id="home-q"[^>]*placeholder="([^"]*)"', client.get("/?lang=vi", headers=headers).text)
+        assert found
+        return found.group(1)
+
+    visitor = hint()
+    assert visitor.startswith("Tìm ") and "phản ánh hiện trường" in visitor and "trạm đo ngập" in visitor
+    assert "hỏi đáp" not in visitor and "nhiệm vụ" not in visitor and "thủ tục" not in visitor
+    assert "field reports" in client.get("/?lang=en").text
+    with Session(client.app.state.engine) as db:
+        official = service.create_official(db, username="px.search", display_name="Lê Tìm", password="Hue-2025-strong-pw",
+                                           memberships=[("commune_official", "phu-xuan")])
+        token = service.start_session(db, secret=TEST_SECRET, user=official, method="test", client="pytest",
+                                      address="127.0.0.1").access_token
+    official_hint = hint(Authorization=f"Bearer {token}")
+    assert "hỏi đáp và cẩm nang" in official_hint and "nhiệm vụ" in official_hint
