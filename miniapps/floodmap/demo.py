@@ -79,7 +79,7 @@ def load_demo_stations(host) -> list[str]:
         for spec in DEMO_STATIONS:
             if spec.code in existing:
                 continue
-            thing = register_station(db, spec, sensor_key=None if spec.kind is StationKind.camera else demo_key(spec.code))
+            thing = register_station(db, spec, sensor_key=demo_key(spec.code))
             if spec.kind is StationKind.camera:
                 thing.camera_image_at = now - timedelta(minutes=2)
             else:

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from miniapps.floodmap import cap, ingest, reports, retention, sensorthings, sta_batch, sta_write
+from miniapps.floodmap import cameras, cap, ingest, reports, retention, sensorthings, sta_batch, sta_write
+from miniapps.floodmap.ingest import StationUpdate
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodReport,
@@ -111,12 +112,7 @@ async def ingest_readings(request: Request, sensor_code: str,
             return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
 
     sensor = await run_in_threadpool(authenticate)
-    limiter, rate = _limiter(host), await run_in_threadpool(ingest_rate, host)
-    if not limiter.hit(rate, "sensor", sensor.code):
-        reset = limiter.get_window_stats(rate, "sensor", sensor.code).reset_time
-        retry = max(1, math.ceil(reset - time.time()))
-        raise DomainError(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
-                           f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
+    await run_in_threadpool(_check_rate, host, sensor.code)
     body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
     outcome = await run_in_threadpool(ingest.ingest, host.engine, sensor=sensor, readings=readings)
@@ -127,6 +123,63 @@ async def ingest_readings(request: Request, sensor_code: str,
         "stations": [{"id": s.thing_id, "change": None if s.change is None else {
             "from": s.change.from_level, "to": s.change.to_level, "reason": s.change.reason}} for s in outcome.stations],
     })
+
+
+def _check_rate(host: Host, sensor_code: str) -> None:
+    """429 with Retry-After when the sensor has sent more than its batches a minute."""
+    limiter, rate = _limiter(host), ingest_rate(host)
+    if not limiter.hit(rate, "sensor", sensor_code):
+        reset = limiter.get_window_stats(rate, "sensor", sensor_code).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        raise DomainError(429, f"sensor {sensor_code!r} sent more than {rate} batches; nothing of this batch was "
+                           f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+@api.post(
+    "/ingest/{sensor_code}/image", operation_id="ingest_camera_image", status_code=201,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}} for kind in IMAGE_TYPES}}},
+    responses={401: {"description": "Unknown sensor or wrong key"}, 409: {"description": "Not a camera's sensor"},
+               413: {"description": "Over 1 MiB"}, 415: {"description": "Not an image"},
+               429: {"description": "Too many images"}},
+)
+async def ingest_camera_image(request: Request, sensor_code: str,
+                              x_sensor_key: str | None = Header(default=None)) -> dict[str, Any]:
+    """A camera pushes its latest snapshot (JPEG, PNG or WebP, 1 MiB at most) with its key in ``X-Sensor-Key``;
+    the station page and the map show it, EXIF-free, from then on."""
+    host = host_of(request)
+
+    def authenticate():
+        with Session(host.engine, expire_on_commit=False) as db:
+            return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
+
+    sensor = await run_in_threadpool(authenticate)
+    await run_in_threadpool(_check_rate, host, sensor.code)
+    data = await request.body()  # within the host's body limit, which is this route's limit too
+    try:
+        photo = await run_in_threadpool(process_photo, data, max_bytes=cameras.CAMERA_MAX_BYTES)
+    except PhotoRejected as exc:
+        raise DomainError(exc.status, exc.detail, field="body") from None
+    thing = await run_in_threadpool(cameras.store_image, host.engine, host.media, sensor_code=sensor.code,
+                                    jpeg=photo.display)
+    assert thing.id is not None and thing.camera_image_at is not None
+    await announce_updates(host, [StationUpdate(thing_id=thing.id, change=None, came_back=False)])
+    return {"station": thing.id, "code": thing.code, "image_at": thing.camera_image_at.isoformat(),
+            "url": thing.camera_url, "width": photo.width, "height": photo.height}
+
+
+@api.get("/stations/{station_id}/camera.jpg", operation_id="camera_image",
+         responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No image kept for this station"}})
+async def camera_image(request: Request, station_id: int) -> Response:
+    """A camera station's latest image (EXIF-free JPEG), public like the map; its address changes with each image."""
+    host = host_of(request)
+    data, taken = await run_in_threadpool(cameras.latest_image, host.engine, host.media, station_id)
+    return Response(data, media_type="image/jpeg", headers={
+        "Cache-Control": "public, max-age=86400" if "at" in request.query_params else "public, max-age=60",
+        "Last-Modified": taken.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")})
 
 
 # --- SensorThings read API ----------------------------------------------------------------------------

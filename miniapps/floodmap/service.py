@@ -92,7 +92,8 @@ def observed_property(db: Session, measure: Measure) -> FloodObservedProperty:
 
 
 def register_station(db: Session, spec: StationSpec, *, sensor_key: str | None) -> FloodThing:
-    """Add a station (not committed); measuring kinds need ``sensor_key``, which is stored hashed."""
+    """Add a station (not committed); measuring kinds need ``sensor_key``, which is stored hashed; a camera
+    given one may push its images."""
     thing = FloodThing(code=spec.code, name=spec.name, description=spec.description, kind=spec.kind,
                        unit_id=spec.unit_id, warn_units=spec.warn_units or [spec.unit_id], synthetic=spec.synthetic,
                        camera_url=spec.camera_url, camera_image_at=spec.camera_image_at)
@@ -100,14 +101,17 @@ def register_station(db: Session, spec: StationSpec, *, sensor_key: str | None) 
     db.flush()
     db.add(FloodLocation(thing_id=thing.id, name=spec.place, lat=spec.lat, lon=spec.lon))
     measure = MEASURES.get(spec.kind)
-    if measure is None:
-        return thing
+    if measure is None and not sensor_key:
+        return thing  # a camera whose images are linked from elsewhere
     if not sensor_key:
         raise ValueError(f"station {spec.code!r} measures {measure.property_name}: give its sensor a key")
+    # A camera's sensor pushes images (cameras.py) and has no datastream; it shares the station's code.
     sensor = FloodSensor(code=spec.code, name=f"{spec.name} sensor", key_hash=hash_key(sensor_key),
                          description=("Synthetic sensor for the demo" if spec.synthetic else "Sensor") + f" at {spec.place}")
     db.add(sensor)
     db.flush()
+    if measure is None:
+        return thing
     levels = spec.levels or measure.levels
     db.add(FloodDatastream(
         thing_id=thing.id, sensor_id=sensor.id, observed_property_id=observed_property(db, measure).id,

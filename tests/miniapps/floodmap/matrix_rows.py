@@ -164,6 +164,26 @@ def _new_property(world: World, who: str) -> str:
         return f"{ST}/ObservedProperties({made.id})"
 
 
+def _camera_image(world: World, who: str) -> str:
+    """The address of the demo camera's latest image (pushed once, as the camera would)."""
+    made = world.__dict__.setdefault("floodmap_camera", {})
+    if not made:
+        import io
+
+        from PIL import Image
+
+        from miniapps.floodmap import cameras
+
+        _stations(world)
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(out, "JPEG")
+        app = world.api.app
+        thing = cameras.store_image(app.state.engine, app.state.host.media, sensor_code="truong-tien-camera",
+                                    jpeg=out.getvalue())
+        made["url"] = thing.camera_url
+    return made["url"]
+
+
 WRITERS = only("operator", "admin")
 
 ROWS: dict[tuple[str, str], list[Case]] = {
@@ -189,6 +209,11 @@ ROWS: dict[tuple[str, str], list[Case]] = {
         Case("a person's token is no sensor key", f"{API}/ingest/kim-long-gauge", everyone(401),
              json={"time": "2026-11-25T00:00:00Z", "value": 0.5}, before=lambda world: _stations(world)),
     ],
+    ("POST", f"{API}/ingest/{{sensor_code}}/image"): [
+        Case("a person's token is no camera key", f"{API}/ingest/truong-tien-camera/image", everyone(401),
+             before=lambda world: _stations(world)),
+    ],
+    ("GET", f"{API}/stations/{{station_id}}/camera.jpg"): [Case("a camera's latest image", _camera_image, PUBLIC)],
     ("GET", f"{API}/stations.geojson"): [Case("map layer", f"{API}/stations.geojson", PUBLIC)],
     ("GET", f"{API}/warnings"): [Case("warnings list", f"{API}/warnings", PUBLIC)],
     ("GET", f"{API}/warnings/{{warning_id}}"): [Case("one warning", _warning_url(), PUBLIC)],
