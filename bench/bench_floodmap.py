@@ -357,7 +357,7 @@ def _city_paths(url: str) -> dict[str, str]:
     from sqlmodel import Session
 
     from miniapps.floodmap.models import FloodDatastream, FloodObservation, FloodThing
-    from miniapps.floodmap.sensorthings import _encode_token
+    from miniapps.floodmap.sta_options import _encode_token
 
     engine = create_engine(_city_engine_url(url))
     try:

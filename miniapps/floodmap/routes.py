@@ -18,7 +18,18 @@ from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from miniapps.floodmap import cameras, cap, ingest, reports, retention, sensorthings, sta_batch, sta_write
+from miniapps.floodmap import (
+    cameras,
+    cap,
+    ingest,
+    reports,
+    retention,
+    sensorthings,
+    sta_batch,
+    sta_paths,
+    sta_read,
+    sta_write,
+)
 from miniapps.floodmap.ingest import StationUpdate
 from miniapps.floodmap.models import (
     FloodDatastream,
@@ -206,7 +217,7 @@ _QUERY_REFUSED: dict[int | str, dict[str, Any]] = {400: {"description": "A query
 _DOCUMENT = {"response_model": dict[str, Any], "methods": ["GET"], "responses": _QUERY_REFUSED}
 
 
-async def _answer(request: Request, read: Callable[[Connection], sensorthings.Answer]) -> Response:
+async def _answer(request: Request, read: Callable[[Connection], sta_paths.Answer]) -> Response:
     """``read`` on a connection in autocommit, its JSON encoded, all in one worker thread.
 
     A page is one SELECT per expanded level (its count is cached apart anyway), so it needs no BEGIN and
@@ -233,8 +244,8 @@ async def _answer(request: Request, read: Callable[[Connection], sensorthings.An
 async def _resolve(request: Request, path: str) -> Response:
     """Any SensorThings resource path below the version root, with the request's query options."""
     params, links = _params(request), sensorthings.Links(_base(request))
-    counts = sensorthings.counts_cache(host_of(request))
-    return await _answer(request, lambda db: sensorthings.resolve(db, path, params, links, counts))
+    counts = sta_read.counts_cache(host_of(request))
+    return await _answer(request, lambda db: sta_paths.resolve(db, path, params, links, counts))
 
 
 def _collection_route(name: str) -> None:
@@ -332,7 +343,7 @@ async def _write(request: Request, method: str, path: str, body: Any, writer: st
         reply = await run_in_threadpool(sta_write.apply, host.engine, method, path, body, writer,
                                         sensorthings.Links(_base(request)), json_patch=json_patch)
     finally:
-        sensorthings.counts_cache(host).clear()  # the writer sees its write counted
+        sta_read.counts_cache(host).clear()  # the writer sees its write counted
     if reply.stations:
         await announce_updates(host, reply.stations)
     if reply.status == 201:
@@ -371,7 +382,7 @@ async def sensorthings_batch(request: Request) -> Response:
         answers, stations = await run_in_threadpool(sta_batch.run, host.engine, items, writer,
                                                     sensorthings.Links(_base(request)))
     finally:
-        sensorthings.counts_cache(host).clear()
+        sta_read.counts_cache(host).clear()
     if stations:
         await announce_updates(host, stations)
     if multipart:
@@ -393,7 +404,7 @@ async def sensorthings_create_observations(request: Request) -> JSONResponse:
     try:
         answers, stations = await run_in_threadpool(sta_write.create_observations, host.engine, body, writer, links)
     finally:
-        sensorthings.counts_cache(host).clear()  # the writer sees its readings counted
+        sta_read.counts_cache(host).clear()  # the writer sees its readings counted
     if stations:
         await announce_updates(host, stations)
     return JSONResponse(answers, status_code=201)

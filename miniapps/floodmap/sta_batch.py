@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy.engine import Engine
 
-from miniapps.floodmap import sensorthings, sta_write
+from miniapps.floodmap import sensorthings, sta_paths, sta_write
 from plugins import DomainError, loads_json
 
 MAX_REQUESTS = 100
@@ -176,7 +176,7 @@ def _one(bind: sta_write.Bind, item: Item, created: dict[str, str], writer: sta_
     path, params = _target(item.url, created)
     if item.method == READ:
         with sta_write.reading(bind) as db:
-            answer = sensorthings.resolve(db, path, params, links)
+            answer = sta_paths.resolve(db, path, params, links)
         return Entry(item, 200, answer.json if answer.json is not None else answer.text), []
     if item.method not in WRITES:
         raise DomainError(405, "a batch request's method is GET, POST, PATCH, PUT or DELETE",

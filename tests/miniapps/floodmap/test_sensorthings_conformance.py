@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 
-from miniapps.floodmap import sensorthings
+from miniapps.floodmap import sensorthings, sta_options, sta_read
 from tests.miniapps.floodmap.conftest import make_people
 from tests.miniapps.floodmap.sta_checklist import CHECKS, ST, ids_of, run
 
@@ -72,9 +72,9 @@ def test_expand_costs_one_query_per_level_not_per_entity(fm_app, fm_client) -> N
 def test_query_cost_is_bounded(fm_client) -> None:
     too_deep = fm_client.get(f"{ST}/Things", params={"$expand": "Datastreams/Observations/Datastream/Thing"})
     assert too_deep.status_code == 400 and too_deep.json()["field"] == "query.$expand"
-    too_many = fm_client.get(f"{ST}/Observations", params={"$top": sensorthings.MAX_TOP + 1})
+    too_many = fm_client.get(f"{ST}/Observations", params={"$top": sta_options.MAX_TOP + 1})
     assert too_many.status_code == 400 and too_many.json()["field"] == "query.$top"
     wide = fm_client.get(f"{ST}/Datastreams", params={"$top": 1000, "$expand": "Observations($top=1000)"})
     # at most MAX_EXPANDED inlined entities a request: 8 datastreams x 1000 fits, and is answered
     assert wide.status_code == 200
-    assert sum(len(d["Observations"]) for d in wide.json()["value"]) <= sensorthings.MAX_EXPANDED
+    assert sum(len(d["Observations"]) for d in wide.json()["value"]) <= sta_read.MAX_EXPANDED
