@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from miniapps.feedback import apikeys, service
+from miniapps.feedback import apikeys, handling, service
 from miniapps.feedback.models import FeedbackApiKey, FeedbackReport
 from miniapps.feedback.permissions import feedback_authorizer
 from plugins import Membership, Principal, User, create_official
@@ -54,7 +54,7 @@ def load_demo(host: Any) -> Iterator[str]:
             report = service.file_report(session, store=store, reporter_id=resident.id, category_id=category,
                                             description=text, lat=lat, lon=lon, now=now - timedelta(days=days))
             for step, action in enumerate(actions, start=1):
-                service.act(session, store=store, principal=acting, authorizer=feedback_authorizer(),
+                handling.act(session, store=store, principal=acting, authorizer=feedback_authorizer(),
                             report_id=report.id or 0, action=action, response="Đã xử lý xong, cảm ơn bạn.",
                             now=now - timedelta(days=days) + timedelta(hours=4 * step))
         yield f"{len(DEMO_REPORTS)} reports added (resident {resident.phone})"

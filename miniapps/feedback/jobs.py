@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from miniapps.feedback import service
+from miniapps.feedback import handling
 
 
 def escalate_overdue(host: Any) -> None:
     """Flag reports past their deadline and tell the operators (once per report, in the same transaction)."""
     with host.session() as session:
-        service.escalate_overdue(session, notifier=host.notifier)
+        handling.escalate_overdue(session, notifier=host.notifier)
 
 
 def close_stale(host: Any) -> None:
     """Close resolved reports not reopened within the window."""
     with host.session() as session:
-        service.close_stale_resolutions(session)
+        handling.close_stale_resolutions(session)

@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from miniapps.feedback import apikeys, service
+from miniapps.feedback import apikeys, listings, service
 from miniapps.feedback.models import (
     FeedbackCategory,
     FeedbackPhoto,
@@ -250,7 +250,7 @@ def request_view(report: FeedbackReport, base: str, names: dict[str, FeedbackCat
         "extended_attributes": {"status_detail": report.state.value, "handling_unit": report.handling_unit_id,
                                 "unit": None if report.needs_placing else report.unit_id, "urgent": report.urgent,
                                 "needs_placing": report.needs_placing,
-                                "overdue": service.is_overdue(report, now),
+                                "overdue": listings.is_overdue(report, now),
                                 "duplicate_of": str(report.duplicate_of_id) if report.duplicate_of_id else None},
     }
 

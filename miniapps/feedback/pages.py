@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from miniapps.feedback import service, stats
+from miniapps.feedback import handling, listings, service, stats
 from miniapps.feedback.deadlines import hue_time
 from miniapps.feedback.models import ReportState
 from miniapps.feedback.routes import (
@@ -109,7 +109,7 @@ def _common(session: Session) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, principal: PrincipalDep) -> Response:
     """The entry page: what the caller can do here."""
-    counts = await run_db(request, lambda s: {"open": service.count_public(s)})
+    counts = await run_db(request, lambda s: {"open": listings.count_public(s)})
     return render_page(request, "feedback/home.html", {**_roles(request, principal), "counts": counts})
 
 
@@ -180,7 +180,7 @@ async def mine(request: Request, principal: PrincipalDep) -> Response:
     """The reports the caller filed or follows."""
     if not principal.is_authenticated:
         return _sign_in(request)
-    context = await run_db(request, lambda s: {**_common(s), "reports": service.my_reports(s, user_id=principal.user_id or 0)})
+    context = await run_db(request, lambda s: {**_common(s), "reports": listings.my_reports(s, user_id=principal.user_id or 0)})
     return render_page(request, "feedback/mine.html", context)
 
 
@@ -195,9 +195,9 @@ async def report_page(request: Request, report_id: int, principal: PrincipalDep)
     def work(session: Session) -> dict[str, Any]:
         report, level = service.visible_report(session, principal=principal, authorizer=authorizer,
                                                report_id=report_id)
-        view = service.view(session, report, level)
-        actions = [a for a, (sources, _t, who) in service.TRANSITIONS.items()
-                   if report.state in sources and service.may_take(level, who)
+        view = listings.view(session, report, level)
+        actions = [a for a, (sources, _t, who) in handling.TRANSITIONS.items()
+                   if report.state in sources and handling.may_take(level, who)
                    and (a != "place" or report.needs_placing)]
         # The resident who filed it answers a resolution in their own words (rate, which closes it, or
         # reopen), not with the officials' handling forms.
@@ -253,7 +253,7 @@ async def act_page(request: Request, report_id: int, principal: PrincipalDep) ->
         assignee_id = int(text["assignee_id"]) if text["assignee_id"] else None
 
         def work(session: Session) -> None:
-            service.act(
+            handling.act(
                 session, store=store, principal=principal, authorizer=authorizer, report_id=report_id,
                 action=text["action"] or "", note=text["note"], reason=text["reason"], response=text["response"],
                 unit_id=text["unit_id"], duplicate_of=duplicate_of, assignee_id=assignee_id, photos=photos,
@@ -276,7 +276,7 @@ async def rate_page(request: Request, report_id: int, principal: PrincipalDep) -
     authorizer = host_of(request).authorizer
     try:
         stars = int(str(form.get("stars") or "0"))
-        await run_db(request, lambda s: service.rate(
+        await run_db(request, lambda s: handling.rate(
             s, principal=principal, authorizer=authorizer, report_id=report_id, stars=stars,
             comment=str(form.get("comment") or ""), notifier=host_of(request).notifier))
     except ValueError:
@@ -329,17 +329,17 @@ async def queue_page(request: Request, principal: PrincipalDep, unit_id: str = "
     page = max(page, 1)
 
     def work(session: Session) -> dict[str, Any]:
-        rows, total = service.queue(session, units=units, unit_id=unit_id or None, state=state_filter,
+        rows, total = listings.queue(session, units=units, unit_id=unit_id or None, state=state_filter,
                                     category_id=category_id or None, overdue=overdue_filter, page=page,
                                     needs_placing=placing_filter)
         now = service.utcnow()
         own = sorted(units) if units is not None else []
         filters = {"unit_id": unit_id, "state": state_filter or "", "category_id": category_id, "overdue": overdue,
                    "placing": placing}
-        return {**_common(session), "rows": rows, "total": total, "count_cap": service.COUNT_CAP, "page": page,
+        return {**_common(session), "rows": rows, "total": total, "count_cap": listings.COUNT_CAP, "page": page,
                 "now": now, "filters": filters,
                 "page_query": lambda n: urlencode({**filters, "lang": page_locale(request), "page": n}),
-                "overdue_of": lambda r: service.is_overdue(r, now), "own_units": own}
+                "overdue_of": lambda r: listings.is_overdue(r, now), "own_units": own}
 
     return render_page(request, "feedback/queue.html", await run_db(request, work))
 

@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from miniapps.feedback import apikeys, cache, service, stats
+from miniapps.feedback import apikeys, cache, handling, listings, service, stats
 from miniapps.feedback.models import FeedbackPhoto, ReportState
 from miniapps.feedback.schemas import ApiKeyCreate, RatingCreate
 from plugins import (
@@ -123,7 +123,7 @@ async def possible_duplicates(request: Request, category_id: str, lat: Annotated
 
     def work(session: Session) -> list[dict[str, Any]]:
         service.get_category(session, category_id, field="query.category_id")
-        return [service.view(session, r, "public") for r in
+        return [listings.view(session, r, "public") for r in
                 service.possible_duplicates(session, category_id=category_id, lat=lat, lon=lon)]
 
     return await run_db(request, work)
@@ -154,7 +154,7 @@ async def file_report(
             session, store=store, reporter_id=principal.user_id, category_id=category_id, description=description,
             lat=lat, lon=lon, unit_id=unit_id or None, address=address, urgent=urgent, photos=processed,
             notifier=host_of(request).notifier)
-        return service.view(session, report, "reporter")
+        return listings.view(session, report, "reporter")
 
     return await run_db(request, work)
 
@@ -163,8 +163,8 @@ async def file_report(
 async def my_reports(request: Request, principal: CurrentUser) -> list[dict[str, Any]]:
     """The reports the caller filed or follows."""
     def work(session: Session) -> list[dict[str, Any]]:
-        return [service.view(session, r, "reporter" if r.reporter_id == principal.user_id else "public")
-                for r in service.my_reports(session, user_id=principal.user_id or 0)]
+        return [listings.view(session, r, "reporter" if r.reporter_id == principal.user_id else "public")
+                for r in listings.my_reports(session, user_id=principal.user_id or 0)]
 
     return await run_db(request, work)
 
@@ -175,7 +175,7 @@ async def get_report(request: Request, report_id: int, principal: PrincipalDep) 
     def work(session: Session) -> dict[str, Any]:
         report, level = service.visible_report(session, principal=principal, authorizer=authorizer(request),
                                                report_id=report_id)
-        return service.view(session, report, level)
+        return listings.view(session, report, level)
 
     return await run_db(request, work)
 
@@ -206,12 +206,12 @@ async def act_on_report(
     store = host_of(request).media
 
     def work(session: Session) -> dict[str, Any]:
-        report = service.act(
+        report = handling.act(
             session, store=store, principal=principal, authorizer=authorizer(request), report_id=report_id,
             action=action, note=note, reason=reason, response=response, unit_id=unit_id, duplicate_of=duplicate_of,
             assignee_id=assignee_id, photos=processed, notifier=host_of(request).notifier)
         level = service.access(principal, report, authorizer(request), session) or "public"
-        return service.view(session, report, level)
+        return listings.view(session, report, level)
 
     return await run_db(request, work)
 
@@ -220,9 +220,9 @@ async def act_on_report(
 async def rate_report(request: Request, report_id: int, rating: RatingCreate, principal: CurrentUser) -> dict[str, Any]:
     """The reporter rates the handling 1-5 with a comment, after resolution."""
     def work(session: Session) -> dict[str, Any]:
-        report = service.rate(session, principal=principal, authorizer=authorizer(request), report_id=report_id,
+        report = handling.rate(session, principal=principal, authorizer=authorizer(request), report_id=report_id,
                               stars=rating.stars, comment=rating.comment, notifier=host_of(request).notifier)
-        return service.view(session, report, "reporter")
+        return listings.view(session, report, "reporter")
 
     return await run_db(request, work)
 
@@ -262,11 +262,11 @@ async def report_queue(
         raise DomainError(403, f"you do not handle reports for {unit_id!r}", field="query.unit_id")
 
     def render(session: Session) -> bytes:
-        rows, total = service.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
+        rows, total = listings.queue(session, units=units, unit_id=unit_id, state=state.value if state else None,
                                     category_id=category_id, overdue=overdue, urgent=urgent, page=page,
                                     per_page=per_page, before=before, needs_placing=needs_placing)
         now = service.utcnow()
-        return json_bytes({"total": min(total, service.COUNT_CAP), "total_exact": total <= service.COUNT_CAP,
+        return json_bytes({"total": min(total, listings.COUNT_CAP), "total_exact": total <= listings.COUNT_CAP,
                            "page": None if before else page, "per_page": per_page,
                            "next_before": rows[-1].id if len(rows) == per_page else None,
                            "items": [queue_row(r, now) for r in rows]})
@@ -279,11 +279,11 @@ async def report_queue(
 
 
 def queue_row(report: Any, now: datetime) -> dict[str, Any]:
-    """A compact queue line (no reporter identity) from a report or a ``service.QUEUE_COLUMNS`` row."""
+    """A compact queue line (no reporter identity) from a report or a ``listings.QUEUE_COLUMNS`` row."""
     return {"id": report.id, "category_id": report.category_id, "state": report.state.value,
             "urgent": report.urgent, "unit_id": report.unit_id, "handling_unit_id": report.handling_unit_id,
             "description": report.description[:200], "created_at": service.aware(report.created_at),
-            "due_at": service.aware(report.due_at), "overdue": service.is_overdue(report, now),
+            "due_at": service.aware(report.due_at), "overdue": listings.is_overdue(report, now),
             "needs_placing": report.needs_placing}
 
 
@@ -375,14 +375,14 @@ async def reports_geojson(request: Request, bbox: str | None = None, category_id
     box = _bbox(bbox)
 
     def render(session: Session) -> cache.EncodedAnswer:
-        rows = service.public_reports(session, bbox=box, category_id=category_id, limit=limit)
+        rows = listings.public_reports(session, bbox=box, category_id=category_id, limit=limit)
         now = service.utcnow()
         return cache.EncodedAnswer.of(json_bytes({"type": "FeatureCollection", "features": [{
             "type": "Feature", "id": r.id,
             "geometry": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
             "properties": {"id": r.id, "category_id": r.category_id, "state": r.state.value,
                            "status": "open" if r.state in service.OPEN_STATES else "closed", "urgent": r.urgent,
-                           "overdue": service.is_overdue(r, now), "description": r.description[:200],
+                           "overdue": listings.is_overdue(r, now), "description": r.description[:200],
                            "created_at": service.aware(r.created_at).isoformat(),  # type: ignore[union-attr]
                            "url": f"/m/{service.MINIAPP}/reports/{r.id}"},
         } for r in rows]}))

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from miniapps.feedback import service
+from miniapps.feedback import listings, service
 from miniapps.feedback.models import FeedbackCategory
 from miniapps.feedback.permissions import feedback_authorizer
 from plugins import OrgUnit
@@ -23,7 +23,7 @@ async def search_reports(query: Any) -> list[Any]:
 
     def work() -> list[Any]:
         with query.host.session() as session:
-            rows = service.search_reports(session, folded=folded, principal=query.principal, authorizer=authorizer,
+            rows = listings.search_reports(session, folded=folded, principal=query.principal, authorizer=authorizer,
                                           limit=query.limit)
             results = []
             for report in rows:

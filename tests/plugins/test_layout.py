@@ -110,3 +110,13 @@ def test_a_stray_module_is_named(tmp_path: Path) -> None:
         "superapp_parking/__init__.py defines tidy: only hooks live there",
     ]
     assert _misfits("parking", package, {"helpers"})[0].startswith("superapp_parking/migrations/0002_more.py")
+
+
+MODULE_LIMIT = 700  # docs/miniapps.md: work that outgrows about 700 lines is split by concern
+
+
+def test_no_miniapp_module_outgrows_the_limit() -> None:
+    """Every module of a built-in stays within the limit; a longer one is split by concern."""
+    long = {str(path.relative_to(ROOT)): lines for package in BUILT_INS for path in sorted(package.rglob("*.py"))
+            if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_LIMIT}
+    assert not long, f"modules over {MODULE_LIMIT} lines, to split by concern: {long}"

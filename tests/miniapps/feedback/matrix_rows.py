@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from core.identity.principal import Membership, Principal
 from core.media import process_photo
-from miniapps.feedback import apikeys, service
+from miniapps.feedback import apikeys, handling, service
 from miniapps.feedback.models import FeedbackApiKey, FeedbackPhoto
 from tests.matrix import (
     ALLOW,
@@ -59,7 +59,7 @@ def _report(world: World, name: str, *, state_path: tuple[str, ...] = (), photo:
             operator = Principal(user_id=world.personas["operator"].user_id, kind="official",
                                  memberships=(Membership("operator", "hue"),))
             for action in state_path:
-                service.act(db, store=app.state.media, principal=operator, authorizer=app.state.authorizer,
+                handling.act(db, store=app.state.media, principal=operator, authorizer=app.state.authorizer,
                             report_id=report.id or 0, action=action, reason="Không đúng sự thật",
                             response="Đã xử lý")
         made[name] = report.id

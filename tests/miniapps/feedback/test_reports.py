@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlmodel import Session, select
 
-from miniapps.feedback import service, stats
+from miniapps.feedback import handling, listings, stats
 from miniapps.feedback.models import (
     FeedbackEvent,
     FeedbackPhoto,
@@ -359,8 +359,8 @@ def test_stale_resolutions_are_closed(api: TestClient, filed, commune_px: Person
     for action in ("accept", "resolve"):
         act(api, commune_px, report["id"], action, response="Xong")
     with _db(api) as db:
-        assert service.close_stale_resolutions(db) == 0
-        assert service.close_stale_resolutions(db, now=datetime.now(UTC) + timedelta(days=8)) == 1
+        assert handling.close_stale_resolutions(db) == 0
+        assert handling.close_stale_resolutions(db, now=datetime.now(UTC) + timedelta(days=8)) == 1
         assert db.get(FeedbackReport, report["id"]).state is ReportState.closed
 
 
@@ -487,7 +487,7 @@ def test_open311_keys_are_issued_by_admins_and_stored_hashed(api: TestClient, ad
 
 def test_queue_counts_stop_at_the_cap(api: TestClient, filed, commune_px: Persona,
                                       monkeypatch) -> None:
-    monkeypatch.setattr(service, "COUNT_CAP", 2)
+    monkeypatch.setattr(listings, "COUNT_CAP", 2)
     for _ in range(3):
         filed()
     answer = api.get("/api/miniapps/feedback/queue", headers=commune_px).json()

@@ -7,7 +7,7 @@ import threading
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from miniapps.feedback import service
+from miniapps.feedback import handling, service
 from miniapps.feedback.models import FeedbackEvent, FeedbackReport
 from tests.core.identity.conftest import Persona
 from tests.miniapps.feedback.conftest import KIM_LONG, PHU_XUAN, act, file_report
@@ -72,7 +72,7 @@ def test_concurrent_accept_and_reject_do_not_both_succeed(
             pass
         return found
 
-    monkeypatch.setattr(service, "visible_report", slow_visible)
+    monkeypatch.setattr(handling, "visible_report", slow_visible)
     results: dict[str, int] = {}
 
     def run(action: str, **fields: str) -> None:
