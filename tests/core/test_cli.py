@@ -1,6 +1,7 @@
 """The ``superapp`` console script, run as a user would run it."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,14 +86,27 @@ def test_serve_refuses_several_workers_without_redis(fresh_db) -> None:
     assert result.returncode == 2 and "SUPERAPP_REDIS_URL" in result.stderr
 
 
-def _migrated(fresh_db) -> dict[str, str]:
-    assert run("db", "upgrade", env=fresh_db).returncode == 0
-    assert run("seed", "demo", env=fresh_db).returncode == 0
-    return fresh_db
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory) -> Path:
+    """One database upgraded and seeded by the commands, copied by each test that starts from it (each
+    upgrade and seed is a process start and a full migration: seconds, not worth paying per test)."""
+    path = tmp_path_factory.mktemp("cli") / "seeded.db"
+    env = {"SUPERAPP_DATABASE_URL": f"sqlite:///{path}", "SUPERAPP_ENV": "dev"}
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("seed", "demo", env=env).returncode == 0
+    return path
 
 
-def test_create_official_reads_password_from_stdin_and_token_works(fresh_db) -> None:
-    env = _migrated(fresh_db)
+@pytest.fixture
+def seeded(seeded_template: Path, tmp_path: Path) -> dict[str, str]:
+    """A copy of the upgraded and seeded database, as ``fresh_db``'s environment."""
+    path = tmp_path / "cli.db"
+    shutil.copy(seeded_template, path)
+    return {"SUPERAPP_DATABASE_URL": f"sqlite:///{path}", "SUPERAPP_ENV": "dev"}
+
+
+def test_create_official_reads_password_from_stdin_and_token_works(seeded) -> None:
+    env = seeded
     created = run("users", "create-official", "--username", "px.le", "--name", "Lê Văn C", "--role",
                   "commune_official", "--unit", "phu-xuan", env=env, input="Hue-2025-strong-pw\n")
     assert created.returncode == 0, created.stderr
@@ -116,15 +130,15 @@ def test_create_official_reads_password_from_stdin_and_token_works(fresh_db) -> 
         (["--role", "commune_official", "--unit", "phu-xuan"], "short", "password: password must be at least 12"),
     ],
 )
-def test_create_official_errors_are_clear(fresh_db, args, password, message) -> None:
-    env = _migrated(fresh_db)
+def test_create_official_errors_are_clear(seeded, args, password, message) -> None:
+    env = seeded
     result = run("users", "create-official", "--username", "px.bad", "--name", "X", *args, env=env,
                  input=password + "\n")
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_token_for_unknown_user(fresh_db) -> None:
-    result = run("users", "token", "nobody", env=_migrated(fresh_db))
+def test_token_for_unknown_user(seeded) -> None:
+    result = run("users", "token", "nobody", env=seeded)
     assert result.returncode == 2 and "no official with username 'nobody'" in result.stderr
 
 
