@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -72,4 +73,7 @@ def build(out: Path, *, docs: Path = ROOT / "docs", readme: Path = ROOT / "READM
         page = out / f"{name}.html"
         page.write_text(PAGE.format(title=html.escape(title), nav=nav, body=render(text)), encoding="utf-8")
         pages.append(page)
+    # Files the documents link to (the manifest's JSON Schema) go beside the pages, so the links work.
+    for other in sorted(p for p in docs.iterdir() if p.is_file() and p.suffix != ".md"):
+        shutil.copyfile(other, out / other.name)
     return pages

@@ -14,7 +14,7 @@ from core.devdocs import ROOT
 def test_docs_build_renders_every_document_with_working_links(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["docs", "build", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    expected = {"index.html"} | {p.stem + ".html" for p in (ROOT / "docs").glob("*.md")}
+    expected = {"index.html"} | {p.stem + ".html" for p in (ROOT / "docs").glob("*.md")} | {"manifest.schema.json"}
     assert {p.name for p in tmp_path.iterdir()} == expected
     hooks = (tmp_path / "hooks.html").read_text()
     assert 'id="superapp_register_routes"' in hooks and "<table>" in (tmp_path / "miniapps.html").read_text()
