@@ -128,10 +128,10 @@ def _checked_query(q: str) -> str:
     return text
 
 
-def search_hint(miniapps: Any, principal: Any, locale: str) -> str:
+def search_hint(shown: Any, locale: str) -> str:
     """The search box's placeholder: what this caller's search covers, from the labels of the providers
-    of the mini-apps they may use (a resident is not promised the officials' questions or tasks)."""
-    labels = [p.label.get(locale) for m in visible_miniapps(miniapps, principal) for p in m.search_providers]
+    of ``shown``, the mini-apps they may use (a resident is not promised the officials' questions or tasks)."""
+    labels = [p.label.get(locale) for m in shown for p in m.search_providers]
     if not labels:
         return "Tìm kiếm" if locale == "vi" else "Search"
     return ("Tìm " if locale == "vi" else "Search ") + ", ".join(label.lower() for label in labels) + "…"

@@ -23,10 +23,8 @@ def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLRespo
     locale = page_locale(request)
     state = request.app.state
     granted = state.consents.granted_by_miniapp(principal)
-    tiles = [
-        manifest_view(m, locale=locale, granted=granted.get(m.id, ()))
-        for m in visible_miniapps(state.miniapps, principal)
-    ] + [webapp_tile(w, locale=locale, granted=granted.get(w.id, set())) for w in state.webapps.visible(principal)]
+    shown = visible_miniapps(state.miniapps, principal)
+    tiles = [manifest_view(m, locale=locale, granted=granted.get(m.id, ())) for m in shown] + [webapp_tile(w, locale=locale, granted=granted.get(w.id, set())) for w in state.webapps.visible(principal)]
     # The unread badge (a bounded count; push's inbox, wired in by core.app) and the places a visitor may
     # pick for warnings.
     unread_count = getattr(state, "unread_count", None)
@@ -35,4 +33,4 @@ def home(request: Request, principal: PrincipalDep, db: SessionDep) -> HTMLRespo
     places = ward_choices(db, locale) if not principal.is_authenticated else []
     return render_page(request, "shell/home.html", {
         "tiles": tiles, "unread": unread, "places": places, "place": request.cookies.get(PLACE_COOKIE, ""),
-        "search_hint": search_hint(state.miniapps, principal, locale)})
+        "search_hint": search_hint(shown, locale)})

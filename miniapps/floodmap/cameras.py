@@ -17,9 +17,8 @@ from miniapps.floodmap.models import FloodThing, StationKind
 from plugins import DomainError, MediaStore
 
 MINIAPP = "floodmap"
-# A snapshot arrives in one request under the host's body limit (SUPERAPP_MAX_BODY_BYTES, 1 MiB by default):
-# a camera is a device with a key, not a signed-in person, so it gets no upload allowance.
-CAMERA_MAX_BYTES = 1024 * 1024
+# A snapshot's size limit is the host's body limit (SUPERAPP_MAX_BODY_BYTES, 1 MiB by default): a camera is
+# a device with a key, not a signed-in person, so it gets no upload allowance.
 
 
 def image_key(thing_id: int) -> str:

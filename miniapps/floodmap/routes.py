@@ -34,6 +34,7 @@ from miniapps.floodmap.ingest import StationUpdate
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodReport,
+    FloodSensor,
     FloodThing,
     FloodWarning,
 )
@@ -107,6 +108,20 @@ def _readings_of(body: Any) -> list[Any]:
     return readings
 
 
+def _admitted_sensor(host: Host, sensor_code: str, key: str | None) -> FloodSensor:
+    """The sensor whose code and key match (401 otherwise), within its batches a minute (429 with
+    Retry-After otherwise): what every push, readings or images, passes first."""
+    with Session(host.engine, expire_on_commit=False) as db:
+        sensor = ingest.authenticate(db, sensor_code=sensor_code, key=key)
+    limiter, rate = _limiter(host), ingest_rate(host)
+    if not limiter.hit(rate, "sensor", sensor.code):
+        reset = limiter.get_window_stats(rate, "sensor", sensor.code).reset_time
+        retry = max(1, math.ceil(reset - time.time()))
+        raise DomainError(429, f"sensor {sensor.code!r} sent more than {rate} batches; nothing of this batch was "
+                           f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
+    return sensor
+
+
 @api.post(
     "/ingest/{sensor_code}", operation_id="ingest_readings", response_model=IngestReport,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
@@ -117,13 +132,7 @@ async def ingest_readings(request: Request, sensor_code: str,
                           x_sensor_key: str | None = Header(default=None)) -> JSONResponse:
     """A sensor pushes readings with its key in ``X-Sensor-Key``; each reading is judged on its own."""
     host = host_of(request)
-
-    def authenticate():
-        with Session(host.engine, expire_on_commit=False) as db:
-            return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
-
-    sensor = await run_in_threadpool(authenticate)
-    await run_in_threadpool(_check_rate, host, sensor.code)
+    sensor = await run_in_threadpool(_admitted_sensor, host, sensor_code, x_sensor_key)
     body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
     outcome = await run_in_threadpool(ingest.ingest, host.engine, sensor=sensor, readings=readings)
@@ -136,16 +145,6 @@ async def ingest_readings(request: Request, sensor_code: str,
     })
 
 
-def _check_rate(host: Host, sensor_code: str) -> None:
-    """429 with Retry-After when the sensor has sent more than its batches a minute."""
-    limiter, rate = _limiter(host), ingest_rate(host)
-    if not limiter.hit(rate, "sensor", sensor_code):
-        reset = limiter.get_window_stats(rate, "sensor", sensor_code).reset_time
-        retry = max(1, math.ceil(reset - time.time()))
-        raise DomainError(429, f"sensor {sensor_code!r} sent more than {rate} batches; nothing of this batch was "
-                           f"stored, send it again in {retry} s", headers={"Retry-After": str(retry)})
-
-
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
@@ -154,24 +153,18 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
     openapi_extra={"requestBody": {"required": True, "content": {
         kind: {"schema": {"type": "string", "format": "binary"}} for kind in IMAGE_TYPES}}},
     responses={401: {"description": "Unknown sensor or wrong key"}, 409: {"description": "Not a camera's sensor"},
-               413: {"description": "Over 1 MiB"}, 415: {"description": "Not an image"},
+               413: {"description": "Over the host's body limit"}, 415: {"description": "Not an image"},
                429: {"description": "Too many images"}},
 )
 async def ingest_camera_image(request: Request, sensor_code: str,
                               x_sensor_key: str | None = Header(default=None)) -> dict[str, Any]:
-    """A camera pushes its latest snapshot (JPEG, PNG or WebP, 1 MiB at most) with its key in ``X-Sensor-Key``;
+    """A camera pushes its latest snapshot (JPEG, PNG or WebP, up to the host's body limit) with its key in ``X-Sensor-Key``;
     the station page and the map show it, EXIF-free, from then on."""
     host = host_of(request)
-
-    def authenticate():
-        with Session(host.engine, expire_on_commit=False) as db:
-            return ingest.authenticate(db, sensor_code=sensor_code, key=x_sensor_key)
-
-    sensor = await run_in_threadpool(authenticate)
-    await run_in_threadpool(_check_rate, host, sensor.code)
+    sensor = await run_in_threadpool(_admitted_sensor, host, sensor_code, x_sensor_key)
     data = await request.body()  # within the host's body limit, which is this route's limit too
     try:
-        photo = await run_in_threadpool(process_photo, data, max_bytes=cameras.CAMERA_MAX_BYTES)
+        photo = await run_in_threadpool(process_photo, data, max_bytes=host.settings.max_body_bytes)
     except PhotoRejected as exc:
         raise DomainError(exc.status, exc.detail, field="body") from None
     thing = await run_in_threadpool(cameras.store_image, host.engine, host.media, sensor_code=sensor.code,
