@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, event, text
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from miniapps.interaction.models import (
     Article,
@@ -91,6 +95,21 @@ def bump_version(session: Session | Connection) -> None:
     session.execute(text(f"INSERT INTO {table} (id, version) VALUES (1, :token) "
                          "ON CONFLICT (id) DO UPDATE SET version = excluded.version"),
                     {"token": secrets.randbits(62)})
+    if isinstance(session, OrmSession):
+        session.info[_BUMPED] = True  # counted in _COMMITS when the transaction commits (_count_bump)
+
+
+# Commits that gave the knowledge base a new token, per engine, in this process: a worker's memory of the
+# token (``known_version``) is read again after any of them, so what this worker wrote is found at once.
+_BUMPED = "interaction.version_bumped"
+_COMMITS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _count_bump(session: OrmSession) -> None:
+    if session.info.pop(_BUMPED, False):
+        engine = session.get_bind().engine
+        _COMMITS[engine] = _COMMITS.get(engine, 0) + 1
 
 
 def _write_index(session: Session, entry_id: int, title: str, body: str) -> None:
@@ -221,6 +240,12 @@ class Hit:
     score: float
 
 
+# How old a worker's memory of the token may be: another worker's new answer is found here within this
+# time (this worker's own at once). Reading the token on every request was most of a kept search's cost
+# beside the request path: a thread hop and a connection for one primary-key read.
+VERSION_RECHECK_SECONDS = 0.5
+
+
 def knowledge_version(session: Session) -> int | None:
     """The token of the knowledge base's current content (None when the row is missing: nothing is kept)."""
     return session.execute(text(f"SELECT version FROM {SearchVersion.__tablename__} WHERE id = 1")).scalar()
@@ -235,6 +260,50 @@ def _cached(session: Session, key: tuple, compute: Callable[[], list[Hit]],
     if version is None:
         return compute()
     return kept.get_or_set((version, *key), compute)
+
+
+async def known_version(host: Any) -> int | None:
+    """The knowledge base's token as this worker knows it: read again after this worker's own writes and at
+    least every ``VERSION_RECHECK_SECONDS`` (the database read runs off the event loop)."""
+    slot = host.state(MINIAPP)
+    commits = _COMMITS.get(host.engine, 0)
+    now = time.monotonic()
+    if getattr(slot, "version_commits", None) == commits and now - slot.version_read_at < VERSION_RECHECK_SECONDS:
+        return slot.version  # type: ignore[no-any-return]
+
+    def read() -> int | None:
+        with host.session() as db:
+            return knowledge_version(db)
+
+    # The time and commit count are taken before the read: a write that lands during it is read next time.
+    version = await run_in_threadpool(read)
+    slot.version, slot.version_read_at, slot.version_commits = version, now, commits
+    return version
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A search as asked: the key its hits are kept under, and how to compute them in a session."""
+
+    key: tuple
+    compute: Callable[[Session], list[Hit]]
+
+
+async def answer(host: Any, asked: Asked) -> list[Hit]:
+    """The hits of ``asked``: kept ones straight from memory while this worker knows the knowledge base
+    unchanged (no thread hop, no connection), else computed off the event loop and kept."""
+    kept = results_cache(host)
+    version = await known_version(host)
+    if version is not None:
+        found = kept.get((version, *asked.key))
+        if found is not None:
+            return found
+
+    def work() -> list[Hit]:
+        with host.session() as db:
+            return _cached(db, asked.key, lambda: asked.compute(db), kept)
+
+    return await run_in_threadpool(work)
 
 
 def _match_expression(words: list[str], dialect: str, *, mode: str, prefix_last: bool) -> str:
@@ -268,7 +337,17 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
            limit: int = 20, offset: int = 0, prefix_last: bool = True, title_only: bool = False,
            kept: Cache[list[Hit]] | None = None) -> list[Hit]:
     """Entries matching ``raw`` best first (answered from ``kept``, the host's ``results_cache``, while the
-    knowledge base is unchanged).
+    knowledge base is unchanged); see ``search_asked``."""
+    asked = search_asked(raw, scope=scope, field_key=field_key, department_id=department_id, kind=kind,
+                         answered_only=answered_only, limit=limit, offset=offset, prefix_last=prefix_last,
+                         title_only=title_only)
+    return [] if asked is None else _cached(session, asked.key, lambda: asked.compute(session), kept)
+
+
+def search_asked(raw: str, *, scope: Scope, field_key: str | None = None, department_id: str | None = None,
+                 kind: SearchKind | None = None, answered_only: bool = False, limit: int = 20, offset: int = 0,
+                 prefix_last: bool = True, title_only: bool = False) -> Asked | None:
+    """The search for ``raw`` (None when it has no words), to run with ``search`` or ``answer``.
 
     Every word first (in title or text, or titles only); when nothing has them all, titles with two of
     the words side by side; then titles with any meaningful word. The fallbacks stay on titles: a
@@ -279,12 +358,12 @@ def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = 
     if prefix_last and len(words) > 1 and len(words[-1]) < 2:
         words = words[:-1]  # a lone letter being typed would expand to a large part of the vocabulary
     if not words:
-        return []
+        return None
     filters = {"scope": scope, "field_key": field_key, "department_id": department_id, "kind": kind,
                "answered_only": answered_only, "limit": limit, "offset": offset}
     key = ("search", tuple(words), prefix_last, title_only, *filters.values())
-    return _cached(session, key, lambda: _search(session, words, prefix_last=prefix_last, title_only=title_only,
-                                                 filters=filters), kept)
+    return Asked(key, lambda session: _search(session, words, prefix_last=prefix_last, title_only=title_only,
+                                             filters=filters))
 
 
 def _search(session: Session, words: list[str], *, prefix_last: bool, title_only: bool, filters: dict) -> list[Hit]:
@@ -463,9 +542,16 @@ def newest(session: Session, *, scope: Scope, field_key: str | None = None, depa
            kind: SearchKind | None = None, limit: int = 20, offset: int = 0,
            kept: Cache[list[Hit]] | None = None) -> list[Found]:
     """Browsing without words: the most recently updated entries the reader may see (kept as ``search``'s are)."""
-    key = ("newest", scope, field_key, department_id, kind, limit, offset)
+    asked = newest_asked(scope=scope, field_key=field_key, department_id=department_id, kind=kind, limit=limit,
+                         offset=offset)
+    return [hit.entry for hit in _cached(session, asked.key, lambda: asked.compute(session), kept)]
 
-    def compute() -> list[Hit]:
+
+def newest_asked(*, scope: Scope, field_key: str | None = None, department_id: str | None = None,
+                 kind: SearchKind | None = None, limit: int = 20, offset: int = 0) -> Asked:
+    """Browsing as asked (for ``newest`` or ``answer``); its hits score 0."""
+
+    def compute(session: Session) -> list[Hit]:
         query = select(SearchEntry)
         if scope.units is not None:
             units = sorted(scope.units)
@@ -480,7 +566,7 @@ def newest(session: Session, *, scope: Scope, field_key: str | None = None, depa
         query = query.order_by(SearchEntry.updated_at.desc(), SearchEntry.id.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
         return [Hit(Found.of(entry), 0.0) for entry in session.exec(query)]
 
-    return [hit.entry for hit in _cached(session, key, compute, kept)]
+    return Asked(("newest", scope, field_key, department_id, kind, limit, offset), compute)
 
 
 def rebuild(session: Session) -> int:

@@ -278,34 +278,32 @@ def download_attachment(request: Request, attachment_id: int, principal: Current
 
 
 @api.get("/search", operation_id="search", dependencies=[require_permission(service.READ)])
-def search(request: Request, principal: CurrentUser, db: SessionDep,
-           q: Annotated[str, Query(max_length=200, description="Words, with or without diacritics")] = "",
-           field: str | None = None, department_id: str | None = None, kind: SearchKind | None = None,
-           limit: Annotated[int, Query(ge=1, le=50)] = 20, offset: Annotated[int, Query(ge=0, le=1000)] = 0) -> SearchPage:
+async def search(request: Request, principal: CurrentUser,
+                 q: Annotated[str, Query(max_length=200, description="Words, with or without diacritics")] = "",
+                 field: str | None = None, department_id: str | None = None, kind: SearchKind | None = None,
+                 limit: Annotated[int, Query(ge=1, le=50)] = 20, offset: Annotated[int, Query(ge=0, le=1000)] = 0) -> SearchPage:
     """Answered questions and handbook articles, best match first; without words, the newest."""
-    scope = service.reading_scope(principal, host_of(request).authorizer)
-    if knowledge.tokens(q):
-        hits = knowledge.search(db, q, scope=scope, field_key=field, department_id=department_id, kind=kind,
-                                limit=limit, offset=offset, kept=knowledge.results_cache(host_of(request)))
-    else:
-        hits = [knowledge.Hit(e, 0.0) for e in knowledge.newest(db, scope=scope, field_key=field,
-                                                                 department_id=department_id, kind=kind,
-                                                                 limit=limit, offset=offset, kept=knowledge.results_cache(host_of(request)))]
+    # Async, with no session of its own: a kept answer is served on the event loop (knowledge.answer).
+    host = host_of(request)
+    scope = service.reading_scope(principal, host.authorizer)
+    filters = {"scope": scope, "field_key": field, "department_id": department_id, "kind": kind,
+               "limit": limit, "offset": offset}
+    asked = knowledge.search_asked(q, **filters) or knowledge.newest_asked(**filters)
+    hits = await knowledge.answer(host, asked)
     return SearchPage(query=q, folded=fold(q), results=search_hits(hits))
 
 
 @api.get("/suggestions", operation_id="suggest_similar", dependencies=[require_permission(service.READ)])
-def suggest_similar(request: Request, principal: CurrentUser, db: SessionDep,
-                    q: Annotated[str, Query(max_length=200, description="The title being typed")] = "",
-                    field: str | None = None) -> list[SearchHit]:
+async def suggest_similar(request: Request, principal: CurrentUser,
+                          q: Annotated[str, Query(max_length=200, description="The title being typed")] = "",
+                          field: str | None = None) -> list[SearchHit]:
     """Answered questions like the title being typed, so the asker can reuse an answer (fast; for typing)."""
     if len(fold(q).strip()) < 3:
         return []
-    scope = service.reading_scope(principal, host_of(request).authorizer)
-    hits = knowledge.search(db, q, scope=scope, field_key=field, kind=SearchKind.question, answered_only=True,
-                            limit=SUGGESTIONS, title_only=True,
-                            kept=knowledge.results_cache(host_of(request)))
-    return search_hits(hits)
+    host = host_of(request)
+    asked = knowledge.search_asked(q, scope=service.reading_scope(principal, host.authorizer), field_key=field,
+                                   kind=SearchKind.question, answered_only=True, limit=SUGGESTIONS, title_only=True)
+    return [] if asked is None else search_hits(await knowledge.answer(host, asked))
 
 
 # --- Handbook -------------------------------------------------------------------------------------------

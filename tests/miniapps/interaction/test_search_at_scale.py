@@ -130,3 +130,53 @@ def _full_text(db: Session, entry_id: int) -> tuple:
                                 {"id": entry_id}).one())
     return tuple(db.execute(text(f"SELECT doc::text, title_doc::text FROM {knowledge.FTS_TABLE} "
                                  "WHERE entry_id = :id"), {"id": entry_id}).one())
+
+
+class SearchStatements:
+    """Counts the statements on the search's tables run through ``engine`` (any connection) while active."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.count = engine, 0
+
+    def _seen(self, _conn, _cursor, statement, *_args) -> None:
+        self.count += "interaction_search" in statement or knowledge.FTS_TABLE in statement
+
+    def __enter__(self) -> Self:
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_a_kept_search_through_the_api_reads_nothing(host, kim_long, tu_phap, monkeypatch) -> None:
+    clock = knowledge.time.monotonic()
+    monkeypatch.setattr(knowledge.time, "monotonic", lambda: clock)  # a slow machine must not reach the recheck
+    question = ask(host, kim_long, title="Cấp lại giấy khai sinh bị mất", body="Bản chính đã thất lạc.",
+                   field="civil-status")
+    answer(host, tu_phap, question["id"], "Cấp bản sao trích lục từ sổ hộ tịch.")
+    assert _search_ids(host, kim_long, "cap lai giay khai sinh") == [question["id"]]
+    suggested = host.get(f"{API}/suggestions", params={"q": "cap lai giay"}, headers=kim_long.headers).json()
+    assert suggested[0]["id"] == question["id"]
+    with SearchStatements(host.app.state.engine) as counted:
+        assert _search_ids(host, kim_long, "cap lai giay khai sinh") == [question["id"]]
+        again = host.get(f"{API}/suggestions", params={"q": "cap lai giay"}, headers=kim_long.headers).json()
+    assert again == suggested
+    assert counted.count == 0  # neither the token nor the index: this worker wrote nothing since it last read
+
+
+def test_another_workers_answer_is_found_once_the_token_is_read_again(host, kim_long, tu_phap, monkeypatch) -> None:
+    older = ask(host, kim_long, title="Đổi tên trong giấy khai sinh", body="Tên hay bị gọi nhầm.", field="civil-status")
+    answer(host, tu_phap, older["id"], "Thủ tục thay đổi hộ tịch tại UBND cấp xã.")
+    assert _search_ids(host, kim_long, "doi ten giay khai sinh") == [older["id"]]
+    # Another worker's write: the token changes in the database, not through this process's sessions.
+    with host.app.state.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {knowledge.SearchVersion.__tablename__} SET version = version + 1"))
+        knowledge_row = connection.execute(text(f"SELECT version FROM {knowledge.SearchVersion.__tablename__}")).scalar()
+    slot = host.app.state.host.state(knowledge.MINIAPP)
+    assert slot.version != knowledge_row  # this worker has not read it yet: kept answers stand meanwhile
+    clock = knowledge.time.monotonic() + knowledge.VERSION_RECHECK_SECONDS + 1
+    monkeypatch.setattr(knowledge.time, "monotonic", lambda: clock)
+    with SearchStatements(host.app.state.engine) as counted:
+        assert _search_ids(host, kim_long, "doi ten giay khai sinh") == [older["id"]]
+    assert slot.version == knowledge_row and counted.count >= 2  # the token read, then the search computed again
