@@ -14,7 +14,7 @@ without a reachable server its rows are left out.
 
 City mode (``--city-sqlite URL`` and/or ``--city-pg URL``): the databases at those URLs are used as
 they are when they already hold ``--scale`` x 1,000,000 answered questions (after ``superapp db
-upgrade``), else loaded with ``python -m bench.city --parts interaction``; they are kept afterwards, so
+upgrade``), else loaded with ``python -m bench.city --parts [people,]interaction``; they are kept afterwards, so
 the next run reuses them. The table adds the one search box (``/api/search``), PASS/BELOW against
 0.25 of bare and PASS/ABOVE against a p99 of 100 ms.
 
@@ -374,6 +374,20 @@ P99_CEILING_MS = 100.0
 CITY_RPS_FLOOR = 0.25
 
 
+def _has_residents(url: str) -> bool:
+    """Whether ``url`` already holds the synthetic city's residents (``bench.city``'s people part)."""
+    from sqlalchemy import inspect
+
+    from bench.city import has_generated_residents
+    from bench.city.base import City
+
+    city = City(url, scale=1.0)
+    try:
+        return inspect(city.engine).has_table("user_account") and has_generated_residents(city)
+    finally:
+        city.engine.dispose()
+
+
 def city_database(url: str, scale: float) -> int:
     """Make ``url`` hold the city's answered questions, reusing them when present, else loading them with
     ``python -m bench.city --parts interaction``; returns how many there are."""
@@ -408,8 +422,11 @@ def city_database(url: str, scale: float) -> int:
         print(f"{target.get_backend_name()}: reusing {present:,} answered questions", file=sys.stderr)
         return present
     started = time.perf_counter()
+    # The city's questions are asked by its units' officials, who come with its residents: an empty
+    # database gets both (bench.city refuses the questions alone there).
+    parts = "interaction" if present or _has_residents(url) else "people,interaction"
     done = subprocess.run([sys.executable, "-m", "bench.city", "--url", url, "--scale", str(scale),
-                           "--parts", "interaction"], env=env, cwd=ROOT, text=True, capture_output=True, check=False)
+                           "--parts", parts], env=env, cwd=ROOT, text=True, capture_output=True, check=False)
     if done.returncode != 0:
         raise BenchError(f"bench.city could not load the questions: {done.stderr[-3000:]}")
     present = answered()
