@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from prometheus_client import Counter
 from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Engine
 
@@ -51,6 +52,8 @@ QOS = 1
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, doubling between attempts
 PAHO_QUEUE = 1000  # messages paho holds unacknowledged or unsent; past it a message is refused and counted
 _creating = threading.Lock()  # two first requests at once make one publisher, not two
+# On /metrics beside the host's counters: published and refused count messages, dropped and failed changes.
+OUTCOMES = Counter("superapp_floodmap_mqtt", "SensorThings MQTT updates by outcome", ["outcome"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,7 @@ class Publisher:
             if len(self._pending) >= self.size:
                 self._pending.popleft()
                 self.dropped += 1
+                OUTCOMES.labels("dropped").inc()
                 if _power_of_ten(self.dropped):
                     log.warning("SensorThings MQTT: queue full (%d changes, broker %s); %d dropped so far, oldest "
                                 "first", self.size, "connected" if self.connected else "unreachable", self.dropped)
@@ -314,17 +318,20 @@ class Publisher:
                 messages = render(self.engine, change)
             except Exception:
                 self.failed += 1
+                OUTCOMES.labels("failed").inc()
                 log.exception("SensorThings MQTT: could not read the entities of a change")
                 continue
             for topic, payload in messages:
                 info = self.client.publish(topic, payload, qos=QOS, retain=False)
                 if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                     self.refused += 1
+                    OUTCOMES.labels("refused").inc()
                     if _power_of_ten(self.refused):
                         log.warning("SensorThings MQTT: %d messages refused (more than %d unacknowledged)",
                                     self.refused, PAHO_QUEUE)
                 else:  # sent, or (not connected) kept by paho and sent after the reconnect
                     self.published += 1
+                    OUTCOMES.labels("published").inc()
 
 
 def _power_of_ten(n: int) -> bool:
