@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     pool = {} if settings.sqlalchemy_url.startswith("sqlite") else {
         "pool_size": settings.database_pool_size, "max_overflow": settings.database_max_overflow}
     app.state.engine = make_engine(settings.sqlalchemy_url, **pool)
-    app.state.broker = make_broker(settings.redis_url)
+    app.state.broker = make_broker(settings.redis_url, database_url=settings.sqlalchemy_url)
     app.state.events = EventBus(s for m in miniapps for s in m.subscribers)
     app.state.templates = build_templates(miniapps)
     app.state.manifest_cache = ManifestCache()

@@ -7,8 +7,11 @@ thing on every worker:
 - **Redis** (``SUPERAPP_REDIS_URL``): the id is the entry id ``XADD`` gives in the channel's stream
   (``<prefix>stream:<channel>``, ``MAXLEN ~ history_size``, expiring ``history_ttl`` seconds after
   the last message). The same Lua call publishes ``"<id> <json>"`` on the pub/sub channel
-  ``<prefix><channel>`` for live delivery (the prefix names the database number when it is not 0:
-  pub/sub channels are server-wide), so live messages arrive in id order. Subscribers read
+  ``<prefix><channel>`` for live delivery (the prefix names the database number when it is not 0, since
+  pub/sub channels are server-wide, and the deployment's own database, ``deployment_namespace``, since two
+  deployments sharing one Redis database, a benchmark's and a test run's for instance, would otherwise
+  hear each other's events: a resident's app got a warning of the other deployment with the same
+  notification id, then its own, and counted one twice), so live messages arrive in id order. Subscribers read
   history with ``XRANGE``/``XREVRANGE`` and, after a lost connection, re-subscribe and read the
   messages they missed from the streams (``XRANGE`` after the last id they saw).
 - **In-process** (the default): ids come from one counter per broker (per process), seeded with the
@@ -30,6 +33,7 @@ Live reading uses pub/sub rather than ``XREAD``: one worker may follow tens of t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -531,7 +535,7 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
 class RedisBroker(_SubscribeMixin):
     """Redis streams (history) and pub/sub (live) shared by every worker; reconnects by itself."""
 
-    def __init__(self, url: str, *, prefix: str = "superapp:", history_size: int = 100,
+    def __init__(self, url: str, *, prefix: str = "superapp:", namespace: str | None = None, history_size: int = 100,
                  history_ttl: int = 86_400, queue_size: int = 1000, outage_buffer: int = 10_000) -> None:
         import redis.asyncio as redis
         from redis.asyncio.retry import Retry
@@ -556,6 +560,10 @@ class RedisBroker(_SubscribeMixin):
         # sharing one Redis server under different database numbers would hear each other's live events.
         database = int(self._redis.connection_pool.connection_kwargs.get("db") or 0)
         self.prefix = prefix if database == 0 else f"{prefix}{database}:"
+        # And one Redis database may serve two deployments (a benchmark beside a test run): each keeps to its
+        # own channels and streams, named after the database it serves (``deployment_namespace``).
+        if namespace:
+            self.prefix += f"{namespace}:"
         self.history_size = history_size
         self.history_ttl = history_ttl
         self._queue_size = queue_size
@@ -670,7 +678,27 @@ class RedisBroker(_SubscribeMixin):
         await self._pubsub_redis.aclose()
 
 
-def make_broker(redis_url: str | None, **options: Any) -> InProcessBroker | RedisBroker:
-    """Redis when a URL is configured, otherwise the in-process broker."""
-    return RedisBroker(redis_url, **options) if redis_url else InProcessBroker(**options)
+def deployment_namespace(database_url: str) -> str:
+    """A short name for the deployment that serves ``database_url``: the same for every worker on that database
+    (only the database's name or file counts, not how the host is spelt), different for another database."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    name = url.database or ""
+    if url.get_backend_name() == "sqlite" and name and name != ":memory:":
+        from pathlib import Path
+
+        name = str(Path(name).resolve())
+    return hashlib.blake2s(f"{url.get_backend_name()}:{name}".encode(), digest_size=4).hexdigest()
+
+
+def make_broker(redis_url: str | None, *, database_url: str | None = None,
+                **options: Any) -> InProcessBroker | RedisBroker:
+    """Redis when a URL is configured (its channels those of the deployment on ``database_url``), otherwise the
+    in-process broker."""
+    if not redis_url:
+        return InProcessBroker(**options)
+    if database_url is not None:
+        options.setdefault("namespace", deployment_namespace(database_url))
+    return RedisBroker(redis_url, **options)
 
