@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 
 from miniapps.floodmap.alerts import AlertRules
+from miniapps.floodmap.ingest import station_features
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodObservation,
@@ -102,8 +103,9 @@ def _seed_multi(db, thing: FloodThing, now: datetime) -> None:
                                       name=f"Water level and temperature at {thing.name}",
                                       measures=[MEASURES[StationKind.river_gauge], WATER_TEMPERATURE])
     times = [now - timedelta(hours=step) for step in range(24, 0, -1)]
+    feature = station_features(db.connection(), {thing.id})[thing.id]
     db.execute(insert(FloodObservation), [
-        {"multi_datastream_id": multi.id, "phenomenon_time": at, "result_time": at,
+        {"multi_datastream_id": multi.id, "phenomenon_time": at, "result_time": at, "feature_id": feature,
          "results": [_baseline(StationKind.river_gauge, (now - at).total_seconds() / 3600),
                      round(24.0 + 1.5 * math.sin((now - at).total_seconds() / 3600 / 24 * 2 * math.pi), 2)]}
         for at in times])
@@ -112,7 +114,8 @@ def _seed_multi(db, thing: FloodThing, now: datetime) -> None:
 def _seed_readings(db, thing: FloodThing, kind: StationKind, now: datetime) -> None:
     stream = db.scalars(select(FloodDatastream).where(FloodDatastream.thing_id == thing.id)).one()
     times = [now - timedelta(minutes=30 * step) for step in range(72 * 2, 0, -1)]
-    rows = [{"datastream_id": stream.id, "phenomenon_time": at, "result_time": at,
+    feature = station_features(db.connection(), {thing.id})[thing.id]  # the station's place, as the ingest gives
+    rows = [{"datastream_id": stream.id, "phenomenon_time": at, "result_time": at, "feature_id": feature,
              "result": _baseline(kind, (now - at).total_seconds() / 3600)} for at in times]
     db.execute(insert(FloodObservation), rows)
     last = rows[-1]

@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -36,7 +37,9 @@ from sqlmodel import Session
 from miniapps.floodmap.alerts import AlertRules, AlertState, LevelChange, step
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodFeature,
     FloodLevelChange,
+    FloodLocation,
     FloodObservation,
     FloodSensor,
     FloodThing,
@@ -154,6 +157,7 @@ class _Candidate:
     stream: _Stream
     time: datetime
     value: float
+    feature: int | None = None
 
 
 _D, _T = FloodDatastream, FloodThing
@@ -176,16 +180,18 @@ _SAVE_STATION = update(_STATIONS).where(_STATIONS.c.id == bindparam("station")).
 
 
 def _store_rows_statement() -> Any:
-    """PostgreSQL: the accepted readings as three arrays unnested into one INSERT that counts what it
-    stored. Three bind parameters whatever the batch's size, one round trip, no per-row SQL to parse."""
+    """PostgreSQL: the accepted readings as four arrays unnested into one INSERT that counts what it
+    stored. Five bind parameters whatever the batch's size, one round trip, no per-row SQL to parse."""
     rows = func.unnest(bindparam("streams", type_=postgresql.ARRAY(Integer)),
                        bindparam("times", type_=postgresql.ARRAY(DateTime(timezone=True))),
-                       bindparam("values", type_=postgresql.ARRAY(Float))
-                       ).table_valued("datastream_id", "phenomenon_time", "result").render_derived()
+                       bindparam("values", type_=postgresql.ARRAY(Float)),
+                       bindparam("features", type_=postgresql.ARRAY(Integer))
+                       ).table_valued("datastream_id", "phenomenon_time", "result", "feature_id").render_derived()
     stored = (postgresql.insert(_OBSERVATIONS)
-              .from_select(["datastream_id", "phenomenon_time", "result_time", "result"],
+              .from_select(["datastream_id", "phenomenon_time", "result_time", "result", "feature_id"],
                            select(rows.c.datastream_id, rows.c.phenomenon_time,
-                                  bindparam("now", type_=DateTime(timezone=True)), rows.c.result))
+                                  bindparam("now", type_=DateTime(timezone=True)), rows.c.result,
+                                  rows.c.feature_id))
               .on_conflict_do_nothing(index_elements=["datastream_id", "phenomenon_time"])
               .returning(_OBSERVATIONS.c.id).cte("stored"))
     return select(func.count()).select_from(stored)
@@ -209,20 +215,22 @@ def authenticate(db: Session, *, sensor_code: str, key: str | None) -> FloodSens
 
 
 def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: datetime | None = None,
-           replacing: int | None = None) -> IngestOutcome:
+           replacing: int | None = None, features: list[int | None] | None = None) -> IngestOutcome:
     """Check, store and apply ``readings`` of ``sensor`` in one transaction. ``replacing``: the id of a
     stored reading of the sensor that the batch replaces (a correction through SensorThings PATCH); it is
-    deleted in the same transaction, and kept when no new reading is accepted."""
+    deleted in the same transaction, and kept when no new reading is accepted. ``features``: the
+    FeatureOfInterest of each reading (by index, checked by the caller); a reading without one gets its
+    station's (``station_features``)."""
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):
-        outcome = _ingest_once(engine, sensor.id, readings, now, replacing)
+        outcome = _ingest_once(engine, sensor.id, readings, now, replacing, features)
         if outcome is not None:
             return outcome
     raise IngestRace(f"sensor {sensor.code!r}: readings kept arriving for the same times; nothing was stored")
 
 
 def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datetime,
-                 replacing: int | None = None) -> IngestOutcome | None:
+                 replacing: int | None = None, features: list[int | None] | None = None) -> IngestOutcome | None:
     """One attempt; None (rolled back) when another request stored some of the same readings meanwhile."""
     with engine.connect() as connection:
         streams, stations = _streams_and_stations(connection, sensor_id)
@@ -234,6 +242,8 @@ def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datet
         for index, raw in enumerate(readings):
             checked = _check(index, raw, streams, now)
             if type(checked) is _Candidate:
+                if features is not None and index < len(features):
+                    checked.feature = features[index]
                 candidates.append(checked)
             else:
                 results[index] = checked
@@ -249,6 +259,7 @@ def _ingest_once(engine: Engine, sensor_id: int, readings: list[Any], now: datet
         if replacing is not None and not accepted:
             connection.rollback()  # the old reading stays when its replacement is refused
             return IngestOutcome(results=[r for r in results if r is not None])
+        _give_features(connection, accepted)
         if _store(connection, accepted, now) != len(accepted):
             connection.rollback()  # SQLite does not lock rows: judge the batch again against what is stored now
             return None
@@ -411,11 +422,51 @@ def _store(connection: Connection, accepted: list[_Candidate], now: datetime) ->
     if connection.dialect.name == "postgresql":
         return connection.execute(_STORE_ARRAYS, {
             "streams": [c.stream.id for c in accepted], "times": [c.time for c in accepted],
-            "values": [c.value for c in accepted], "now": now}).scalar_one()
+            "values": [c.value for c in accepted], "features": [c.feature for c in accepted], "now": now}).scalar_one()
     # Only the ids come back: their number says whether every reading was stored, which is all we need.
     return len(connection.execute(_STORE_ROWS, [
-        {"datastream_id": c.stream.id, "phenomenon_time": c.time, "result_time": now, "result": c.value}
-        for c in accepted]).all())
+        {"datastream_id": c.stream.id, "phenomenon_time": c.time, "result_time": now, "result": c.value,
+         "feature_id": c.feature} for c in accepted]).all())
+
+
+def _give_features(connection: Connection, accepted: list[_Candidate]) -> None:
+    """Readings that name no FeatureOfInterest get their station's: one query for the batch."""
+    plain = [c for c in accepted if c.feature is None]
+    if plain:
+        found = station_features(connection, {c.stream.thing_id for c in plain})
+        for c in plain:
+            c.feature = found.get(c.stream.thing_id)
+
+
+_PLACES = FloodLocation.__table__  # type: ignore[attr-defined]
+_FEATURES = FloodFeature.__table__  # type: ignore[attr-defined]
+GEOJSON = "application/geo+json"
+
+
+def station_features(connection: Connection, thing_ids: set[int]) -> dict[int, int | None]:
+    """The FeatureOfInterest of each station's readings that name none (as SensorThings asks: made from its
+    Location, reused for every later reading there): the one made from the place it stands now (its
+    lowest-numbered current Location), made on first use; None for a station without a Location."""
+    if not thing_ids:
+        return {}
+    places, features = _PLACES, _FEATURES
+    place = (select(places.c.thing_id, func.min(places.c.id).label("place"))
+             .where(places.c.thing_id.in_(sorted(thing_ids))).group_by(places.c.thing_id).subquery())
+    rows = connection.execute(
+        select(place.c.thing_id, place.c.place, func.min(features.c.id))
+        .select_from(place.outerjoin(features, features.c.location_id == place.c.place))
+        .group_by(place.c.thing_id, place.c.place)).all()
+    found: dict[int, int | None] = dict.fromkeys(thing_ids)
+    for thing, location, feature in rows:
+        if feature is None:  # the station's first reading at this place
+            feature = connection.execute(
+                insert(features).from_select(
+                    ["name", "description", "encoding_type", "lat", "lon", "location_id"],
+                    select(places.c.name, places.c.description, literal(GEOJSON), places.c.lat, places.c.lon,
+                           places.c.id).where(places.c.id == location))
+                .returning(features.c.id)).scalar_one()
+        found[thing] = feature
+    return found
 
 
 def _apply_alerts(connection: Connection, stations: dict[int, _Station], kept: list[_Candidate],
@@ -528,17 +579,20 @@ class _Component:
 
 
 def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: datetime | None = None,
-                 replacing: int | None = None) -> IngestOutcome:
+                 replacing: int | None = None, features: list[int | None] | None = None) -> IngestOutcome:
     """Check and store readings of ``sensor_id``'s MultiDatastreams: each a list of values, one per component,
     judged as single readings are (time, finite, no sentinel, each component in its range, duplicates by
     time, no impossible jump of any component). ``replacing``: an observation this batch's one reading
-    replaces (deleted only if the new reading is accepted). MultiDatastreams drive no alert level."""
+    replaces (deleted only if the new reading is accepted); ``features`` as for ``ingest``. MultiDatastreams
+    drive no alert level."""
     from miniapps.floodmap.models import FloodMultiComponent, FloodMultiDatastream
 
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):
         with engine.connect() as connection:
             components: dict[int, list[_Component]] = {}
+            things = dict(connection.execute(select(FloodMultiDatastream.id, FloodMultiDatastream.thing_id)
+                                             .where(FloodMultiDatastream.sensor_id == sensor_id)).all())
             for row in connection.execute(
                     select(FloodMultiComponent.multi_datastream_id, FloodMultiComponent.unit_symbol,
                            FloodMultiComponent.valid_min, FloodMultiComponent.valid_max,
@@ -591,13 +645,18 @@ def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: da
                 connection.rollback()  # the old reading stays when its replacement is refused
                 return IngestOutcome(results=results)
             stored = 0
+            # each reading's FeatureOfInterest: the one given, else its station's
+            given = {i: f for i, f in enumerate(features or []) if f is not None}
+            if any(index not in given for index, *_ in accepted):
+                station = station_features(connection, {things[s] for i, s, _, _ in accepted if i not in given})
+                given = {i: given.get(i, station.get(things[s])) for i, s, _, _ in accepted}
             if accepted:
                 insert_of = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
                 stored = len(connection.execute(
                     insert_of(_OBSERVATIONS).on_conflict_do_nothing(
                         index_elements=["multi_datastream_id", "phenomenon_time"]).returning(_OBSERVATIONS.c.id),
                     [{"multi_datastream_id": s, "phenomenon_time": t, "result_time": now, "results": v, "result": None,
-                      "datastream_id": None} for _, s, t, v in accepted]).all())
+                      "datastream_id": None, "feature_id": given.get(i)} for i, s, t, v in accepted]).all())
             if stored != len(accepted):
                 connection.rollback()  # raced another batch for the same readings: judge again
                 continue

@@ -48,17 +48,45 @@ class FloodThing(SQLModel, table=True):
 
 
 class FloodLocation(SQLModel, table=True):
-    """Where a station stands (a SensorThings Location, GeoJSON point)."""
+    """A place a station stands or stood (a SensorThings Location, GeoJSON point).
+
+    ``thing_id`` is the station standing here now; a station moved elsewhere leaves its former places
+    with none (its HistoricalLocations still name them).
+    """
 
     __tablename__ = "floodmap_location"
     id: int | None = Field(default=None, primary_key=True)
-    thing_id: int = Field(foreign_key="floodmap_thing.id", index=True, ondelete="CASCADE")
+    thing_id: int | None = Field(default=None, foreign_key="floodmap_thing.id", index=True, ondelete="CASCADE")
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=1000)
     lat: float
     lon: float
-    since: datetime = Field(default_factory=utcnow, description="When the station was placed here (its "
-                                                                  "SensorThings HistoricalLocation time).")
+
+
+class FloodHistoricalLocation(SQLModel, table=True):
+    """A station was placed at a Location at a time (a SensorThings HistoricalLocation)."""
+
+    __tablename__ = "floodmap_historical_location"
+    __table_args__ = (Index("ix_floodmap_historical_location_thing_time", "thing_id", "time"),)
+    id: int | None = Field(default=None, primary_key=True)
+    thing_id: int = Field(foreign_key="floodmap_thing.id", ondelete="CASCADE")
+    location_id: int = Field(foreign_key="floodmap_location.id", index=True, ondelete="CASCADE")
+    time: datetime = Field(default_factory=utcnow)
+
+
+class FloodFeature(SQLModel, table=True):
+    """What a reading observed (a SensorThings FeatureOfInterest): a point, most often made from the place of
+    the station that read it (``location_id``, so later readings there reuse it)."""
+
+    __tablename__ = "floodmap_feature"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=1000)
+    encoding_type: str = Field(default="application/geo+json", max_length=100)
+    lat: float
+    lon: float
+    location_id: int | None = Field(default=None, foreign_key="floodmap_location.id", index=True,
+                                    ondelete="SET NULL", description="The Location it was made from, if any.")
 
 
 class FloodSensor(SQLModel, table=True):
@@ -158,6 +186,9 @@ class FloodObservation(SQLModel, table=True):
     result_time: datetime = Field(default_factory=utcnow)
     result: float | None = None
     results: list[float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Indexed: a FeatureOfInterest's Observations, and whether one is still in use, are read through it.
+    # Every reading stored through the ingest has one; loaders that bypass it (benchmarks' COPY) may not.
+    feature_id: int | None = Field(default=None, foreign_key="floodmap_feature.id", index=True)
 
 
 class FloodObservationHourly(SQLModel, table=True):
@@ -232,7 +263,7 @@ class FloodReport(SQLModel, table=True):
 
 
 ALL_MODELS: tuple[Any, ...] = (
-    FloodThing, FloodLocation, FloodSensor, FloodObservedProperty, FloodDatastream, FloodMultiDatastream,
-    FloodMultiComponent, FloodObservation,
+    FloodThing, FloodLocation, FloodHistoricalLocation, FloodFeature, FloodSensor, FloodObservedProperty,
+    FloodDatastream, FloodMultiDatastream, FloodMultiComponent, FloodObservation,
     FloodObservationHourly, FloodLevelChange, FloodWarning, FloodReport,
 )

@@ -4,14 +4,15 @@ and a Datastream of a known ObservedProperty, with the alarm levels and checks o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from miniapps.floodmap.ingest import hash_key
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodHistoricalLocation,
     FloodLocation,
     FloodMultiComponent,
     FloodMultiDatastream,
@@ -99,7 +100,10 @@ def register_station(db: Session, spec: StationSpec, *, sensor_key: str | None) 
                        camera_url=spec.camera_url, camera_image_at=spec.camera_image_at)
     db.add(thing)
     db.flush()
-    db.add(FloodLocation(thing_id=thing.id, name=spec.place, lat=spec.lat, lon=spec.lon))
+    place = FloodLocation(name=spec.place, lat=spec.lat, lon=spec.lon)
+    db.add(place)
+    db.flush()
+    place_station(db, thing.id, place.id)
     measure = MEASURES.get(spec.kind)
     if measure is None and not sensor_key:
         return thing  # a camera whose images are linked from elsewhere
@@ -122,6 +126,19 @@ def register_station(db: Session, spec: StationSpec, *, sensor_key: str | None) 
         max_change_per_hour=measure.max_change_per_hour, stale_after_minutes=spec.stale_after_minutes))
     db.flush()
     return thing
+
+
+def place_station(db: Session, thing_id: int, location_id: int, at: datetime | None = None) -> FloodHistoricalLocation:
+    """Stand station ``thing_id`` at Location ``location_id`` (not committed): it replaces the station's current
+    Location, which stays as a former place, and a HistoricalLocation records when (SensorThings: linking a
+    Thing to a Location replaces its Locations and the service adds a HistoricalLocation)."""
+    db.execute(update(FloodLocation).where(FloodLocation.thing_id == thing_id, FloodLocation.id != location_id)
+               .values(thing_id=None))
+    db.execute(update(FloodLocation).where(FloodLocation.id == location_id).values(thing_id=thing_id))
+    history = FloodHistoricalLocation(thing_id=thing_id, location_id=location_id, time=at or datetime.now(UTC))
+    db.add(history)
+    db.flush()
+    return history
 
 
 def register_multi_datastream(db: Session, *, thing_id: int, sensor_id: int, name: str, measures: list[Measure],

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from miniapps.floodmap.sensorthings import ENTITY_SETS, EntitySet, Links, Nav, _fits
 from miniapps.floodmap.sta_options import Options, parse_options
@@ -29,6 +29,7 @@ class _Step:
     ident: int | None = None  # the entity's id when the path named it
     nav: Nav | None = None  # the navigation that led here (its default order and unique keys)
     text: str = ""  # the path so far, for messages and the count cache
+    position: Any = None  # the related entities' order given by a link table (component order)
 
 
 @dataclass
@@ -101,7 +102,8 @@ def resolve(db: Connection, path: str, params: dict[str, str], links: Links,
         row = _one(db, chain)
         return Answer(json=render_page(db, step.entity, [row], options, links)[0])
     page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav,
-                    next_link=next_link_for(f"{links.base}/{path}", params), scope=(step.text,), counts=counts)
+                    next_link=next_link_for(f"{links.base}/{path}", params), scope=(step.text,), counts=counts,
+                    position=step.position)
     if not page.get("value") and len(chain) > 1:
         _one(db, chain[:-1])  # an empty set, or no such parent: 404 for the latter
     return Answer(json=page)
@@ -128,9 +130,23 @@ def _follow(step: _Step, nav_name: str) -> _Step:
         inner = select(parent.c[nav.parent_key]).where(*step.where).correlate(None).scalar_subquery()
         condition = key == inner
     where = [condition]
+    position = None
     if source is not target.table:  # the key is reached through another table: keep the target's rows distinct
         where = [target.table.c.id.in_(select(target.table.c.id).select_from(source).where(condition).correlate(None))]
-    return _Step(target, where, not nav.many, None, nav, f"{step.text}/{nav_name}")
+        if nav.position:
+            # each target's place in the link table (a component's position), read beside it
+            link = key.table
+            parent_key = condition.right
+            position = (select(func.min(link.c[nav.position])).where(link.c[key.key] == parent_key,
+                                                                      _target_match(link, target))
+                        .scalar_subquery())
+    return _Step(target, where, not nav.many, None, nav, f"{step.text}/{nav_name}", position)
+
+
+def _target_match(link: Any, target: EntitySet) -> Any:
+    """The link table's row for the target entity: its foreign key column to the target's table."""
+    [fk] = [fk for fk in link.foreign_keys if fk.column.table is target.table]
+    return link.c[fk.parent.key] == target.table.c[fk.column.key]
 
 
 def _one(db: Connection, chain: list[_Step]) -> Any:
@@ -155,7 +171,8 @@ def _refs(db: Connection, chain: list[_Step], params: dict[str, str], links: Lin
     options = parse_options({k: v for k, v in params.items() if k != "$expand"}, step.entity)
     options.select = ["selfLink"]
     page = read_set(db, step.entity, options, links, where=step.where, nav=step.nav, scope=(step.text, "$ref"),
-                    next_link=next_link_for(f"{links.base}/{step.text}/$ref", params), counts=counts)
+                    next_link=next_link_for(f"{links.base}/{step.text}/$ref", params), counts=counts,
+                    position=step.position)
     if not page["value"] and len(chain) > 1:
         _one(db, chain[:-1])
     return page

@@ -43,8 +43,11 @@ class _Key:
 
 
 def _sort(db: Connection, entity: EntitySet, options: Options, *, table: Any = None,
-          unique: frozenset[str] = frozenset({"id"}), default: tuple[tuple[str, bool], ...] = ()) -> list[_Key]:
-    """The full sort key: what was asked (or the default), then ``id`` unless the key is already unique."""
+          unique: frozenset[str] = frozenset({"id"}), default: tuple[tuple[str, bool], ...] = (),
+          position: Any = None) -> list[_Key]:
+    """The full sort key: what was asked (or the default, or ``position``: an expression giving the
+    related entities' order, a MultiDatastream's component order), then ``id`` unless the key is already
+    unique."""
     table = entity.table if table is None else table
     keys: list[_Key] = []
     if options.orderby:
@@ -53,6 +56,8 @@ def _sort(db: Connection, entity: EntitySet, options: Options, *, table: Any = N
             value = translate.sort_key(tree)
             column = value.sql.key if isinstance(value.sql, Column) and value.sql.table is table else None
             keys.append(_Key(value.sql, desc, column))
+    elif position is not None:
+        keys = [_Key(position, False, None)]  # not a column of the entity: pages by $skip
     else:
         keys = [_Key(table.c[name], desc, name) for name, desc in default]
     if not any(k.column in unique for k in keys):
@@ -108,11 +113,12 @@ def _token_value(column: Any, value: Any) -> Any:
 
 def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, *, where: list[Any] | None = None,
              nav: Nav | None = None, next_link: Callable[[dict[str, str]], str] | None = None,
-             scope: tuple[Any, ...] = (), counts: Cache[int] | None = None) -> dict[str, Any]:
+             scope: tuple[Any, ...] = (), counts: Cache[int] | None = None, position: Any = None) -> dict[str, Any]:
     """A page of an entity set (of the entities ``where`` selects): ``value``, and ``@iot.count`` /
     ``@iot.nextLink`` when asked or needed.
 
-    ``scope`` names what ``where`` selects (the resource path), for the count cache ``counts``.
+    ``scope`` names what ``where`` selects (the resource path), for the count cache ``counts``;
+    ``position`` orders the entities when no ``$orderby`` is asked (see ``_sort``).
     """
     table = entity.table
     query = entity.select()
@@ -124,7 +130,7 @@ def read_set(db: Connection, entity: EntitySet, options: Options, links: Links, 
     if options.count:
         body["@iot.count"] = count_of(db, query, (entity.name, scope, options.filter_text), counts)
     keys = _sort(db, entity, options, unique=nav.unique if nav else frozenset({"id"}),
-                 default=nav.order if nav else ())
+                 default=nav.order if nav else (), position=position)
     keyset = _keyset(keys, table)
     if options.after is not None:
         query = query.where(_after(table, keys, options.after))
@@ -237,7 +243,9 @@ def _related(db: Connection, rows: list[Any], nav: Nav, target: EntitySet, optio
     condition = []
     if options.filter is not None:
         condition.append(sta_filter.Translator(target, db).condition(options.filter))
-    sort = _sort(db, target, options, unique=nav.unique, default=nav.order)
+    # a MultiDatastream's ObservedProperties in component order: the position column of the link table
+    sort = _sort(db, target, options, unique=nav.unique, default=nav.order,
+                 position=key.table.c[nav.position] if nav.position else None)
     order = [k.sql.desc() if k.desc else k.sql.asc() for k in sort]
     counts: dict[Any, int] = {}
     if options.count and nav.many:

@@ -11,7 +11,13 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from miniapps.floodmap import ingest, sensorthings
-from miniapps.floodmap.models import FloodObservedProperty, FloodSensor, FloodThing, StationKind
+from miniapps.floodmap.models import (
+    FloodLocation,
+    FloodObservedProperty,
+    FloodSensor,
+    FloodThing,
+    StationKind,
+)
 from plugins import DomainError, OrgUnit
 
 GEOJSON_TYPES = ("application/geo+json", "application/vnd.geo+json")
@@ -123,6 +129,51 @@ def _thing_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[s
             values["synthetic"] = props["synthetic"]
         if "camera_url" in props:
             values["camera_url"] = _text(props, "camera_url", most=500, within="properties")
+    return values
+
+
+def _feature_values(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """A FeatureOfInterest: its name, description, encodingType (GeoJSON) and a GeoJSON Point."""
+    values = _named(body, partial=partial)
+    if "encodingType" in body or not partial:
+        if body.get("encodingType") not in GEOJSON_TYPES:
+            raise _bad(f"encodingType is {GEOJSON_TYPES[0]}", "encodingType")
+        values["encoding_type"] = body["encodingType"]
+    if "feature" in body or not partial:
+        values["lon"], values["lat"] = _point(body.get("feature"), "feature")
+    return values
+
+
+def _when(value: Any, name: str) -> datetime:
+    """An ISO 8601 date-time with its zone, in UTC."""
+    parsed = ingest._parse_time(value)
+    if parsed is None or parsed < ingest.EARLIEST:
+        raise _bad(f"{name} is an ISO 8601 date-time with a zone, e.g. 2026-11-25T21:00:00Z", name)
+    return parsed.astimezone(UTC)
+
+
+def _one_location(db: Session, value: Any, name: str = "Locations") -> int:
+    """The one Location of ``[{"@iot.id": n}]``: a station stands at one place at a time."""
+    if not isinstance(value, list) or len(value) != 1:
+        raise _bad(f"{name} is one existing Location, [{{\"@iot.id\": <id>}}]: a station stands at one place", name)
+    ident = _ref(value[0], f"{name}[0]")
+    if db.get(FloodLocation, ident) is None:
+        raise _bad(f"no Location {ident}", f"{name}[0]")
+    return ident
+
+
+def _history_values(db: Session, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """A HistoricalLocation: its time, its Thing and its one Location."""
+    values: dict[str, Any] = {}
+    if "time" in body or not partial:
+        values["time"] = _when(body.get("time"), "time")
+    if "Thing" in body or not partial:
+        ident = _ref(body.get("Thing"), "Thing")
+        if db.get(FloodThing, ident) is None:
+            raise _bad(f"no Thing {ident}", "Thing")
+        values["thing_id"] = ident
+    if "Locations" in body or not partial:
+        values["location_id"] = _one_location(db, body.get("Locations"))
     return values
 
 
@@ -246,6 +297,9 @@ def _multi_values(db: Session, body: dict[str, Any], *, partial: bool) -> tuple[
     components = []
     for position, (prop, unit, kind, check) in enumerate(zip(properties, units, types, checks, strict=True)):
         ident = _ref(prop, f"ObservedProperties[{position}]")
+        if any(c["observed_property_id"] == ident for c in components):
+            # the ObservedProperties navigation lists each once, in component order: one component each
+            raise _bad(f"ObservedProperty {ident} is already a component", f"ObservedProperties[{position}]")
         if db.get(FloodObservedProperty, ident) is None:
             raise _bad(f"no ObservedProperty {ident}", f"ObservedProperties[{position}]")
         if kind != sensorthings.MEASUREMENT:
@@ -265,6 +319,8 @@ def _multi_values(db: Session, body: dict[str, Any], *, partial: bool) -> tuple[
 _ALLOWED = {
     "Things": {"name", "description", "properties", "Locations", "Datastreams"},
     "Locations": {"name", "description", "encodingType", "location", "Things"},
+    "HistoricalLocations": {"time", "Thing", "Locations"},
+    "FeaturesOfInterest": {"name", "description", "encodingType", "feature"},
     "Sensors": {"name", "description", "encodingType", "metadata", "properties"},
     "ObservedProperties": {"name", "definition", "description"},
     "Datastreams": {"name", "description", "observationType", "unitOfMeasurement", "Thing", "Sensor", "ObservedProperty",
@@ -285,17 +341,27 @@ def _values(db: Session, name: str, body: dict[str, Any], *, partial: bool) -> d
         return _sensor_values(body, partial=partial)
     if name == "ObservedProperties":
         return _property_values(body, partial=partial)
+    if name == "FeaturesOfInterest":
+        return _feature_values(body, partial=partial)
+    if name == "HistoricalLocations":
+        return _history_values(db, body, partial=partial)
     return _datastream_values(db, body, partial=partial)
 
 
 # --- Observations ---------------------------------------------------------------------------------
 
 
-def _reading(body: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    """(Datastream or MultiDatastream, its id, the reading in ingest's form) from an Observation's JSON."""
+def _reading(body: dict[str, Any]) -> tuple[str, int, dict[str, Any], int | dict[str, Any] | None]:
+    """(Datastream or MultiDatastream, its id, the reading in ingest's form, its FeatureOfInterest: an id, a
+    new one's JSON, or None for its station's) from an Observation's JSON."""
     body = _only(body, _ALLOWED["Observations"], "Observation")
-    if body.get("FeatureOfInterest") not in (None, {}):
-        raise _bad("an Observation's FeatureOfInterest is its station's Location; leave it out", "FeatureOfInterest")
+    feature = body.get("FeatureOfInterest")
+    if feature == {}:
+        feature = None
+    if feature is not None:
+        if not isinstance(feature, dict):
+            raise _bad("FeatureOfInterest is {\"@iot.id\": <id>} or a new FeatureOfInterest", "FeatureOfInterest")
+        feature = _ref(feature, "FeatureOfInterest") if "@iot.id" in feature else feature
     for name in ("parameters", "validTime", "resultQuality"):
         if body.get(name) not in (None, {}):
             raise _bad(f"{name} is not kept by this service; leave it out", name)
@@ -310,4 +376,4 @@ def _reading(body: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
         raise _bad("result is required", "result")
     reading = {"time": when, "value" if kind == "Datastream" else "result": body["result"],
                "datastream" if kind == "Datastream" else "MultiDatastream": stream}
-    return kind, stream, reading
+    return kind, stream, reading, feature

@@ -7,8 +7,13 @@ Observation goes through the ingest rules (``ingest.ingest`` / ``ingest.ingest_m
 range, sentinel, duplicate and jump checks, the same alert step, in one transaction; a PATCH of an
 Observation is judged the same way and replaces the reading only when accepted.
 
-Not written: HistoricalLocations and FeaturesOfInterest, which are the stations' Locations read
-three ways (a station never moves); create or change its Location instead.
+Linking a Thing to a Location (a new Thing's Locations, a Location's Things, a Thing's Locations, a
+HistoricalLocation newer than the station's latest) stands the station there: the Location replaces its
+current one and a HistoricalLocation records it. An Observation without a FeatureOfInterest gets the one
+made from its station's Location (``ingest.station_features``). Deletes cascade as the standard says
+(a Thing: its Datastreams and their readings, its HistoricalLocations; its Locations stay; a Location:
+its HistoricalLocations), except that an entity readings still depend on (a Sensor, an ObservedProperty,
+a FeatureOfInterest) is refused with 409 rather than taking the readings with it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from sqlmodel import Session
 from miniapps.floodmap import ingest, sensorthings, sta_paths
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodFeature,
+    FloodHistoricalLocation,
     FloodLocation,
     FloodMultiComponent,
     FloodMultiDatastream,
@@ -37,15 +44,26 @@ from miniapps.floodmap.models import (
     FloodSensor,
     FloodThing,
 )
-from miniapps.floodmap.sta_validate import _ALLOWED, _bad, _multi_values, _only, _reading, _ref, _values
+from miniapps.floodmap.service import place_station
+from miniapps.floodmap.sta_validate import (
+    _ALLOWED,
+    _bad,
+    _feature_values,
+    _multi_values,
+    _one_location,
+    _only,
+    _reading,
+    _ref,
+    _values,
+)
 from plugins import DomainError
 
 WRITE_PERMISSION = "floodmap.sensorthings.write"
-READ_ONLY = ("HistoricalLocations", "FeaturesOfInterest")
 # POST Parent(id)/Nav: the property of the new entity that names its parent, and whether it is a list
 PARENT_LINKS = {
     ("Datastreams", "Observations"): ("Datastream", False), ("MultiDatastreams", "Observations"): ("MultiDatastream", False),
     ("Things", "Locations"): ("Things", True), ("Things", "Datastreams"): ("Thing", False),
+    ("Things", "HistoricalLocations"): ("Thing", False), ("Locations", "HistoricalLocations"): ("Locations", True),
     ("Things", "MultiDatastreams"): ("Thing", False), ("Sensors", "Datastreams"): ("Sensor", False),
     ("Sensors", "MultiDatastreams"): ("Sensor", False), ("ObservedProperties", "Datastreams"): ("ObservedProperty", False),
 }
@@ -154,15 +172,13 @@ def _entity(path: str) -> tuple[str, int]:
     name, ident = sta_paths._segment(path)
     if ident is None or "/" in path or name not in sensorthings.ENTITY_SETS:
         raise DomainError(405, f"PATCH and DELETE name one entity, e.g. Things(1), not {path!r}", field="path")
-    if name in READ_ONLY:
-        raise DomainError(405, f"{name} are the stations' Locations read another way; change the Location instead",
-                          field="path")
     return name, ident
 
 
-_MODELS = {"Things": FloodThing, "Locations": FloodLocation, "Sensors": FloodSensor,
-           "ObservedProperties": FloodObservedProperty, "Datastreams": FloodDatastream,
-           "MultiDatastreams": FloodMultiDatastream, "Observations": FloodObservation}
+_MODELS = {"Things": FloodThing, "Locations": FloodLocation, "HistoricalLocations": FloodHistoricalLocation,
+           "Sensors": FloodSensor, "ObservedProperties": FloodObservedProperty, "Datastreams": FloodDatastream,
+           "MultiDatastreams": FloodMultiDatastream, "Observations": FloodObservation,
+           "FeaturesOfInterest": FloodFeature}
 
 
 def _insert(db: Session, name: str, body: dict[str, Any], written: Written) -> int:
@@ -179,14 +195,7 @@ def _insert(db: Session, name: str, body: dict[str, Any], written: Written) -> i
             db.add(FloodMultiComponent(multi_datastream_id=multi.id, **component))
         return multi.id  # type: ignore[return-value]
     values = _values(db, name, body, partial=False)
-    if name == "Locations":
-        things = body.get("Things")
-        if not isinstance(things, list) or len(things) != 1:
-            raise _bad("a Location stands for one station: Things is [{\"@iot.id\": <id>}]", "Things")
-        thing_id = _ref(things[0], "Things")
-        if db.get(FloodThing, thing_id) is None:
-            raise _bad(f"no Thing {thing_id}", "Things")
-        values["thing_id"] = thing_id
+    thing_id = _things_of_location(db, body) if name == "Locations" else None
     if name == "Sensors":
         key = ingest.new_key()
         values["key_hash"] = ingest.hash_key(key)
@@ -194,18 +203,51 @@ def _insert(db: Session, name: str, body: dict[str, Any], written: Written) -> i
     obj = _MODELS[name](**values)
     db.add(obj)
     db.flush()
+    if thing_id is not None:
+        place_station(db, thing_id, obj.id)  # a Location linked to a Thing: the station stands there now
+    if name == "HistoricalLocations":
+        _move_if_latest(db, obj)
     if name == "Things":
-        for position, location in enumerate(body.get("Locations") or []):
-            if not isinstance(location, dict) or "@iot.id" in location:
-                raise _bad("a new Thing's Locations are new locations (a station stands at its own place)",
-                           f"Locations[{position}]")
-            _insert(db, "Locations", {**location, "Things": [{"@iot.id": obj.id}]}, written)
+        places = body.get("Locations") or []
+        if not isinstance(places, list) or len(places) > 1:
+            raise _bad("a station stands at one place: Locations lists one Location", "Locations")
+        for place in places:
+            if isinstance(place, dict) and "@iot.id" in place:
+                place_station(db, obj.id, _one_location(db, [place]))
+            else:
+                _insert(db, "Locations", {**place, "Things": [{"@iot.id": obj.id}]} if isinstance(place, dict)
+                        else place, written)
         streams = body.get("Datastreams") or []
         if not isinstance(streams, list) or not all(isinstance(d, dict) and "@iot.id" not in d for d in streams):
             raise _bad("a new Thing's Datastreams are new datastreams (objects without @iot.id)", "Datastreams")
         for stream in streams:
             _insert(db, "Datastreams", {**stream, "Thing": {"@iot.id": obj.id}}, written)
     return obj.id  # type: ignore[attr-defined]
+
+
+def _things_of_location(db: Session, body: dict[str, Any]) -> int | None:
+    """The one station a Location's ``Things`` links (None when it names none)."""
+    things = body.get("Things")
+    if things is None or things == []:
+        return None
+    if not isinstance(things, list) or len(things) != 1:
+        raise _bad("a Location stands for one station: Things is [{\"@iot.id\": <id>}]", "Things")
+    thing_id = _ref(things[0], "Things[0]")
+    if db.get(FloodThing, thing_id) is None:
+        raise _bad(f"no Thing {thing_id}", "Things[0]")
+    return thing_id
+
+
+def _move_if_latest(db: Session, history: FloodHistoricalLocation) -> None:
+    """A HistoricalLocation no older than the station's others says where it stands now: its Location
+    becomes the station's current one."""
+    later = db.scalar(select(func.count()).select_from(FloodHistoricalLocation).where(
+        FloodHistoricalLocation.thing_id == history.thing_id, FloodHistoricalLocation.time > history.time))
+    if not later:
+        db.execute(update(FloodLocation).where(FloodLocation.thing_id == history.thing_id,
+                                               FloodLocation.id != history.location_id).values(thing_id=None))
+        db.execute(update(FloodLocation).where(FloodLocation.id == history.location_id)
+                   .values(thing_id=history.thing_id))
 
 
 def _inline_links(db: Session, body: dict[str, Any], written: Written) -> dict[str, Any]:
@@ -250,19 +292,53 @@ def _stream_owner(db: Session, kind: str, stream: int, writer: Writer) -> FloodS
 
 
 def _ingest(bind: Bind, kind: str, sensor: FloodSensor, readings: list[Any], now: datetime | None,
-            replacing: int | None = None) -> ingest.IngestOutcome:
+            replacing: int | None = None, features: list[int | None] | None = None) -> ingest.IngestOutcome:
     """Readings of a Datastream or a MultiDatastream through the ingest rules, on ``bind``."""
     if kind == "Datastream":
-        return ingest.ingest(bind, sensor=sensor, readings=readings, now=now, replacing=replacing)  # type: ignore[arg-type]
+        return ingest.ingest(bind, sensor=sensor, readings=readings, now=now, replacing=replacing,  # type: ignore[arg-type]
+                             features=features)
     return ingest.ingest_multi(bind, sensor_id=sensor.id, readings=readings, now=now,  # type: ignore[arg-type]
-                               replacing=replacing)
+                               replacing=replacing, features=features)
+
+
+def _feature_of(bind: Bind, given: int | dict[str, Any] | None, kind: str, stream: int) -> tuple[int | None, bool]:
+    """The FeatureOfInterest an Observation names: an existing one, a new one created now (True), or None
+    for its station's, which must then have a Location to make it from."""
+    with _session(bind) as db:
+        if isinstance(given, int):
+            if db.get(FloodFeature, given) is None:
+                raise _bad(f"no FeatureOfInterest {given}", "FeatureOfInterest")
+            return given, False
+        if isinstance(given, dict):
+            values = _feature_values(_only(given, _ALLOWED["FeaturesOfInterest"], "FeatureOfInterest"), partial=False)
+            feature = FloodFeature(**values)
+            db.add(feature)
+            db.commit()
+            return feature.id, True
+        model = FloodDatastream if kind == "Datastream" else FloodMultiDatastream
+        placed = db.scalar(select(func.count()).select_from(FloodLocation).join(
+            model, model.thing_id == FloodLocation.thing_id).where(model.id == stream))
+        if not placed:
+            raise _bad("the Observation needs a FeatureOfInterest: give one, or give its Thing a Location to make "
+                       "it from", "FeatureOfInterest")
+        return None, False
+
+
+def _forget_feature(bind: Bind, feature: int) -> None:
+    """Remove a FeatureOfInterest made for an Observation the ingest refused (the request stores nothing)."""
+    with _session(bind) as db:
+        db.execute(delete(FloodFeature).where(FloodFeature.id == feature))
+        db.commit()
 
 
 def _create_observation(bind: Bind, body: Any, writer: Writer, now: datetime | None) -> Written:
-    kind, stream, reading = _reading(body)
+    kind, stream, reading, given = _reading(body)
     with _session(bind) as db:
         sensor = _stream_owner(db, kind, stream, writer)
-    outcome = _ingest(bind, kind, sensor, [reading], now)
+    feature, made = _feature_of(bind, given, kind, stream)
+    outcome = _ingest(bind, kind, sensor, [reading], now, features=[feature])
+    if made and outcome.results[0].status != "accepted":
+        _forget_feature(bind, feature)  # type: ignore[arg-type]
     _judged(outcome)
     [result] = outcome.results
     column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
@@ -281,12 +357,16 @@ def _patch_observation(bind: Bind, ident: int, current: dict[str, Any], changes:
         kind = "Datastream" if row.datastream_id is not None else "MultiDatastream"
         stream = row.datastream_id if kind == "Datastream" else row.multi_datastream_id
         sensor = _stream_owner(db, kind, stream, Writer())  # type: ignore[arg-type]
+        kept_feature = row.feature_id
     merged = {"phenomenonTime": current["phenomenonTime"], "result": current["result"], **changes,
               kind: {"@iot.id": stream}}
     if kind in changes and changes[kind] != {"@iot.id": stream}:
         raise _bad("an Observation stays in its stream; create one in the other", kind)
-    _, _, reading = _reading(merged)
-    outcome = _ingest(bind, kind, sensor, [reading], now, replacing=ident)
+    _, _, reading, given = _reading(merged)
+    feature, made = _feature_of(bind, given, kind, stream) if given is not None else (kept_feature, False)
+    outcome = _ingest(bind, kind, sensor, [reading], now, replacing=ident, features=[feature])
+    if made and outcome.results[0].status != "accepted":
+        _forget_feature(bind, feature)  # type: ignore[arg-type]
     _judged(outcome)
     return Written("Observations", ident, stations=outcome.stations)
 
@@ -299,9 +379,6 @@ def create(bind: Bind, path: str, body: Any, writer: Writer, *, now: datetime | 
     name, parent = _collection(path)
     if name not in sensorthings.ENTITY_SETS:
         raise DomainError(404, f"no entity set {name!r}", field="path")
-    if name in READ_ONLY:
-        raise DomainError(405, f"{name} are the stations' Locations read another way; create a Location",
-                          field="path")
     if writer.sensor is not None and name != "Observations":
         raise DomainError(403, "a sensor's key creates Observations only", field="header.authorization")
     if parent is not None:
@@ -358,22 +435,27 @@ def patch(bind: Bind, path: str, body: Any, *, json_patch: bool, current: dict[s
         model = _MODELS[name]
         if db.get(model, ident) is None:
             raise DomainError(404, f"no {name}({ident})", field="path.entity_id")
+        moves: tuple[int, int] | None = None  # (station, Location): a link that stands the station there
         if name == "MultiDatastreams":
             values, _ = _multi_values(db, changes, partial=True)
         else:
-            if name in ("Things",) and "Locations" in changes:
-                raise _bad("change a station's Location itself (PATCH Locations(id))", "Locations")
-            if name == "Locations" and "Things" in changes:
-                raise _bad("a Location stays with its station", "Things")
-            values = _values(db, name, changes, partial=not replace)
+            if name == "Things" and "Locations" in changes:
+                moves = (ident, _one_location(db, changes["Locations"]))
+            if name == "Locations" and changes.get("Things"):
+                moves = (_things_of_location(db, changes), ident)  # type: ignore[assignment]
+            values = _values(db, name, {k: v for k, v in changes.items() if (name, k) not in _LINKS},
+                             partial=not replace)
         if name == "Datastreams":
             row = db.get(FloodDatastream, ident)
             low, high = values.get("valid_min", row.valid_min), values.get("valid_max", row.valid_max)
             if low >= high:
                 raise _bad("properties.valid_min must be below valid_max", "properties.valid_min")
-        if values:
+        if values or moves:
             try:
-                db.execute(update(model).where(model.id == ident).values(**values))
+                if values:
+                    db.execute(update(model).where(model.id == ident).values(**values))
+                if moves:
+                    place_station(db, *moves)
                 db.commit()
             except IntegrityError:
                 db.rollback()
@@ -381,11 +463,23 @@ def patch(bind: Bind, path: str, body: Any, *, json_patch: bool, current: dict[s
     return Written(name, ident)
 
 
+_LINKS = {("Things", "Locations"), ("Locations", "Things")}  # links a PATCH follows rather than writes as columns
+
+
 def remove(bind: Bind, path: str) -> None:
-    """DELETE the entity ``path`` (a station with its locations, datastreams and readings)."""
+    """DELETE the entity ``path``, with what the standard deletes with it: a station with its datastreams,
+    readings and HistoricalLocations (its Locations stay, as former places), a Location with its
+    HistoricalLocations; a FeatureOfInterest, Sensor or ObservedProperty readings depend on is a 409."""
     name, ident = _entity(path)
     model = _MODELS[name]
     with _session(bind) as db:
+        if name == "FeaturesOfInterest" and db.scalar(
+                select(FloodObservation.id).where(FloodObservation.feature_id == ident).limit(1)) is not None:
+            raise DomainError(409, f"FeaturesOfInterest({ident}) is the feature of stored Observations; delete them "
+                                   "first (readings are not deleted as a side effect)", field="path")
+        if name == "Things":
+            # the standard keeps a deleted Thing's Locations: they stay as places no station stands at
+            db.execute(update(FloodLocation).where(FloodLocation.thing_id == ident).values(thing_id=None))
         if name == "Sensors" and (
                 db.scalar(select(func.count()).select_from(FloodDatastream).where(FloodDatastream.sensor_id == ident))
                 or db.scalar(select(func.count()).select_from(FloodMultiDatastream)
@@ -440,7 +534,7 @@ def apply(bind: Bind, method: str, path: str, body: Any, writer: Writer, links: 
 
 # --- CreateObservations (the DataArray extension's bulk create) -----------------------------------
 
-_ARRAY_COMPONENTS = {"phenomenonTime", "result", "resultTime"}  # a FeatureOfInterest is the station's Location
+_ARRAY_COMPONENTS = {"phenomenonTime", "result", "resultTime", "FeatureOfInterest/id"}
 
 
 def create_observations(bind: Bind, body: Any, writer: Writer, links: sensorthings.Links,
@@ -472,18 +566,32 @@ def create_observations(bind: Bind, body: Any, writer: Writer, links: sensorthin
             raise _bad("dataArray is a list of rows", f"{where}.dataArray")
         with _session(bind) as db:
             sensor = _stream_owner(db, kind, stream, writer)
+            known: set[int] = set()
+            if "FeatureOfInterest/id" in components:
+                named = {r[components.index("FeatureOfInterest/id")] for r in rows
+                         if isinstance(r, list) and len(r) == len(components)}
+                wanted = [f for f in named if isinstance(f, int) and not isinstance(f, bool)]
+                known = set(db.scalars(select(FloodFeature.id).where(FloodFeature.id.in_(wanted)))) if wanted else set()
         readings: list[Any] = []
+        features: list[int | None] = []
         for row in rows:
             if not isinstance(row, list) or len(row) != len(components):
                 readings.append(None)  # refused by ingest as not a reading, and answered "error"
+                features.append(None)
                 continue
             values = dict(zip(components, row, strict=True))
+            feature = values.get("FeatureOfInterest/id")
+            exists = isinstance(feature, int) and not isinstance(feature, bool) and feature in known
+            features.append(feature if exists else None)
+            if feature is not None and not exists:
+                readings.append(None)  # a feature that does not exist: this row is an "error"
+                continue
             readings.append({"time": values.get("phenomenonTime", datetime.now(UTC).isoformat()),
                              "value" if kind == "Datastream" else "result": values["result"],
                              "datastream" if kind == "Datastream" else "MultiDatastream": stream})
         if not readings:
             continue
-        outcome = _ingest(bind, kind, sensor, readings, now)
+        outcome = _ingest(bind, kind, sensor, readings, now, features=features)
         stations.extend(outcome.stations)
         column = FloodObservation.datastream_id if kind == "Datastream" else FloodObservation.multi_datastream_id
         accepted = {r.index: r.time for r in outcome.results if r.status == "accepted"}

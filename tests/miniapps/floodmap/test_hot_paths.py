@@ -67,8 +67,8 @@ def test_a_full_batch_is_stored_by_one_bounded_insert_and_one_station_write(fm_a
     inserts = [(sql, params) for sql, params in seen if sql.lstrip().upper().startswith(("INSERT", "WITH"))
                and "floodmap_observation" in sql]
     if fm_app.state.engine.dialect.name == "postgresql":
-        # three arrays and the time stored, however many readings the batch holds
-        assert len(inserts) == 1 and len(inserts[0][1]) == 4
+        # four arrays (streams, times, values, features) and the time stored, however many readings the batch holds
+        assert len(inserts) == 1 and len(inserts[0][1]) == 5
     station_writes = [sql for sql, _ in seen if sql.lstrip().upper().startswith("UPDATE floodmap_thing".upper())]
     assert len(station_writes) == 1
     with Session(fm_app.state.engine) as db:

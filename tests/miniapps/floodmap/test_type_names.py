@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from core.app import discover
 from core.checks import type_name_findings
@@ -35,7 +36,8 @@ def test_the_rename_migrates_up_and_down(database_url: str) -> None:
         if postgres:
             assert "floodmap_stationkind" in _enum_types(engine) and "stationkind" not in _enum_types(engine)
         command.downgrade(config, "floodmap@floodmap_0005")
-        assert pending_heads(engine, miniapps) == {"floodmap_0006"}
+        newest = {h for h in ScriptDirectory.from_config(config).get_heads() if h.startswith("floodmap_")}
+        assert pending_heads(engine, miniapps) == newest  # 0006 and what follows it are to apply again
         if postgres:
             assert "stationkind" in _enum_types(engine) and "floodmap_stationkind" not in _enum_types(engine)
     finally:
