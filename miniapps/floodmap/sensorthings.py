@@ -2,9 +2,9 @@
 as JSON, its links and the service document.
 
 Entity sets: Things, Locations, HistoricalLocations, Sensors, ObservedProperties, Datastreams,
-Observations, FeaturesOfInterest. A station never moves, so its Location is also its one
-HistoricalLocation (time: when it was placed) and the FeatureOfInterest of its Observations: the three
-sets are read from one table.
+Observations, FeaturesOfInterest, MultiDatastreams, each a table of its own. A Location's ``thing_id`` is
+the station standing there now; HistoricalLocations record each placing; an Observation names its
+FeatureOfInterest by an indexed foreign key (made from its station's Location when none was given).
 
 The rest of the API: resource paths in ``sta_paths``, query options in ``sta_options``, pages of a set
 (paging, ``$count``, ``$expand``) in ``sta_read``, ``$filter``/``$orderby`` expressions in ``sta_filter``,
@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Select, SmallInteger, func, select
+from sqlalchemy import BigInteger, Connection, Select, SmallInteger, select
 
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodFeature,
+    FloodHistoricalLocation,
     FloodLocation,
     FloodMultiComponent,
     FloodMultiDatastream,
@@ -45,6 +47,7 @@ CONFORMANCE = [
     f"{_REQ}request-data",
     f"{_REQ}data-array/data-array",
     f"{_REQ}multi-datastream",
+    f"{_REQ}create-update-delete",
     f"{_REQ}batch-request/batch-request",
 ]
 
@@ -74,8 +77,9 @@ class Nav:
     """A navigation property: the entity set it leads to, whether it is a set, and how it joins.
 
     A related entity's ``child_key`` (a column of the target) equals the parent's ``parent_key`` column;
-    ``via`` gives that key through another table instead (an Observation's FeatureOfInterest is the
-    location of its datastream's station). ``unique`` names target properties unique among the related
+    ``via`` gives that key through another table instead (a MultiDatastream's ObservedProperties through
+    its components), and ``position`` names that table's column giving the related entities' order (the
+    component order) when no ``$orderby`` is asked. ``unique`` names target properties unique among the related
     entities (a datastream has one Observation per phenomenonTime), ``order`` the default order of the
     related set; both let a page be read straight from the index that makes them unique.
     """
@@ -87,6 +91,7 @@ class Nav:
     via: Callable[[Any], tuple[Any, Any]] | None = None
     unique: frozenset[str] = frozenset({"id"})
     order: tuple[tuple[str, bool], ...] = ()
+    position: str | None = None
 
     def key_of(self, table: Any) -> tuple[Any, Any]:
         """The target's key column (of ``table``, the target's table or an alias) and the FROM to read it
@@ -152,12 +157,13 @@ def _location(loc: Any) -> dict[str, Any]:
     return {"name": loc.name, "description": loc.description, "encodingType": GEOJSON, "location": _point(loc)}
 
 
-def _historical_location(loc: Any) -> dict[str, Any]:
-    return {"time": _iso(loc.since)}
+def _historical_location(place: Any) -> dict[str, Any]:
+    return {"time": _iso(place.time)}
 
 
-def _feature(loc: Any) -> dict[str, Any]:
-    return {"name": loc.name, "description": loc.description, "encodingType": GEOJSON, "feature": _point(loc)}
+def _feature(feature: Any) -> dict[str, Any]:
+    return {"name": feature.name, "description": feature.description, "encodingType": feature.encoding_type,
+            "feature": _point(feature)}
 
 
 def _sensor(s: Any) -> dict[str, Any]:
@@ -208,29 +214,6 @@ C = Prop  # a column-backed property
 _NAMED = {"id": C("id"), "name": C("name"), "description": C("description")}
 
 
-def _foi_of_observation(location: Any) -> tuple[Any, Any]:
-    """An Observation's FeatureOfInterest is the location of its (Multi)Datastream's station: keyed by the
-    Observation's id."""
-    reading = FloodObservation.__table__.alias()  # type: ignore[attr-defined]
-    stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
-    multi = FloodMultiDatastream.__table__.alias()  # type: ignore[attr-defined]
-    place = FloodLocation.__table__.alias()  # type: ignore[attr-defined]
-    # (reading, its station's location) as a derived table the databases flatten, so the reading's id
-    # narrows it first; joined to the FeatureOfInterest by the location's id, a plain column equality
-    places = (select(reading.c.id.label("reading_id"), place.c.id.label("location_id"))
-              .select_from(reading.outerjoin(stream, stream.c.id == reading.c.datastream_id)
-                           .outerjoin(multi, multi.c.id == reading.c.multi_datastream_id)
-                           .join(place, place.c.thing_id == func.coalesce(stream.c.thing_id, multi.c.thing_id)))
-              .subquery())
-    return places.c.reading_id, location.join(places, location.c.id == places.c.location_id)
-
-
-def _observations_of_feature(observation: Any) -> tuple[Any, Any]:
-    """A FeatureOfInterest's Observations: those of its station's datastreams, keyed by station id."""
-    stream = FloodDatastream.__table__.alias()  # type: ignore[attr-defined]
-    return stream.c.thing_id, observation.join(stream, stream.c.id == observation.c.datastream_id)
-
-
 def _properties_of_multi(prop: Any) -> tuple[Any, Any]:
     """A MultiDatastream's ObservedProperties: through its components, keyed by MultiDatastream id."""
     part = FloodMultiComponent.__table__.alias()  # type: ignore[attr-defined]
@@ -258,11 +241,12 @@ ENTITY_SETS: dict[str, EntitySet] = {
     "Locations": EntitySet("Locations", FloodLocation, _props(
         **_NAMED, encodingType=Prop(constant=GEOJSON), location=Prop(geometry=("lon", "lat"))), {
         "Things": Nav("Things", True, "thing_id"),
-        "HistoricalLocations": Nav("HistoricalLocations", True, "id"),
+        "HistoricalLocations": Nav("HistoricalLocations", True, "id", "location_id"),
     }, _location, ("id", "selfLink", "name", "description", "encodingType", "location")),
-    "HistoricalLocations": EntitySet("HistoricalLocations", FloodLocation, _props(id=C("id"), time=C("since")), {
+    "HistoricalLocations": EntitySet("HistoricalLocations", FloodHistoricalLocation, _props(
+        id=C("id"), time=C("time")), {
         "Thing": Nav("Things", False, "thing_id"),
-        "Locations": Nav("Locations", True, "id"),
+        "Locations": Nav("Locations", True, "location_id"),
     }, _historical_location, ("id", "selfLink", "time")),
     "Sensors": EntitySet("Sensors", FloodSensor, _props(
         **_NAMED, encodingType=C("encoding_type"), metadata=C("sensor_metadata")), {
@@ -287,17 +271,17 @@ ENTITY_SETS: dict[str, EntitySet] = {
         id=C("id"), phenomenonTime=C("phenomenon_time"), resultTime=C("result_time"), result=C("result")), {
         "Datastream": Nav("Datastreams", False, "datastream_id"),
         "MultiDatastream": Nav("MultiDatastreams", False, "multi_datastream_id"),
-        "FeatureOfInterest": Nav("FeaturesOfInterest", False, "id", via=_foi_of_observation),
+        "FeatureOfInterest": Nav("FeaturesOfInterest", False, "feature_id"),
     }, _observation, ("id", "selfLink", "phenomenonTime", "resultTime", "result")),
-    "FeaturesOfInterest": EntitySet("FeaturesOfInterest", FloodLocation, _props(
-        **_NAMED, encodingType=Prop(constant=GEOJSON), feature=Prop(geometry=("lon", "lat"))), {
-        "Observations": Nav("Observations", True, "thing_id", via=_observations_of_feature),
+    "FeaturesOfInterest": EntitySet("FeaturesOfInterest", FloodFeature, _props(
+        **_NAMED, encodingType=C("encoding_type"), feature=Prop(geometry=("lon", "lat"))), {
+        "Observations": Nav("Observations", True, "id", "feature_id"),
     }, _feature, ("id", "selfLink", "name", "description", "encodingType", "feature")),
     "MultiDatastreams": EntitySet("MultiDatastreams", FloodMultiDatastream, _props(
         **_NAMED, observationType=Prop(constant=COMPLEX)), {
         "Thing": Nav("Things", False, "thing_id"),
         "Sensor": Nav("Sensors", False, "sensor_id"),
-        "ObservedProperties": Nav("ObservedProperties", True, "id", via=_properties_of_multi),
+        "ObservedProperties": Nav("ObservedProperties", True, "id", via=_properties_of_multi, position="position"),
         "Observations": Nav("Observations", True, "id", "multi_datastream_id", **_BY_TIME),
     }, _multi_datastream, ("id", "selfLink", "name", "description", "observationType", "multiObservationDataTypes",
                            "unitOfMeasurements"), enrich=_components),
