@@ -5,32 +5,29 @@ index lists all three. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import xmlschema
 
-from miniapps.floodmap.ingest import LevelChange, StationUpdate
 from miniapps.floodmap.warnings import announce_updates
 from tests.miniapps.floodmap.conftest import KIM_LONG
+from tests.miniapps.floodmap.moves import record_move
 
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
 ATOM = "{http://www.w3.org/2005/Atom}"
 SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "CAP-v1.2.xsd")
 
 
-def change(thing_id: int, from_level: int, to_level: int, value: float) -> list[StationUpdate]:
-    """A level change of the station as ingest reports it after its commit."""
-    reason = "fell" if to_level < from_level else "threshold"
-    return [StationUpdate(thing_id, LevelChange(from_level, to_level, reason, value, datetime.now(UTC)), False)]
-
-
 def test_one_escalating_and_ending_event_is_an_alert_then_updates_that_reference_it(fm_app, fm_client) -> None:
     station = fm_app.state.test_stations[KIM_LONG]
     host = fm_app.state.host
-    for updates in (change(station, 0, 1, 1.6), change(station, 1, 2, 2.6), change(station, 2, 0, 0.9)):
-        asyncio.run(announce_updates(host, updates))
+
+    def change(thing_id: int, from_level: int, to_level: int, value: float) -> list:
+        return record_move(fm_app.state.engine, thing_id, from_level, to_level, value)
+
+    for move in ((0, 1, 1.6), (1, 2, 2.6), (2, 0, 0.9)):  # each move committed, then announced, in turn
+        asyncio.run(announce_updates(host, change(station, *move)))
     warnings = fm_client.get("/api/miniapps/floodmap/warnings").json()["warnings"]
     mine = sorted((w for w in warnings if w["station_id"] == station), key=lambda w: w["id"])
     assert [(w["level"], w["msg_type"]) for w in mine] == [(1, "Alert"), (2, "Update"), (0, "Update")]

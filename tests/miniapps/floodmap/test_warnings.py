@@ -211,20 +211,19 @@ def test_an_operators_warning_is_never_stored_without_its_notice(fm_app, fm_clie
 
 def test_a_return_to_normal_closes_the_event_only_with_its_note(fm_app, fm_client, monkeypatch) -> None:
     """The closing CAP message (level 0) and the residents' note are one transaction: a note that cannot be
-    written leaves the event open (no closing message), and the next return to normal closes it with both."""
+    written leaves the event open (no closing message), and the minute job closes it later with both, once."""
     from sqlmodel import func, select
 
-    from miniapps.floodmap.ingest import LevelChange, StationUpdate
     from miniapps.floodmap.models import FloodWarning
-    from miniapps.floodmap.warnings import announce_updates, open_event
+    from miniapps.floodmap.warnings import announce_updates, open_event, settle_owed
     from push.models import Notification
+    from tests.miniapps.floodmap.moves import record_move
 
     host = fm_app.state.host
     station = fm_app.state.test_stations[KIM_LONG]
 
-    def change(from_level: int, to_level: int, value: float) -> list[StationUpdate]:
-        reason = "fell" if to_level < from_level else "threshold"
-        return [StationUpdate(station, LevelChange(from_level, to_level, reason, value, datetime.now(UTC)), False)]
+    def change(from_level: int, to_level: int, value: float) -> list:
+        return record_move(fm_app.state.engine, station, from_level, to_level, value)
 
     def closing_and_notes() -> tuple[int, int]:
         with Session(fm_app.state.engine) as db:
@@ -246,8 +245,10 @@ def test_a_return_to_normal_closes_the_event_only_with_its_note(fm_app, fm_clien
             raise AssertionError("the failed note did not fail the return to normal")
     assert closing_and_notes() == before
     with Session(fm_app.state.engine) as db:
-        assert open_event(db, station) is not None  # still open: the next return to normal closes it
-    asyncio.run(announce_updates(host, change(2, 0, 0.9)))
+        assert open_event(db, station) is not None  # still open: the return to normal still owes its closing
+    assert len(asyncio.run(settle_owed(host))) == 1
     assert closing_and_notes() == (before[0] + 1, before[1] + 1)
     with Session(fm_app.state.engine) as db:
         assert open_event(db, station) is None
+    assert asyncio.run(settle_owed(host)) == []  # once
+    assert closing_and_notes() == (before[0] + 1, before[1] + 1)
