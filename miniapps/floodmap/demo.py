@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 
 from miniapps.floodmap.alerts import AlertRules
-from miniapps.floodmap.ingest import station_features
 from miniapps.floodmap.models import (
     FloodDatastream,
     FloodObservation,
@@ -25,6 +24,7 @@ from miniapps.floodmap.service import (
     StationSpec,
     register_multi_datastream,
     register_station,
+    station_features,
 )
 
 RIVER_UNITS = ["kim-long", "phu-xuan", "thuan-hoa", "vy-da", "thuy-xuan", "huong-an"]

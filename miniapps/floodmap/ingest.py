@@ -26,7 +26,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal,
     select,
     update,
 )
@@ -37,9 +36,7 @@ from sqlmodel import Session
 from miniapps.floodmap.alerts import AlertRules, AlertState, LevelChange, step
 from miniapps.floodmap.models import (
     FloodDatastream,
-    FloodFeature,
     FloodLevelChange,
-    FloodLocation,
     FloodObservation,
     FloodSensor,
     FloodThing,
@@ -220,7 +217,7 @@ def ingest(engine: Engine, *, sensor: FloodSensor, readings: list[Any], now: dat
     stored reading of the sensor that the batch replaces (a correction through SensorThings PATCH); it is
     deleted in the same transaction, and kept when no new reading is accepted. ``features``: the
     FeatureOfInterest of each reading (by index, checked by the caller); a reading without one gets its
-    station's (``station_features``)."""
+    station's (``service.station_features``)."""
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):
         outcome = _ingest_once(engine, sensor.id, readings, now, replacing, features)
@@ -431,42 +428,13 @@ def _store(connection: Connection, accepted: list[_Candidate], now: datetime) ->
 
 def _give_features(connection: Connection, accepted: list[_Candidate]) -> None:
     """Readings that name no FeatureOfInterest get their station's: one query for the batch."""
+    from miniapps.floodmap.service import station_features  # service imports this module (hash_key)
+
     plain = [c for c in accepted if c.feature is None]
     if plain:
         found = station_features(connection, {c.stream.thing_id for c in plain})
         for c in plain:
             c.feature = found.get(c.stream.thing_id)
-
-
-_PLACES = FloodLocation.__table__  # type: ignore[attr-defined]
-_FEATURES = FloodFeature.__table__  # type: ignore[attr-defined]
-GEOJSON = "application/geo+json"
-
-
-def station_features(connection: Connection, thing_ids: set[int]) -> dict[int, int | None]:
-    """The FeatureOfInterest of each station's readings that name none (as SensorThings asks: made from its
-    Location, reused for every later reading there): the one made from the place it stands now (its
-    lowest-numbered current Location), made on first use; None for a station without a Location."""
-    if not thing_ids:
-        return {}
-    places, features = _PLACES, _FEATURES
-    place = (select(places.c.thing_id, func.min(places.c.id).label("place"))
-             .where(places.c.thing_id.in_(sorted(thing_ids))).group_by(places.c.thing_id).subquery())
-    rows = connection.execute(
-        select(place.c.thing_id, place.c.place, func.min(features.c.id))
-        .select_from(place.outerjoin(features, features.c.location_id == place.c.place))
-        .group_by(place.c.thing_id, place.c.place)).all()
-    found: dict[int, int | None] = dict.fromkeys(thing_ids)
-    for thing, location, feature in rows:
-        if feature is None:  # the station's first reading at this place
-            feature = connection.execute(
-                insert(features).from_select(
-                    ["name", "description", "encoding_type", "lat", "lon", "location_id"],
-                    select(places.c.name, places.c.description, literal(GEOJSON), places.c.lat, places.c.lon,
-                           places.c.id).where(places.c.id == location))
-                .returning(features.c.id)).scalar_one()
-        found[thing] = feature
-    return found
 
 
 def _apply_alerts(connection: Connection, stations: dict[int, _Station], kept: list[_Candidate],
@@ -586,6 +554,7 @@ def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: da
     replaces (deleted only if the new reading is accepted); ``features`` as for ``ingest``. MultiDatastreams
     drive no alert level."""
     from miniapps.floodmap.models import FloodMultiComponent, FloodMultiDatastream
+    from miniapps.floodmap.service import station_features  # service imports this module (hash_key)
 
     now = now or datetime.now(UTC)
     for _ in range(STORE_ATTEMPTS):

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, insert, literal, select, update
 from sqlmodel import Session
 
 from miniapps.floodmap.ingest import hash_key
 from miniapps.floodmap.models import (
     FloodDatastream,
+    FloodFeature,
     FloodHistoricalLocation,
     FloodLocation,
     FloodMultiComponent,
@@ -139,6 +140,37 @@ def place_station(db: Session, thing_id: int, location_id: int, at: datetime | N
     db.add(history)
     db.flush()
     return history
+
+
+_PLACES = FloodLocation.__table__  # type: ignore[attr-defined]
+_FEATURES = FloodFeature.__table__  # type: ignore[attr-defined]
+GEOJSON = "application/geo+json"
+
+
+def station_features(connection: Connection, thing_ids: set[int]) -> dict[int, int | None]:
+    """The FeatureOfInterest of each station's readings that name none (as SensorThings asks: made from its
+    Location, reused for every later reading there): the one made from the place it stands now (its
+    lowest-numbered current Location), made on first use; None for a station without a Location."""
+    if not thing_ids:
+        return {}
+    places, features = _PLACES, _FEATURES
+    place = (select(places.c.thing_id, func.min(places.c.id).label("place"))
+             .where(places.c.thing_id.in_(sorted(thing_ids))).group_by(places.c.thing_id).subquery())
+    rows = connection.execute(
+        select(place.c.thing_id, place.c.place, func.min(features.c.id))
+        .select_from(place.outerjoin(features, features.c.location_id == place.c.place))
+        .group_by(place.c.thing_id, place.c.place)).all()
+    found: dict[int, int | None] = dict.fromkeys(thing_ids)
+    for thing, location, feature in rows:
+        if feature is None:  # the station's first reading at this place
+            feature = connection.execute(
+                insert(features).from_select(
+                    ["name", "description", "encoding_type", "lat", "lon", "location_id"],
+                    select(places.c.name, places.c.description, literal(GEOJSON), places.c.lat, places.c.lon,
+                           places.c.id).where(places.c.id == location))
+                .returning(features.c.id)).scalar_one()
+        found[thing] = feature
+    return found
 
 
 def register_multi_datastream(db: Session, *, thing_id: int, sensor_id: int, name: str, measures: list[Measure],

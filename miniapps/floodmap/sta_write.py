@@ -10,7 +10,7 @@ Observation is judged the same way and replaces the reading only when accepted.
 Linking a Thing to a Location (a new Thing's Locations, a Location's Things, a Thing's Locations, a
 HistoricalLocation newer than the station's latest) stands the station there: the Location replaces its
 current one and a HistoricalLocation records it. An Observation without a FeatureOfInterest gets the one
-made from its station's Location (``ingest.station_features``). Deletes cascade as the standard says
+made from its station's Location (``service.station_features``). Deletes cascade as the standard says
 (a Thing: its Datastreams and their readings, its HistoricalLocations; its Locations stay; a Location:
 its HistoricalLocations), except that an entity readings still depend on (a Sensor, an ObservedProperty,
 a FeatureOfInterest) is refused with 409 rather than taking the readings with it.
