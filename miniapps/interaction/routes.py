@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, File, Query, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import TypeAdapter
 
 from miniapps.interaction import knowledge, notices, routing, service
 from miniapps.interaction.attachments import (
@@ -277,33 +279,54 @@ def download_attachment(request: Request, attachment_id: int, principal: Current
 # --- Knowledge base -------------------------------------------------------------------------------------
 
 
-@api.get("/search", operation_id="search", dependencies=[require_permission(service.READ)])
+_HIT_LIST = TypeAdapter(list[SearchHit])
+
+
+def _rendered(host: Any, key: tuple, hits: list[knowledge.Hit], render: Callable[[], bytes]) -> Response:
+    """The JSON of ``hits``, made once per kept list: a kept search hands back the very list it kept, so the
+    body made from it is reused while that list is what the cache returns (checked by identity)."""
+    memo = host.cache(knowledge.MINIAPP, "rendered", ttl=knowledge.CACHE_SECONDS, max_entries=knowledge.CACHE_SIZE)
+    found = memo.get((*key, id(hits)))
+    if found is None or found[0] is not hits:
+        found = (hits, render())  # holding the list keeps its id from being reused while the entry lives
+        memo.set((*key, id(hits)), found)
+    return Response(found[1], media_type="application/json")
+
+
+@api.get("/search", operation_id="search", response_model=SearchPage,
+         dependencies=[require_permission(service.READ)])
 async def search(request: Request, principal: CurrentUser,
                  q: Annotated[str, Query(max_length=200, description="Words, with or without diacritics")] = "",
                  field: str | None = None, department_id: str | None = None, kind: SearchKind | None = None,
-                 limit: Annotated[int, Query(ge=1, le=50)] = 20, offset: Annotated[int, Query(ge=0, le=1000)] = 0) -> SearchPage:
+                 limit: Annotated[int, Query(ge=1, le=50)] = 20, offset: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
     """Answered questions and handbook articles, best match first; without words, the newest."""
-    # Async, with no session of its own: a kept answer is served on the event loop (knowledge.answer).
+    # Async, with no session of its own: a kept answer is served on the event loop (knowledge.answer) and
+    # its JSON made once (_rendered); together most of a repeated search's cost beside the request path.
     host = host_of(request)
     scope = service.reading_scope(principal, host.authorizer)
     filters = {"scope": scope, "field_key": field, "department_id": department_id, "kind": kind,
                "limit": limit, "offset": offset}
     asked = knowledge.search_asked(q, **filters) or knowledge.newest_asked(**filters)
     hits = await knowledge.answer(host, asked)
-    return SearchPage(query=q, folded=fold(q), results=search_hits(hits))
+    return _rendered(host, ("search", q, asked.key), hits, lambda: SearchPage(
+        query=q, folded=fold(q), results=search_hits(hits)).model_dump_json().encode())
 
 
-@api.get("/suggestions", operation_id="suggest_similar", dependencies=[require_permission(service.READ)])
+@api.get("/suggestions", operation_id="suggest_similar", response_model=list[SearchHit],
+         dependencies=[require_permission(service.READ)])
 async def suggest_similar(request: Request, principal: CurrentUser,
                           q: Annotated[str, Query(max_length=200, description="The title being typed")] = "",
-                          field: str | None = None) -> list[SearchHit]:
+                          field: str | None = None) -> Response:
     """Answered questions like the title being typed, so the asker can reuse an answer (fast; for typing)."""
-    if len(fold(q).strip()) < 3:
-        return []
-    host = host_of(request)
-    asked = knowledge.search_asked(q, scope=service.reading_scope(principal, host.authorizer), field_key=field,
-                                   kind=SearchKind.question, answered_only=True, limit=SUGGESTIONS, title_only=True)
-    return [] if asked is None else search_hits(await knowledge.answer(host, asked))
+    asked = None
+    if len(fold(q).strip()) >= 3:
+        host = host_of(request)
+        asked = knowledge.search_asked(q, scope=service.reading_scope(principal, host.authorizer), field_key=field,
+                                       kind=SearchKind.question, answered_only=True, limit=SUGGESTIONS, title_only=True)
+    if asked is None:
+        return Response(b"[]", media_type="application/json")
+    hits = await knowledge.answer(host, asked)
+    return _rendered(host, ("suggest", asked.key), hits, lambda: _HIT_LIST.dump_json(search_hits(hits)))
 
 
 # --- Handbook -------------------------------------------------------------------------------------------
