@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from miniapps.floodmap import demo, jobs, models, pages, routes, search
-from miniapps.floodmap.settings import FloodmapSettings
-from plugins import hookimpl, read_manifest
+from miniapps.floodmap import demo, jobs, models, pages, routes, search, sta_mqtt
+from miniapps.floodmap.settings import FloodmapSettings, read_deployment
+from plugins import MiniAppsLoaded, hookimpl, read_manifest
 
 HERE = Path(__file__).parent
 
@@ -53,10 +53,20 @@ def superapp_register_routes(register):
 
 
 @hookimpl
+def superapp_register_event_subscribers(register):
+    """When the host starts, connect to the SensorThings MQTT broker if one is configured; a bad
+    SUPERAPP_FLOODMAP_MQTT_URL stops start-up here, in one line naming it."""
+    read_deployment()
+    register(MiniAppsLoaded, sta_mqtt.start_on_load)
+
+
+@hookimpl
 def superapp_register_scheduled_jobs(register):
-    """Stations whose sensor fell silent turn stale, checked every minute; old readings are folded into
-    hourly summaries every 10 minutes (a run stops after a time budget, the next goes on)."""
+    """Stations whose sensor fell silent turn stale, checked every minute; warnings (and closings) that a
+    committed level change still owes are issued every minute; old readings are folded into hourly summaries
+    every 10 minutes (a run stops after a time budget, the next goes on)."""
     register("mark_stale", jobs.mark_silent_stations_stale, every=timedelta(minutes=1))
+    register("settle_owed_warnings", jobs.settle_owed_warnings, every=timedelta(minutes=1))
     register("fold_old_readings", jobs.fold_old_readings, every=timedelta(minutes=10))
 
 

@@ -16,6 +16,7 @@ from limits import parse, storage, strategies
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError
 from sqlmodel import Session, select
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from miniapps.floodmap import (
@@ -26,6 +27,7 @@ from miniapps.floodmap import (
     retention,
     sensorthings,
     sta_batch,
+    sta_mqtt,
     sta_paths,
     sta_read,
     sta_write,
@@ -41,6 +43,7 @@ from miniapps.floodmap.models import (
 from miniapps.floodmap.schemas import IngestReport, ManualWarning, ReadingBatch
 from miniapps.floodmap.stations import layer_cache, load_features
 from miniapps.floodmap.warnings import (
+    announce_after_response,
     announce_updates,
     issue_manual,
     recent_warnings,
@@ -136,13 +139,15 @@ async def ingest_readings(request: Request, sensor_code: str,
     body = loads_json(await request.body())  # 422 naming the body when not JSON or nested too deeply
     readings = _readings_of(body)
     outcome = await run_in_threadpool(ingest.ingest, host.engine, sensor=sensor, readings=readings)
-    await announce_updates(host, outcome.stations)
+    sta_mqtt.announce(host, sta_mqtt.after_ingest(_base(request), outcome))
+    # The sensor is answered once its readings and levels are committed: warnings, events and the live map
+    # follow in the background (a level change's warning is owed durably: see warnings.settle_station).
     return JSONResponse({
         "accepted": outcome.count("accepted"), "duplicates": outcome.count("duplicate"),
         "rejected": outcome.count("rejected"), "results": [r.as_json() for r in outcome.results],
         "stations": [{"id": s.thing_id, "change": None if s.change is None else {
             "from": s.change.from_level, "to": s.change.to_level, "reason": s.change.reason}} for s in outcome.stations],
-    })
+    }, background=BackgroundTask(announce_after_response, host, outcome.stations) if outcome.stations else None)
 
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
@@ -170,6 +175,7 @@ async def ingest_camera_image(request: Request, sensor_code: str,
     thing = await run_in_threadpool(cameras.store_image, host.engine, host.media, sensor_code=sensor.code,
                                     jpeg=photo.display)
     assert thing.id is not None and thing.camera_image_at is not None
+    sta_mqtt.announce(host, sta_mqtt.after_camera_image(_base(request), thing.id))
     await announce_updates(host, [StationUpdate(thing_id=thing.id, change=None, came_back=False)])
     return {"station": thing.id, "code": thing.code, "image_at": thing.camera_image_at.isoformat(),
             "url": thing.camera_url, "width": photo.width, "height": photo.height}
@@ -200,7 +206,9 @@ def _params(request: Request) -> dict[str, str]:
 @api.get(f"/{sensorthings.VERSION}", operation_id="sensorthings_root")
 def sensorthings_root(request: Request) -> dict[str, Any]:
     """The SensorThings service root: the entity sets and conformance classes."""
-    return sensorthings.service_document(_base(request))
+    document = sensorthings.service_document(_base(request))
+    document["serverSettings"].update(sta_mqtt.server_settings(host_of(request)))  # where MQTT updates go
+    return document
 
 
 # The SensorThings reads answer with the JSON they built (plain dicts of strings and numbers) and skip
@@ -337,6 +345,7 @@ async def _write(request: Request, method: str, path: str, body: Any, writer: st
                                         sensorthings.Links(_base(request)), json_patch=json_patch)
     finally:
         sta_read.counts_cache(host).clear()  # the writer sees its write counted
+    sta_mqtt.announce(host, sta_mqtt.after_write(_base(request), method, path, body, reply, json_patch=json_patch))
     if reply.stations:
         await announce_updates(host, reply.stations)
     if reply.status == 201:
@@ -376,6 +385,7 @@ async def sensorthings_batch(request: Request) -> Response:
                                                     sensorthings.Links(_base(request)))
     finally:
         sta_read.counts_cache(host).clear()
+    sta_mqtt.announce(host, sta_mqtt.after_batch(_base(request), answers, stations))
     if stations:
         await announce_updates(host, stations)
     if multipart:
@@ -398,6 +408,7 @@ async def sensorthings_create_observations(request: Request) -> JSONResponse:
         answers, stations = await run_in_threadpool(sta_write.create_observations, host.engine, body, writer, links)
     finally:
         sta_read.counts_cache(host).clear()  # the writer sees its readings counted
+    sta_mqtt.announce(host, sta_mqtt.after_created_links(links.base, answers, stations))
     if stations:
         await announce_updates(host, stations)
     return JSONResponse(answers, status_code=201)
