@@ -31,7 +31,7 @@ from miniapps.floodmap.models import (
     FloodThing,
     StationKind,
 )
-from miniapps.floodmap.service import MEASURES, StationSpec, register_station
+from miniapps.floodmap.service import MEASURES, StationSpec, register_station, station_features
 
 STEP = timedelta(minutes=10)
 FULL_DAYS = 1826  # five years
@@ -40,7 +40,7 @@ FULL_CAMERAS = 8
 CODE_PREFIX = "city-"
 MOST_OBSERVATIONS = 200_000_000  # some 25 GB with indexes: beyond any benchmark this machine can run
 RIVERS = ["sông Hương", "sông Bồ", "sông Ô Lâu", "sông Truồi", "sông Tả Trạch", "sông Hữu Trạch", "sông Đại Giang"]
-OBSERVATION_COLUMNS = ("datastream_id", "phenomenon_time", "result_time", "result")
+OBSERVATION_COLUMNS = ("datastream_id", "phenomenon_time", "result_time", "result", "feature_id")
 
 
 @dataclass(frozen=True)
@@ -78,20 +78,31 @@ def load(city: City) -> dict[str, int]:
     stamps = [t.isoformat() if city.postgres else t.strftime("%Y-%m-%d %H:%M:%S.%f") for t in times]
     written = 0
     last: dict[int, float] = {}
+    features = _features(city, list(streams))
     for stream_id, (kind, profile) in streams.items():
         values = _series(kind, profile, calendar, storms)
         last[stream_id] = values[-1]
         written += city.copy(FloodObservation.__tablename__, OBSERVATION_COLUMNS,
-                             _rows(stream_id, stamps, values))
+                             _rows(stream_id, stamps, values, features[stream_id]))
     _set_last_readings(city, last, times[-1])
     things = len(streams) + cameras
     return {"floodmap_thing": things, "floodmap_location": things, "floodmap_sensor": len(streams),
             "floodmap_datastream": len(streams), "floodmap_observation": written}
 
 
-def _rows(stream_id: int, stamps: list, values: list[float]) -> Iterator[tuple]:
+def _features(city: City, stream_ids: list[int]) -> dict[int, int | None]:
+    """Each datastream's FeatureOfInterest: its station's, made from the station's Location as the ingest
+    makes it for a reading that names none (``service.station_features``)."""
+    with city.engine.begin() as connection:
+        things = dict(connection.execute(select(FloodDatastream.id, FloodDatastream.thing_id)
+                                         .where(FloodDatastream.id.in_(stream_ids))).all())  # type: ignore[union-attr]
+        of_thing = station_features(connection, set(things.values()))
+    return {stream: of_thing[thing] for stream, thing in things.items()}
+
+
+def _rows(stream_id: int, stamps: list, values: list[float], feature_id: int | None) -> Iterator[tuple]:
     for stamp, value in zip(stamps, values, strict=True):
-        yield stream_id, stamp, stamp, value
+        yield stream_id, stamp, stamp, value, feature_id
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,10 @@ def test_the_city_loader_writes_coherent_stations_and_readings(database_url: str
             assert all(measure.valid_min <= v <= measure.valid_max for v in values)
             assert thing.last_value == values[-1]
             assert thing.last_observed_at.astimezone(UTC) == city.now
+            # Every reading has its station's FeatureOfInterest, as the ingest gives one that names none.
+            features = set(db.scalars(select(FloodObservation.feature_id).distinct()
+                                      .where(FloodObservation.datastream_id == stream.id)))
+            assert len(features) == 1 and None not in features
     with pytest.raises(CityError, match="already loaded"):
         city_floodmap.load(city)
     city.engine.dispose()
