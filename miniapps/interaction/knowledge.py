@@ -1,11 +1,13 @@
-"""The knowledge base's full-text index and its search, on SQLite (FTS5) and PostgreSQL (tsvector + GIN).
+"""The knowledge base's full-text index and its search, on SQLite (FTS5) and PostgreSQL (posting lists).
 
 Text is folded in Python with ``core.text.fold`` (no diacritics, đ -> d, lower case) before it is
 indexed and before it is queried, so "dang ky ho tich" finds "Đăng ký hộ tịch" on both databases
-without ``unaccent``. The index lives in tables of its own, ``interaction_fts`` (title and text) and,
-on SQLite, ``interaction_fts_title`` (titles alone; PostgreSQL keeps a title tsvector beside the
-other), keyed by the id of the ``interaction_search_entry`` row they belong to. The migration creates
-them (they are not SQLModel models, so the drift check leaves them alone); ``index_question`` and
+without ``unaccent``. On SQLite the index is two FTS5 tables, ``interaction_fts`` (title and text) and
+``interaction_fts_title`` (titles alone). On PostgreSQL it is posting lists kept newest first
+(``interaction_posting``: per term, chunks of entry ids), the terms' document counts
+(``interaction_term``) and each entry's terms (``interaction_entry_terms``, so an edit knows what to
+take out). Both are keyed by the id of the ``interaction_search_entry`` row they index. The migrations
+create them (they are not SQLModel models, so the drift check leaves them alone); ``index_question`` and
 ``index_article`` keep them in step inside the caller's transaction.
 """
 
@@ -13,9 +15,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -39,7 +44,15 @@ from miniapps.interaction.models import (
 from plugins import Cache, fold
 
 FTS_TABLE = "interaction_fts"
-TITLE_FTS_TABLE = "interaction_fts_title"  # SQLite only; PostgreSQL keeps a second tsvector in FTS_TABLE
+TITLE_FTS_TABLE = "interaction_fts_title"  # SQLite only
+POSTING_TABLE = "interaction_posting"  # PostgreSQL: (field, term, low_id) -> ids, chunks newest first
+TERM_TABLE = "interaction_term"  # PostgreSQL: (field, term) -> how many entries have it
+ENTRY_TERMS_TABLE = "interaction_entry_terms"  # PostgreSQL: entry_id -> its title's words and all its words
+# Fields of a posting list: words of title and text, words of the title, adjacent pairs of title words.
+TEXT, TITLE, PAIRS = "b", "t", "p"
+# Ids per chunk: 4,000 bytes, so a chunk stays in its row (2 a page, no TOAST look-up), a common word
+# advances 1,000 entries per row read, and adding an entry rewrites at most 4 KB per term.
+CHUNK = 1000
 MAX_TOKENS = 12
 PREFIX_INDEXED = 3  # FTS5 keeps prefix indexes of 2 and 3 letters (create_index_sql)
 SNIPPET = 300
@@ -54,6 +67,11 @@ STOPWORDS = frozenset(
 def tokens(raw: str) -> list[str]:
     """The folded words of ``raw``, at most MAX_TOKENS of them."""
     return _TOKEN.findall(fold(raw))[:MAX_TOKENS]
+
+
+def tokens_of(folded: str) -> list[str]:
+    """Every word of already folded text, in order (what the index lists)."""
+    return _TOKEN.findall(folded)
 
 
 def _dialect(session: Session) -> str:
@@ -72,18 +90,55 @@ def create_index_sql(dialect: str) -> list[str]:
         # make every title-only lookup (suggestions, fallbacks) read the whole base's postings.
         return [f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, body, tokenize = 'unicode61', prefix = '2 3')",
                 f"CREATE VIRTUAL TABLE {TITLE_FTS_TABLE} USING fts5(title, tokenize = 'unicode61', prefix = '2 3')"]
+    # Terms sort byte by byte (COLLATE "C"): a prefix is then one primary-key range. The chunks stay in the
+    # row (STORAGE MAIN: compressed if that helps, moved out of line only past a page), so reading one is
+    # one index probe and one heap page, never a TOAST look-up.
     return [
-        (f"CREATE TABLE {FTS_TABLE} (entry_id INTEGER PRIMARY KEY REFERENCES interaction_search_entry(id) "
-         "ON DELETE CASCADE, doc TSVECTOR NOT NULL, title_doc TSVECTOR NOT NULL)"),
-        f"CREATE INDEX ix_{FTS_TABLE}_doc ON {FTS_TABLE} USING GIN (doc)",
-        f"CREATE INDEX ix_{FTS_TABLE}_title_doc ON {FTS_TABLE} USING GIN (title_doc)",
+        (f"CREATE TABLE {ENTRY_TERMS_TABLE} (entry_id INTEGER PRIMARY KEY REFERENCES interaction_search_entry(id) "
+         "ON DELETE CASCADE, title TEXT NOT NULL, terms TEXT NOT NULL)"),
+        (f'CREATE TABLE {TERM_TABLE} (field CHAR(1) NOT NULL, term TEXT COLLATE "C" NOT NULL, df INTEGER NOT NULL, '
+         "PRIMARY KEY (field, term))"),
+        (f'CREATE TABLE {POSTING_TABLE} (field CHAR(1) NOT NULL, term TEXT COLLATE "C" NOT NULL, '
+         "low_id INTEGER NOT NULL, ids BYTEA NOT NULL, PRIMARY KEY (field, term, low_id))"),
+        f"ALTER TABLE {POSTING_TABLE} ALTER COLUMN ids SET STORAGE MAIN",
     ]
 
 
 def drop_index_sql(dialect: str) -> list[str]:
     """The statements that drop the full-text index."""
-    tables = (FTS_TABLE, TITLE_FTS_TABLE) if dialect == "sqlite" else (FTS_TABLE,)
+    tables = (FTS_TABLE, TITLE_FTS_TABLE) if dialect == "sqlite" else (POSTING_TABLE, TERM_TABLE, ENTRY_TERMS_TABLE)
     return [f"DROP TABLE IF EXISTS {table}" for table in tables]
+
+
+# An entry's terms as rows (field, term, entry_id), computed in SQL from ``interaction_entry_terms`` exactly as
+# ``_entry_terms`` computes them in Python: 'b' every word of title and text, 't' every title word, 'p'
+# every pair of adjacent title words.
+_ENTRY_TERM_ROWS = f"""
+SELECT 'b' AS field, w COLLATE "C" AS term, e.entry_id FROM {ENTRY_TERMS_TABLE} e, unnest(string_to_array(e.terms, ' ')) w
+UNION ALL
+SELECT 't', w COLLATE "C", e.entry_id FROM {ENTRY_TERMS_TABLE} e,
+  LATERAL (SELECT DISTINCT w FROM unnest(string_to_array(e.title, ' ')) w) words
+UNION ALL
+SELECT 'p', pair COLLATE "C", e.entry_id FROM {ENTRY_TERMS_TABLE} e,
+  LATERAL (SELECT DISTINCT w || ' ' || next AS pair FROM (SELECT w, lead(w) OVER (ORDER BY n) AS next
+           FROM unnest(string_to_array(e.title, ' ')) WITH ORDINALITY u(w, n)) adjacent WHERE next IS NOT NULL) pairs"""
+
+
+def build_postings_sql() -> list[str]:
+    """PostgreSQL: the statements that rebuild the posting lists and term counts from ``interaction_entry_terms``
+    in one pass (migration backfill, city loader): each term's ids sorted once, cut into full chunks from the
+    oldest, so only the newest chunk has room for new entries."""
+    return [
+        f"TRUNCATE {POSTING_TABLE}, {TERM_TABLE}",
+        f"""INSERT INTO {POSTING_TABLE} (field, term, low_id, ids)
+SELECT field, term, min(entry_id), string_agg(int4send(entry_id), ''::bytea ORDER BY entry_id)
+FROM (SELECT field, term, entry_id,
+             (row_number() OVER (PARTITION BY field, term ORDER BY entry_id) - 1) / {CHUNK} AS chunk
+      FROM ({_ENTRY_TERM_ROWS}) term_rows) numbered
+GROUP BY field, term, chunk""",
+        f"INSERT INTO {TERM_TABLE} (field, term, df) SELECT field, term, sum(length(ids) / 4) FROM {POSTING_TABLE} "
+        "GROUP BY field, term",
+    ]
 
 
 # --- Keeping the index in step --------------------------------------------------------------------------
@@ -123,12 +178,119 @@ def _write_index(session: Session, entry_id: int, title: str, body: str) -> None
         session.execute(text(f"INSERT INTO {TITLE_FTS_TABLE} (rowid, title) VALUES (:id, :title)"),
                         {"id": entry_id, "title": folded_title})
     else:
-        session.execute(text(
-            f"INSERT INTO {FTS_TABLE} (entry_id, doc, title_doc) VALUES (:id, "
-            "setweight(to_tsvector('simple', :title), 'A') || setweight(to_tsvector('simple', :body), 'B'), "
-            "to_tsvector('simple', :title)) "
-            "ON CONFLICT (entry_id) DO UPDATE SET doc = EXCLUDED.doc, title_doc = EXCLUDED.title_doc"
-        ), {"id": entry_id, "title": folded_title, "body": folded_body})
+        _write_postings(session, entry_id, folded_title, folded_body)
+
+
+def _entry_terms(title_words: list[str], words: Iterable[str]) -> set[tuple[str, str]]:
+    """The (field, term) pairs an entry is listed under: its words (``words``: title and text), its title
+    words and its title's adjacent pairs (so "two words side by side" is one posting list)."""
+    return ({(TEXT, w) for w in words} | {(TITLE, w) for w in title_words}
+            | {(PAIRS, f"{a} {b}") for a, b in pairwise(title_words)})
+
+
+def _pack(ids: list[int]) -> bytes:
+    """Ids as big-endian uint32 (what ``int4send`` writes in the bulk build)."""
+    packed = array("I", ids)
+    if sys.byteorder == "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(data: bytes) -> array[int]:
+    """The ids of a chunk, ascending."""
+    ids = array("I")
+    ids.frombytes(data)
+    if sys.byteorder == "little":
+        ids.byteswap()
+    return ids
+
+
+def _write_postings(session: Session, entry_id: int, folded_title: str, folded_body: str) -> None:
+    """PostgreSQL: list the entry under its new terms and take it out of the ones it no longer has."""
+    title_words = tokens_of(folded_title)
+    words = sorted(set(title_words).union(tokens_of(folded_body)))
+    stored = (" ".join(title_words), " ".join(words))
+    row = session.execute(text(f"SELECT title, terms FROM {ENTRY_TERMS_TABLE} WHERE entry_id = :id FOR UPDATE"),
+                          {"id": entry_id}).first()
+    if row is not None and tuple(row) == stored:
+        return
+    old = _entry_terms(row.title.split(), row.terms.split()) if row is not None else set()
+    new = _entry_terms(title_words, words)
+    session.execute(text(f"INSERT INTO {ENTRY_TERMS_TABLE} (entry_id, title, terms) VALUES (:id, :title, :terms) "
+                         "ON CONFLICT (entry_id) DO UPDATE SET title = EXCLUDED.title, terms = EXCLUDED.terms"),
+                    {"id": entry_id, "title": stored[0], "terms": stored[1]})
+    changes = sorted([(field, term, 1) for field, term in new - old] + [(field, term, -1) for field, term in old - new])
+    if not changes:
+        return
+    fields, terms, deltas = (list(column) for column in zip(*changes, strict=True))
+    # The counts first, in sorted order: the row lock each upsert takes holds off every other writer of that
+    # term's chunks until this transaction ends, and taking them in one order keeps two answers from
+    # deadlocking. The chunks below are then read and rewritten without a race.
+    session.execute(text(
+        f"INSERT INTO {TERM_TABLE} (field, term, df) SELECT field, term, delta FROM unnest(CAST(:fields AS text[]), "
+        "CAST(:terms AS text[]), CAST(:deltas AS int[])) WITH ORDINALITY AS u(field, term, delta, n) ORDER BY n "
+        f"ON CONFLICT (field, term) DO UPDATE SET df = {TERM_TABLE}.df + EXCLUDED.df"),
+        {"fields": fields, "terms": terms, "deltas": deltas})
+    # Each term's chunk that holds (or would hold) the entry: the one starting at or below its id.
+    chunks = session.execute(text(
+        f"SELECT u.n, c.low_id, c.ids FROM unnest(CAST(:fields AS text[]), CAST(:terms AS text[])) "
+        f"WITH ORDINALITY AS u(field, term, n) LEFT JOIN LATERAL (SELECT p.low_id, p.ids FROM {POSTING_TABLE} p "
+        "WHERE p.field = u.field AND p.term = u.term AND p.low_id <= :id ORDER BY p.low_id DESC LIMIT 1) c ON true"),
+        {"fields": fields, "terms": terms, "id": entry_id}).all()
+    updates: list[tuple[str, str, int, bytes]] = []
+    inserts: list[tuple[str, str, int, bytes]] = []
+    deletes: list[tuple[str, str, int]] = []
+    for n, low_id, data in chunks:
+        field, term, delta = changes[n - 1]
+        ids = list(_unpack(data)) if data is not None else []
+        at = bisect_left(ids, entry_id)
+        present = at < len(ids) and ids[at] == entry_id
+        if delta < 0:
+            if not present:
+                continue
+            del ids[at]
+            if ids:
+                updates.append((field, term, low_id, _pack(ids)))  # low_id stays a lower bound of the chunk
+            else:
+                deletes.append((field, term, low_id))
+            continue
+        if present:
+            continue
+        if low_id is None:  # older than every chunk of the term (or a new term): a chunk of its own
+            inserts.append((field, term, entry_id, _pack([entry_id])))
+            continue
+        ids.insert(at, entry_id)
+        if len(ids) <= CHUNK:
+            updates.append((field, term, low_id, _pack(ids)))
+        elif at == len(ids) - 1:  # the newest entry of a full head chunk starts the next one
+            inserts.append((field, term, entry_id, _pack([entry_id])))
+        else:
+            half = len(ids) // 2
+            updates.append((field, term, low_id, _pack(ids[:half])))
+            inserts.append((field, term, ids[half], _pack(ids[half:])))
+    _apply_chunks(session, updates, inserts, deletes)
+
+
+def _apply_chunks(session: Session, updates: list[tuple[str, str, int, bytes]],
+                  inserts: list[tuple[str, str, int, bytes]], deletes: list[tuple[str, str, int]]) -> None:
+    """Write the changed chunks back: one statement each for the rewritten, the new and the emptied."""
+    if deletes:
+        f, t, low = (list(column) for column in zip(*deletes, strict=True))
+        session.execute(text(f"DELETE FROM {POSTING_TABLE} p USING unnest(CAST(:f AS text[]), CAST(:t AS text[]), "
+                             "CAST(:low AS int[])) AS u(field, term, low_id) "
+                             "WHERE p.field = u.field AND p.term = u.term AND p.low_id = u.low_id"),
+                        {"f": f, "t": t, "low": low})
+    if updates:
+        f, t, low, ids = (list(column) for column in zip(*updates, strict=True))
+        session.execute(text(f"UPDATE {POSTING_TABLE} p SET ids = u.ids FROM unnest(CAST(:f AS text[]), "
+                             "CAST(:t AS text[]), CAST(:low AS int[]), CAST(:ids AS bytea[])) AS u(field, term, low_id, ids) "
+                             "WHERE p.field = u.field AND p.term = u.term AND p.low_id = u.low_id"),
+                        {"f": f, "t": t, "low": low, "ids": ids})
+    if inserts:
+        f, t, low, ids = (list(column) for column in zip(*inserts, strict=True))
+        session.execute(text(f"INSERT INTO {POSTING_TABLE} (field, term, low_id, ids) SELECT * FROM "
+                             "unnest(CAST(:f AS text[]), CAST(:t AS text[]), CAST(:low AS int[]), CAST(:ids AS bytea[]))"),
+                        {"f": f, "t": t, "low": low, "ids": ids})
 
 
 def _entry(session: Session, kind: SearchKind, ref_id: int) -> SearchEntry:
@@ -306,30 +468,46 @@ async def answer(host: Any, asked: Asked) -> list[Hit]:
     return await run_in_threadpool(work)
 
 
-def _match_expression(words: list[str], dialect: str, *, mode: str, prefix_last: bool) -> str:
-    """The full-text query for the folded ``words``.
+def _match_expression(words: list[str], *, mode: str, prefix_last: bool) -> str:
+    """The FTS5 query for the folded ``words`` (SQLite).
 
     ``mode`` is ``all`` (every word), ``pairs`` (any two adjacent words as a phrase: most Vietnamese
     words are two syllables, so a pair is far more telling than a syllable) or ``any`` (any word).
     The last word may be a prefix (the reader is typing).
     """
     last = len(words) - 1
-    if dialect == "sqlite":
-        def term(index: int) -> str:
-            return f'"{words[index]}"' + ("*" if prefix_last and index == last else "")
 
-        if mode == "pairs":
-            parts = [f'"{words[i]} {words[i + 1]}"' + ("*" if prefix_last and i + 1 == last else "")
-                     for i in range(last)]
-            return " OR ".join(parts)
-        return (" OR " if mode == "any" else " ").join(term(i) for i in range(len(words)))
-
-    def lexeme(index: int) -> str:
-        return words[index] + (":*" if prefix_last and index == last else "")
+    def term(index: int) -> str:
+        return f'"{words[index]}"' + ("*" if prefix_last and index == last else "")
 
     if mode == "pairs":
-        return " | ".join(f"({lexeme(i)} <-> {lexeme(i + 1)})" for i in range(last))
-    return (" | " if mode == "any" else " & ").join(lexeme(i) for i in range(len(words)))
+        parts = [f'"{words[i]} {words[i + 1]}"' + ("*" if prefix_last and i + 1 == last else "")
+                 for i in range(last)]
+        return " OR ".join(parts)
+    return (" OR " if mode == "any" else " ").join(term(i) for i in range(len(words)))
+
+
+@dataclass(frozen=True)
+class Group:
+    """PostgreSQL: one condition of a query: the entry is listed under any of ``terms`` of ``field``, or
+    under a term starting with ``prefix`` (expanded to at most MAX_EXPANSIONS terms)."""
+
+    field: str
+    terms: tuple[str, ...]
+    prefix: str | None
+
+
+def query_groups(words: list[str], *, mode: str, title_only: bool, prefix_last: bool) -> list[Group]:
+    """The conditions (all must hold) that find what ``_match_expression`` finds with FTS5."""
+    last = len(words) - 1
+    if mode == "all":
+        field = TITLE if title_only else TEXT
+        head = [Group(field, (w,), None) for w in words[:-1]]
+        return [*head, Group(field, (), words[last]) if prefix_last else Group(field, (words[last],), None)]
+    if mode == "pairs":
+        pairs = [f"{words[i]} {words[i + 1]}" for i in range(last)]
+        return [Group(PAIRS, tuple(pairs[:-1]), pairs[-1]) if prefix_last else Group(PAIRS, tuple(pairs), None)]
+    return [Group(TITLE, tuple(words[:-1]), words[last]) if prefix_last else Group(TITLE, tuple(words), None)]
 
 
 def search(session: Session, raw: str, *, scope: Scope, field_key: str | None = None,
@@ -377,9 +555,14 @@ def _search(session: Session, words: list[str], *, prefix_last: bool, title_only
         attempts.append(("pairs", words, True, prefix_last))
         meaningful = [w for w in words[:-1] if w not in STOPWORDS] + words[-1:]
         attempts.append(("any", meaningful, True, prefix_last))
+    sqlite = _dialect(session) == "sqlite"
     for mode, chosen, titles, prefix in attempts:
-        match = _match_expression(chosen, _dialect(session), mode=mode, prefix_last=prefix)
-        pool = _pool(session, match, title_only=titles, **filters)
+        if sqlite:
+            pool = _pool(session, _match_expression(chosen, mode=mode, prefix_last=prefix), title_only=titles,
+                         **filters)
+        else:
+            pool = _posting_pool(session, query_groups(chosen, mode=mode, title_only=titles, prefix_last=prefix),
+                                 **filters)
         if pool:
             ranked = sorted(((relevance(chosen, entry.title, prefix_last=prefix, recency=1 - n / len(pool)), entry)
                              for n, entry in enumerate(pool)), key=lambda scored: (-scored[0], -scored[1].id))
@@ -427,11 +610,10 @@ def relevance(words: list[str], title: str, *, prefix_last: bool, recency: float
 ENTRY_COLUMNS = "e.id, e.kind, e.ref_id, e.title, e.snippet, e.field_key, e.department_id, e.answered"
 
 
-def _pool(session: Session, match: str, *, title_only: bool, scope: Scope, field_key: str | None,
-          department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int, offset: int) -> list[Found]:
-    """The newest entries (at most POOL, or the page's end) matching ``match`` that pass the filters, newest first."""
-    dialect = _dialect(session)
-    params: dict[str, object] = {"q": match, "pool": max(POOL, limit + offset)}
+def _filters(scope: Scope, field_key: str | None, department_id: str | None, kind: SearchKind | None,
+             answered_only: bool) -> tuple[str, dict[str, object]]:
+    """The reader's filters on ``interaction_search_entry e``, as `` AND ...`` conditions and their parameters."""
+    params: dict[str, object] = {}
     filters = []
     if scope.units is not None:
         filters.append("(e.public OR e.asker_unit_id IN :units OR e.department_id IN :units)")
@@ -447,94 +629,144 @@ def _pool(session: Session, match: str, *, title_only: bool, scope: Scope, field
         params["kind"] = kind.value
     if answered_only:
         filters.append("e.answered")
-    where = "".join(f" AND {f}" for f in filters)
-    if dialect == "sqlite":
-        # FTS5 walks the matches newest first (rowid DESC) and stops at the pool's size; CROSS JOIN keeps it
-        # the outer loop (the planner could otherwise start from a filter's index and probe FTS per row).
-        table = TITLE_FTS_TABLE if title_only else FTS_TABLE
-        statement = text(f"SELECT {ENTRY_COLUMNS} FROM {table} CROSS JOIN interaction_search_entry e "
-                         f"ON e.id = {table}.rowid WHERE {table} MATCH :q{where} ORDER BY {table}.rowid DESC LIMIT :pool")
-    else:
-        params["ids"] = _newest_matches(session, "title_doc" if title_only else "doc", where, params)
-        statement = text(f"SELECT {ENTRY_COLUMNS} FROM interaction_search_entry e WHERE e.id = ANY(:ids) "
-                         "ORDER BY e.id DESC")
-    if "units" in params and dialect == "sqlite":  # PostgreSQL applied the filters when it chose the ids
-        statement = statement.bindparams(bindparam("units", expanding=True))
+    return "".join(f" AND {f}" for f in filters), params
+
+
+def _found(rows: Iterable[Any]) -> list[Found]:
     return [Found(row.id, SearchKind(row.kind), row.ref_id, row.title, row.snippet, row.field_key,
-                  row.department_id, bool(row.answered)) for row in session.execute(statement, params)]
+                  row.department_id, bool(row.answered)) for row in rows]
 
 
-# PostgreSQL has no index that yields a word's matches newest first (GIN answers a bitmap of all of them,
-# and each row it names is then read from the heap), so the pool is found in steps whose cost is bounded by
-# what the first step observed, not by the planner's guess (it multiplies the words' frequencies as if they
-# were independent: "xin & huong:*" was expected in 11,842 titles and is in none, and it then walked 950,000
-# rows by primary key looking for them).
-# 1. Walk the newest WALK entries by primary key, testing each ("IS TRUE" is not an indexable form, so the
-#    GIN index stays out): common words fill the pool here, after a few hundred rows.
-# 2. From the share of WALK that matched, estimate both ways to the rest: walking on (the rows until the
-#    missing matches, sequential and cheap) or asking GIN (every older match, one random heap read each,
-#    FETCH_COST walked rows apiece: 70 us against 5 us measured on a cold cache). Dense words walk on for
-#    twice the expected distance; rarer ones go to GIN, ordered by ``entry_id + 0`` so the planner cannot
-#    turn it back into a primary-key walk. Either way the rows read stay near sqrt(POOL x base x FETCH_COST)
-#    (about 55,000 walked or 3,700 fetched at a million entries), whatever the words.
-WALK = 3_000
-FETCH_COST = 15
+def _pool(session: Session, match: str, *, title_only: bool, scope: Scope, field_key: str | None,
+          department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int, offset: int) -> list[Found]:
+    """SQLite: the newest entries (at most POOL, or the page's end) matching ``match`` that pass the filters, newest first."""
+    where, params = _filters(scope, field_key, department_id, kind, answered_only)
+    params.update({"q": match, "pool": max(POOL, limit + offset)})
+    # FTS5 walks the matches newest first (rowid DESC) and stops at the pool's size; CROSS JOIN keeps it
+    # the outer loop (the planner could otherwise start from a filter's index and probe FTS per row).
+    table = TITLE_FTS_TABLE if title_only else FTS_TABLE
+    statement = text(f"SELECT {ENTRY_COLUMNS} FROM {table} CROSS JOIN interaction_search_entry e "
+                     f"ON e.id = {table}.rowid WHERE {table} MATCH :q{where} ORDER BY {table}.rowid DESC LIMIT :pool")
+    if "units" in params:
+        statement = statement.bindparams(bindparam("units", expanding=True))
+    return _found(session.execute(statement, params))
 
 
-def _newest_matches(session: Session, column: str, where: str, params: dict[str, object]) -> list[int]:
-    """PostgreSQL: the ids of the newest ``params['pool']`` entries matching ``:q`` and the filters."""
-    pool = int(params["pool"])  # type: ignore[call-overload]
-    newest = session.execute(text(f"SELECT MAX(entry_id) FROM {FTS_TABLE}")).scalar() or 0
-    found: list[int] = []
-
-    def walk(low: int, high: int) -> None:
-        found.extend(_matches(session, f"(f.{column} @@ to_tsquery('simple', :q)) IS TRUE",
-                              "f.entry_id > :low AND f.entry_id <= :high", "f.entry_id DESC", where,
-                              {**params, "low": low, "high": high}, pool - len(found)))
-
-    walk(newest - WALK, newest)
-    older = newest - WALK
-    if len(found) >= pool or older <= 0:
-        return found
-    density = (len(found) + 1) / WALK
-    to_walk = (pool - len(found)) / density
-    if to_walk < FETCH_COST * density * older:
-        span = int(2 * to_walk)
-        walk(older - span, older)
-        older -= span
-        if len(found) >= pool or older <= 0:
-            return found
-    found.extend(_matches(session, f"f.{column} @@ to_tsquery('simple', :q)", "f.entry_id <= :high",
-                          "f.entry_id + 0 DESC", where, {**params, "high": older}, pool - len(found)))
-    return found
-
-
-# The filters (reader scope, kind, answered) are checked on the newest matches only, not on every match the
-# GIN index names: joining the entries inside the match query looked up all of them (3,755 random reads,
-# 420 ms cold, for "dang ky khai sinh") before keeping 190. Most entries pass the reader's filters, so twice
-# the missing number is asked for, and the next older batch only when the filters threw too many away.
+# PostgreSQL: posting lists kept newest first. Each term's entry ids sit in chunks of up to CHUNK ids keyed
+# by (field, term, lowest id), so the chunks of a term covering an id range are one primary-key range.
+# A query is a few conditions (``Group``: any of some terms); its newest matches are found by reading the
+# conditions' chunks over a window of the newest ids and intersecting them in memory, the window widening
+# (from the density seen so far) until the pool is full or the oldest entry is reached, in at most ROUNDS
+# reads. Terms are counted (``interaction_term``), which sizes the first window and chooses a prefix's
+# expansions. Cost follows the chunks the window covers (tens of rows), not the matches or the base:
+# GIN could only answer every match as a bitmap, and walking the table newest first read 10-25 us a row.
+ROUNDS = 6
+# A word being typed stands for the terms it starts: the MAX_EXPANSIONS most common of the first
+# EXPANSION_SCAN in term order (Lucene's max_expansions). A lone letter as the whole query is bounded the
+# same way; a lone last letter after other words is dropped before (``search_asked``).
+MAX_EXPANSIONS = 50
+EXPANSION_SCAN = 1000
+# The filters (reader scope, kind, answered) are checked on the newest matches only, in batches of twice
+# the missing number: most entries pass, and checking every match would read an entry row per match.
 FILTER_ROUNDS = 4
 
 
-def _matches(session: Session, match: str, bounds: str, order: str, where: str, params: dict[str, object],
-             need: int) -> list[int]:
-    """Up to ``need`` ids matching ``match`` within ``bounds`` and passing the filters ``where``, in ``order``."""
-    kept: list[int] = []
-    high = params.get("high")
-    for _ in range(FILTER_ROUNDS):
-        take = need - len(kept) if not where else 2 * (need - len(kept))
-        ids = list(session.execute(text(f"SELECT f.entry_id FROM {FTS_TABLE} f WHERE {bounds} AND {match} "
-                                        f"ORDER BY {order} LIMIT :take"), {**params, "high": high, "take": take}).scalars())
-        if not where:
-            return ids
-        statement = text(f"SELECT e.id FROM interaction_search_entry e WHERE e.id = ANY(:ids){where} "
-                         "ORDER BY e.id DESC LIMIT :need")
-        if "units" in params:
-            statement = statement.bindparams(bindparam("units", expanding=True))
-        kept += session.execute(statement, {**params, "ids": ids, "need": need - len(kept)}).scalars()
-        if len(kept) >= need or len(ids) < take:
+def _vocabulary(session: Session, groups: list[Group]) -> tuple[list[dict[str, int]], int]:
+    """PostgreSQL: each group's terms that list something, with their counts, and the newest entry id (one statement)."""
+    parts = ["SELECT -1 AS g, NULL AS term, COALESCE(MAX(id), 0) AS df FROM interaction_search_entry"]
+    params: dict[str, object] = {"scan": EXPANSION_SCAN, "expansions": MAX_EXPANSIONS}
+    for n, group in enumerate(groups):
+        params[f"f{n}"] = group.field
+        if group.terms:
+            params[f"t{n}"] = list(group.terms)
+            parts.append(f"SELECT {n}, term, df FROM {TERM_TABLE} WHERE field = :f{n} AND term = ANY(CAST(:t{n} AS text[])) "
+                         "AND df > 0")
+        if group.prefix is not None:
+            # Terms are [a-z0-9 ] only, all below "~" in byte order: the prefix's terms are one key range.
+            params[f"p{n}"], params[f"q{n}"] = group.prefix, group.prefix + "~"
+            parts.append(f"(SELECT {n}, term, df FROM (SELECT term, df FROM {TERM_TABLE} WHERE field = :f{n} "
+                         f"AND term >= :p{n} AND term < :q{n} ORDER BY term LIMIT :scan) s WHERE df > 0 "
+                         "ORDER BY df DESC, term LIMIT :expansions)")
+    found: list[dict[str, int]] = [{} for _ in groups]
+    newest = 0
+    for g, term, df in session.execute(text(" UNION ALL ".join(parts)), params):
+        if g < 0:
+            newest = int(df)
+        else:
+            found[g][term] = int(df)
+    return found, newest
+
+
+def _posting_matches(session: Session, field: str, groups: list[dict[str, int]], newest: int,
+                     wanted: int) -> Iterator[list[int]]:
+    """PostgreSQL: batches of the ids listed under some term of every group, newest first, window by window."""
+    if not groups or not all(groups) or newest <= 0:
+        return
+    terms = sorted(set().union(*groups))
+    # The first window expects 1.5 x ``wanted`` matches if the conditions were independent; later ones
+    # follow the density seen (8 times wider after a window with none). The last takes all that is left.
+    density = 1.0
+    for group in groups:
+        density *= min(1.0, sum(group.values()) / newest)
+    width = max(CHUNK, int(1.5 * wanted / density))
+    hi, seen, matched = newest, 0, 0
+    statement = text(
+        f"SELECT u.term, c.ids FROM unnest(CAST(:terms AS text[])) AS u(term) CROSS JOIN LATERAL ("
+        f"SELECT p.ids FROM {POSTING_TABLE} p WHERE p.field = :field AND p.term = u.term AND p.low_id <= :hi "
+        f"AND p.low_id >= COALESCE((SELECT MAX(q.low_id) FROM {POSTING_TABLE} q WHERE q.field = :field "
+        "AND q.term = u.term AND q.low_id <= :lo), 0)) c")
+    for round_ in range(ROUNDS):
+        lo = 0 if round_ == ROUNDS - 1 else max(0, hi - width + 1)
+        listed: dict[str, set[int]] = {term: set() for term in terms}
+        for term, data in session.execute(statement, {"terms": terms, "field": field, "lo": lo, "hi": hi}):
+            ids = _unpack(data)
+            listed[term].update(ids[bisect_left(ids, lo):bisect_left(ids, hi + 1)])
+        found: set[int] | None = None
+        for group in sorted(groups, key=lambda g: sum(g.values())):
+            union = set().union(*(listed[term] for term in group))
+            found = union if found is None else found & union
+            if not found:
+                break
+        batch = sorted(found or (), reverse=True)
+        seen += hi - lo + 1
+        matched += len(batch)
+        yield batch
+        if lo <= 0:
+            return
+        hi = lo - 1
+        missing = max(wanted - matched, wanted // 4, 1)
+        width = int(1.5 * missing * seen / matched) if matched else 8 * seen
+
+
+def _posting_pool(session: Session, groups: list[Group], *, scope: Scope, field_key: str | None,
+                  department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int,
+                  offset: int) -> list[Found]:
+    """PostgreSQL: the newest entries (at most POOL, or the page's end) meeting every group that pass the
+    filters, newest first."""
+    need = max(POOL, limit + offset)
+    where, params = _filters(scope, field_key, department_id, kind, answered_only)
+    vocabulary, newest = _vocabulary(session, groups)
+    stream = _posting_matches(session, groups[0].field, vocabulary, newest, 2 * need if where else need)
+    statement = text(f"SELECT {ENTRY_COLUMNS} FROM interaction_search_entry e WHERE e.id = ANY(:ids){where} "
+                     "ORDER BY e.id DESC LIMIT :need")
+    if "units" in params:
+        statement = statement.bindparams(bindparam("units", expanding=True))
+    kept: list[Found] = []
+    pending: list[int] = []
+    exhausted = False
+    for _ in range(FILTER_ROUNDS if where else 1):
+        missing = need - len(kept)
+        take = 2 * missing if where else missing
+        while len(pending) < take and not exhausted:
+            batch = next(stream, None)
+            exhausted = batch is None
+            pending += batch or []
+        if not pending:
             break
-        high = ids[-1] - 1  # the older matches, past the ones the filters were given
+        ids, pending = pending[:take], pending[take:]
+        kept += _found(session.execute(statement, {**params, "ids": ids, "need": missing}))
+        if len(kept) >= need:
+            break
     return kept
 
 
@@ -571,6 +803,10 @@ def newest_asked(*, scope: Scope, field_key: str | None = None, department_id: s
 
 def rebuild(session: Session) -> int:
     """Re-index every question and article (after a bulk import); returns how many entries were written."""
+    if _dialect(session) != "sqlite":
+        # From empty: postings of text that changed behind the index's back cannot be trusted for removals.
+        for table in (POSTING_TABLE, TERM_TABLE, ENTRY_TERMS_TABLE):
+            session.execute(text(f"DELETE FROM {table}"))
     count = 0
     for question in session.exec(select(Question)):
         index_question(session, question)

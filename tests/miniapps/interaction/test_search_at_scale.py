@@ -102,7 +102,8 @@ def test_the_city_loader_writes_what_the_mini_app_would_index(host, scale) -> No
     rows = city_interaction.load(city)
     city.engine.dispose()
     wanted = round(city_interaction.QUESTIONS * scale)
-    assert rows["interaction_question"] == rows["interaction_search_entry"] == rows[knowledge.FTS_TABLE] == wanted
+    index = knowledge.ENTRY_TERMS_TABLE if engine.dialect.name == "postgresql" else knowledge.FTS_TABLE
+    assert rows["interaction_question"] == rows["interaction_search_entry"] == rows[index] == wanted
     with Session(engine) as db:
         assert knowledge_version(db) != before
         questions = db.exec(select(Question)).all()
@@ -128,8 +129,8 @@ def _full_text(db: Session, entry_id: int) -> tuple:
     if db.get_bind().dialect.name == "sqlite":
         return tuple(db.execute(text(f"SELECT title, body FROM {knowledge.FTS_TABLE} WHERE rowid = :id"),
                                 {"id": entry_id}).one())
-    return tuple(db.execute(text(f"SELECT doc::text, title_doc::text FROM {knowledge.FTS_TABLE} "
-                                 "WHERE entry_id = :id"), {"id": entry_id}).one())
+    return tuple(db.execute(text(f"SELECT title, terms FROM {knowledge.ENTRY_TERMS_TABLE} WHERE entry_id = :id"),
+                            {"id": entry_id}).one())
 
 
 class SearchStatements:
@@ -139,7 +140,8 @@ class SearchStatements:
         self.engine, self.count = engine, 0
 
     def _seen(self, _conn, _cursor, statement, *_args) -> None:
-        self.count += "interaction_search" in statement or knowledge.FTS_TABLE in statement
+        self.count += any(table in statement for table in ("interaction_search", knowledge.FTS_TABLE,
+                                                           knowledge.POSTING_TABLE, knowledge.TERM_TABLE))
 
     def __enter__(self) -> Self:
         event.listen(self.engine, "before_cursor_execute", self._seen)

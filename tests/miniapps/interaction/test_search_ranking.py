@@ -52,9 +52,10 @@ def test_a_long_last_word_is_matched_whole_in_the_text_and_as_a_prefix_in_titles
     assert question["id"] in [hit["id"] for hit in typed.json()]  # titles keep it a prefix at any length
 
 
-@pytest.mark.parametrize("fetch_cost", [0, 10**9], ids=["rest-from-the-index", "walk-on"])
+@pytest.mark.parametrize("rounds", [1, 6], ids=["one-window", "widening-windows"])
 def test_the_pool_is_the_newest_visible_matches_whichever_step_finds_them(
-        host, kim_long, phu_vang, tu_phap, monkeypatch, fetch_cost) -> None:
+        host, kim_long, phu_vang, tu_phap, monkeypatch, rounds) -> None:
+    monkeypatch.setattr(knowledge, "CHUNK", 2)  # PostgreSQL: posting lists of many chunks, split as they fill
     made = []
     for n in range(9):
         title = f"Đăng ký giám hộ trường hợp {n}" if n % 3 == 0 else f"Chứng thực bản sao số {n}"
@@ -66,8 +67,7 @@ def test_the_pool_is_the_newest_visible_matches_whichever_step_finds_them(
                               headers=tu_phap.headers)
             assert hidden.status_code == 200, hidden.text
         made.append((n, question["id"]))
-    monkeypatch.setattr(knowledge, "WALK", 2)  # the newest two entries are walked, then the rest is decided
-    monkeypatch.setattr(knowledge, "FETCH_COST", fetch_cost)
+    monkeypatch.setattr(knowledge, "ROUNDS", rounds)  # PostgreSQL: the last window reads all the rest
     monkeypatch.setattr(knowledge, "POOL", 2)
     with Session(host.app.state.engine) as db:
         knowledge.bump_version(db)  # forget what earlier searches kept
