@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, cast, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -138,13 +138,15 @@ _MOVE = select(FloodLevelChange.id, FloodLevelChange.from_level, FloodLevelChang
                FloodLevelChange.value, FloodLevelChange.at)
 
 
+# The moves that owe residents something: a rise by threshold or rate of rise, a return to normal.
+_MOVES = or_((FloodLevelChange.to_level > FloodLevelChange.from_level) & FloodLevelChange.reason.in_(RISES),
+             (FloodLevelChange.to_level == 0) & (FloodLevelChange.from_level > 0) & (FloodLevelChange.reason == "fell"))
+
+
 def _latest_move(db: Session, thing_id: int) -> Any:
     """The station's latest rise (by threshold or rate of rise) or return to normal, whichever came last."""
-    return db.execute(_MOVE.where(
-        FloodLevelChange.thing_id == thing_id,
-        or_((FloodLevelChange.to_level > FloodLevelChange.from_level) & FloodLevelChange.reason.in_(RISES),
-            (FloodLevelChange.to_level == 0) & (FloodLevelChange.from_level > 0) & (FloodLevelChange.reason == "fell")))
-        .order_by(FloodLevelChange.id.desc()).limit(1)).first()
+    return db.execute(_MOVE.where(FloodLevelChange.thing_id == thing_id, _MOVES)
+                      .order_by(FloodLevelChange.id.desc()).limit(1)).first()
 
 
 def _settle(host: Host, thing_id: int) -> tuple[FloodWarning, Any, list[str]] | None:
@@ -190,10 +192,15 @@ async def settle_owed(host: Host, *, now: datetime | None = None) -> list[int]:
     since = (now or datetime.now(UTC)) - SETTLE_WINDOW
 
     def stations() -> list[int]:
+        # One query: the stations whose latest move of the window has no message under its identifier yet
+        # (settle_station looks again, under the lock, before issuing anything).
+        latest = (select(FloodLevelChange.thing_id, func.max(FloodLevelChange.id).label("id"))
+                  .where(FloodLevelChange.at >= since, _MOVES).group_by(FloodLevelChange.thing_id).subquery())
+        owed = (select(latest.c.thing_id).outerjoin(
+            FloodWarning, FloodWarning.identifier == literal(OWED_PREFIX) + cast(latest.c.id, String))
+            .where(FloodWarning.id.is_(None)).order_by(latest.c.thing_id))
         with Session(host.engine) as db:
-            return list(db.scalars(select(FloodLevelChange.thing_id).where(
-                FloodLevelChange.at >= since, FloodLevelChange.to_level != FloodLevelChange.from_level)
-                .distinct().order_by(FloodLevelChange.thing_id)))
+            return list(db.scalars(owed))
 
     issued = []
     for thing_id in await run_in_threadpool(stations):
