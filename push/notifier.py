@@ -315,8 +315,14 @@ class Notifier:
             if hub is not None:
                 event_body = {"type": "inbox", "notification_id": note.notification_id,
                               "severity": note.severity.value}
-                for channel in await run_in_threadpool(self._channels, note):
-                    await hub.publish(channel, event_body)
+                audience = note.audience
+                # Units and people named directly need no database: no hop to a worker thread, which on a
+                # busy night waits behind every request's queries before the first resident hears anything.
+                channels = (await run_in_threadpool(self._channels, note) if audience.city or audience.roles
+                            else [f"unit:{u}" for u in audience.units] + [f"user:{u}" for u in sorted(set(audience.users))])
+                # All the channels at once rather than one round trip after another (a flood warning names 15
+                # units); each channel still gets its events in order, since this is its only publish here.
+                await asyncio.gather(*(hub.publish(channel, event_body) for channel in channels))
             if self._events is not None:
                 await self._events.publish(NotificationSent(
                     notification_id=note.notification_id, miniapp=note.miniapp, topic=note.topic,
