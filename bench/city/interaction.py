@@ -254,6 +254,8 @@ def load(city: City) -> dict[str, int]:
     index_table = knowledge.ENTRY_TERMS_TABLE if city.postgres else knowledge.FTS_TABLE
     written = {"interaction_question": 0, "interaction_reply": 0, "interaction_search_entry": 0, index_table: 0}
     reply_id = first_reply
+    # PostgreSQL: posting lists built as the entries go by (ids ascend), full chunks written with each batch.
+    postings = knowledge.PostingBuilder()
     # Ids are given here so the four tables agree; rows go out in batches so memory stays bounded.
     for offset, asked in enumerate(generate(city, count, topics, units, askers)):
         question_id, entry_id = first_question + offset, first_entry + offset
@@ -279,11 +281,20 @@ def load(city: City) -> dict[str, int]:
                         moment(last_reply)))
         folded_title = fold_parts(asked.title)
         folded_body = "\n".join([fold_parts(asked.body), *(fold_parts(parts) for _, parts, _ in asked.replies)])
-        index.append(_entry_terms(entry_id, folded_title, folded_body) if city.postgres
-                     else (entry_id, folded_title, folded_body))
+        if city.postgres:
+            row = _entry_terms(entry_id, folded_title, folded_body)
+            postings.add(*row)
+            index.append(row)
+        else:
+            index.append((entry_id, folded_title, folded_body))
         if len(questions) >= BATCH:
             _flush(city, questions, replies, entries, index, written)
+            city.copy(knowledge.POSTING_TABLE, knowledge.POSTING_COLUMNS[0], postings.drain())
     _flush(city, questions, replies, entries, index, written)
+    if city.postgres:
+        chunks, counts = postings.finish()
+        city.copy(knowledge.POSTING_TABLE, knowledge.POSTING_COLUMNS[0], chunks)
+        _add_counts(city, counts)
     for table in ("interaction_question", "interaction_reply", "interaction_search_entry"):
         city.reset_sequence(table)
     _finish_index(city)
@@ -323,15 +334,22 @@ def _entry_terms(entry_id: int, folded_title: str, folded_body: str) -> tuple[in
     return entry_id, " ".join(title_words), " ".join(sorted(set(title_words).union(knowledge.tokens_of(folded_body))))
 
 
-def _finish_index(city: City) -> None:
-    """PostgreSQL: build the posting lists from every entry's words in one sorted pass (far faster than a
-    million incremental writes). Both: a new version token, so searches kept in memory by running servers do
-    not outlive the load."""
+def _add_counts(city: City, counts: list[tuple[str, str, int]]) -> None:
+    """PostgreSQL: add the loaded entries' term counts to those of entries already there (COPY, then one upsert)."""
+    staging = "bench_city_interaction_term"
     with city.engine.begin() as connection:
-        if city.postgres:
-            connection.execute(text("SET LOCAL work_mem = '256MB'"))
-            for sql in knowledge.build_postings_sql():
-                connection.execute(text(sql))
+        connection.execute(text(f"DROP TABLE IF EXISTS {staging}"))
+        connection.execute(text(f'CREATE UNLOGGED TABLE {staging} (field char(1), term text COLLATE "C", df int)'))
+    city.copy(staging, knowledge.TERM_COLUMNS[0], counts)
+    with city.engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO {knowledge.TERM_TABLE} (field, term, df) SELECT field, term, df FROM {staging} "
+                                f"ON CONFLICT (field, term) DO UPDATE SET df = {knowledge.TERM_TABLE}.df + EXCLUDED.df"))
+        connection.execute(text(f"DROP TABLE {staging}"))
+
+
+def _finish_index(city: City) -> None:
+    """A new version token, so searches kept in memory by running servers do not outlive the load."""
+    with city.engine.begin() as connection:
         knowledge.bump_version(connection)
     if city.postgres:
         # Set the rows' hint bits and visibility map now, or the first searches after the load rewrite

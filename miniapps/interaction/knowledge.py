@@ -110,35 +110,61 @@ def drop_index_sql(dialect: str) -> list[str]:
     return [f"DROP TABLE IF EXISTS {table}" for table in tables]
 
 
-# An entry's terms as rows (field, term, entry_id), computed in SQL from ``interaction_entry_terms`` exactly as
-# ``_entry_terms`` computes them in Python: 'b' every word of title and text, 't' every title word, 'p'
-# every pair of adjacent title words.
-_ENTRY_TERM_ROWS = f"""
-SELECT 'b' AS field, w COLLATE "C" AS term, e.entry_id FROM {ENTRY_TERMS_TABLE} e, unnest(string_to_array(e.terms, ' ')) w
-UNION ALL
-SELECT 't', w COLLATE "C", e.entry_id FROM {ENTRY_TERMS_TABLE} e,
-  LATERAL (SELECT DISTINCT w FROM unnest(string_to_array(e.title, ' ')) w) words
-UNION ALL
-SELECT 'p', pair COLLATE "C", e.entry_id FROM {ENTRY_TERMS_TABLE} e,
-  LATERAL (SELECT DISTINCT w || ' ' || next AS pair FROM (SELECT w, lead(w) OVER (ORDER BY n) AS next
-           FROM unnest(string_to_array(e.title, ' ')) WITH ORDINALITY u(w, n)) adjacent WHERE next IS NOT NULL) pairs"""
+class PostingBuilder:
+    """PostgreSQL bulk loads (migration backfill, city loader): posting lists built in one pass over the
+    entries in ascending id order, without sorting. Each term's open chunk is kept in memory and handed out
+    (``drain``) once it holds CHUNK ids, so chunks are full from the oldest and only the newest of a term
+    has room for new entries; memory is bounded by the vocabulary (one open chunk a term), not the base."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], array[int]] = {}
+        self._full: dict[tuple[str, str], int] = {}  # ids in chunks already handed out
+        self._ready: list[tuple[str, str, int, bytes]] = []
+        self._last = 0
+
+    def add(self, entry_id: int, title: str, terms: str) -> None:
+        """List one entry, given as ``interaction_entry_terms`` stores it (ids must ascend)."""
+        if entry_id <= self._last:
+            raise ValueError(f"entries must come in ascending id order ({entry_id} after {self._last})")
+        self._last = entry_id
+        for key in _entry_terms(title.split(), terms.split()):
+            ids = self._open.get(key)
+            if ids is None:
+                ids = self._open[key] = array("I")
+            ids.append(entry_id)
+            if len(ids) >= CHUNK:
+                self._ready.append((*key, ids[0], _pack_array(ids)))
+                self._full[key] = self._full.get(key, 0) + len(ids)
+                del self._open[key]
+
+    def drain(self) -> list[tuple[str, str, int, bytes]]:
+        """The chunks filled since the last call, as (field, term, low_id, ids) rows."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    def finish(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int]]]:
+        """The remaining chunks, and every term's count as (field, term, df) rows."""
+        for key, ids in self._open.items():
+            self._ready.append((*key, ids[0], _pack_array(ids)))
+        counts = {key: len(ids) for key, ids in self._open.items()}
+        for key, n in self._full.items():
+            counts[key] = counts.get(key, 0) + n
+        self._open, self._full = {}, {}
+        return self.drain(), [(*key, n) for key, n in counts.items()]
 
 
-def build_postings_sql() -> list[str]:
-    """PostgreSQL: the statements that rebuild the posting lists and term counts from ``interaction_entry_terms``
-    in one pass (migration backfill, city loader): each term's ids sorted once, cut into full chunks from the
-    oldest, so only the newest chunk has room for new entries."""
-    return [
-        f"TRUNCATE {POSTING_TABLE}, {TERM_TABLE}",
-        f"""INSERT INTO {POSTING_TABLE} (field, term, low_id, ids)
-SELECT field, term, min(entry_id), string_agg(int4send(entry_id), ''::bytea ORDER BY entry_id)
-FROM (SELECT field, term, entry_id,
-             (row_number() OVER (PARTITION BY field, term ORDER BY entry_id) - 1) / {CHUNK} AS chunk
-      FROM ({_ENTRY_TERM_ROWS}) term_rows) numbered
-GROUP BY field, term, chunk""",
-        f"INSERT INTO {TERM_TABLE} (field, term, df) SELECT field, term, sum(length(ids) / 4) FROM {POSTING_TABLE} "
-        "GROUP BY field, term",
-    ]
+def copy_rows(connection: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],
+              rows: Iterable[tuple]) -> None:
+    """PostgreSQL: COPY ``rows`` into ``table`` on ``connection``, inside its transaction (bulk loads)."""
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+
+
+POSTING_COLUMNS = (("field", "term", "low_id", "ids"), ("text", "text", "int4", "bytea"))
+TERM_COLUMNS = (("field", "term", "df"), ("text", "text", "int4"))
 
 
 # --- Keeping the index in step --------------------------------------------------------------------------
@@ -189,11 +215,15 @@ def _entry_terms(title_words: list[str], words: Iterable[str]) -> set[tuple[str,
 
 
 def _pack(ids: list[int]) -> bytes:
-    """Ids as big-endian uint32 (what ``int4send`` writes in the bulk build)."""
-    packed = array("I", ids)
+    """Ids as big-endian uint32 (PostgreSQL's ``int4send``: readable in SQL too)."""
+    return _pack_array(array("I", ids))
+
+
+def _pack_array(ids: array[int]) -> bytes:
     if sys.byteorder == "little":
-        packed.byteswap()
-    return packed.tobytes()
+        ids = array("I", ids)
+        ids.byteswap()
+    return ids.tobytes()
 
 
 def _unpack(data: bytes) -> array[int]:
@@ -666,8 +696,8 @@ ROUNDS = 6
 # same way; a lone last letter after other words is dropped before (``search_asked``).
 MAX_EXPANSIONS = 50
 EXPANSION_SCAN = 1000
-# The filters (reader scope, kind, answered) are checked on the newest matches only, in batches of twice
-# the missing number: most entries pass, and checking every match would read an entry row per match.
+# The filters (reader scope, kind, answered) are checked on the newest matches only, in batches of 1.25
+# times the missing number: most entries pass, and checking every match would read an entry row per match.
 FILTER_ROUNDS = 4
 
 
@@ -702,32 +732,25 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
     """PostgreSQL: batches of the ids listed under some term of every group, newest first, window by window."""
     if not groups or not all(groups) or newest <= 0:
         return
+    groups = sorted(groups, key=lambda group: sum(group.values()))  # the rarest condition drives
     terms = sorted(set().union(*groups))
-    # The first window expects 1.5 x ``wanted`` matches if the conditions were independent; later ones
-    # follow the density seen (8 times wider after a window with none). The last takes all that is left.
-    density = 1.0
-    for group in groups:
-        density *= min(1.0, sum(group.values()) / newest)
-    width = max(CHUNK, int(1.5 * wanted / density))
+    # The first window holds 1.5 x ``wanted`` ids of the rarest condition (enough if the others hold for
+    # all of them); later ones follow the density of matches seen (8 times wider after a window with none).
+    # The last takes all that is left. Windows never start from the product of the words' frequencies: that
+    # assumes independence, and for six words it asked for the whole base (0.3-1.2 s of decoding).
+    width = max(CHUNK, int(1.5 * wanted * newest / sum(groups[0].values())))
     hi, seen, matched = newest, 0, 0
     statement = text(
-        f"SELECT u.term, c.ids FROM unnest(CAST(:terms AS text[])) AS u(term) CROSS JOIN LATERAL ("
-        f"SELECT p.ids FROM {POSTING_TABLE} p WHERE p.field = :field AND p.term = u.term AND p.low_id <= :hi "
-        f"AND p.low_id >= COALESCE((SELECT MAX(q.low_id) FROM {POSTING_TABLE} q WHERE q.field = :field "
-        "AND q.term = u.term AND q.low_id <= :lo), 0)) c")
+        f"SELECT u.term, c.low_id, c.ids FROM unnest(CAST(:terms AS text[])) AS u(term) CROSS JOIN LATERAL ("
+        f"SELECT p.low_id, p.ids FROM {POSTING_TABLE} p WHERE p.field = :field AND p.term = u.term "
+        f"AND p.low_id <= :hi AND p.low_id >= COALESCE((SELECT MAX(q.low_id) FROM {POSTING_TABLE} q "
+        "WHERE q.field = :field AND q.term = u.term AND q.low_id <= :lo), 0)) c")
     for round_ in range(ROUNDS):
         lo = 0 if round_ == ROUNDS - 1 else max(0, hi - width + 1)
-        listed: dict[str, set[int]] = {term: set() for term in terms}
-        for term, data in session.execute(statement, {"terms": terms, "field": field, "lo": lo, "hi": hi}):
-            ids = _unpack(data)
-            listed[term].update(ids[bisect_left(ids, lo):bisect_left(ids, hi + 1)])
-        found: set[int] | None = None
-        for group in sorted(groups, key=lambda g: sum(g.values())):
-            union = set().union(*(listed[term] for term in group))
-            found = union if found is None else found & union
-            if not found:
-                break
-        batch = sorted(found or (), reverse=True)
+        chunks: dict[str, list[tuple[int, array[int]]]] = {term: [] for term in terms}
+        for term, low_id, data in session.execute(statement, {"terms": terms, "field": field, "lo": lo, "hi": hi}):
+            chunks[term].append((low_id, _unpack(data)))
+        batch = _intersect([[_within(chunks[term], lo, hi) for term in group] for group in groups])
         seen += hi - lo + 1
         matched += len(batch)
         yield batch
@@ -738,6 +761,36 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
         width = int(1.5 * missing * seen / matched) if matched else 8 * seen
 
 
+def _within(chunks: list[tuple[int, array[int]]], lo: int, hi: int) -> array[int]:
+    """A term's ids from ``lo`` to ``hi``, ascending, from its chunks (disjoint ranges, in any order)."""
+    ids: array[int] = array("I")
+    for _, part in sorted(chunks, key=lambda chunk: chunk[0]):
+        ids.extend(part)
+    return ids[bisect_left(ids, lo):bisect_left(ids, hi + 1)]
+
+
+def _intersect(groups: list[list[array[int]]]) -> list[int]:
+    """The ids in some list of every group, newest first. The first group's ids are the candidates; a
+    common word's long list is probed by binary search rather than turned into a set (cost follows the
+    candidates, not the lists)."""
+    candidates = sorted(set().union(*groups[0]))
+    for lists in groups[1:]:
+        if not candidates:
+            break
+        if sum(len(ids) for ids in lists) <= 8 * len(candidates):
+            members = set().union(*lists)
+            candidates = [c for c in candidates if c in members]
+        else:
+            candidates = [c for c in candidates if any(_listed(ids, c) for ids in lists)]
+    candidates.reverse()
+    return candidates
+
+
+def _listed(ids: array[int], entry_id: int) -> bool:
+    at = bisect_left(ids, entry_id)
+    return at < len(ids) and ids[at] == entry_id
+
+
 def _posting_pool(session: Session, groups: list[Group], *, scope: Scope, field_key: str | None,
                   department_id: str | None, kind: SearchKind | None, answered_only: bool, limit: int,
                   offset: int) -> list[Found]:
@@ -746,7 +799,7 @@ def _posting_pool(session: Session, groups: list[Group], *, scope: Scope, field_
     need = max(POOL, limit + offset)
     where, params = _filters(scope, field_key, department_id, kind, answered_only)
     vocabulary, newest = _vocabulary(session, groups)
-    stream = _posting_matches(session, groups[0].field, vocabulary, newest, 2 * need if where else need)
+    stream = _posting_matches(session, groups[0].field, vocabulary, newest, need + need // 4 + 8 if where else need)
     statement = text(f"SELECT {ENTRY_COLUMNS} FROM interaction_search_entry e WHERE e.id = ANY(:ids){where} "
                      "ORDER BY e.id DESC LIMIT :need")
     if "units" in params:
@@ -756,7 +809,7 @@ def _posting_pool(session: Session, groups: list[Group], *, scope: Scope, field_
     exhausted = False
     for _ in range(FILTER_ROUNDS if where else 1):
         missing = need - len(kept)
-        take = 2 * missing if where else missing
+        take = missing + missing // 4 + 8 if where else missing  # most entries pass a reader's filters
         while len(pending) < take and not exhausted:
             batch = next(stream, None)
             exhausted = batch is None
