@@ -114,7 +114,11 @@ class PostingBuilder:
     """PostgreSQL bulk loads (migration backfill, city loader): posting lists built in one pass over the
     entries in ascending id order, without sorting. Each term's open chunk is kept in memory and handed out
     (``drain``) once it holds CHUNK ids, so chunks are full from the oldest and only the newest of a term
-    has room for new entries; memory is bounded by the vocabulary (one open chunk a term), not the base."""
+    has room for new entries. A chunk not added to within the last OPEN_SPAN ids is handed out too, part
+    full: memory is then bounded by the vocabulary of the newest OPEN_SPAN entries, not the whole base's
+    (a million one-off words, such as file numbers, held 700 MB at city size)."""
+
+    OPEN_SPAN = 100_000
 
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], array[int]] = {}
@@ -138,7 +142,12 @@ class PostingBuilder:
                 del self._open[key]
 
     def drain(self) -> list[tuple[str, str, int, bytes]]:
-        """The chunks filled since the last call, as (field, term, low_id, ids) rows."""
+        """The chunks filled (or left alone for OPEN_SPAN ids) since the last call, as (field, term, low_id, ids) rows."""
+        stale = [key for key, ids in self._open.items() if ids[-1] <= self._last - self.OPEN_SPAN]
+        for key in stale:
+            ids = self._open.pop(key)
+            self._ready.append((*key, ids[0], _pack_array(ids)))
+            self._full[key] = self._full.get(key, 0) + len(ids)
         ready, self._ready = self._ready, []
         return ready
 
@@ -150,7 +159,8 @@ class PostingBuilder:
         for key, n in self._full.items():
             counts[key] = counts.get(key, 0) + n
         self._open, self._full = {}, {}
-        return self.drain(), [(*key, n) for key, n in counts.items()]
+        ready, self._ready = self._ready, []
+        return ready, [(*key, n) for key, n in counts.items()]
 
 
 def copy_rows(connection: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],

@@ -128,6 +128,41 @@ def test_an_answer_to_an_older_question_goes_into_the_middle_of_full_chunks(
         assert len(listed[knowledge.TEXT, "ubnd"]) == 4
 
 
+def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) -> None:
+    """Chunks left alone for OPEN_SPAN ids leave memory part full; the lists read back are unchanged."""
+    monkeypatch.setattr(knowledge, "CHUNK", 3)
+    entries = [
+        (n, f"ho so {'hiem' if n % 5 == 0 else 'thuong'}", f"ho ma{n} so {'hiem' if n % 5 == 0 else 'x'}")
+        for n in range(1, 41)
+    ]
+
+    def build(span: int) -> tuple[dict, int, list]:
+        builder = knowledge.PostingBuilder()
+        builder.OPEN_SPAN = span
+        rows, most_open = [], 0
+        for n, title, terms in entries:
+            builder.add(n, title, " ".join(sorted(set(terms.split()) | set(title.split()))))
+            rows += builder.drain()
+            most_open = max(most_open, len(builder._open))
+        chunks, counts = builder.finish()
+        lists: dict = defaultdict(list)
+        for field, term, low_id, data in sorted(rows + chunks):
+            ids = list(knowledge._unpack(data))
+            assert ids[0] == low_id and len(ids) <= knowledge.CHUNK
+            lists[field, term] += ids
+        assert {(f, t): n for f, t, n in counts} == {key: len(ids) for key, ids in lists.items()}
+        return dict(lists), most_open, rows
+
+    whole, open_whole, _ = build(10**9)
+    swept, open_swept, _ = build(4)
+    assert swept == whole and all(ids == sorted(ids) for ids in whole.values())
+    assert open_whole >= 40 and open_swept < 20  # the one-off words ("ma7") do not pile up
+    ordered = knowledge.PostingBuilder()
+    ordered.add(2, "a", "a")
+    with pytest.raises(ValueError):
+        ordered.add(1, "a", "a")  # ids must ascend: chunks are cut in id order
+
+
 @pytest.fixture
 def both(sqlite_url, postgres_url, monkeypatch):
     """The same synthetic city quarter loaded into SQLite (FTS5) and PostgreSQL (posting lists of small
