@@ -359,7 +359,7 @@ def load_targets(servers: dict[str, Server], *, search_box: bool) -> list[Target
     return targets
 
 
-LEGEND = ("sq = SQLite (FTS5), pg = PostgreSQL (tsvector + GIN); both rank the newest 200 matches by title. 'search': three common words; "
+LEGEND = ("sq = SQLite (FTS5), pg = PostgreSQL (posting lists newest first); both rank the newest 200 matches by title. 'search': three common words; "
           "'rare': five words, few documents have them all; 'suggest': a half-typed title (last word a prefix), "
           "answered questions only; 'box': the one search box (/api/search, every mini-app's provider). Every "
           "request carries a ward official's token, so the visibility filter (public or the official's own "
