@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from bench.city.base import SYNTHETIC, City
 from core.text import fold
-from miniapps.interaction import knowledge, routing
+from miniapps.interaction import knowledge, postings, routing
 
 QUESTIONS = 1_000_000
 YEARS = 5
@@ -251,11 +251,11 @@ def load(city: City) -> dict[str, int]:
     first_entry = city.max_id("interaction_search_entry") + 1
     moment = _moment(city)
     questions, replies, entries, index = [], [], [], []
-    index_table = knowledge.ENTRY_TERMS_TABLE if city.postgres else knowledge.FTS_TABLE
+    index_table = postings.ENTRY_TERMS_TABLE if city.postgres else knowledge.FTS_TABLE
     written = {"interaction_question": 0, "interaction_reply": 0, "interaction_search_entry": 0, index_table: 0}
     reply_id = first_reply
     # PostgreSQL: posting lists built as the entries go by (ids ascend), full chunks written with each batch.
-    postings = knowledge.PostingBuilder()
+    builder = postings.PostingBuilder()
     # Ids are given here so the four tables agree; rows go out in batches so memory stays bounded.
     for offset, asked in enumerate(generate(city, count, topics, units, askers)):
         question_id, entry_id = first_question + offset, first_entry + offset
@@ -283,17 +283,17 @@ def load(city: City) -> dict[str, int]:
         folded_body = "\n".join([fold_parts(asked.body), *(fold_parts(parts) for _, parts, _ in asked.replies)])
         if city.postgres:
             row = _entry_terms(entry_id, folded_title, folded_body)
-            postings.add(*row)
+            builder.add(*row)
             index.append(row)
         else:
             index.append((entry_id, folded_title, folded_body))
         if len(questions) >= BATCH:
             _flush(city, questions, replies, entries, index, written)
-            city.copy(knowledge.POSTING_TABLE, knowledge.POSTING_COLUMNS[0], postings.drain())
+            city.copy(postings.POSTING_TABLE, postings.POSTING_COLUMNS[0], builder.drain())
     _flush(city, questions, replies, entries, index, written)
     if city.postgres:
-        chunks, counts = postings.finish()
-        city.copy(knowledge.POSTING_TABLE, knowledge.POSTING_COLUMNS[0], chunks)
+        chunks, counts = builder.finish()
+        city.copy(postings.POSTING_TABLE, postings.POSTING_COLUMNS[0], chunks)
         _add_counts(city, counts)
     for table in ("interaction_question", "interaction_reply", "interaction_search_entry"):
         city.reset_sequence(table)
@@ -318,7 +318,7 @@ def _flush(city: City, questions: list, replies: list, entries: list, index: lis
     written["interaction_reply"] += city.copy("interaction_reply", REPLY_COLUMNS, replies)
     written["interaction_search_entry"] += city.copy("interaction_search_entry", ENTRY_COLUMNS, entries)
     if city.postgres:
-        written[knowledge.ENTRY_TERMS_TABLE] += city.copy(knowledge.ENTRY_TERMS_TABLE, ("entry_id", "title", "terms"),
+        written[postings.ENTRY_TERMS_TABLE] += city.copy(postings.ENTRY_TERMS_TABLE, ("entry_id", "title", "terms"),
                                                           index)
     else:
         written[knowledge.FTS_TABLE] += city.copy(knowledge.FTS_TABLE, ("rowid", "title", "body"), index)
@@ -340,10 +340,10 @@ def _add_counts(city: City, counts: list[tuple[str, str, int]]) -> None:
     with city.engine.begin() as connection:
         connection.execute(text(f"DROP TABLE IF EXISTS {staging}"))
         connection.execute(text(f'CREATE UNLOGGED TABLE {staging} (field char(1), term text COLLATE "C", df int)'))
-    city.copy(staging, knowledge.TERM_COLUMNS[0], counts)
+    city.copy(staging, postings.TERM_COLUMNS[0], counts)
     with city.engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO {knowledge.TERM_TABLE} (field, term, df) SELECT field, term, df FROM {staging} "
-                                f"ON CONFLICT (field, term) DO UPDATE SET df = {knowledge.TERM_TABLE}.df + EXCLUDED.df"))
+        connection.execute(text(f"INSERT INTO {postings.TERM_TABLE} (field, term, df) SELECT field, term, df FROM {staging} "
+                                f"ON CONFLICT (field, term) DO UPDATE SET df = {postings.TERM_TABLE}.df + EXCLUDED.df"))
         connection.execute(text(f"DROP TABLE {staging}"))
 
 
@@ -356,5 +356,5 @@ def _finish_index(city: City) -> None:
         # every page they read (measured: 100,000 pages dirtied by one query).
         with city.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             for table in ("interaction_question", "interaction_reply", "interaction_search_entry",
-                          knowledge.ENTRY_TERMS_TABLE, knowledge.TERM_TABLE, knowledge.POSTING_TABLE):
+                          postings.ENTRY_TERMS_TABLE, postings.TERM_TABLE, postings.POSTING_TABLE):
                 connection.execute(text(f"VACUUM (ANALYZE) {table}"))

@@ -560,7 +560,7 @@ def ingest_multi(engine: Engine, *, sensor_id: int, readings: list[Any], now: da
     for _ in range(STORE_ATTEMPTS):
         with engine.connect() as connection:
             components: dict[int, list[_Component]] = {}
-            things = dict(connection.execute(select(FloodMultiDatastream.id, FloodMultiDatastream.thing_id)
+            things: dict[int, int] = dict(connection.execute(select(FloodMultiDatastream.id, FloodMultiDatastream.thing_id)
                                              .where(FloodMultiDatastream.sensor_id == sensor_id)).all())
             for row in connection.execute(
                     select(FloodMultiComponent.multi_datastream_id, FloodMultiComponent.unit_symbol,

@@ -294,7 +294,7 @@ def _multi_values(db: Session, body: dict[str, Any], *, partial: bool) -> tuple[
                         ("properties.components", checks)):
         if not isinstance(given, list) or len(given) != len(properties):
             raise _bad(f"{name} has one entry per ObservedProperty ({len(properties)})", name)
-    components = []
+    components: list[dict[str, Any]] = []
     for position, (prop, unit, kind, check) in enumerate(zip(properties, units, types, checks, strict=True)):
         ident = _ref(prop, f"ObservedProperties[{position}]")
         if any(c["observed_property_id"] == ident for c in components):

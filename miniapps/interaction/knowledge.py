@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 import time
 import weakref
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -41,18 +39,23 @@ from miniapps.interaction.models import (
     SearchVersion,
     utcnow,
 )
+from miniapps.interaction.postings import (
+    CHUNK,
+    ENTRY_TERMS_TABLE,
+    PAIRS,
+    POSTING_TABLE,
+    TERM_TABLE,
+    TEXT,
+    TITLE,
+    intersect,
+    unpack,
+    within,
+    write_postings,
+)
 from plugins import Cache, fold
 
 FTS_TABLE = "interaction_fts"
 TITLE_FTS_TABLE = "interaction_fts_title"  # SQLite only
-POSTING_TABLE = "interaction_posting"  # PostgreSQL: (field, term, low_id) -> ids, chunks newest first
-TERM_TABLE = "interaction_term"  # PostgreSQL: (field, term) -> how many entries have it
-ENTRY_TERMS_TABLE = "interaction_entry_terms"  # PostgreSQL: entry_id -> its title's words and all its words
-# Fields of a posting list: words of title and text, words of the title, adjacent pairs of title words.
-TEXT, TITLE, PAIRS = "b", "t", "p"
-# Ids per chunk: 4,000 bytes, so a chunk stays in its row (2 a page, no TOAST look-up), a common word
-# advances 1,000 entries per row read, and adding an entry rewrites at most 4 KB per term.
-CHUNK = 1000
 MAX_TOKENS = 12
 PREFIX_INDEXED = 3  # FTS5 keeps prefix indexes of 2 and 3 letters (create_index_sql)
 SNIPPET = 300
@@ -110,73 +113,6 @@ def drop_index_sql(dialect: str) -> list[str]:
     return [f"DROP TABLE IF EXISTS {table}" for table in tables]
 
 
-class PostingBuilder:
-    """PostgreSQL bulk loads (migration backfill, city loader): posting lists built in one pass over the
-    entries in ascending id order, without sorting. Each term's open chunk is kept in memory and handed out
-    (``drain``) once it holds CHUNK ids, so chunks are full from the oldest and only the newest of a term
-    has room for new entries. A chunk not added to within the last OPEN_SPAN ids is handed out too, part
-    full: memory is then bounded by the vocabulary of the newest OPEN_SPAN entries, not the whole base's
-    (a million one-off words, such as file numbers, held 700 MB at city size)."""
-
-    OPEN_SPAN = 100_000
-
-    def __init__(self) -> None:
-        self._open: dict[tuple[str, str], array[int]] = {}
-        self._full: dict[tuple[str, str], int] = {}  # ids in chunks already handed out
-        self._ready: list[tuple[str, str, int, bytes]] = []
-        self._last = 0
-
-    def add(self, entry_id: int, title: str, terms: str) -> None:
-        """List one entry, given as ``interaction_entry_terms`` stores it (ids must ascend)."""
-        if entry_id <= self._last:
-            raise ValueError(f"entries must come in ascending id order ({entry_id} after {self._last})")
-        self._last = entry_id
-        for key in _entry_terms(title.split(), terms.split()):
-            ids = self._open.get(key)
-            if ids is None:
-                ids = self._open[key] = array("I")
-            ids.append(entry_id)
-            if len(ids) >= CHUNK:
-                self._ready.append((*key, ids[0], _pack_array(ids)))
-                self._full[key] = self._full.get(key, 0) + len(ids)
-                del self._open[key]
-
-    def drain(self) -> list[tuple[str, str, int, bytes]]:
-        """The chunks filled (or left alone for OPEN_SPAN ids) since the last call, as (field, term, low_id, ids) rows."""
-        stale = [key for key, ids in self._open.items() if ids[-1] <= self._last - self.OPEN_SPAN]
-        for key in stale:
-            ids = self._open.pop(key)
-            self._ready.append((*key, ids[0], _pack_array(ids)))
-            self._full[key] = self._full.get(key, 0) + len(ids)
-        ready, self._ready = self._ready, []
-        return ready
-
-    def finish(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int]]]:
-        """The remaining chunks, and every term's count as (field, term, df) rows."""
-        for key, ids in self._open.items():
-            self._ready.append((*key, ids[0], _pack_array(ids)))
-        counts = {key: len(ids) for key, ids in self._open.items()}
-        for key, n in self._full.items():
-            counts[key] = counts.get(key, 0) + n
-        self._open, self._full = {}, {}
-        ready, self._ready = self._ready, []
-        return ready, [(*key, n) for key, n in counts.items()]
-
-
-def copy_rows(connection: Connection, table: str, columns: tuple[str, ...], types: tuple[str, ...],
-              rows: Iterable[tuple]) -> None:
-    """PostgreSQL: COPY ``rows`` into ``table`` on ``connection``, inside its transaction (bulk loads)."""
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        copy.set_types(list(types))
-        for row in rows:
-            copy.write_row(row)
-
-
-POSTING_COLUMNS = (("field", "term", "low_id", "ids"), ("text", "text", "int4", "bytea"))
-TERM_COLUMNS = (("field", "term", "df"), ("text", "text", "int4"))
-
-
 # --- Keeping the index in step --------------------------------------------------------------------------
 
 
@@ -214,123 +150,7 @@ def _write_index(session: Session, entry_id: int, title: str, body: str) -> None
         session.execute(text(f"INSERT INTO {TITLE_FTS_TABLE} (rowid, title) VALUES (:id, :title)"),
                         {"id": entry_id, "title": folded_title})
     else:
-        _write_postings(session, entry_id, folded_title, folded_body)
-
-
-def _entry_terms(title_words: list[str], words: Iterable[str]) -> set[tuple[str, str]]:
-    """The (field, term) pairs an entry is listed under: its words (``words``: title and text), its title
-    words and its title's adjacent pairs (so "two words side by side" is one posting list)."""
-    return ({(TEXT, w) for w in words} | {(TITLE, w) for w in title_words}
-            | {(PAIRS, f"{a} {b}") for a, b in pairwise(title_words)})
-
-
-def _pack(ids: list[int]) -> bytes:
-    """Ids as big-endian uint32 (PostgreSQL's ``int4send``: readable in SQL too)."""
-    return _pack_array(array("I", ids))
-
-
-def _pack_array(ids: array[int]) -> bytes:
-    if sys.byteorder == "little":
-        ids = array("I", ids)
-        ids.byteswap()
-    return ids.tobytes()
-
-
-def _unpack(data: bytes) -> array[int]:
-    """The ids of a chunk, ascending."""
-    ids = array("I")
-    ids.frombytes(data)
-    if sys.byteorder == "little":
-        ids.byteswap()
-    return ids
-
-
-def _write_postings(session: Session, entry_id: int, folded_title: str, folded_body: str) -> None:
-    """PostgreSQL: list the entry under its new terms and take it out of the ones it no longer has."""
-    title_words = tokens_of(folded_title)
-    words = sorted(set(title_words).union(tokens_of(folded_body)))
-    stored = (" ".join(title_words), " ".join(words))
-    row = session.execute(text(f"SELECT title, terms FROM {ENTRY_TERMS_TABLE} WHERE entry_id = :id FOR UPDATE"),
-                          {"id": entry_id}).first()
-    if row is not None and tuple(row) == stored:
-        return
-    old = _entry_terms(row.title.split(), row.terms.split()) if row is not None else set()
-    new = _entry_terms(title_words, words)
-    session.execute(text(f"INSERT INTO {ENTRY_TERMS_TABLE} (entry_id, title, terms) VALUES (:id, :title, :terms) "
-                         "ON CONFLICT (entry_id) DO UPDATE SET title = EXCLUDED.title, terms = EXCLUDED.terms"),
-                    {"id": entry_id, "title": stored[0], "terms": stored[1]})
-    changes = sorted([(field, term, 1) for field, term in new - old] + [(field, term, -1) for field, term in old - new])
-    if not changes:
-        return
-    fields, terms, deltas = (list(column) for column in zip(*changes, strict=True))
-    # The counts first, in sorted order: the row lock each upsert takes holds off every other writer of that
-    # term's chunks until this transaction ends, and taking them in one order keeps two answers from
-    # deadlocking. The chunks below are then read and rewritten without a race.
-    session.execute(text(
-        f"INSERT INTO {TERM_TABLE} (field, term, df) SELECT field, term, delta FROM unnest(CAST(:fields AS text[]), "
-        "CAST(:terms AS text[]), CAST(:deltas AS int[])) WITH ORDINALITY AS u(field, term, delta, n) ORDER BY n "
-        f"ON CONFLICT (field, term) DO UPDATE SET df = {TERM_TABLE}.df + EXCLUDED.df"),
-        {"fields": fields, "terms": terms, "deltas": deltas})
-    # Each term's chunk that holds (or would hold) the entry: the one starting at or below its id.
-    chunks = session.execute(text(
-        f"SELECT u.n, c.low_id, c.ids FROM unnest(CAST(:fields AS text[]), CAST(:terms AS text[])) "
-        f"WITH ORDINALITY AS u(field, term, n) LEFT JOIN LATERAL (SELECT p.low_id, p.ids FROM {POSTING_TABLE} p "
-        "WHERE p.field = u.field AND p.term = u.term AND p.low_id <= :id ORDER BY p.low_id DESC LIMIT 1) c ON true"),
-        {"fields": fields, "terms": terms, "id": entry_id}).all()
-    updates: list[tuple[str, str, int, bytes]] = []
-    inserts: list[tuple[str, str, int, bytes]] = []
-    deletes: list[tuple[str, str, int]] = []
-    for n, low_id, data in chunks:
-        field, term, delta = changes[n - 1]
-        ids = list(_unpack(data)) if data is not None else []
-        at = bisect_left(ids, entry_id)
-        present = at < len(ids) and ids[at] == entry_id
-        if delta < 0:
-            if not present:
-                continue
-            del ids[at]
-            if ids:
-                updates.append((field, term, low_id, _pack(ids)))  # low_id stays a lower bound of the chunk
-            else:
-                deletes.append((field, term, low_id))
-            continue
-        if present:
-            continue
-        if low_id is None:  # older than every chunk of the term (or a new term): a chunk of its own
-            inserts.append((field, term, entry_id, _pack([entry_id])))
-            continue
-        ids.insert(at, entry_id)
-        if len(ids) <= CHUNK:
-            updates.append((field, term, low_id, _pack(ids)))
-        elif at == len(ids) - 1:  # the newest entry of a full head chunk starts the next one
-            inserts.append((field, term, entry_id, _pack([entry_id])))
-        else:
-            half = len(ids) // 2
-            updates.append((field, term, low_id, _pack(ids[:half])))
-            inserts.append((field, term, ids[half], _pack(ids[half:])))
-    _apply_chunks(session, updates, inserts, deletes)
-
-
-def _apply_chunks(session: Session, updates: list[tuple[str, str, int, bytes]],
-                  inserts: list[tuple[str, str, int, bytes]], deletes: list[tuple[str, str, int]]) -> None:
-    """Write the changed chunks back: one statement each for the rewritten, the new and the emptied."""
-    if deletes:
-        f, t, low = (list(column) for column in zip(*deletes, strict=True))
-        session.execute(text(f"DELETE FROM {POSTING_TABLE} p USING unnest(CAST(:f AS text[]), CAST(:t AS text[]), "
-                             "CAST(:low AS int[])) AS u(field, term, low_id) "
-                             "WHERE p.field = u.field AND p.term = u.term AND p.low_id = u.low_id"),
-                        {"f": f, "t": t, "low": low})
-    if updates:
-        f, t, low, ids = (list(column) for column in zip(*updates, strict=True))
-        session.execute(text(f"UPDATE {POSTING_TABLE} p SET ids = u.ids FROM unnest(CAST(:f AS text[]), "
-                             "CAST(:t AS text[]), CAST(:low AS int[]), CAST(:ids AS bytea[])) AS u(field, term, low_id, ids) "
-                             "WHERE p.field = u.field AND p.term = u.term AND p.low_id = u.low_id"),
-                        {"f": f, "t": t, "low": low, "ids": ids})
-    if inserts:
-        f, t, low, ids = (list(column) for column in zip(*inserts, strict=True))
-        session.execute(text(f"INSERT INTO {POSTING_TABLE} (field, term, low_id, ids) SELECT * FROM "
-                             "unnest(CAST(:f AS text[]), CAST(:t AS text[]), CAST(:low AS int[]), CAST(:ids AS bytea[]))"),
-                        {"f": f, "t": t, "low": low, "ids": ids})
+        write_postings(session, entry_id, tokens_of(folded_title), tokens_of(folded_body))
 
 
 def _entry(session: Session, kind: SearchKind, ref_id: int) -> SearchEntry:
@@ -759,8 +579,8 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
         lo = 0 if round_ == ROUNDS - 1 else max(0, hi - width + 1)
         chunks: dict[str, list[tuple[int, array[int]]]] = {term: [] for term in terms}
         for term, low_id, data in session.execute(statement, {"terms": terms, "field": field, "lo": lo, "hi": hi}):
-            chunks[term].append((low_id, _unpack(data)))
-        batch = _intersect([[_within(chunks[term], lo, hi) for term in group] for group in groups])
+            chunks[term].append((low_id, unpack(data)))
+        batch = intersect([[within(chunks[term], lo, hi) for term in group] for group in groups])
         seen += hi - lo + 1
         matched += len(batch)
         yield batch
@@ -769,36 +589,6 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
         hi = lo - 1
         missing = max(wanted - matched, wanted // 4, 1)
         width = int(1.5 * missing * seen / matched) if matched else 8 * seen
-
-
-def _within(chunks: list[tuple[int, array[int]]], lo: int, hi: int) -> array[int]:
-    """A term's ids from ``lo`` to ``hi``, ascending, from its chunks (disjoint ranges, in any order)."""
-    ids: array[int] = array("I")
-    for _, part in sorted(chunks, key=lambda chunk: chunk[0]):
-        ids.extend(part)
-    return ids[bisect_left(ids, lo):bisect_left(ids, hi + 1)]
-
-
-def _intersect(groups: list[list[array[int]]]) -> list[int]:
-    """The ids in some list of every group, newest first. The first group's ids are the candidates; a
-    common word's long list is probed by binary search rather than turned into a set (cost follows the
-    candidates, not the lists)."""
-    candidates = sorted(set().union(*groups[0]))
-    for lists in groups[1:]:
-        if not candidates:
-            break
-        if sum(len(ids) for ids in lists) <= 8 * len(candidates):
-            members = set().union(*lists)
-            candidates = [c for c in candidates if c in members]
-        else:
-            candidates = [c for c in candidates if any(_listed(ids, c) for ids in lists)]
-    candidates.reverse()
-    return candidates
-
-
-def _listed(ids: array[int], entry_id: int) -> bool:
-    at = bisect_left(ids, entry_id)
-    return at < len(ids) and ids[at] == entry_id
 
 
 def _posting_pool(session: Session, groups: list[Group], *, scope: Scope, field_key: str | None,

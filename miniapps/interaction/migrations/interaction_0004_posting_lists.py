@@ -14,7 +14,7 @@ The backfill reads the entries in batches of BATCH ids (memory bounded by one ba
 Python as the mini-app folds them (their word order makes the pairs); the words of the text come from
 the stored tsvector, already folded, split into [a-z0-9]+ as ``knowledge.tokens`` splits (the same words,
 except text PostgreSQL's parser skipped, such as tags, until the next ``knowledge.rebuild``). Each batch's
-entries then go through ``knowledge.PostingBuilder`` in id order: full chunks are written with COPY as
+entries then go through ``postings.PostingBuilder`` in id order: full chunks are written with COPY as
 they fill, so nothing is sorted (a single SQL sort of the 115 million (term, entry) pairs of the city ran
 over 25 minutes on the shared machine).
 """
@@ -24,7 +24,7 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-from miniapps.interaction import knowledge
+from miniapps.interaction import knowledge, postings
 from plugins import fold
 
 revision = "interaction_0004"
@@ -45,15 +45,15 @@ def upgrade() -> None:
         op.execute(statement)
     newest = bind.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM interaction_search_entry")).scalar() or 0
     fill = sa.text(
-        f"INSERT INTO {knowledge.ENTRY_TERMS_TABLE} (entry_id, title, terms) "
+        f"INSERT INTO {postings.ENTRY_TERMS_TABLE} (entry_id, title, terms) "
         """SELECT u.id, u.title, COALESCE((SELECT string_agg(DISTINCT w COLLATE "C", ' ' ORDER BY w COLLATE "C") FROM ("""
         "  SELECT regexp_split_to_table(lexeme, '[^a-z0-9]+') AS w FROM unnest(tsvector_to_array(f.doc)) lexeme"
         "  UNION ALL SELECT unnest(string_to_array(u.title, ' '))) words WHERE w <> ''), '') "
         "FROM unnest(CAST(:ids AS int[]), CAST(:titles AS text[])) AS u(id, title) "
         f"LEFT JOIN {LEGACY_TABLE} f ON f.entry_id = u.id RETURNING entry_id, title, terms"
     )
-    builder = knowledge.PostingBuilder()
-    columns, types = knowledge.POSTING_COLUMNS
+    builder = postings.PostingBuilder()
+    columns, types = postings.POSTING_COLUMNS
     for low in range(0, newest, BATCH):
         rows = bind.execute(
             sa.text("SELECT id, title FROM interaction_search_entry WHERE id > :low AND id <= :high"),
@@ -67,12 +67,12 @@ def upgrade() -> None:
         ).all()
         for entry_id, title, terms in sorted(written):
             builder.add(entry_id, title, terms)
-        knowledge.copy_rows(bind, knowledge.POSTING_TABLE, columns, types, builder.drain())
+        postings.copy_rows(bind, postings.POSTING_TABLE, columns, types, builder.drain())
     chunks, counts = builder.finish()
-    knowledge.copy_rows(bind, knowledge.POSTING_TABLE, columns, types, chunks)
-    knowledge.copy_rows(bind, knowledge.TERM_TABLE, *knowledge.TERM_COLUMNS, counts)
+    postings.copy_rows(bind, postings.POSTING_TABLE, columns, types, chunks)
+    postings.copy_rows(bind, postings.TERM_TABLE, *postings.TERM_COLUMNS, counts)
     op.execute(f"DROP TABLE {LEGACY_TABLE}")
-    for table in (knowledge.ENTRY_TERMS_TABLE, knowledge.TERM_TABLE, knowledge.POSTING_TABLE):
+    for table in (postings.ENTRY_TERMS_TABLE, postings.TERM_TABLE, postings.POSTING_TABLE):
         op.execute(f"ANALYZE {table}")
 
 
@@ -88,7 +88,7 @@ def downgrade() -> None:
     op.execute(
         f"INSERT INTO {LEGACY_TABLE} (entry_id, doc, title_doc) SELECT entry_id, "
         "setweight(to_tsvector('simple', title), 'A') || setweight(to_tsvector('simple', terms), 'B'), "
-        f"to_tsvector('simple', title) FROM {knowledge.ENTRY_TERMS_TABLE}"
+        f"to_tsvector('simple', title) FROM {postings.ENTRY_TERMS_TABLE}"
     )
     op.execute(f"CREATE INDEX ix_{LEGACY_TABLE}_doc ON {LEGACY_TABLE} USING GIN (doc)")
     op.execute(f"CREATE INDEX ix_{LEGACY_TABLE}_title_doc ON {LEGACY_TABLE} USING GIN (title_doc)")

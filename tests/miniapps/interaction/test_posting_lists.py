@@ -18,7 +18,7 @@ from bench.city.base import City
 from core.app import discover
 from core.db import make_engine
 from core.migrate import alembic_config, upgrade
-from miniapps.interaction import knowledge
+from miniapps.interaction import knowledge, postings
 from miniapps.interaction.knowledge import Group, Scope
 from miniapps.interaction.models import Article, Question, Reply, SearchEntry, SearchKind
 from plugins import fold
@@ -37,16 +37,16 @@ def _listed(db: Session) -> dict[tuple[str, str], list[int]]:
     lists: dict[tuple[str, str], list[int]] = defaultdict(list)
     previous: tuple[str, str, int] | None = None
     for field, term, low_id, data in db.execute(
-        text(f"SELECT field, term, low_id, ids FROM {knowledge.POSTING_TABLE} ORDER BY field, term, low_id")
+        text(f"SELECT field, term, low_id, ids FROM {postings.POSTING_TABLE} ORDER BY field, term, low_id")
     ):
-        ids = list(knowledge._unpack(data))
-        assert ids and ids == sorted(set(ids)) and ids[0] >= low_id and len(ids) <= knowledge.CHUNK
+        ids = list(postings.unpack(data))
+        assert ids and ids == sorted(set(ids)) and ids[0] >= low_id and len(ids) <= postings.CHUNK
         if previous is not None and previous[:2] == (field, term):
             assert lists[field, term][-1] < low_id
         lists[field, term] += ids
         previous = (field, term, low_id)
     counts = {
-        (f, t): df for f, t, df in db.execute(text(f"SELECT field, term, df FROM {knowledge.TERM_TABLE} WHERE df <> 0"))
+        (f, t): df for f, t, df in db.execute(text(f"SELECT field, term, df FROM {postings.TERM_TABLE} WHERE df <> 0"))
     }
     assert counts == {key: len(ids) for key, ids in lists.items()}
     return dict(lists)
@@ -64,7 +64,7 @@ def _said(db: Session) -> dict[tuple[str, str], list[int]]:
             article = db.get(Article, entry.ref_id)
             title, body = article.title, article.body
         title_words = knowledge.tokens_of(fold(title))
-        for key in knowledge._entry_terms(title_words, set(title_words).union(knowledge.tokens_of(fold(body)))):
+        for key in postings.entry_terms(title_words, set(title_words).union(knowledge.tokens_of(fold(body)))):
             lists[key].append(entry.id)
     return dict(lists)
 
@@ -88,7 +88,7 @@ def test_postings_follow_ask_answer_edit_removal_and_rebuild(host, kim_long, phu
     with Session(engine) as db:
         listed = _listed(db)
         assert listed == _said(db)
-        assert len(listed[knowledge.TEXT, "khai"]) == 8 and (knowledge.PAIRS, "khai sinh") in listed
+        assert len(listed[postings.TEXT, "khai"]) == 8 and (postings.PAIRS, "khai sinh") in listed
         # An edited title: the entry leaves the old words' lists and joins the new ones'.
         question = db.get(Question, made[3])
         question.title = "Trích lục hộ tịch bản sao"
@@ -102,10 +102,10 @@ def test_postings_follow_ask_answer_edit_removal_and_rebuild(host, kim_long, phu
         listed = _listed(db)
         assert listed == _said(db)
         entry_id = db.exec(select(SearchEntry.id).where(SearchEntry.ref_id == made[3])).one()
-        assert entry_id not in listed[knowledge.TITLE, "khai"] and entry_id in listed[knowledge.PAIRS, "trich luc"]
-        assert "truong" not in [t for (f, t), ids in listed.items() if f == knowledge.TEXT and ids == [made[4]]]
+        assert entry_id not in listed[postings.TITLE, "khai"] and entry_id in listed[postings.PAIRS, "trich luc"]
+        assert "truong" not in [t for (f, t), ids in listed.items() if f == postings.TEXT and ids == [made[4]]]
         # Rebuild from empty gives the same lists.
-        db.execute(text(f"DELETE FROM {knowledge.POSTING_TABLE} WHERE term = 'khai'"))
+        db.execute(text(f"DELETE FROM {postings.POSTING_TABLE} WHERE term = 'khai'"))
         assert knowledge.rebuild(db) == 8
         db.commit()
         assert _listed(db) == _said(db)
@@ -125,7 +125,7 @@ def test_an_answer_to_an_older_question_goes_into_the_middle_of_full_chunks(
     with Session(host.app.state.engine) as db:
         listed = _listed(db)
         assert listed == _said(db)
-        assert len(listed[knowledge.TEXT, "ubnd"]) == 4
+        assert len(listed[postings.TEXT, "ubnd"]) == 4
 
 
 def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) -> None:
@@ -137,7 +137,7 @@ def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) 
     ]
 
     def build(span: int) -> tuple[dict, int, list]:
-        builder = knowledge.PostingBuilder()
+        builder = postings.PostingBuilder()
         builder.OPEN_SPAN = span
         rows, most_open = [], 0
         for n, title, terms in entries:
@@ -147,8 +147,8 @@ def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) 
         chunks, counts = builder.finish()
         lists: dict = defaultdict(list)
         for field, term, low_id, data in sorted(rows + chunks):
-            ids = list(knowledge._unpack(data))
-            assert ids[0] == low_id and len(ids) <= knowledge.CHUNK
+            ids = list(postings.unpack(data))
+            assert ids[0] == low_id and len(ids) <= postings.CHUNK
             lists[field, term] += ids
         assert {(f, t): n for f, t, n in counts} == {key: len(ids) for key, ids in lists.items()}
         return dict(lists), most_open, rows
@@ -157,7 +157,7 @@ def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) 
     swept, open_swept, _ = build(4)
     assert swept == whole and all(ids == sorted(ids) for ids in whole.values())
     assert open_whole >= 40 and open_swept < 20  # the one-off words ("ma7") do not pile up
-    ordered = knowledge.PostingBuilder()
+    ordered = postings.PostingBuilder()
     ordered.add(2, "a", "a")
     with pytest.raises(ValueError):
         ordered.add(1, "a", "a")  # ids must ascend: chunks are cut in id order
@@ -229,13 +229,13 @@ def test_a_prefix_stands_for_its_most_common_terms_only(host, kim_long, monkeypa
     ):
         ask(host, kim_long, title=title, body=f"Nội dung {n}.", field="culture")
     with Session(host.app.state.engine) as db:
-        every, _ = knowledge._vocabulary(db, [Group(knowledge.TITLE, (), "mo")])
+        every, _ = knowledge._vocabulary(db, [Group(postings.TITLE, (), "mo")])
         assert every == [{"mo": 3, "moc": 2, "moi": 4}]  # "mời" and "mới" fold alike
         monkeypatch.setattr(knowledge, "MAX_EXPANSIONS", 2)
-        top, _ = knowledge._vocabulary(db, [Group(knowledge.TITLE, (), "mo")])
+        top, _ = knowledge._vocabulary(db, [Group(postings.TITLE, (), "mo")])
         assert top == [{"mo": 3, "moi": 4}]  # "moc" (2) is left out
         monkeypatch.setattr(knowledge, "EXPANSION_SCAN", 2)
-        first, _ = knowledge._vocabulary(db, [Group(knowledge.TITLE, (), "mo")])
+        first, _ = knowledge._vocabulary(db, [Group(postings.TITLE, (), "mo")])
         assert first == [{"mo": 3, "moc": 2}]  # only the first two terms in order are looked at
 
 

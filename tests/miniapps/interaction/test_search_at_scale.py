@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from bench.city import interaction as city_interaction
 from bench.city.base import SYNTHETIC, City
 from core.text import fold
-from miniapps.interaction import knowledge
+from miniapps.interaction import knowledge, postings
 from miniapps.interaction.knowledge import Scope, knowledge_version, search
 from miniapps.interaction.models import Question, QuestionStatus, Reply, SearchEntry
 from tests.miniapps.interaction.conftest import API, answer, ask
@@ -102,7 +102,7 @@ def test_the_city_loader_writes_what_the_mini_app_would_index(host, scale) -> No
     rows = city_interaction.load(city)
     city.engine.dispose()
     wanted = round(city_interaction.QUESTIONS * scale)
-    index = knowledge.ENTRY_TERMS_TABLE if engine.dialect.name == "postgresql" else knowledge.FTS_TABLE
+    index = postings.ENTRY_TERMS_TABLE if engine.dialect.name == "postgresql" else knowledge.FTS_TABLE
     assert rows["interaction_question"] == rows["interaction_search_entry"] == rows[index] == wanted
     with Session(engine) as db:
         assert knowledge_version(db) != before
@@ -129,7 +129,7 @@ def _full_text(db: Session, entry_id: int) -> tuple:
     if db.get_bind().dialect.name == "sqlite":
         return tuple(db.execute(text(f"SELECT title, body FROM {knowledge.FTS_TABLE} WHERE rowid = :id"),
                                 {"id": entry_id}).one())
-    return tuple(db.execute(text(f"SELECT title, terms FROM {knowledge.ENTRY_TERMS_TABLE} WHERE entry_id = :id"),
+    return tuple(db.execute(text(f"SELECT title, terms FROM {postings.ENTRY_TERMS_TABLE} WHERE entry_id = :id"),
                             {"id": entry_id}).one())
 
 
@@ -141,7 +141,7 @@ class SearchStatements:
 
     def _seen(self, _conn, _cursor, statement, *_args) -> None:
         self.count += any(table in statement for table in ("interaction_search", knowledge.FTS_TABLE,
-                                                           knowledge.POSTING_TABLE, knowledge.TERM_TABLE))
+                                                           postings.POSTING_TABLE, postings.TERM_TABLE))
 
     def __enter__(self) -> Self:
         event.listen(self.engine, "before_cursor_execute", self._seen)
