@@ -51,7 +51,6 @@ RECEIVE_UPDATES = "http://www.opengis.net/spec/iot_sensing/1.1/req/receive-updat
 QOS = 1
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, doubling between attempts
 PAHO_QUEUE = 1000  # messages paho holds unacknowledged or unsent; past it a message is refused and counted
-_creating = threading.Lock()  # two first requests at once make one publisher, not two
 # On /metrics beside the host's counters: published and refused count messages, dropped and failed changes.
 OUTCOMES = Counter("superapp_floodmap_mqtt", "SensorThings MQTT updates by outcome", ["outcome"])
 
@@ -90,7 +89,8 @@ def publisher_of(host: Host) -> Publisher | None:
     publisher = getattr(slot, "mqtt", None)
     if publisher is not None or not deployment(host).mqtt_url:
         return publisher
-    with _creating:
+    # Two first requests at once make one publisher, not two: a lock per host (setdefault is atomic).
+    with vars(slot).setdefault("mqtt_lock", threading.Lock()):
         if getattr(slot, "mqtt", None) is None:
             slot.mqtt = Publisher(host.engine, deployment(host))
     return slot.mqtt

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
-import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, event, text
+from sqlalchemy import Connection, bindparam, event, text
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
@@ -122,21 +122,29 @@ def bump_version(session: Session | Connection) -> None:
     session.execute(text(f"INSERT INTO {table} (id, version) VALUES (1, :token) "
                          "ON CONFLICT (id) DO UPDATE SET version = excluded.version"),
                     {"token": secrets.randbits(62)})
-    if isinstance(session, OrmSession):
-        session.info[_BUMPED] = True  # counted in _COMMITS when the transaction commits (_count_bump)
+    # Marked on the database connection, so the engine's commit listener (``_listen_for_commits``) can
+    # tell this worker's memory of the token to read it again once the transaction commits.
+    connection = session.connection() if isinstance(session, OrmSession) else session
+    connection.info[_BUMPED] = True
 
 
-# Commits that gave the knowledge base a new token, per engine, in this process: a worker's memory of the
-# token (``known_version``) is read again after any of them, so what this worker wrote is found at once.
 _BUMPED = "interaction.version_bumped"
-_COMMITS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
-@event.listens_for(OrmSession, "after_commit")
-def _count_bump(session: OrmSession) -> None:
-    if session.info.pop(_BUMPED, False):
-        engine = session.get_bind().engine
-        _COMMITS[engine] = _COMMITS.get(engine, 0) + 1
+def _listen_for_commits(host: Any, slot: Any) -> None:
+    """Count, in ``slot``, the commits on the host's engine that gave the knowledge base a new token, so a
+    worker's memory of the token (``known_version``) is read again after any of them: what this worker
+    wrote is found at once. One listener per host, on its own engine."""
+
+    def committed(connection: Connection) -> None:
+        if connection.info.pop(_BUMPED, False):
+            slot.version_commits_seen = getattr(slot, "version_commits_seen", 0) + 1
+
+    def rolled_back(connection: Connection) -> None:
+        connection.info.pop(_BUMPED, None)
+
+    event.listen(host.engine, "commit", committed)
+    event.listen(host.engine, "rollback", rolled_back)
 
 
 def _write_index(session: Session, entry_id: int, title: str, body: str) -> None:
@@ -288,7 +296,12 @@ async def known_version(host: Any) -> int | None:
     """The knowledge base's token as this worker knows it: read again after this worker's own writes and at
     least every ``VERSION_RECHECK_SECONDS`` (the database read runs off the event loop)."""
     slot = host.state(MINIAPP)
-    commits = _COMMITS.get(host.engine, 0)
+    if not getattr(slot, "listening", False):
+        with vars(slot).setdefault("listen_lock", threading.Lock()):
+            if not getattr(slot, "listening", False):
+                _listen_for_commits(host, slot)
+                slot.listening = True
+    commits = getattr(slot, "version_commits_seen", 0)
     now = time.monotonic()
     if getattr(slot, "version_commits", None) == commits and now - slot.version_read_at < VERSION_RECHECK_SECONDS:
         return slot.version  # type: ignore[no-any-return]

@@ -9,7 +9,9 @@ The scan reads every module of ``miniapps/`` (AST, no import) and refuses:
 - any module-level name that a function mutates (``NAME[k] = v``, ``del NAME[k]``, ``NAME.append(...)``,
   ``NAME.update(...)``, ... also through ``module.NAME``) or rebinds (``global NAME``).
 
-UPPER_CASE dicts, lists and sets that nothing mutates are constants and pass.
+UPPER_CASE dicts, lists and sets that nothing mutates are constants and pass, and so do Prometheus
+metrics (``prometheus_client``'s Counter, Gauge, ...): ``/metrics`` is per process by design, as the
+host's own counters are.
 """
 
 from __future__ import annotations
@@ -122,9 +124,13 @@ def scan(sources: dict[str, str]) -> list[Finding]:
     every_module_name = set().union(*module_names.values()) if module_names else set()
     findings: list[Finding] = []
     for where, tree in trees.items():
+        metrics = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                   and node.module == "prometheus_client" for alias in node.names}
         for name, value, line in _module_bindings(tree):
             constant = name.isupper() or name.strip("_").isupper()
             called = _called(value) if isinstance(value, ast.Call) else ""
+            if called in metrics and isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+                continue  # a process-wide metric, exported on /metrics
             if called in STATEFUL:
                 findings.append(Finding(f"{where}:{line}", name, f"a {called} holds changing state"))
             elif called in classes and not _frozen(classes[called]):
@@ -177,9 +183,11 @@ def test_the_scan_finds_each_kind_of_module_state_and_passes_constants() -> None
                 "import a\n"
                 "def poke():\n    a.NAMES['x'] = 1\n",      # a constant of another module, mutated
         "c.py": "NAMES = {'vi': 'Huế'}\n",
+        "e.py": "from collections import Counter\nTALLY = Counter()\n",  # a tally, not a metric
     }
     found = {(f.name, f.why.split()[0]) for f in scan(state)}
-    assert {name for name, _ in found} == {"_answers", "COUNTS", "_per_engine", "SEEN", "TOTAL", "LAYERS", "NAMES"}
+    assert {name for name, _ in found} == {"_answers", "COUNTS", "_per_engine", "SEEN", "TOTAL", "LAYERS", "NAMES",
+                                          "TALLY"}
 
     constants = {
         "d.py": "import logging\nfrom dataclasses import dataclass\nfrom fastapi import APIRouter\n"
@@ -188,5 +196,6 @@ def test_the_scan_finds_each_kind_of_module_state_and_passes_constants() -> None
                 "@dataclass(frozen=True)\nclass Measure:\n    name: str\n"
                 "WATER = Measure('water')\n"
                 "def read(levels):\n    levels = dict(LEVELS)\n    levels['x'] = 1\n    return levels\n",
+        "f.py": "from prometheus_client import Counter\nSENT = Counter('sent', 'Messages sent', ['outcome'])\n",
     }
     assert scan(constants) == []
