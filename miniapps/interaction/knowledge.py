@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
+from miniapps.interaction import postings
 from miniapps.interaction.models import (
     Article,
     Question,
@@ -40,7 +41,6 @@ from miniapps.interaction.models import (
     utcnow,
 )
 from miniapps.interaction.postings import (
-    CHUNK,
     ENTRY_TERMS_TABLE,
     PAIRS,
     POSTING_TABLE,
@@ -581,7 +581,7 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
     # all of them); later ones follow the density of matches seen (8 times wider after a window with none).
     # The last takes all that is left. Windows never start from the product of the words' frequencies: that
     # assumes independence, and for six words it asked for the whole base (0.3-1.2 s of decoding).
-    width = max(CHUNK, int(1.5 * wanted * newest / sum(groups[0].values())))
+    width = max(postings.CHUNK, int(1.5 * wanted * newest / sum(groups[0].values())))
     hi, seen, matched = newest, 0, 0
     statement = text(
         f"SELECT u.term, c.low_id, c.ids FROM unnest(CAST(:terms AS text[])) AS u(term) CROSS JOIN LATERAL ("

@@ -71,7 +71,7 @@ def _said(db: Session) -> dict[tuple[str, str], list[int]]:
 
 def test_postings_follow_ask_answer_edit_removal_and_rebuild(host, kim_long, phu_vang, tu_phap, monkeypatch) -> None:
     _postgres_only(host)
-    monkeypatch.setattr(knowledge, "CHUNK", 3)  # common words fill several chunks and split
+    monkeypatch.setattr(postings, "CHUNK", 3)  # common words fill several chunks and split
     made = []
     for n in range(8):
         question = ask(
@@ -115,7 +115,7 @@ def test_an_answer_to_an_older_question_goes_into_the_middle_of_full_chunks(
     host, kim_long, tu_phap, monkeypatch
 ) -> None:
     _postgres_only(host)
-    monkeypatch.setattr(knowledge, "CHUNK", 2)
+    monkeypatch.setattr(postings, "CHUNK", 2)
     made = [
         ask(host, kim_long, title=f"Chứng thực bản sao {n}", body="Cần gấp.", field="notarisation")["id"]
         for n in range(7)
@@ -130,7 +130,7 @@ def test_an_answer_to_an_older_question_goes_into_the_middle_of_full_chunks(
 
 def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) -> None:
     """Chunks left alone for OPEN_SPAN ids leave memory part full; the lists read back are unchanged."""
-    monkeypatch.setattr(knowledge, "CHUNK", 3)
+    monkeypatch.setattr(postings, "CHUNK", 3)
     entries = [
         (n, f"ho so {'hiem' if n % 5 == 0 else 'thuong'}", f"ho ma{n} so {'hiem' if n % 5 == 0 else 'x'}")
         for n in range(1, 41)
@@ -167,7 +167,7 @@ def test_the_bulk_builder_hands_out_idle_chunks_and_lists_the_same(monkeypatch) 
 def both(sqlite_url, postgres_url, monkeypatch):
     """The same synthetic city quarter loaded into SQLite (FTS5) and PostgreSQL (posting lists of small
     chunks, so a search crosses many of them)."""
-    monkeypatch.setattr(knowledge, "CHUNK", 7)
+    monkeypatch.setattr(postings, "CHUNK", 7)
     engines = []
     for url in (sqlite_url, postgres_url):
         city = City(url, scale=0.0004)
@@ -258,7 +258,7 @@ class Statements:
 
 def test_a_search_runs_a_bounded_number_of_statements(host, kim_long, phu_vang, tu_phap, monkeypatch) -> None:
     _postgres_only(host)
-    monkeypatch.setattr(knowledge, "CHUNK", 2)
+    monkeypatch.setattr(postings, "CHUNK", 2)
     monkeypatch.setattr(knowledge, "POOL", 3)
     engine = host.app.state.engine
     reader = Scope(units=frozenset({"kim-long"}))
@@ -288,7 +288,7 @@ def test_the_migration_fills_postings_from_the_old_index(monkeypatch) -> None:
     keeps them."""
     if not PG_URL:
         pytest.skip("PostgreSQL (SUPERAPP_TEST_DATABASE_URL)")
-    monkeypatch.setattr(knowledge, "CHUNK", 5)
+    monkeypatch.setattr(postings, "CHUNK", 5)
     server = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     name = f"superapp_test_{uuid.uuid4().hex[:10]}"
     maintenance = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session
 
-from miniapps.interaction import knowledge
+from miniapps.interaction import knowledge, postings
 from miniapps.interaction.knowledge import Scope, relevance, search
 from tests.miniapps.interaction.conftest import API, answer, ask
 
@@ -55,7 +55,7 @@ def test_a_long_last_word_is_matched_whole_in_the_text_and_as_a_prefix_in_titles
 @pytest.mark.parametrize("rounds", [1, 6], ids=["one-window", "widening-windows"])
 def test_the_pool_is_the_newest_visible_matches_whichever_step_finds_them(
         host, kim_long, phu_vang, tu_phap, monkeypatch, rounds) -> None:
-    monkeypatch.setattr(knowledge, "CHUNK", 2)  # PostgreSQL: posting lists of many chunks, split as they fill
+    monkeypatch.setattr(postings, "CHUNK", 2)  # PostgreSQL: posting lists of many chunks, split as they fill
     made = []
     for n in range(9):
         title = f"Đăng ký giám hộ trường hợp {n}" if n % 3 == 0 else f"Chứng thực bản sao số {n}"
