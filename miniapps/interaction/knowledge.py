@@ -17,7 +17,6 @@ import re
 import secrets
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -47,9 +46,7 @@ from miniapps.interaction.postings import (
     TERM_TABLE,
     TEXT,
     TITLE,
-    intersect,
-    unpack,
-    within,
+    window_matches,
     write_postings,
 )
 from plugins import Cache, fold
@@ -576,24 +573,15 @@ def _posting_matches(session: Session, field: str, groups: list[dict[str, int]],
     if not groups or not all(groups) or newest <= 0:
         return
     groups = sorted(groups, key=lambda group: sum(group.values()))  # the rarest condition drives
-    terms = sorted(set().union(*groups))
     # The first window holds 1.5 x ``wanted`` ids of the rarest condition (enough if the others hold for
     # all of them); later ones follow the density of matches seen (8 times wider after a window with none).
     # The last takes all that is left. Windows never start from the product of the words' frequencies: that
     # assumes independence, and for six words it asked for the whole base (0.3-1.2 s of decoding).
     width = max(postings.CHUNK, int(1.5 * wanted * newest / sum(groups[0].values())))
     hi, seen, matched = newest, 0, 0
-    statement = text(
-        f"SELECT u.term, c.low_id, c.ids FROM unnest(CAST(:terms AS text[])) AS u(term) CROSS JOIN LATERAL ("
-        f"SELECT p.low_id, p.ids FROM {POSTING_TABLE} p WHERE p.field = :field AND p.term = u.term "
-        f"AND p.low_id <= :hi AND p.low_id >= COALESCE((SELECT MAX(q.low_id) FROM {POSTING_TABLE} q "
-        "WHERE q.field = :field AND q.term = u.term AND q.low_id <= :lo), 0)) c")
     for round_ in range(ROUNDS):
         lo = 0 if round_ == ROUNDS - 1 else max(0, hi - width + 1)
-        chunks: dict[str, list[tuple[int, array[int]]]] = {term: [] for term in terms}
-        for term, low_id, data in session.execute(statement, {"terms": terms, "field": field, "lo": lo, "hi": hi}):
-            chunks[term].append((low_id, unpack(data)))
-        batch = intersect([[within(chunks[term], lo, hi) for term in group] for group in groups])
+        batch = window_matches(session, field, groups, newest, lo, hi)
         seen += hi - lo + 1
         matched += len(batch)
         yield batch

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session
 
 from core.app import create_app
@@ -106,3 +108,44 @@ def answer(client: TestClient, who: Official, question_id: int, body: str = "The
     response = client.post(f"{API}/questions/{question_id}/answers", headers=who.headers, json={"body": body})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+class Statements:
+    """Counts the statements run while active, on one connection or (given an engine) any of its connections,
+    only those naming one of ``tables`` when given, and the rows they returned. On PostgreSQL they are counted
+    at the driver (every psycopg cursor's ``execute``): the search reads its posting lists on a binary cursor of
+    its own, below SQLAlchemy's events. Background jobs use other connections."""
+
+    def __init__(self, bind: Connection | Engine, tables: tuple[str, ...] = ()) -> None:
+        self.bind, self.tables, self.count, self.rows = bind, tables, 0, 0
+        self._postgres = bind.dialect.name == "postgresql"
+        self._raw = bind.connection.driver_connection if isinstance(bind, Connection) else None
+        self._execute = psycopg.Cursor.execute
+
+    def _counts(self, statement: str) -> bool:
+        return not self.tables or any(table in statement for table in self.tables)
+
+    def _seen(self, _conn, _cursor, statement, *_args) -> None:
+        self.count += self._counts(statement)
+
+    def __enter__(self) -> Statements:
+        if not self._postgres:
+            event.listen(self.bind, "before_cursor_execute", self._seen)
+            return self
+        execute, counter = self._execute, self
+
+        def counting(cursor, query, *args, **kwargs):
+            result = execute(cursor, query, *args, **kwargs)
+            if (counter._raw is None or cursor.connection is counter._raw) and counter._counts(str(query)):
+                counter.count += 1
+                counter.rows += max(cursor.rowcount, 0)
+            return result
+
+        psycopg.Cursor.execute = counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self._postgres:
+            psycopg.Cursor.execute = self._execute  # type: ignore[method-assign]
+        else:
+            event.remove(self.bind, "before_cursor_execute", self._seen)

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 from alembic import command
-from sqlalchemy import event, make_url, text
+from sqlalchemy import make_url, text
 from sqlmodel import Session, select
 
 from bench.bench_interaction import SEARCHES, TITLES_TYPED
@@ -23,7 +23,7 @@ from miniapps.interaction.knowledge import Group, Scope
 from miniapps.interaction.models import Article, Question, Reply, SearchEntry, SearchKind
 from plugins import fold
 from tests.conftest import PG_URL, _migrate_and_load, _truncate, base_settings
-from tests.miniapps.interaction.conftest import answer, ask
+from tests.miniapps.interaction.conftest import Statements, answer, ask
 
 
 def _postgres_only(host) -> None:
@@ -239,23 +239,6 @@ def test_a_prefix_stands_for_its_most_common_terms_only(host, kim_long, monkeypa
         assert first == [{"mo": 3, "moc": 2}]  # only the first two terms in order are looked at
 
 
-class Statements:
-    """Counts the statements run on one connection while active (background jobs use others)."""
-
-    def __init__(self, connection) -> None:
-        self.engine, self.count = connection, 0
-
-    def _seen(self, *_args) -> None:
-        self.count += 1
-
-    def __enter__(self) -> Statements:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-
-
 def test_a_search_runs_a_bounded_number_of_statements(host, kim_long, phu_vang, tu_phap, monkeypatch) -> None:
     _postgres_only(host)
     monkeypatch.setattr(postings, "CHUNK", 2)
@@ -278,8 +261,33 @@ def test_a_search_runs_a_bounded_number_of_statements(host, kim_long, phu_vang, 
             with Statements(db.connection()) as counted:
                 assert knowledge.search(db, "hoa giai co so", scope=reader, prefix_last=False)
         counts.append(counted.count)
-    bound = 1 + knowledge.ROUNDS + knowledge.FILTER_ROUNDS  # vocabulary, windows, filtered batches
+    # the vocabulary; per window one read of the rarest word (and any cheap ones) and at most one per other
+    # word; the filtered batches
+    bound = 1 + knowledge.ROUNDS * 4 + knowledge.FILTER_ROUNDS
     assert all(count <= bound for count in counts), counts
+
+
+def test_a_rare_word_among_common_ones_reads_only_the_chunks_of_its_candidates(host, kim_long, tu_phap,
+                                                                                monkeypatch) -> None:
+    """The common words' chunks are probed at the rare word's one entry instead of read whole."""
+    _postgres_only(host)
+    monkeypatch.setattr(postings, "CHUNK", 2)  # each common word: 12 chunks
+    made = {}
+    for n in range(24):
+        extra = " cho homestay" if n == 5 else ""
+        question = ask(host, kim_long, title=f"Thủ tục hành chính{extra} số {n}", body="Hồ sơ nộp trực tuyến.",
+                       field="legal-aid")
+        answer(host, tu_phap, question["id"], "Nộp tại bộ phận một cửa.")
+        made[n] = question["id"]
+    engine = host.app.state.engine
+    with Session(engine) as db:
+        knowledge.knowledge_version(db)  # the connection is taken before counting
+        with Statements(db.connection(), (postings.POSTING_TABLE,)) as counted:
+            hits = knowledge.search(db, "homestay thu tuc hanh chinh", scope=Scope(units=None), prefix_last=False)
+        every = knowledge.search(db, "thu tuc hanh chinh", scope=Scope(units=None), prefix_last=False, limit=50)
+    assert [hit.entry.ref_id for hit in hits] == [made[5]]
+    assert counted.rows == 5  # homestay's chunk, then the one chunk holding its entry for each other word
+    assert sorted(hit.entry.ref_id for hit in every) == sorted(made.values())  # read whole: every entry
 
 
 def test_the_migration_fills_postings_from_the_old_index(monkeypatch) -> None:

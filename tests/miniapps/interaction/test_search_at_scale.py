@@ -3,10 +3,8 @@ and the synthetic city's questions written exactly as the mini-app indexes them.
 
 from __future__ import annotations
 
-from typing import Self
-
 import pytest
-from sqlalchemy import event, func, text
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from bench.city import interaction as city_interaction
@@ -15,24 +13,9 @@ from core.text import fold
 from miniapps.interaction import knowledge, postings
 from miniapps.interaction.knowledge import Scope, knowledge_version, search
 from miniapps.interaction.models import Question, QuestionStatus, Reply, SearchEntry
-from tests.miniapps.interaction.conftest import API, answer, ask
+from tests.miniapps.interaction.conftest import API, Statements, answer, ask
 
-
-class StatementCounter:
-    """Counts the SQL statements run on one connection while it is active (background jobs use others)."""
-
-    def __init__(self, connection) -> None:
-        self.engine, self.count = connection, 0
-
-    def _seen(self, *_args) -> None:
-        self.count += 1
-
-    def __enter__(self) -> Self:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+SEARCH_TABLES = ("interaction_search", knowledge.FTS_TABLE, postings.POSTING_TABLE, postings.TERM_TABLE)
 
 
 def _search_ids(host, who, q: str) -> list[int]:
@@ -49,7 +32,7 @@ def test_a_repeated_search_reads_only_the_version_token(host, kim_long, tu_phap)
     kept = knowledge.results_cache(host.app.state.host)
     with Session(engine) as db:
         first = search(db, "ghi chu ly hon", scope=Scope(units=None), kept=kept)
-        with StatementCounter(db.connection()) as counter:
+        with Statements(db.connection()) as counter:
             again = search(db, "ghi chu ly hon", scope=Scope(units=None), kept=kept)
     assert [h.entry.ref_id for h in again] == [h.entry.ref_id for h in first] == [question["id"]]
     assert counter.count == 1  # the token; no full-text query
@@ -133,24 +116,6 @@ def _full_text(db: Session, entry_id: int) -> tuple:
                             {"id": entry_id}).one())
 
 
-class SearchStatements:
-    """Counts the statements on the search's tables run through ``engine`` (any connection) while active."""
-
-    def __init__(self, engine) -> None:
-        self.engine, self.count = engine, 0
-
-    def _seen(self, _conn, _cursor, statement, *_args) -> None:
-        self.count += any(table in statement for table in ("interaction_search", knowledge.FTS_TABLE,
-                                                           postings.POSTING_TABLE, postings.TERM_TABLE))
-
-    def __enter__(self) -> Self:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-
-
 def test_a_kept_search_through_the_api_reads_nothing(host, kim_long, tu_phap, monkeypatch) -> None:
     clock = knowledge.time.monotonic()
     monkeypatch.setattr(knowledge.time, "monotonic", lambda: clock)  # a slow machine must not reach the recheck
@@ -160,7 +125,7 @@ def test_a_kept_search_through_the_api_reads_nothing(host, kim_long, tu_phap, mo
     assert _search_ids(host, kim_long, "cap lai giay khai sinh") == [question["id"]]
     suggested = host.get(f"{API}/suggestions", params={"q": "cap lai giay"}, headers=kim_long.headers).json()
     assert suggested[0]["id"] == question["id"]
-    with SearchStatements(host.app.state.engine) as counted:
+    with Statements(host.app.state.engine, SEARCH_TABLES) as counted:
         assert _search_ids(host, kim_long, "cap lai giay khai sinh") == [question["id"]]
         again = host.get(f"{API}/suggestions", params={"q": "cap lai giay"}, headers=kim_long.headers).json()
     assert again == suggested
@@ -179,6 +144,6 @@ def test_another_workers_answer_is_found_once_the_token_is_read_again(host, kim_
     assert slot.version != knowledge_row  # this worker has not read it yet: kept answers stand meanwhile
     clock = knowledge.time.monotonic() + knowledge.VERSION_RECHECK_SECONDS + 1
     monkeypatch.setattr(knowledge.time, "monotonic", lambda: clock)
-    with SearchStatements(host.app.state.engine) as counted:
+    with Statements(host.app.state.engine, SEARCH_TABLES) as counted:
         assert _search_ids(host, kim_long, "doi ten giay khai sinh") == [older["id"]]
     assert slot.version == knowledge_row and counted.count >= 2  # the token read, then the search computed again
