@@ -13,6 +13,7 @@ from miniapps.tasks.service import (
     STATUS_WORDS,
     reach_of,
     visible_assignments,
+    visible_tasks,
 )
 from plugins import OrgUnit, fold
 from plugins.search import SearchQuery, SearchResult
@@ -35,6 +36,7 @@ def search_tasks(query: SearchQuery) -> list[SearchResult]:
     if not (reach.everything or reach.assigner_units or reach.assignee_units):
         return []
     status, rest = _pick_status(query.folded)
+    now = datetime.now(UTC)
     with query.host.session() as session:
         units = session.exec(select(OrgUnit).where(OrgUnit.kind.in_(ASSIGNEE_KINDS))).all()  # type: ignore[attr-defined]
         unit = None
@@ -45,24 +47,23 @@ def search_tasks(query: SearchQuery) -> list[SearchResult]:
                     break
             if unit:
                 break
-        found = visible_assignments(session, reach, unit_id=unit.id if unit else None, text=rest or None,
-                                    status=status, now=datetime.now(UTC))  # type: ignore[arg-type]
-        names = {u.id: (u.name_en if query.locale == "en" else u.name_vi) for u in units}
-    results: list[SearchResult] = []
-    seen: set[int] = set()
-    for item in found:
+        # At most one answer's worth of rows: a city's 24 months of tasks for 40 units are tens of thousands
+        # of assignments, and a word such as "bao cao" is in most of them.
         if unit is None and status is None:
-            if item.task.id in seen:
-                continue
-            seen.add(item.task.id or 0)
-            results.append(SearchResult(title=item.task.title, url=f"/m/tasks/tasks/{item.task.id}",
-                                        snippet=item.task.description[:140], score=0.8))
+            tasks = [entry["task"] for entry in visible_tasks(session, reach, text=rest or None, now=now,
+                                                               limit=query.limit).entries]
+            found = []
         else:
-            results.append(SearchResult(
-                title=item.task.title, url=f"/m/tasks/assignments/{item.assignment.id}",
-                snippet=f"{names.get(item.assignment.unit_id, item.assignment.unit_id)}: "
-                        f"{STATUS_NAMES[item.status][query.locale if query.locale in ('vi', 'en') else 'vi']}",
-                score=0.9))
-        if len(results) >= query.limit:
-            break
+            tasks = []
+            found = visible_assignments(session, reach, unit_id=unit.id if unit else None, text=rest or None,
+                                        status=status, now=now, limit=query.limit)  # type: ignore[arg-type]
+        names = {u.id: (u.name_en if query.locale == "en" else u.name_vi) for u in units}
+    results = [SearchResult(title=task.title, url=f"/m/tasks/tasks/{task.id}", snippet=task.description[:140], score=0.8)
+               for task in tasks]
+    for item in found:
+        results.append(SearchResult(
+            title=item.task.title, url=f"/m/tasks/assignments/{item.assignment.id}",
+            snippet=f"{names.get(item.assignment.unit_id, item.assignment.unit_id)}: "
+                    f"{STATUS_NAMES[item.status][query.locale if query.locale in ('vi', 'en') else 'vi']}",
+            score=0.9))
     return results
