@@ -3,6 +3,7 @@ caller may see."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlmodel import select
@@ -11,9 +12,9 @@ from miniapps.tasks.service import (
     ASSIGNEE_KINDS,
     STATUS_NAMES,
     STATUS_WORDS,
+    matching_tasks,
     reach_of,
     visible_assignments,
-    visible_tasks,
 )
 from plugins import OrgUnit, fold
 from plugins.search import SearchQuery, SearchResult
@@ -27,6 +28,28 @@ def _pick_status(folded: str) -> tuple[object, str]:
     return None, folded
 
 
+MINIAPP = "tasks"
+UNITS_SECONDS = 60  # a renamed unit is matched by its new name within a minute
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A unit tasks go to, as the search box matches it (a plain copy: kept and shared between requests)."""
+
+    id: str
+    name_vi: str
+    name_en: str
+    folded: tuple[str, ...]  # the names a query may use: Vietnamese, English, without "Phường"/"Xã"
+
+
+def _units(host) -> list[_Unit]:
+    """The units tasks go to, longest Vietnamese name first."""
+    with host.session() as session:
+        units = session.exec(select(OrgUnit).where(OrgUnit.kind.in_(ASSIGNEE_KINDS))).all()  # type: ignore[attr-defined]
+        return [_Unit(u.id, u.name_vi, u.name_en, (fold(u.name_vi), fold(u.name_en), fold(u.name_vi.split(" ", 1)[-1])))
+                for u in sorted(units, key=lambda u: -len(u.name_vi))]
+
+
 def search_tasks(query: SearchQuery) -> list[SearchResult]:
     """Tasks whose title or description match, narrowed by a unit's name or a status named in the query."""
     principal = query.principal
@@ -37,11 +60,12 @@ def search_tasks(query: SearchQuery) -> list[SearchResult]:
         return []
     status, rest = _pick_status(query.folded)
     now = datetime.now(UTC)
+    units = query.host.cache(MINIAPP, "search_units", ttl=UNITS_SECONDS, max_entries=1).get_or_set(
+        "units", lambda: _units(query.host))
     with query.host.session() as session:
-        units = session.exec(select(OrgUnit).where(OrgUnit.kind.in_(ASSIGNEE_KINDS))).all()  # type: ignore[attr-defined]
         unit = None
-        for candidate in sorted(units, key=lambda u: -len(u.name_vi)):
-            for name in (fold(candidate.name_vi), fold(candidate.name_en), fold(candidate.name_vi.split(" ", 1)[-1])):
+        for candidate in units:
+            for name in candidate.folded:
                 if name and name in rest:
                     unit, rest = candidate, " ".join(rest.replace(name, " ").split())
                     break
@@ -50,8 +74,7 @@ def search_tasks(query: SearchQuery) -> list[SearchResult]:
         # At most one answer's worth of rows: a city's 24 months of tasks for 40 units are tens of thousands
         # of assignments, and a word such as "bao cao" is in most of them.
         if unit is None and status is None:
-            tasks = [entry["task"] for entry in visible_tasks(session, reach, text=rest or None, now=now,
-                                                               limit=query.limit).entries]
+            tasks = matching_tasks(session, reach, text=rest or None, limit=query.limit)
             found = []
         else:
             tasks = []

@@ -364,6 +364,14 @@ def visible_assignments(
     return [view(task, assignment, now) for assignment, task in session.exec(query)]
 
 
+def matching_tasks(session: Session, reach: Reach, *, text: str | None, limit: int) -> list[Task]:
+    """At most ``limit`` tasks the caller may see whose text has every word of ``text``, newest deadline
+    first (the search box: no per-status counts, unlike ``visible_tasks``)."""
+    query = _filtered(select(Task).join(Assignment, col(Assignment.task_id) == Task.id), reach, task_id=None,
+                      unit_id=None, text=text, status=None, now=datetime.now(UTC))
+    return list(session.exec(query.group_by(col(Task.id)).order_by(col(Task.deadline).desc(), Task.id).limit(limit)))
+
+
 def count_assignments(session: Session, reach: Reach, *, unit_id: str | None = None, status: Status | None = None,
                       now: datetime | None = None) -> int:
     """How many assignments the caller may see with ``status`` (one COUNT, whatever the number)."""
