@@ -129,8 +129,8 @@ def test_search_finds_stations_and_places_without_diacritics(fm_app) -> None:
     def search(text):
         from core.text import fold
 
-        return search_stations(SearchQuery(text=text, folded=fold(text), locale="en", principal=None,
-                                           host=fm_app.state.host))
+        return asyncio.run(search_stations(SearchQuery(text=text, folded=fold(text), locale="en", principal=None,
+                                                       host=fm_app.state.host)))
 
     assert next(r.title for r in search("kim long")).startswith("Trạm thủy văn Kim Long")
     assert any("Trần Hưng Đạo" in r.title for r in search("tran hung dao"))
