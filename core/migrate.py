@@ -48,11 +48,18 @@ CORE_MODELS = (
 )
 
 
-def target_metadata(miniapps: list[MiniApp]) -> MetaData:
-    """The tables core and the loaded mini-apps own (other mini-apps' tables are left alone)."""
+def target_metadata(miniapps: list[MiniApp], dialect: str | None = None) -> MetaData:
+    """The tables core and the loaded mini-apps own (other mini-apps' tables are left alone), as ``dialect``
+    has them: an index a model makes on another database only (``Index(...).ddl_if(dialect=...)``, such as
+    a PostgreSQL trigram index) is left out, since neither the copy nor Alembic reads ``ddl_if``."""
     metadata = MetaData()
     for model in (*CORE_MODELS, *(m for app in miniapps for m in app.models)):
-        model.__table__.to_metadata(metadata)  # type: ignore[attr-defined]
+        table = model.__table__  # type: ignore[attr-defined]
+        copy = table.to_metadata(metadata)
+        elsewhere = {ix.name for ix in table.indexes
+                     if dialect and ix._ddl_if is not None and ix._ddl_if.dialect not in (None, dialect)}
+        for index in [ix for ix in copy.indexes if ix.name in elsewhere]:
+            copy.indexes.discard(index)
     return metadata
 
 
@@ -66,7 +73,7 @@ def alembic_config(engine: Engine, miniapps: list[MiniApp]) -> Config:
     config.set_main_option("version_locations", " ".join(locations))
     config.set_main_option("path_separator", "space")
     config.attributes["engine"] = engine
-    config.attributes["target_metadata"] = target_metadata(miniapps)
+    config.attributes["target_metadata"] = target_metadata(miniapps, engine.dialect.name)
     return config
 
 

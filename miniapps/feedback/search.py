@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from miniapps.feedback import listings, service
@@ -25,10 +26,15 @@ async def search_reports(query: Any) -> list[Any]:
         with query.host.session() as session:
             rows = listings.search_reports(session, folded=folded, principal=query.principal, authorizer=authorizer,
                                           limit=query.limit)
+            # Categories and places in one query each (at most ``limit`` ids): one look-up per result was
+            # 20 of a box request's 22 statements.
+            categories = {c.id: c for c in session.exec(
+                select(FeedbackCategory).where(col(FeedbackCategory.id).in_({r.category_id for r in rows})))}
+            units = {u.id: u for u in session.exec(select(OrgUnit).where(col(OrgUnit.id).in_({r.unit_id for r in rows})))}
             results = []
             for report in rows:
-                category = session.get(FeedbackCategory, report.category_id)
-                unit = session.get(OrgUnit, report.unit_id)
+                category = categories.get(report.category_id)
+                unit = units.get(report.unit_id)
                 english = query.locale == "en"
                 title = f"#{report.id} {(category.name_en if english else category.name_vi) if category else ''}"
                 place = (unit.name_en if english else unit.name_vi) if unit else report.unit_id
