@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from core.app import create_app
-from core.routing import _Guard, index_routes
+from core.routing import _Guard, _RouteGuard, index_routes
 from tests.conftest import base_settings
 
 
@@ -36,7 +36,8 @@ def test_guarded_matching_answers_as_fastapi_does(sqlite_url: str) -> None:
     guarded = _answers(app, paths)
     # The routers are module-level objects shared by every app: compare with FastAPI's own matching by
     # letting every guard through, on the same app.
-    with mock.patch.object(_Guard, "__call__", lambda guard, scope: guard._matches(scope)):
+    with (mock.patch.object(_Guard, "__call__", lambda guard, scope: guard._matches(scope)),
+          mock.patch.object(_RouteGuard, "__call__", lambda guard, scope: APIRoute.matches(guard._route, scope))):
         plain = _answers(app, paths)
     assert len(guarded) > 600
     assert {k: (v, plain[k]) for k, v in guarded.items() if v != plain[k]} == {}
@@ -87,6 +88,8 @@ def test_a_request_tries_only_the_routes_that_could_match(sqlite_url: str) -> No
         assert client.get("/api/inbox/badge").status_code == 401  # matched, then refused: no credentials
     # FastAPI alone tries every route before it on the way, and again to handle it (about 100 here).
     assert total > 150 and 0 < len(calls) <= 30
+    # Within the inbox router the routes' own guards let only the one that matches be tried.
+    assert "/api/inbox/badge" in calls and "/api/inbox" not in calls, calls
 
 
 def test_routes_added_after_indexing_are_found(sqlite_url: str) -> None:
