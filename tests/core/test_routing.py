@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from core.app import create_app
-from core.routing import _Guard, _RouteGuard, index_routes
+from core.routing import _BranchGuard, _Guard, _RouteGuard, index_routes
 from tests.conftest import base_settings
 
 
@@ -37,6 +37,7 @@ def test_guarded_matching_answers_as_fastapi_does(sqlite_url: str) -> None:
     # The routers are module-level objects shared by every app: compare with FastAPI's own matching by
     # letting every guard through, on the same app.
     with (mock.patch.object(_Guard, "__call__", lambda guard, scope: guard._matches(scope)),
+          mock.patch.object(_BranchGuard, "__call__", lambda guard, scope: type(guard._branch).matches(guard._branch, scope)),
           mock.patch.object(_RouteGuard, "__call__", lambda guard, scope: APIRoute.matches(guard._route, scope))):
         plain = _answers(app, paths)
     assert len(guarded) > 600
