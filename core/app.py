@@ -28,7 +28,7 @@ from core.feed.pages import router as feed_pages
 from core.feed.publisher import FeedPublisher
 from core.feed.routes import router as feed_router
 from core.feed.warnings import warning_subscriber
-from core.http import HeadAsGet
+from core.http import AnswersBeforeRouting, HeadAsGet
 from core.identity.authn import Authenticator
 from core.identity.authz import Authorizer, permission_checks
 from core.identity.consent import ConsentService
@@ -193,6 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.events.host = app.state.host
 
     install_problem_handlers(app)
+    early = {m.api_prefix + path: answer for m in miniapps for path, answer in m.answers_before_routing.items()}
+    if early:  # inside HeadAsGet: a HEAD is answered as its GET would be
+        app.add_middleware(AnswersBeforeRouting, answers=early)
     # Innermost: the routes see a GET, every other layer (security headers, authentication) the HEAD.
     app.add_middleware(HeadAsGet)
     install_security(app, settings)

@@ -8,11 +8,16 @@
 - ``encoded_answer``: one body kept as identity and gzip bytes answered as the client can best take it,
   each representation with its own ETag (a gzip body is not byte-equal to the identity one, so they must
   not share a strong tag: §8.8.3), ``Vary: Accept-Encoding``, and 304 when the client holds either.
+- ``AnswersBeforeRouting``: GETs that mini-apps answer from memory before routing
+  (``register(before_routing=...)``), such as the public reports map layer; anything they do not answer
+  goes on to the routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -104,3 +109,30 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_head)
         if not body_sent:  # the GET ended without a last body message (a streamed answer cut short)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+log = logging.getLogger(__name__)
+
+
+class AnswersBeforeRouting:
+    """Answers the GETs mini-apps registered with ``register(before_routing=...)`` when their function
+    returns a response, before FastAPI's routing and dependency solving (on a kept map layer, two thirds
+    of the app's time); None, or an error, lets the request go on to the routes, which answer as always.
+    Innermost of the host's middleware, so security headers, rate limits and request ids apply alike."""
+
+    def __init__(self, app: ASGIApp, *, answers: Mapping[str, Callable[[Request], Any]]) -> None:
+        self.app, self._answers = app, dict(answers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the mini-app's answer, or pass the request on."""
+        answer = self._answers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if answer is not None:
+            try:
+                response = answer(Request(scope, receive))
+            except Exception:  # noqa: BLE001 - a failing shortcut must not fail the request: the route answers
+                log.warning("answer before routing of %s failed", scope["path"], exc_info=True)
+                response = None
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

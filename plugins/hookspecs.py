@@ -40,7 +40,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 # Version of this contract (SemVer). A manifest's ``min_host_version`` is compared with it: same
 # major, not newer. Minor versions only add (1.1.0: superapp_register_settings and manifest roots;
 # 1.2.0: the SDK, every name a mini-app imports from ``plugins``, with a typed ``Host``).
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,14 @@ def superapp_register_routes(register: RegisterRoutes) -> None:
     relative to it); ``register(templates=path)`` makes the folder's templates loadable as
     ``<id>/<name>``; ``register(static=path)`` serves files under ``/static/m/<id>/``. Two routes with
     the same method and path stop start-up. ``register(roots={"/open311": router})`` serves an open
-    standard at a fixed top-level path, which the manifest must declare in ``roots``. Results are not combined; the hook returns nothing.
+    standard at a fixed top-level path, which the manifest must declare in ``roots``.
+    ``register(before_routing={"/layer.json": answer})`` lets the host answer ``GET`` of that path (below
+    ``/api/miniapps/<id>``) before routing: ``answer(request)`` gets a Starlette ``Request`` and returns
+    a ``Response`` kept in memory, or None to let the request go on to the routes as usual (so the route
+    must answer the same path too). It runs on the event loop for every such request: memory only, no
+    I/O, no authentication (the host's middleware, such as rate limits, still applies). For the hottest
+    public answers, where FastAPI's routing would cost more than the answer. Results are not combined;
+    the hook returns nothing.
     """
 
 

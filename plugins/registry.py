@@ -116,6 +116,8 @@ class MiniApp:
     templates_dirs: list[Path] = field(default_factory=list)
     static_dir: Path | None = None
     root_routers: dict[str, APIRouter] = field(default_factory=dict)
+    # GET paths below api_prefix answered from memory before the host's routing (register(before_routing=)).
+    answers_before_routing: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     models: list[type[SQLModel]] = field(default_factory=list)
     migrations_dir: Path | None = None
     permissions: list[Permission] = field(default_factory=list)
@@ -168,7 +170,7 @@ class _Bound:
 
 
 class RegisterRoutes(_Bound):
-    """``register(api=, pages=, templates=, static=, roots=)``: see ``superapp_register_routes``."""
+    """``register(api=, pages=, templates=, static=, roots=, before_routing=)``: see ``superapp_register_routes``."""
 
     def __call__(
         self,
@@ -178,7 +180,15 @@ class RegisterRoutes(_Bound):
         templates: str | Path | None = None,
         static: str | Path | None = None,
         roots: Mapping[str, APIRouter] | None = None,
+        before_routing: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
+        for path, answer in (before_routing or {}).items():
+            if not path.startswith("/") or "{" in path or "?" in path or not callable(answer):
+                raise self._fail(f"register(before_routing={{{path!r}: ...}}) needs a literal path below the "
+                                 "mini-app's API (such as '/layer.json') and a function of the request")
+            if path in self.miniapp.answers_before_routing:
+                raise self._fail(f"before_routing path {path!r} registered twice")
+            self.miniapp.answers_before_routing[path] = answer
         for kind, router in (("api", api), ("pages", pages)):
             if router is None:
                 continue

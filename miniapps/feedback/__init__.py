@@ -40,7 +40,7 @@ def superapp_register_routes(register):
     from miniapps.feedback import open311, pages, routes
 
     register(api=routes.api, pages=pages.router, templates=HERE / "templates" / "feedback", static=HERE / "static",
-             roots={"/open311": open311.router})
+             roots={"/open311": open311.router}, before_routing={"/reports.geojson": routes.kept_geojson})
 
 
 @hookimpl

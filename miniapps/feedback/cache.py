@@ -103,6 +103,14 @@ class AnswerCache:
         with self._lock:
             return self._answers.get((self._version, key))
 
+    def trusted(self, key: Hashable) -> Any:
+        """The stored answer for ``key`` only while the data version read last is trusted; else None, without
+        claiming the version's re-read as ``fresh`` does (answers before routing: the route then reads it)."""
+        if time.monotonic() - self._version_read > self._version_seconds:
+            return None
+        with self._lock:
+            return self._answers.get((self._version, key))
+
     def answer(self, session: Session, key: Hashable, render: Callable[[], Any]) -> Any:
         """The stored answer for ``key`` at the current data version, else ``render()`` stored and returned."""
         read_at = time.monotonic()

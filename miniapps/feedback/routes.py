@@ -391,6 +391,27 @@ async def reports_geojson(request: Request, bbox: str | None = None, category_id
     return encoded_response(request, layer, media_type="application/geo+json")
 
 
+GEOJSON_PARAMS = frozenset({"bbox", "category_id", "limit"})
+
+
+def kept_geojson(request: Request) -> Response | None:
+    """The layer ``reports_geojson`` would send, answered before routing while it is kept and trusted (the
+    public map on a flood night: FastAPI's routing cost more than the answer); None for anything else,
+    bad input included, which the route then answers."""
+    params = request.query_params
+    if not GEOJSON_PARAMS.issuperset(params) or len(params.multi_items()) != len(params):
+        return None
+    limit, category_id = params.get("limit", "1000"), params.get("category_id")
+    if not (limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= 5000) or category_id == "":
+        return None
+    try:
+        box = _bbox(params.get("bbox"))
+    except DomainError:
+        return None
+    layer = cache.answer_cache(host_of(request)).trusted(("geojson", box, category_id, int(limit)))
+    return None if layer is None else encoded_response(request, layer, media_type="application/geo+json")
+
+
 def encoded_response(request: Request, answer: cache.EncodedAnswer, *, media_type: str) -> Response:
     """``answer`` as the client can best take it: 304 when it holds it already, gzipped when it accepts that."""
     # no-cache: a client keeps the layer but asks each time (a 304 is a few bytes), since a report may

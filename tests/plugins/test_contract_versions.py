@@ -63,7 +63,7 @@ def test_min_host_version_is_enforced_with_the_field_named(needed: str, host: st
 
 
 def test_the_host_reports_its_contract_version(client) -> None:
-    assert client.get("/api/miniapps").json()["contract_version"] == hookspecs.CONTRACT_VERSION == "1.2.0"
+    assert client.get("/api/miniapps").json()["contract_version"] == hookspecs.CONTRACT_VERSION == "1.3.0"
 
 
 def test_a_root_must_be_declared_and_must_not_shadow_core(settings) -> None:
@@ -84,3 +84,10 @@ def test_a_root_must_be_declared_and_must_not_shadow_core(settings) -> None:
         [miniapp] = load_miniapps([shadowing], host_version="1.1.0")[1]
         with pytest.raises(ContractError, match=rf"root {root} is already used by 'core'"):
             _mount_miniapps(FastAPI(), [miniapp])
+
+
+@pytest.mark.parametrize("path", ["layer.json", "/items/{id}", "/layer.json?x=1"])
+def test_an_answer_before_routing_needs_a_literal_path(path: str) -> None:
+    sample = candidate("sample", superapp_register_routes=lambda register: register(before_routing={path: lambda r: None}))
+    with pytest.raises(ContractError, match=r"register\(before_routing=.*needs a literal path"):
+        load_miniapps([sample], host_version="1.3.0")

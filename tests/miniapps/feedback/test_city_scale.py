@@ -86,6 +86,47 @@ def test_map_layer_is_sent_gzipped_or_not_at_all_when_the_client_holds_it(api: T
     assert changed.status_code == 200 and [f["id"] for f in changed.json()["features"]] == [newer["id"], report["id"]]
 
 
+def test_a_kept_layer_is_answered_before_routing_exactly_as_the_route_answers(api: TestClient, filed,
+                                                                             monkeypatch) -> None:
+    report = filed()
+    # One cache the test owns: the host's forgets its version on any commit in the process, and the
+    # PostgreSQL variant's background work commits whenever it likes.
+    kept = cache.AnswerCache(version_seconds=3600)
+    monkeypatch.setattr(cache, "answer_cache", lambda host: kept)
+    assert api.get(f"{API}/reports.geojson").status_code == 200  # the route renders and keeps the layer
+    routed = []
+    fresh = cache.AnswerCache.fresh
+    monkeypatch.setattr(cache.AnswerCache, "fresh", lambda self, key: routed.append(key) or fresh(self, key))
+
+    def both(query: str, headers: dict[str, str]) -> tuple:
+        early = api.get(f"{API}/reports.geojson{query}", headers=headers)
+        # An unknown parameter makes the shortcut step aside; the route ignores it.
+        late = api.get(f"{API}/reports.geojson{query}{'&' if query else '?'}via=route", headers=headers)
+        return early, late
+
+    for headers in ({"Accept-Encoding": "gzip"}, {"Accept-Encoding": "identity"}):
+        before = len(routed)
+        early, late = both("", headers)
+        assert len(routed) == before + 1  # only the second went through the route
+        assert (early.status_code, early.content) == (late.status_code, late.content)
+        for name in ("content-type", "content-encoding", "etag", "vary", "cache-control", "x-content-type-options"):
+            assert early.headers.get(name) == late.headers.get(name), name
+    etag = early.headers["etag"]
+    held, _ = both("", {"If-None-Match": etag, "Accept-Encoding": "identity"})
+    assert held.status_code == 304
+    head = api.head(f"{API}/reports.geojson")
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"]
+    assert [f["id"] for f in api.get(f"{API}/reports.geojson").json()["features"]] == [report["id"]]
+    # Bad input is the route's to refuse, with its problem details naming the field.
+    bad = api.get(f"{API}/reports.geojson", params={"bbox": "1,2"})
+    assert bad.status_code == 422 and "bbox" in bad.text
+    assert api.get(f"{API}/reports.geojson", params={"limit": "0"}).status_code == 422
+    # Once the version read is no longer trusted the route reads it again: nothing older is served.
+    before = len(routed)
+    kept._version_read -= 7200
+    assert api.get(f"{API}/reports.geojson").status_code == 200 and len(routed) == before + 1
+
+
 def test_a_lapsed_version_is_read_again_by_one_caller_while_the_others_are_served(api: TestClient) -> None:
     answers = cache.AnswerCache(version_seconds=60.0)
     with Session(api.app.state.engine) as db:
