@@ -182,13 +182,6 @@ class RegisterRoutes(_Bound):
         roots: Mapping[str, APIRouter] | None = None,
         before_routing: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
-        for path, answer in (before_routing or {}).items():
-            if not path.startswith("/") or "{" in path or "?" in path or not callable(answer):
-                raise self._fail(f"register(before_routing={{{path!r}: ...}}) needs a literal path below the "
-                                 "mini-app's API (such as '/layer.json') and a function of the request")
-            if path in self.miniapp.answers_before_routing:
-                raise self._fail(f"before_routing path {path!r} registered twice")
-            self.miniapp.answers_before_routing[path] = answer
         for kind, router in (("api", api), ("pages", pages)):
             if router is None:
                 continue
@@ -210,12 +203,28 @@ class RegisterRoutes(_Bound):
             if root in self.miniapp.root_routers:
                 raise self._fail(f"root {root!r} registered twice")
             self.miniapp.root_routers[root] = router
+        for path, answer in (before_routing or {}).items():
+            self._answer_before_routing(path, answer)
         if templates is not None:
             self.miniapp.templates_dirs.append(self._existing_dir(templates, "templates"))
         if static is not None:
             if self.miniapp.static_dir is not None:
                 raise self._fail("static files were registered twice")
             self.miniapp.static_dir = self._existing_dir(static, "static")
+
+    def _answer_before_routing(self, path: str, answer: Callable[[Any], Any]) -> None:
+        if not path.startswith("/") or "{" in path or "?" in path or not callable(answer):
+            raise self._fail(f"register(before_routing={{{path!r}: ...}}) needs a literal path below the "
+                             "mini-app's API (such as '/layer.json') and a function of the request")
+        # What the answer leaves (None, an error) goes to the routes: one of them must answer the path.
+        routed = {getattr(route, "path", None) for router in self.miniapp.api_routers for route in router.routes
+                  if "GET" in (getattr(route, "methods", None) or ())}
+        if path not in routed:
+            raise self._fail(f"register(before_routing={{{path!r}: ...}}): no GET route of the mini-app's API "
+                             "answers that path (register the api router with it, or before it)")
+        if path in self.miniapp.answers_before_routing:
+            raise self._fail(f"before_routing path {path!r} registered twice")
+        self.miniapp.answers_before_routing[path] = answer
 
     def _existing_dir(self, path: str | Path, what: str) -> Path:
         path = Path(path)

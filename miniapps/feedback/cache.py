@@ -100,14 +100,16 @@ class AnswerCache:
                 if now - self._rechecking > self._version_seconds:
                     self._rechecking = now  # this caller reads the version; the others need not
                     return None
-        with self._lock:
-            return self._answers.get((self._version, key))
+        return self._stored(key)
 
     def trusted(self, key: Hashable) -> Any:
         """The stored answer for ``key`` only while the data version read last is trusted; else None, without
         claiming the version's re-read as ``fresh`` does (answers before routing: the route then reads it)."""
         if time.monotonic() - self._version_read > self._version_seconds:
             return None
+        return self._stored(key)
+
+    def _stored(self, key: Hashable) -> Any:
         with self._lock:
             return self._answers.get((self._version, key))
 

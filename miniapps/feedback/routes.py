@@ -402,7 +402,7 @@ def kept_geojson(request: Request) -> Response | None:
     if not GEOJSON_PARAMS.issuperset(params) or len(params.multi_items()) != len(params):
         return None
     limit, category_id = params.get("limit", "1000"), params.get("category_id")
-    if not (limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= 5000) or category_id == "":
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= 5000) or category_id == "":
         return None
     try:
         box = _bbox(params.get("bbox"))

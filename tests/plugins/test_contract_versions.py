@@ -91,3 +91,17 @@ def test_an_answer_before_routing_needs_a_literal_path(path: str) -> None:
     sample = candidate("sample", superapp_register_routes=lambda register: register(before_routing={path: lambda r: None}))
     with pytest.raises(ContractError, match=r"register\(before_routing=.*needs a literal path"):
         load_miniapps([sample], host_version="1.3.0")
+
+
+def test_an_answer_before_routing_needs_a_get_route_for_what_it_leaves() -> None:
+    router = APIRouter()
+    router.get("/layer.json")(lambda: {})
+    router.post("/posted.json")(lambda: {})
+    sample = candidate("sample", superapp_register_routes=lambda register: register(
+        api=router, before_routing={"/layer.json": lambda r: None}))
+    assert load_miniapps([sample], host_version="1.3.0")[1][0].answers_before_routing
+    for path in ("/other.json", "/posted.json"):
+        orphan = candidate("sample", superapp_register_routes=lambda register, p=path: register(
+            api=router, before_routing={p: lambda r: None}))
+        with pytest.raises(ContractError, match=rf"before_routing=\{{'{path}'.*no GET route"):
+            load_miniapps([orphan], host_version="1.3.0")
